@@ -1,0 +1,227 @@
+// The reverse-mode tape. Each op result that needs a gradient carries a Node: its inputs, the
+// native handles its backward needs (owned by the node) and the backward closure. The tape holds
+// no native state of its own: gradients are NativeTensor handles owned by the tape while it runs.
+//
+// Lifetime: a node is freed (its saved handles disposed) either when backward() runs through it
+// or when nothing can reach it any more: it counts one reference for its output Tensor and one
+// for each unfreed consumer node; disposing the output and all consumers frees it, so a forward
+// pass whose loss is never backpropagated releases its graph when tidy() disposes the results.
+import { native, NativeTensor } from "./native";
+import type { Tensor } from "./tensor";
+
+/**
+ * Backward closure: input gradients (null where not needed) from the output gradient. It may
+ * return dy itself for one input (the tape then owns it); other results must be fresh handles.
+ */
+export type BackwardFn = (dy: NativeTensor) => (NativeTensor | null)[];
+
+export class Node {
+  readonly op: string;
+  readonly inputs: (Tensor | null)[];
+  readonly needs: boolean[];
+  saved: NativeTensor[];
+  readonly backwardFn: BackwardFn;
+  readonly outShape: number[];
+  /** the Tensor this node produced (set by the op layer right after creating it) */
+  output: Tensor | null = null;
+  refs = 1;
+  freed = false;
+
+  constructor(op: string, inputs: (Tensor | null)[], needs: boolean[], saved: NativeTensor[], fn: BackwardFn,
+    outShape: number[]) {
+    this.op = op;
+    this.inputs = inputs;
+    this.needs = needs;
+    this.saved = saved;
+    this.backwardFn = fn;
+    this.outShape = outShape;
+  }
+
+  /** disposes the saved handles; the node stays as a marker that its graph is gone */
+  releaseSaved(): void {
+    for (const h of this.saved) if (!h.disposed) h.dispose();
+    this.saved = [];
+    this.freed = true;
+  }
+}
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording the tape (results do not require grad). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Runs fn with the tape recording, also inside noGrad. */
+export function enableGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** Whether an op over these inputs records a node. */
+export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
+  if (!gradEnabled) return false;
+  for (const t of inputs) if (t && t.requiresGrad) return true;
+  return false;
+}
+
+/** Called when a node is created: each input's node gains a consumer. */
+export function retainInputs(node: Node): void {
+  for (let i = 0; i < node.inputs.length; i++) {
+    const n = node.needs[i] ? node.inputs[i]?._node : null;
+    if (n && !n.freed) n.refs++;
+  }
+}
+
+/** Drops one reference to a node; frees it and, transitively, what only it reached. */
+export function releaseNode(start: Node): void {
+  const stack = [start];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (n.freed) continue;
+    if (--n.refs > 0) continue;
+    n.releaseSaved();
+    for (let i = 0; i < n.inputs.length; i++) {
+      const inNode = n.needs[i] ? n.inputs[i]?._node : null;
+      if (inNode && !inNode.freed) stack.push(inNode);
+    }
+  }
+}
+
+function shapeStr(s: number[]): string {
+  return `[${s.join(", ")}]`;
+}
+
+/** Nodes reachable from root, inputs before consumers (iterative DFS: graphs can be deep). */
+function topoOrder(root: Node): Node[] {
+  const order: Node[] = [];
+  const state = new Map<Node, number>(); // 1 = on the stack, 2 = done
+  const stack: [Node, number][] = [[root, 0]];
+  state.set(root, 1);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [n, i] = top;
+    if (n.freed) {
+      throw new Error(
+        `backward: the graph through ${n.op} (output shape ${shapeStr(n.outShape)}) was already freed by an ` +
+          `earlier backward(); a graph can be backpropagated once, so run the forward pass again`,
+      );
+    }
+    if (i < n.inputs.length) {
+      top[1] = i + 1;
+      const inNode = n.needs[i] ? n.inputs[i]?._node : null;
+      if (inNode && !state.has(inNode)) {
+        state.set(inNode, 1);
+        stack.push([inNode, 0]);
+      }
+      continue;
+    }
+    stack.pop();
+    state.set(n, 2);
+    order.push(n);
+  }
+  return order;
+}
+
+/**
+ * Backpropagates from `root` with output gradient `seed` (a handle the tape takes over).
+ * `adoptGrad` wraps a handle as an untracked Tensor for a leaf's .grad.
+ */
+export function runBackward(root: Tensor, seed: NativeTensor, adoptGrad: (h: NativeTensor) => Tensor): void {
+  const N = native();
+  const rootNode = root._node;
+  if (!rootNode) {
+    // a leaf: its gradient is the seed
+    accumulateLeaf(root, seed, adoptGrad);
+    return;
+  }
+  let order: Node[];
+  try {
+    order = topoOrder(rootNode);
+  } catch (e) {
+    seed.dispose();
+    throw e;
+  }
+  // gradients of non-leaf tensors, keyed by the Tensor object (its handle may be disposed already)
+  const grads = new Map<Tensor, NativeTensor>();
+  grads.set(root, seed);
+  try {
+    for (let k = order.length - 1; k >= 0; k--) {
+      const node = order[k];
+      const out = node.output;
+      const dy = out ? grads.get(out) : undefined;
+      if (out) grads.delete(out);
+      if (!dy) {
+        node.releaseSaved();
+        continue;
+      }
+      let gs: (NativeTensor | null)[];
+      try {
+        gs = node.backwardFn(dy);
+      } catch (e) {
+        dy.dispose();
+        throw e;
+      }
+      // each returned handle must be owned once: clone repeats (and dy if returned twice)
+      const seen = new Set<NativeTensor>();
+      let dyOwned = false;
+      for (let i = 0; i < node.inputs.length; i++) {
+        let g = gs[i] ?? null;
+        if (!g) continue;
+        if (seen.has(g)) g = N.clone(g);
+        seen.add(g);
+        if (g === dy) dyOwned = true;
+        const input = node.inputs[i];
+        if (!input || !node.needs[i]) {
+          g.dispose();
+          continue;
+        }
+        if (input._node) {
+          const prev = grads.get(input);
+          if (prev) {
+            N.axpy(prev, 1, g);
+            g.dispose();
+          } else {
+            grads.set(input, g);
+          }
+        } else {
+          accumulateLeaf(input, g, adoptGrad);
+        }
+      }
+      if (!dyOwned && !dy.disposed) dy.dispose();
+      node.releaseSaved();
+    }
+  } finally {
+    for (const g of grads.values()) if (!g.disposed) g.dispose();
+    for (const n of order) n.releaseSaved();
+  }
+}
+
+function accumulateLeaf(leaf: Tensor, g: NativeTensor, adoptGrad: (h: NativeTensor) => Tensor): void {
+  if (!leaf.requiresGrad) {
+    g.dispose();
+    return;
+  }
+  const cur = leaf.grad;
+  if (cur && !cur.disposed) {
+    native().axpy(cur.handle, 1, g);
+    g.dispose();
+  } else {
+    leaf._setGradInternal(adoptGrad(g));
+  }
+}

@@ -1,0 +1,74 @@
+// The building blocks of the official C3-GAN (base_layer.py), with the same child indices so
+// parameter names match the official state dict (e.g. an upBlock's conv is ".1", its BN ".2").
+import { Conv2d, BatchNorm2d, GLU, Layer, Module, Sequential } from "../nn";
+import * as F from "../ops";
+import { Generator, Tensor } from "../tensor";
+import type { DeviceName } from "../native";
+
+export interface BuildOptions {
+  generator: Generator;
+  device: DeviceName;
+}
+
+/** Parameterless nearest 2x upsample (nn.Upsample(scale_factor=2, mode='nearest')). */
+export class Upsample2x extends Module implements Layer {
+  forward(x: Tensor): Tensor {
+    return F.upsample2x(x);
+  }
+}
+
+export class LeakyReLU extends Module implements Layer {
+  constructor(readonly slope: number) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return F.leakyRelu(x, this.slope);
+  }
+}
+
+export class Tanh extends Module implements Layer {
+  forward(x: Tensor): Tensor {
+    return F.tanh(x);
+  }
+}
+
+export function conv3x3(inC: number, outC: number, o: BuildOptions): Conv2d {
+  return new Conv2d(inC, outC, 3, { padding: 1, bias: false, generator: o.generator, device: o.device });
+}
+
+/** upsample 2x, 3x3 conv to 2*out, BatchNorm2d, GLU */
+export function upBlock(inC: number, outC: number, o: BuildOptions): Sequential {
+  return new Sequential(new Upsample2x(), conv3x3(inC, outC * 2, o), new BatchNorm2d(outC * 2, { device: o.device }), new GLU());
+}
+
+/** 3x3 conv to 2*out, BatchNorm2d, GLU */
+export function sameBlock(inC: number, outC: number, o: BuildOptions): Sequential {
+  return new Sequential(conv3x3(inC, outC * 2, o), new BatchNorm2d(outC * 2, { device: o.device }), new GLU());
+}
+
+/** x + BN(conv3x3(GLU(BN(conv3x3(x) to 2c)))) */
+export class ResBlock extends Module implements Layer {
+  readonly block: Sequential;
+  constructor(channels: number, o: BuildOptions) {
+    super();
+    this.block = this.registerModule(
+      "block",
+      new Sequential(
+        conv3x3(channels, channels * 2, o),
+        new BatchNorm2d(channels * 2, { device: o.device }),
+        new GLU(),
+        conv3x3(channels, channels, o),
+        new BatchNorm2d(channels, { device: o.device }),
+      ),
+    );
+  }
+  forward(x: Tensor): Tensor {
+    return F.add(x, this.block.forward(x));
+  }
+}
+
+export function multiResBlock(count: number, channels: number, o: BuildOptions): Sequential {
+  const s = new Sequential();
+  for (let i = 0; i < count; i++) s.append(new ResBlock(channels, o));
+  return s;
+}

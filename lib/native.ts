@@ -1,0 +1,135 @@
+// The N-API addon: its typed surface and its loader. Everything here mirrors native/core/ops.h;
+// the functions take and return NativeTensor handles whose memory is native-owned and freed by
+// dispose() (deterministically; the GC is only a safety net).
+import * as path from "node:path";
+
+export type DeviceName = "cpu" | "cuda";
+export type UnaryOpName =
+  | "relu" | "leaky_relu" | "tanh" | "sigmoid" | "exp" | "log" | "neg" | "square" | "sqrt" | "abs";
+export type BinaryOpName = "add" | "sub" | "mul" | "div";
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly device: DeviceName;
+  readonly numel: number;
+  readonly disposed: boolean;
+  dispose(): void;
+}
+
+export interface NativeGenerator {
+  /** [key, offset]: the whole state, for checkpoints */
+  getState(): [bigint, bigint];
+  setState(key: bigint, offset: bigint): void;
+}
+
+export interface NativeAddon {
+  version: string;
+  cudaStatus(): string;
+  cudaAvailable(): boolean;
+  numThreads(): number;
+  setNumThreads(n: number): void;
+  /** bytes held by live tensors on a device */
+  liveBytes(device: DeviceName): number;
+  liveTensors(): number;
+
+  Generator: new (seed: bigint | number) => NativeGenerator;
+  NativeTensor: Function;
+
+  empty(shape: number[], device: DeviceName): NativeTensor;
+  full(shape: number[], value: number, device: DeviceName): NativeTensor;
+  fromFloat32(data: Float32Array, shape: number[], device: DeviceName): NativeTensor;
+  toFloat32(t: NativeTensor): Float32Array;
+  toDevice(t: NativeTensor, device: DeviceName): NativeTensor;
+  clone(t: NativeTensor): NativeTensor;
+  reshape(t: NativeTensor, shape: number[]): NativeTensor;
+  fill(t: NativeTensor, value: number): void;
+  copy(dst: NativeTensor, src: NativeTensor): void;
+  /** y += alpha * x */
+  axpy(y: NativeTensor, alpha: number, x: NativeTensor): void;
+  randn(shape: number[], device: DeviceName, gen: NativeGenerator, mean: number, std: number): NativeTensor;
+  rand(shape: number[], device: DeviceName, gen: NativeGenerator, lo: number, hi: number): NativeTensor;
+
+  affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
+  unary(op: UnaryOpName, x: NativeTensor, alpha: number): NativeTensor;
+  unaryBackward(op: UnaryOpName, dy: NativeTensor, x: NativeTensor, y: NativeTensor, alpha: number): NativeTensor;
+  binary(op: BinaryOpName, a: NativeTensor, b: NativeTensor): NativeTensor;
+  expand(x: NativeTensor, shape: number[]): NativeTensor;
+  sumTo(x: NativeTensor, shape: number[]): NativeTensor;
+  /** dims empty = all; negative dims count from the end */
+  sum(x: NativeTensor, dims: number[], keepdim: boolean): NativeTensor;
+
+  conv2d(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor;
+  conv2dBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[], stride: number, pad: number): NativeTensor;
+  conv2dBackwardWeight(dy: NativeTensor, x: NativeTensor, wShape: number[], stride: number, pad: number): NativeTensor;
+  linear(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null): NativeTensor;
+  linearBackwardData(dy: NativeTensor, w: NativeTensor): NativeTensor;
+  linearBackwardWeight(dy: NativeTensor, x: NativeTensor): NativeTensor;
+  matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
+
+  /** returns [y, saveMean, saveInvstd]; training updates runningMean/runningVar in place */
+  batchNorm(x: NativeTensor, gamma: NativeTensor, beta: NativeTensor, runningMean: NativeTensor,
+    runningVar: NativeTensor, training: boolean, momentum: number, eps: number): NativeTensor[];
+  /** returns [dx, dgamma, dbeta] */
+  batchNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor, saveMean: NativeTensor,
+    saveInvstd: NativeTensor, training: boolean): NativeTensor[];
+
+  glu(x: NativeTensor, dim: number): NativeTensor;
+  gluBackward(dy: NativeTensor, x: NativeTensor, dim: number): NativeTensor;
+  upsample2x(x: NativeTensor): NativeTensor;
+  upsample2xBackward(dy: NativeTensor): NativeTensor;
+  concat(xs: NativeTensor[], dim: number): NativeTensor;
+  slice(x: NativeTensor, dim: number, start: number, end: number): NativeTensor;
+  sliceBackward(dy: NativeTensor, xShape: number[], dim: number, start: number): NativeTensor;
+
+  /** returns [y, norms] */
+  l2normalize(x: NativeTensor, eps: number): NativeTensor[];
+  l2normalizeBackward(dy: NativeTensor, x: NativeTensor, norms: NativeTensor, eps: number): NativeTensor;
+  softmax(x: NativeTensor, log: boolean): NativeTensor;
+  softmaxBackward(dy: NativeTensor, y: NativeTensor, log: boolean): NativeTensor;
+  /** returns [loss (shape []), probs] */
+  crossEntropy(logits: NativeTensor, targets: Int32Array): NativeTensor[];
+  crossEntropyBackward(dloss: NativeTensor, probs: NativeTensor, targets: Int32Array): NativeTensor;
+  /** returns [loss, z, norms, p] */
+  ntXent(x: NativeTensor, temperature: number): NativeTensor[];
+  ntXentBackward(dloss: NativeTensor, x: NativeTensor, z: NativeTensor, norms: NativeTensor, p: NativeTensor,
+    temperature: number): NativeTensor;
+
+  affineGrid(theta: NativeTensor, H: number, W: number): NativeTensor;
+  affineGridBackward(dgrid: NativeTensor): NativeTensor;
+  gridSample(x: NativeTensor, grid: NativeTensor): NativeTensor;
+  /** returns [dx or null, dgrid or null] */
+  gridSampleBackward(dy: NativeTensor, x: NativeTensor, grid: NativeTensor, needDx: boolean,
+    needDgrid: boolean): (NativeTensor | null)[];
+
+  adamStep(param: NativeTensor, grad: NativeTensor, m: NativeTensor, v: NativeTensor, lr: number, beta1: number,
+    beta2: number, eps: number, weightDecay: number, step: number): void;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The package root (where binding.gyp, build/ and prebuilds/ live), from dist/lib or lib. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (let i = 0; i < 4; i++) {
+    if (require("node:fs").existsSync(path.join(dir, "package.json"))) return dir;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(__dirname, "..", "..");
+}
+
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const root = packageRoot();
+  try {
+    // node-gyp-build looks in prebuilds/<platform>-<arch>/ and build/Release (cmake-js and node-gyp)
+    cached = require("node-gyp-build")(root) as NativeAddon;
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw new Error(
+      `c3gan: could not load the native addon (looked in ${path.join(root, "prebuilds", `${process.platform}-${process.arch}`)}` +
+        ` and ${path.join(root, "build", "Release")}): ${why}. Build it with \`npm run build:native\` ` +
+        `(needs cmake and a C++17 compiler) or \`npx node-gyp rebuild\`.`,
+    );
+  }
+  return cached;
+}

@@ -1,0 +1,192 @@
+// The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, Sequential, with PyTorch's parameter names
+// and default initialisation.
+import { DeviceName, native } from "../native";
+import { batchNorm, conv2d, glu, linear } from "../ops";
+import { defaultGenerator, Generator, shapeStr, Tensor } from "../tensor";
+import { defaultUniform_ } from "./init";
+import { Layer, Module } from "./module";
+
+function posInt(v: unknown, where: string, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) {
+    throw new Error(`${where}: ${what} must be a positive integer, got ${String(v)}`);
+  }
+  return v;
+}
+
+export interface Conv2dOptions {
+  stride?: number;
+  padding?: number;
+  bias?: boolean;
+  generator?: Generator;
+  device?: DeviceName;
+}
+
+export class Conv2d extends Module implements Layer {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly stride: number;
+  readonly padding: number;
+
+  constructor(inChannels: number, outChannels: number, kernel: number | [number, number], opts: Conv2dOptions = {}) {
+    super();
+    posInt(inChannels, "Conv2d", "inChannels");
+    posInt(outChannels, "Conv2d", "outChannels");
+    const [kh, kw] = typeof kernel === "number" ? [kernel, kernel] : kernel;
+    posInt(kh, "Conv2d", "kernel height");
+    posInt(kw, "Conv2d", "kernel width");
+    this.stride = posInt(opts.stride ?? 1, "Conv2d", "stride");
+    const pad = opts.padding ?? 0;
+    if (!Number.isInteger(pad) || pad < 0) throw new Error(`Conv2d: padding must be an integer >= 0, got ${pad}`);
+    this.padding = pad;
+    const gen = opts.generator ?? defaultGenerator();
+    const device = opts.device ?? "cpu";
+    const fanIn = inChannels * kh * kw;
+    // kaiming_uniform(a = sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the bias uses the same bound
+    this.weight = this.registerParameter("weight", defaultUniform_(Tensor.zeros([outChannels, inChannels, kh, kw], { device }), fanIn, gen));
+    this.bias = this.registerParameter("bias",
+      (opts.bias ?? true) ? defaultUniform_(Tensor.zeros([outChannels], { device }), fanIn, gen) : null);
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.stride, this.padding);
+  }
+}
+
+export interface LinearOptions {
+  bias?: boolean;
+  generator?: Generator;
+  device?: DeviceName;
+}
+
+export class Linear extends Module implements Layer {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(inFeatures: number, outFeatures: number, opts: LinearOptions = {}) {
+    super();
+    posInt(inFeatures, "Linear", "inFeatures");
+    posInt(outFeatures, "Linear", "outFeatures");
+    const gen = opts.generator ?? defaultGenerator();
+    const device = opts.device ?? "cpu";
+    this.weight = this.registerParameter("weight", defaultUniform_(Tensor.zeros([outFeatures, inFeatures], { device }), inFeatures, gen));
+    this.bias = this.registerParameter("bias",
+      (opts.bias ?? true) ? defaultUniform_(Tensor.zeros([outFeatures], { device }), inFeatures, gen) : null);
+  }
+
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+export interface BatchNormOptions {
+  eps?: number;
+  momentum?: number;
+  device?: DeviceName;
+}
+
+abstract class BatchNormBase extends Module implements Layer {
+  readonly numFeatures: number;
+  readonly eps: number;
+  readonly momentum: number;
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  readonly numBatchesTracked: Tensor;
+  protected abstract readonly rank: number;
+
+  constructor(numFeatures: number, opts: BatchNormOptions = {}) {
+    super();
+    const where = this.constructor.name;
+    posInt(numFeatures, where, "numFeatures");
+    const eps = opts.eps ?? 1e-5;
+    const momentum = opts.momentum ?? 0.1;
+    if (typeof eps !== "number" || !Number.isFinite(eps) || eps <= 0) throw new Error(`${where}: eps must be a finite number > 0, got ${eps}`);
+    if (typeof momentum !== "number" || !(momentum >= 0 && momentum <= 1)) {
+      throw new Error(`${where}: momentum must be a number in [0, 1], got ${momentum}`);
+    }
+    this.numFeatures = numFeatures;
+    this.eps = eps;
+    this.momentum = momentum;
+    const device = opts.device ?? "cpu";
+    this.weight = this.registerParameter("weight", Tensor.ones([numFeatures], { device }));
+    this.bias = this.registerParameter("bias", Tensor.zeros([numFeatures], { device }));
+    this.runningMean = this.registerBuffer("running_mean", Tensor.zeros([numFeatures], { device }));
+    this.runningVar = this.registerBuffer("running_var", Tensor.ones([numFeatures], { device }));
+    // PyTorch keeps this as a 0-dim integer tensor; here a one-element float
+    this.numBatchesTracked = this.registerBuffer("num_batches_tracked", Tensor.zeros([], { device }));
+  }
+
+  forward(x: Tensor): Tensor {
+    const where = this.constructor.name;
+    if (!(x instanceof Tensor)) throw new Error(`${where}: input must be a Tensor`);
+    if (x.ndim !== this.rank) {
+      throw new Error(`${where}: expects a rank-${this.rank} input, got shape ${shapeStr(x.shape)}`);
+    }
+    if (x.shape[1] !== this.numFeatures) {
+      throw new Error(`${where}(${this.numFeatures}): input ${shapeStr(x.shape)} has ${x.shape[1]} channels`);
+    }
+    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
+    if (this.training) {
+      const N = native();
+      const h = this.numBatchesTracked.use(where);
+      const next = N.affine(h, 1, 1);
+      N.copy(h, next);
+      next.dispose();
+    }
+    return y;
+  }
+}
+
+export class BatchNorm1d extends BatchNormBase {
+  protected readonly rank = 2;
+}
+
+export class BatchNorm2d extends BatchNormBase {
+  protected readonly rank = 4;
+}
+
+export class GLU extends Module implements Layer {
+  constructor(readonly dim = 1) {
+    super();
+  }
+
+  forward(x: Tensor): Tensor {
+    return glu(x, this.dim);
+  }
+}
+
+/** Chains layers; children are named "0", "1", ... as in PyTorch. */
+export class Sequential extends Module implements Layer {
+  private readonly layers: (Module & Layer)[] = [];
+
+  constructor(...layers: (Module & Layer)[]) {
+    super();
+    for (const l of layers) this.append(l);
+  }
+
+  append(l: Module & Layer): this {
+    if (!(l instanceof Module) || typeof (l as Layer).forward !== "function") {
+      throw new Error(`Sequential: item ${this.layers.length} must be a Module with forward(x)`);
+    }
+    this.registerModule(String(this.layers.length), l);
+    this.layers.push(l);
+    return this;
+  }
+
+  get length(): number {
+    return this.layers.length;
+  }
+
+  get(i: number): Module & Layer {
+    const l = this.layers[i];
+    if (!l) throw new Error(`Sequential.get: index ${i} out of range (length ${this.layers.length})`);
+    return l;
+  }
+
+  forward(x: Tensor): Tensor {
+    let y = x;
+    for (const l of this.layers) y = l.forward(y);
+    return y;
+  }
+}

@@ -1,0 +1,662 @@
+// Differentiable ops: each is a native forward plus, when an input requires grad, a tape node
+// whose backward calls the native backward kernels. Arguments are checked here where the
+// message is clearer than the native one (the native layer checks everything again).
+import { native, NativeAddon, NativeTensor, UnaryOpName, BinaryOpName } from "./native";
+import { isGradEnabled, Node, retainInputs } from "./autograd";
+import { checkShape, numelOf, shapeStr, Tensor } from "./tensor";
+
+type Grads = (NativeTensor | null)[];
+
+/** What a recording op keeps for its backward: handles it shares or owns, disposed with the node. */
+class Ctx {
+  readonly saved: NativeTensor[] = [];
+  constructor(readonly N: NativeAddon, readonly needs: boolean[]) {}
+  /** a second handle on the same storage, owned by the node */
+  share(h: NativeTensor): NativeTensor {
+    const s = this.N.reshape(h, h.shape);
+    this.saved.push(s);
+    return s;
+  }
+}
+
+/**
+ * Wraps the forward result `out` of `op`; when recording, `setup` saves what backward needs and
+ * returns the backward closure. `own` are temporaries (e.g. saved statistics) that the node takes
+ * over, or that are disposed right away when nothing is recorded.
+ */
+function finish(op: string, out: NativeTensor, inputs: (Tensor | null)[], setup: (c: Ctx) => (dy: NativeTensor) => Grads,
+  own: NativeTensor[] = []): Tensor {
+  const grad = isGradEnabled();
+  const needs = inputs.map((t) => grad && t !== null && t.requiresGrad);
+  const t = new Tensor(out, op);
+  if (!needs.some(Boolean)) {
+    for (const h of own) h.dispose();
+    return t;
+  }
+  const N = native();
+  const ctx = new Ctx(N, needs);
+  const fn = setup(ctx);
+  ctx.saved.push(...own);
+  const node = new Node(op, inputs, needs, ctx.saved, fn, t.shape);
+  node.output = t;
+  retainInputs(node);
+  t._node = node;
+  return t;
+}
+
+function normDim(dim: number, ndim: number, op: string, shape: number[]): number {
+  if (!Number.isInteger(dim) || dim < -ndim || dim >= ndim) {
+    throw new Error(`${op}: dim ${dim} is out of range for shape ${shapeStr(shape)}`);
+  }
+  return dim < 0 ? dim + ndim : dim;
+}
+
+function checkInt(v: number, op: string, what: string, min: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+    throw new Error(`${op}: ${what} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkFinite(v: number, op: string, what: string): number {
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${op}: ${what} must be a finite number, got ${String(v)}`);
+  return v;
+}
+
+function checkRank(t: Tensor, ranks: number[], op: string, what: string): void {
+  if (!ranks.includes(t.ndim)) {
+    throw new Error(`${op}: ${what} must have rank ${ranks.join(" or ")}, got shape ${shapeStr(t.shape)}`);
+  }
+}
+
+function checkTensor(t: unknown, op: string, what: string): asserts t is Tensor {
+  if (!(t instanceof Tensor)) throw new Error(`${op}: ${what} must be a Tensor, got ${t === null ? "null" : typeof t}`);
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** numpy broadcasting of two shapes */
+export function broadcastShapes(a: number[], b: number[], op = "broadcast"): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new Error(`${op}: shapes ${shapeStr(a)} and ${shapeStr(b)} are not broadcastable (dim ${i}: ${da} vs ${db})`);
+    }
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** g (of a broadcast shape) summed down to `shape`: g itself when already that shape, else a new handle */
+function reduceTo(N: NativeAddon, g: NativeTensor, shape: number[]): NativeTensor {
+  const gs = g.shape;
+  if (sameShape(gs, shape)) return g;
+  const padded = new Array(gs.length - shape.length).fill(1).concat(shape);
+  const r = N.sumTo(g, padded);
+  if (padded.length === shape.length) return r;
+  const rr = N.reshape(r, shape);
+  r.dispose();
+  return rr;
+}
+
+/** reduceTo for a temporary g: disposes g unless it is the result */
+function reduceOwned(N: NativeAddon, g: NativeTensor, shape: number[]): NativeTensor {
+  const r = reduceTo(N, g, shape);
+  if (r !== g) g.dispose();
+  return r;
+}
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+export function affine(x: Tensor, scale: number, shift: number): Tensor {
+  checkTensor(x, "affine", "x");
+  if (typeof scale !== "number" || typeof shift !== "number") throw new Error("affine: scale and shift must be numbers");
+  const N = native();
+  const y = N.affine(x.use("affine"), scale, shift);
+  return finish("affine", y, [x], () => (dy) => [N.affine(dy, scale, 0)]);
+}
+
+function unaryOp(op: UnaryOpName, name: string, x: Tensor, alpha = 0): Tensor {
+  checkTensor(x, name, "x");
+  const N = native();
+  const xh = x.use(name);
+  const y = N.unary(op, xh, alpha);
+  return finish(name, y, [x], (c) => {
+    const xs = c.share(xh);
+    const ys = c.share(y);
+    return (dy) => [N.unaryBackward(op, dy, xs, ys, alpha)];
+  });
+}
+
+export const relu = (x: Tensor): Tensor => unaryOp("relu", "relu", x);
+export const tanh = (x: Tensor): Tensor => unaryOp("tanh", "tanh", x);
+export const sigmoid = (x: Tensor): Tensor => unaryOp("sigmoid", "sigmoid", x);
+export const exp = (x: Tensor): Tensor => unaryOp("exp", "exp", x);
+export const log = (x: Tensor): Tensor => unaryOp("log", "log", x);
+export const neg = (x: Tensor): Tensor => unaryOp("neg", "neg", x);
+export const square = (x: Tensor): Tensor => unaryOp("square", "square", x);
+export const sqrt = (x: Tensor): Tensor => unaryOp("sqrt", "sqrt", x);
+export const abs = (x: Tensor): Tensor => unaryOp("abs", "abs", x);
+
+export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
+  checkFinite(slope, "leakyRelu", "slope");
+  return unaryOp("leaky_relu", "leakyRelu", x, slope);
+}
+
+function binaryTensors(op: BinaryOpName, a: Tensor, b: Tensor): Tensor {
+  const N = native();
+  const ah = a.use(op);
+  const bh = b.use(op);
+  const aShape = a.shape;
+  const bShape = b.shape;
+  broadcastShapes(aShape, bShape, op);
+  if (a.device !== b.device) {
+    throw new Error(`${op}: tensors are on different devices (${a.device} ${shapeStr(aShape)}, ${b.device} ${shapeStr(bShape)})`);
+  }
+  const y = N.binary(op, ah, bh);
+  return finish(op, y, [a, b], (c) => {
+    const [na, nb] = c.needs;
+    switch (op) {
+      case "add":
+        return (dy) => [na ? reduceTo(N, dy, aShape) : null, nb ? reduceTo(N, dy, bShape) : null];
+      case "sub":
+        return (dy) => {
+          const gb = nb ? reduceOwned(N, N.affine(dy, -1, 0), bShape) : null;
+          return [na ? reduceTo(N, dy, aShape) : null, gb];
+        };
+      case "mul": {
+        const as = nb ? c.share(ah) : null;
+        const bs = na ? c.share(bh) : null;
+        return (dy) => [
+          na ? reduceOwned(N, N.binary("mul", dy, bs!), aShape) : null,
+          nb ? reduceOwned(N, N.binary("mul", dy, as!), bShape) : null,
+        ];
+      }
+      case "div": {
+        // da = dy / b; db = -dy * y / b
+        const bs = c.share(bh);
+        const ys = nb ? c.share(y) : null;
+        return (dy) => {
+          const ga = na ? reduceOwned(N, N.binary("div", dy, bs), aShape) : null;
+          let gb: NativeTensor | null = null;
+          if (nb) {
+            const t1 = N.binary("mul", dy, ys!);
+            const t2 = N.binary("div", t1, bs);
+            t1.dispose();
+            const t3 = N.affine(t2, -1, 0);
+            t2.dispose();
+            gb = reduceOwned(N, t3, bShape);
+          }
+          return [ga, gb];
+        };
+      }
+    }
+  });
+}
+
+function binary(op: BinaryOpName, a: Tensor | number, b: Tensor | number): Tensor {
+  const aT = a instanceof Tensor;
+  const bT = b instanceof Tensor;
+  if (!aT && typeof a !== "number") throw new Error(`${op}: a must be a Tensor or a number, got ${String(a)}`);
+  if (!bT && typeof b !== "number") throw new Error(`${op}: b must be a Tensor or a number, got ${String(b)}`);
+  if (aT && bT) return binaryTensors(op, a, b);
+  if (aT) {
+    const s = b as number;
+    if (op === "add") return affine(a, 1, s);
+    if (op === "sub") return affine(a, 1, -s);
+    if (op === "mul") return affine(a, s, 0);
+    return affine(a, 1 / s, 0);
+  }
+  if (bT) {
+    const s = a as number;
+    if (op === "add") return affine(b, 1, s);
+    if (op === "sub") return affine(b, -1, s);
+    if (op === "mul") return affine(b, s, 0);
+    // s / b: broadcast a one-element tensor
+    const st = Tensor.full([], s, { device: b.device });
+    const r = binaryTensors("div", st, b);
+    st.dispose();
+    return r;
+  }
+  throw new Error(`${op}: at least one argument must be a Tensor (got two numbers)`);
+}
+
+export const add = (a: Tensor | number, b: Tensor | number): Tensor => binary("add", a, b);
+export const sub = (a: Tensor | number, b: Tensor | number): Tensor => binary("sub", a, b);
+export const mul = (a: Tensor | number, b: Tensor | number): Tensor => binary("mul", a, b);
+export const div = (a: Tensor | number, b: Tensor | number): Tensor => binary("div", a, b);
+
+// ---- reductions and shapes --------------------------------------------------------------------
+
+function normDims(dims: number | number[] | undefined, shape: number[], op: string): number[] {
+  if (dims === undefined || dims === null) return shape.map((_, i) => i);
+  const list = typeof dims === "number" ? [dims] : dims;
+  if (!Array.isArray(list)) throw new Error(`${op}: dims must be a number or an array of numbers`);
+  if (list.length === 0) return shape.map((_, i) => i);
+  const out = list.map((d) => normDim(d, shape.length, op, shape));
+  if (new Set(out).size !== out.length) throw new Error(`${op}: repeated dim in ${shapeStr(list)}`);
+  return out.sort((p, q) => p - q);
+}
+
+export function sum(x: Tensor, dims?: number | number[], keepdim = false): Tensor {
+  checkTensor(x, "sum", "x");
+  const N = native();
+  const xShape = x.shape;
+  const ds = normDims(dims, xShape, "sum");
+  const kept = xShape.map((d, i) => (ds.includes(i) ? 1 : d));
+  const y = N.sum(x.use("sum"), ds, keepdim);
+  return finish("sum", y, [x], () => (dy) => {
+    if (keepdim) return [N.expand(dy, xShape)];
+    const r = N.reshape(dy, kept);
+    const g = N.expand(r, xShape);
+    r.dispose();
+    return [g];
+  });
+}
+
+export function mean(x: Tensor, dims?: number | number[], keepdim = false): Tensor {
+  checkTensor(x, "mean", "x");
+  const xShape = x.shape;
+  const ds = normDims(dims, xShape, "mean");
+  const n = ds.reduce((p, d) => p * xShape[d], 1);
+  const s = sum(x, ds, keepdim);
+  const m = affine(s, 1 / n, 0);
+  s.dispose();
+  return m;
+}
+
+/** sums x down to a shape x broadcasts from (the reverse of expand) */
+export function sumTo(x: Tensor, shape: number[]): Tensor {
+  checkTensor(x, "sumTo", "x");
+  const N = native();
+  const xShape = x.shape;
+  const s = checkShape(shape, "sumTo");
+  const b = broadcastShapes(s, xShape, "sumTo");
+  if (!sameShape(b, xShape)) throw new Error(`sumTo: shape ${shapeStr(s)} does not broadcast to ${shapeStr(xShape)}`);
+  const xh = x.use("sumTo");
+  const r = reduceTo(N, xh, s);
+  const y = r === xh ? N.clone(xh) : r;
+  return finish("sumTo", y, [x], () => (dy) => [N.expand(dy, xShape)]);
+}
+
+export function reshape(x: Tensor, shape: number[]): Tensor {
+  checkTensor(x, "reshape", "x");
+  const N = native();
+  const xShape = x.shape;
+  if (!Array.isArray(shape)) throw new Error("reshape: shape must be an array");
+  const free = shape.filter((d) => d === -1).length;
+  if (free > 1) throw new Error(`reshape: at most one -1 in ${shapeStr(shape)}`);
+  const known = shape.map((d) => (d === -1 ? 1 : d));
+  checkShape(known, "reshape");
+  const n = x.numel;
+  const k = numelOf(known);
+  let s = shape.slice();
+  if (free) {
+    if (k === 0 || n % k !== 0) throw new Error(`reshape: cannot reshape ${shapeStr(xShape)} to ${shapeStr(shape)}`);
+    s = shape.map((d) => (d === -1 ? n / k : d));
+  } else if (k !== n) {
+    throw new Error(`reshape: cannot reshape ${shapeStr(xShape)} (${n} elements) to ${shapeStr(shape)} (${k} elements)`);
+  }
+  const y = N.reshape(x.use("reshape"), s);
+  return finish("reshape", y, [x], () => (dy) => [N.reshape(dy, xShape)]);
+}
+
+export function expand(x: Tensor, shape: number[]): Tensor {
+  checkTensor(x, "expand", "x");
+  const N = native();
+  const xShape = x.shape;
+  const s = checkShape(shape, "expand");
+  const b = broadcastShapes(xShape, s, "expand");
+  if (!sameShape(b, s)) throw new Error(`expand: shape ${shapeStr(xShape)} cannot be expanded to ${shapeStr(s)}`);
+  const y = N.expand(x.use("expand"), s);
+  return finish("expand", y, [x], () => (dy) => [reduceTo(N, dy, xShape)]);
+}
+
+export function concat(xs: Tensor[], dim: number): Tensor {
+  if (!Array.isArray(xs) || xs.length === 0) throw new Error("concat: expects a non-empty array of tensors");
+  xs.forEach((t, i) => checkTensor(t, "concat", `xs[${i}]`));
+  const N = native();
+  const shapes = xs.map((t) => t.shape);
+  const s0 = shapes[0];
+  const d = normDim(dim, s0.length, "concat", s0);
+  shapes.forEach((s, i) => {
+    if (s.length !== s0.length || s.some((v, j) => j !== d && v !== s0[j])) {
+      throw new Error(`concat: xs[${i}] has shape ${shapeStr(s)}, which does not match xs[0] ${shapeStr(s0)} ` +
+        `outside dim ${d}`);
+    }
+  });
+  const y = N.concat(xs.map((t) => t.use("concat")), d);
+  return finish("concat", y, xs, (c) => (dy) => {
+    let off = 0;
+    return shapes.map((s, i) => {
+      const start = off;
+      off += s[d];
+      return c.needs[i] ? N.slice(dy, d, start, start + s[d]) : null;
+    });
+  });
+}
+
+export function slice(x: Tensor, dim: number, start: number, end: number): Tensor {
+  checkTensor(x, "slice", "x");
+  const N = native();
+  const xShape = x.shape;
+  const d = normDim(dim, xShape.length, "slice", xShape);
+  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end > xShape[d]) {
+    throw new Error(`slice: range [${start}, ${end}) is invalid for dim ${d} of shape ${shapeStr(xShape)}`);
+  }
+  const y = N.slice(x.use("slice"), d, start, end);
+  return finish("slice", y, [x], () => (dy) => [N.sliceBackward(dy, xShape, d, start)]);
+}
+
+// ---- layers -----------------------------------------------------------------------------------
+
+export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, stride = 1, padding = 0): Tensor {
+  checkTensor(x, "conv2d", "input");
+  checkTensor(w, "conv2d", "weight");
+  const N = native();
+  const xShape = x.shape;
+  const wShape = w.shape;
+  checkRank(x, [4], "conv2d", "input (N, C, H, W)");
+  checkRank(w, [4], "conv2d", "weight (K, C, R, S)");
+  checkInt(stride, "conv2d", "stride", 1);
+  checkInt(padding, "conv2d", "padding", 0);
+  if (xShape[1] !== wShape[1]) {
+    throw new Error(`conv2d: input ${shapeStr(xShape)} has ${xShape[1]} channels but weight ${shapeStr(wShape)} ` +
+      `expects ${wShape[1]}`);
+  }
+  if (bias !== null) {
+    checkTensor(bias, "conv2d", "bias");
+    if (bias.ndim !== 1 || bias.shape[0] !== wShape[0]) {
+      throw new Error(`conv2d: bias shape ${shapeStr(bias.shape)} does not match weight ${shapeStr(wShape)} (needs [${wShape[0]}])`);
+    }
+  }
+  const oh = Math.floor((xShape[2] + 2 * padding - wShape[2]) / stride) + 1;
+  const ow = Math.floor((xShape[3] + 2 * padding - wShape[3]) / stride) + 1;
+  if (oh < 1 || ow < 1) {
+    throw new Error(`conv2d: kernel ${wShape[2]}x${wShape[3]} with padding ${padding} does not fit input ${shapeStr(xShape)}`);
+  }
+  const xh = x.use("conv2d");
+  const wh = w.use("conv2d");
+  const y = N.conv2d(xh, wh, bias ? bias.use("conv2d") : null, stride, padding);
+  return finish("conv2d", y, [x, w, bias], (c) => {
+    const [nx, nw, nb] = c.needs;
+    const ws = nx ? c.share(wh) : null;
+    const xs = nw ? c.share(xh) : null;
+    return (dy) => [
+      nx ? N.conv2dBackwardData(dy, ws!, xShape, stride, padding) : null,
+      nw ? N.conv2dBackwardWeight(dy, xs!, wShape, stride, padding) : null,
+      nb ? N.sum(dy, [0, 2, 3], false) : null,
+    ];
+  });
+}
+
+/** y = x W^T + b for x (M, K), W (N, K), b (N) */
+export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
+  checkTensor(x, "linear", "input");
+  checkTensor(w, "linear", "weight");
+  const N = native();
+  checkRank(x, [2], "linear", "input (M, K)");
+  checkRank(w, [2], "linear", "weight (N, K)");
+  const xShape = x.shape;
+  const wShape = w.shape;
+  if (xShape[1] !== wShape[1]) {
+    throw new Error(`linear: input ${shapeStr(xShape)} has ${xShape[1]} features but weight ${shapeStr(wShape)} ` +
+      `expects ${wShape[1]}`);
+  }
+  if (bias !== null) {
+    checkTensor(bias, "linear", "bias");
+    if (bias.ndim !== 1 || bias.shape[0] !== wShape[0]) {
+      throw new Error(`linear: bias shape ${shapeStr(bias.shape)} does not match weight ${shapeStr(wShape)} (needs [${wShape[0]}])`);
+    }
+  }
+  const xh = x.use("linear");
+  const wh = w.use("linear");
+  const y = N.linear(xh, wh, bias ? bias.use("linear") : null);
+  return finish("linear", y, [x, w, bias], (c) => {
+    const [nx, nw, nb] = c.needs;
+    const ws = nx ? c.share(wh) : null;
+    const xs = nw ? c.share(xh) : null;
+    return (dy) => [
+      nx ? N.linearBackwardData(dy, ws!) : null,
+      nw ? N.linearBackwardWeight(dy, xs!) : null,
+      nb ? N.sum(dy, [0], false) : null,
+    ];
+  });
+}
+
+/** C = op(A) op(B) for 2-D tensors */
+export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
+  checkTensor(a, "matmul", "a");
+  checkTensor(b, "matmul", "b");
+  const N = native();
+  checkRank(a, [2], "matmul", "a");
+  checkRank(b, [2], "matmul", "b");
+  const as = a.shape;
+  const bs = b.shape;
+  const ka = transA ? as[0] : as[1];
+  const kb = transB ? bs[1] : bs[0];
+  if (ka !== kb) {
+    throw new Error(`matmul: inner dimensions differ: a ${shapeStr(as)}${transA ? "^T" : ""} and b ${shapeStr(bs)}` +
+      `${transB ? "^T" : ""}`);
+  }
+  const ah = a.use("matmul");
+  const bh = b.use("matmul");
+  const y = N.matmul(ah, bh, transA, transB);
+  return finish("matmul", y, [a, b], (c) => {
+    const [na, nb] = c.needs;
+    const aS = nb ? c.share(ah) : null;
+    const bS = na ? c.share(bh) : null;
+    return (dy) => {
+      let ga: NativeTensor | null = null;
+      let gb: NativeTensor | null = null;
+      if (!transA && !transB) {
+        if (na) ga = N.matmul(dy, bS!, false, true);
+        if (nb) gb = N.matmul(aS!, dy, true, false);
+      } else if (transA && !transB) {
+        if (na) ga = N.matmul(bS!, dy, false, true);
+        if (nb) gb = N.matmul(aS!, dy, false, false);
+      } else if (!transA && transB) {
+        if (na) ga = N.matmul(dy, bS!, false, false);
+        if (nb) gb = N.matmul(dy, aS!, true, false);
+      } else {
+        if (na) ga = N.matmul(bS!, dy, true, true);
+        if (nb) gb = N.matmul(dy, aS!, true, true);
+      }
+      return [ga, gb];
+    };
+  });
+}
+
+/**
+ * Batch norm of (N, C) or (N, C, H, W) over all dims but C. Training uses the batch statistics and
+ * updates runningMean/runningVar in place (momentum, unbiased variance); eval uses the running ones.
+ */
+export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+  training: boolean, momentum = 0.1, eps = 1e-5): Tensor {
+  const op = "batchNorm";
+  checkTensor(x, op, "input");
+  checkTensor(weight, op, "weight");
+  checkTensor(bias, op, "bias");
+  checkTensor(runningMean, op, "runningMean");
+  checkTensor(runningVar, op, "runningVar");
+  checkRank(x, [2, 4], op, "input (N, C) or (N, C, H, W)");
+  const xShape = x.shape;
+  const C = xShape[1];
+  for (const [name, t] of [["weight", weight], ["bias", bias], ["runningMean", runningMean], ["runningVar", runningVar]] as const) {
+    if (t.ndim !== 1 || t.shape[0] !== C) {
+      throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)} but input ${shapeStr(xShape)} has ${C} channels`);
+    }
+  }
+  if (typeof momentum !== "number" || !(momentum >= 0 && momentum <= 1)) {
+    throw new Error(`${op}: momentum must be a number in [0, 1], got ${String(momentum)}`);
+  }
+  if (typeof eps !== "number" || !Number.isFinite(eps) || eps <= 0) {
+    throw new Error(`${op}: eps must be a finite number > 0, got ${String(eps)}`);
+  }
+  if (training && numelOf(xShape) / Math.max(C, 1) <= 1) {
+    throw new Error(`${op}: training needs more than one value per channel, got input ${shapeStr(xShape)}`);
+  }
+  const N = native();
+  const xh = x.use(op);
+  const gh = weight.use(op);
+  const [y, saveMean, saveInvstd] = N.batchNorm(xh, gh, bias.use(op), runningMean.use(op), runningVar.use(op),
+    Boolean(training), momentum, eps);
+  return finish(op, y, [x, weight, bias], (c) => {
+    const [nx, ng, nb] = c.needs;
+    const xs = c.share(xh);
+    const gs = c.share(gh);
+    return (dy) => {
+      const [dx, dg, db] = N.batchNormBackward(dy, xs, gs, saveMean, saveInvstd, Boolean(training));
+      if (!nx) dx.dispose();
+      if (!ng) dg.dispose();
+      if (!nb) db.dispose();
+      return [nx ? dx : null, ng ? dg : null, nb ? db : null];
+    };
+  }, [saveMean, saveInvstd]);
+}
+
+/** GLU: first half of dim times sigmoid of the second half */
+export function glu(x: Tensor, dim = 1): Tensor {
+  checkTensor(x, "glu", "x");
+  const N = native();
+  const xShape = x.shape;
+  const d = normDim(dim, xShape.length, "glu", xShape);
+  if (xShape[d] % 2 !== 0) throw new Error(`glu: dim ${d} of shape ${shapeStr(xShape)} has odd size ${xShape[d]}`);
+  const xh = x.use("glu");
+  const y = N.glu(xh, d);
+  return finish("glu", y, [x], (c) => {
+    const xs = c.share(xh);
+    return (dy) => [N.gluBackward(dy, xs, d)];
+  });
+}
+
+/** nearest-neighbour 2x upsampling of (N, C, H, W) */
+export function upsample2x(x: Tensor): Tensor {
+  checkTensor(x, "upsample2x", "x");
+  checkRank(x, [4], "upsample2x", "x (N, C, H, W)");
+  const N = native();
+  const y = N.upsample2x(x.use("upsample2x"));
+  return finish("upsample2x", y, [x], () => (dy) => [N.upsample2xBackward(dy)]);
+}
+
+// ---- row-wise ops over (N, D) ----------------------------------------------------------------
+
+/** x / max(||x||, eps) along dim 1 of (N, D) */
+export function normalize(x: Tensor, eps = 1e-12): Tensor {
+  checkTensor(x, "normalize", "x");
+  checkRank(x, [2], "normalize", "x (N, D)");
+  if (typeof eps !== "number" || !Number.isFinite(eps) || eps < 0) {
+    throw new Error(`normalize: eps must be a finite number >= 0, got ${String(eps)}`);
+  }
+  const N = native();
+  const xh = x.use("normalize");
+  const [y, norms] = N.l2normalize(xh, eps);
+  return finish("normalize", y, [x], (c) => {
+    const xs = c.share(xh);
+    return (dy) => [N.l2normalizeBackward(dy, xs, norms, eps)];
+  }, [norms]);
+}
+
+function softmaxOp(x: Tensor, isLog: boolean): Tensor {
+  const op = isLog ? "logSoftmax" : "softmax";
+  checkTensor(x, op, "x");
+  checkRank(x, [2], op, "x (N, D)");
+  const N = native();
+  const y = N.softmax(x.use(op), isLog);
+  return finish(op, y, [x], (c) => {
+    const ys = c.share(y);
+    return (dy) => [N.softmaxBackward(dy, ys, isLog)];
+  });
+}
+
+export const softmax = (x: Tensor): Tensor => softmaxOp(x, false);
+export const logSoftmax = (x: Tensor): Tensor => softmaxOp(x, true);
+
+/** mean cross-entropy of logits (N, D) against integer class targets */
+export function crossEntropy(logits: Tensor, targets: Int32Array | number[]): Tensor {
+  checkTensor(logits, "crossEntropy", "logits");
+  checkRank(logits, [2], "crossEntropy", "logits (N, D)");
+  const [n, d] = logits.shape;
+  if (!(targets instanceof Int32Array) && !Array.isArray(targets)) {
+    throw new Error("crossEntropy: targets must be an Int32Array or an array of integers");
+  }
+  if (targets.length !== n) {
+    throw new Error(`crossEntropy: ${targets.length} targets for logits ${shapeStr(logits.shape)} (needs ${n})`);
+  }
+  const tg = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = targets[i];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v >= d) {
+      throw new Error(`crossEntropy: target ${i} is ${String(v)}, not an integer class in [0, ${d})`);
+    }
+    tg[i] = v;
+  }
+  const N = native();
+  const [loss, probs] = N.crossEntropy(logits.use("crossEntropy"), tg);
+  return finish("crossEntropy", loss, [logits], () => (dy) => [N.crossEntropyBackward(dy, probs, tg)], [probs]);
+}
+
+/** NT-Xent (SimCLR) over (2N, D): rows i and i + N are positives; mean over the 2N rows */
+export function ntXent(features: Tensor, temperature: number): Tensor {
+  checkTensor(features, "ntXent", "features");
+  checkRank(features, [2], "ntXent", "features (2N, D)");
+  const rows = features.shape[0];
+  if (rows < 2 || rows % 2 !== 0) {
+    throw new Error(`ntXent: features ${shapeStr(features.shape)} need an even number (>= 2) of rows`);
+  }
+  if (typeof temperature !== "number" || !Number.isFinite(temperature) || temperature <= 0) {
+    throw new Error(`ntXent: temperature must be a finite number > 0, got ${String(temperature)}`);
+  }
+  const N = native();
+  const xh = features.use("ntXent");
+  const [loss, z, norms, p] = N.ntXent(xh, temperature);
+  return finish("ntXent", loss, [features], (c) => {
+    const xs = c.share(xh);
+    return (dy) => [N.ntXentBackward(dy, xs, z, norms, p, temperature)];
+  }, [z, norms, p]);
+}
+
+// ---- spatial transforms -----------------------------------------------------------------------
+
+/** affine_grid(theta (N, 2, 3), size (N, C, H, W), align_corners=True) -> (N, H, W, 2) */
+export function affineGrid(theta: Tensor, H: number, W: number): Tensor {
+  checkTensor(theta, "affineGrid", "theta");
+  const s = theta.shape;
+  if (s.length !== 3 || s[1] !== 2 || s[2] !== 3) throw new Error(`affineGrid: theta must have shape [N, 2, 3], got ${shapeStr(s)}`);
+  checkInt(H, "affineGrid", "H", 1);
+  checkInt(W, "affineGrid", "W", 1);
+  checkShape([s[0], H, W, 2], "affineGrid", "grid shape");
+  const N = native();
+  const y = N.affineGrid(theta.use("affineGrid"), H, W);
+  return finish("affineGrid", y, [theta], () => (dy) => [N.affineGridBackward(dy)]);
+}
+
+/** grid_sample(x, grid, bilinear, zeros padding, align_corners=True) */
+export function gridSample(x: Tensor, grid: Tensor): Tensor {
+  checkTensor(x, "gridSample", "x");
+  checkTensor(grid, "gridSample", "grid");
+  checkRank(x, [4], "gridSample", "x (N, C, H, W)");
+  const xs0 = x.shape;
+  const gs0 = grid.shape;
+  if (gs0.length !== 4 || gs0[3] !== 2 || gs0[0] !== xs0[0]) {
+    throw new Error(`gridSample: grid must have shape [${xs0[0]}, OH, OW, 2] for x ${shapeStr(xs0)}, got ${shapeStr(gs0)}`);
+  }
+  const N = native();
+  const xh = x.use("gridSample");
+  const gh = grid.use("gridSample");
+  const y = N.gridSample(xh, gh);
+  return finish("gridSample", y, [x, grid], (c) => {
+    const [nx, ng] = c.needs;
+    const xs = c.share(xh);
+    const gs = c.share(gh);
+    return (dy) => {
+      const [dx, dg] = N.gridSampleBackward(dy, xs, gs, nx, ng);
+      return [nx ? dx : null, ng ? dg : null];
+    };
+  });
+}

@@ -1,0 +1,131 @@
+// One C3-GAN training iteration exactly as the official train.py: a D step, then a G step with
+// fresh codes. Every D call is its own BatchNorm batch, in the official order.
+import * as L from "../losses";
+import { C3GAN, Perturbation, randomGrid, sampleCodes } from "../model/c3gan";
+import * as F from "../ops";
+import { Adam } from "../optim/adam";
+import { Generator, noGrad, Tensor, tidy } from "../tensor";
+
+export interface DLosses {
+  real: number;
+  fake: number;
+  info: number;
+  infoAug: number;
+  contrastive: number;
+  entropy1: number;
+  entropy2: number;
+  total: number;
+}
+
+export interface GLosses {
+  adv: number;
+  info: number;
+  infoAug: number;
+  mask: number;
+  total: number;
+}
+
+export interface StepOptions {
+  temperature: number;
+  perturbation: Perturbation;
+}
+
+function grid(gen: Generator, model: C3GAN, B: number, pert: Perturbation): Tensor | null {
+  return pert === "none" ? null : randomGrid(gen, B, model.spec.imageSize, pert, model.device);
+}
+
+/** The D step on a batch of real images and their augmented views (both (B, C, S, S)). */
+export function discriminatorStep(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, gen: Generator,
+  o: StepOptions): DLosses {
+  const { G, D } = model;
+  const B = real.shape[0];
+  return tidy(() => {
+    const codes = sampleCodes(gen, model.spec, B, model.device);
+    const g = grid(gen, model, B, o.perturbation);
+    const fake = noGrad(() => G.forward(codes.z, codes.cz, codes.c, g));
+    opt.zeroGrad();
+    const hReal = D.encode(real);
+    const realInfo = D.info(hReal);
+    const realAdv = D.realFake(hReal);
+    const hFake = D.encode(fake.final);
+    const fakeInfo = D.info(hFake);
+    const fakeAdv = D.realFake(hFake);
+    const c = D.normalizedCentroids();
+    const fgInfo = D.info(D.encode(noGrad(() => F.mul(fake.mask, fake.final))));
+    const augInfo = D.info(D.encode(aug));
+
+    const lReal = L.hingeReal(realAdv);
+    const lFake = L.hingeFake(fakeAdv);
+    const lInfo = F.mul(L.infoLoss(fakeInfo, c, codes.clusters, o.temperature), 5);
+    const lInfoAug = L.infoLoss(fgInfo, c, codes.clusters, o.temperature);
+    const lCon = L.contrastiveLoss(realInfo, augInfo, o.temperature);
+    const { reg1, reg2 } = L.entropyRegularizers(realInfo, c, o.temperature);
+    const total = [lFake, lInfo, lInfoAug, lCon, reg1, reg2].reduce((a, b) => F.add(a, b), lReal);
+    total.backward();
+    opt.step();
+    return {
+      real: lReal.item(), fake: lFake.item(), info: lInfo.item(), infoAug: lInfoAug.item(),
+      contrastive: lCon.item(), entropy1: reg1.item(), entropy2: reg2.item(), total: total.item(),
+    };
+  });
+}
+
+/** The G step: fresh codes and perturbation, D in training mode but not updated. */
+export function generatorStep(model: C3GAN, opt: Adam, batch: number, gen: Generator, o: StepOptions): GLosses {
+  const { G, D } = model;
+  const dParams = D.parameters();
+  // D's parameters get no gradient in this step (the official zeroes them before the next D step)
+  for (const p of dParams) p.requiresGrad = false;
+  try {
+    return tidy(() => {
+      const codes = sampleCodes(gen, model.spec, batch, model.device);
+      const g = grid(gen, model, batch, o.perturbation);
+      opt.zeroGrad();
+      const fake = G.forward(codes.z, codes.cz, codes.c, g);
+      const hFake = D.encode(fake.final);
+      const fakeInfo = D.info(hFake);
+      const fakeAdv = D.realFake(hFake);
+      const c = D.normalizedCentroids();
+      const fgInfo = D.info(D.encode(F.mul(fake.mask, fake.final)));
+      const lAdv = L.generatorAdversarial(fakeAdv);
+      const lInfo = F.mul(L.infoLoss(fakeInfo, c, codes.clusters, o.temperature), 5);
+      const lInfoAug = L.infoLoss(fgInfo, c, codes.clusters, o.temperature);
+      const lMask = L.maskRegularizer(fake.mask);
+      const total = F.add(F.add(F.add(lAdv, lInfo), lInfoAug), lMask);
+      total.backward();
+      opt.step();
+      return { adv: lAdv.item(), info: lInfo.item(), infoAug: lInfoAug.item(), mask: lMask.item(), total: total.item() };
+    });
+  } finally {
+    for (const p of dParams) p.requiresGrad = true;
+  }
+}
+
+/** Cluster of each image: argmax over clusters of cos(D feature, centroid), in eval mode. */
+export function assignClusters(model: C3GAN, images: Tensor): { clusters: Int32Array; similarity: Float32Array; top: Int32Array[] } {
+  return noGrad(() =>
+    tidy(() => {
+      const wasTraining = model.D.training;
+      model.D.eval();
+      try {
+        const f = F.normalize(model.D.info(model.D.encode(images)));
+        const cos = F.matmul(f, model.D.normalizedCentroids(), false, true).toArray();
+        const B = images.shape[0];
+        const K = model.spec.numClusters;
+        const clusters = new Int32Array(B);
+        const similarity = new Float32Array(B);
+        const top: Int32Array[] = [];
+        for (let i = 0; i < B; i++) {
+          const row = cos.subarray(i * K, (i + 1) * K);
+          const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
+          clusters[i] = order[0];
+          similarity[i] = row[order[0]];
+          top.push(Int32Array.from(order.slice(0, Math.min(3, K))));
+        }
+        return { clusters, similarity, top };
+      } finally {
+        model.D.train(wasTraining);
+      }
+    }),
+  );
+}

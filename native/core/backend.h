@@ -1,0 +1,145 @@
+// A backend is a small table of functions over raw device pointers (ggml-style). cpu/ fills one
+// now, cuda/ another. Shapes are checked before a call (core/ops.cc), so kernels trust their
+// arguments. Outputs are overwritten unless the name says "accumulate".
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace c3 {
+
+enum class Device : int { CPU = 0, CUDA = 1 };
+
+constexpr int kMaxDims = 6;
+
+struct Conv2dParams {
+  int64_t N, C, H, W;   // input
+  int64_t K, R, S;      // output channels, kernel height, kernel width
+  int64_t OH, OW;       // output spatial size
+  int64_t stride, pad;  // same in both directions
+};
+
+// Broadcast description: an output of `ndim` dims and, per input, element strides in that output
+// space (0 where the input is broadcast along a dim).
+struct BroadcastIndex {
+  int ndim;
+  int64_t shape[kMaxDims];
+  int64_t stride_a[kMaxDims];
+  int64_t stride_b[kMaxDims];
+};
+
+enum class UnaryOp : int { Relu = 0, LeakyRelu, Tanh, Sigmoid, Exp, Log, Neg, Square, Sqrt, Abs };
+enum class BinaryOp : int { Add = 0, Sub, Mul, Div };
+
+struct Backend {
+  const char* name;
+
+  // memory (bytes); alloc throws OutOfMemory on failure
+  void* (*alloc)(size_t bytes);
+  void (*free)(void* p);
+  void (*upload)(float* dst, const float* host, size_t n);
+  void (*download)(float* host, const float* src, size_t n);
+  void (*copy)(float* dst, const float* src, size_t n);
+  void (*fill)(float* x, size_t n, float v);
+  void (*synchronize)();
+
+  // random numbers: Philox4x32-10 stream `key`, element i uses counter `offset + i`
+  void (*rand_normal)(float* y, size_t n, uint64_t key, uint64_t offset, float mean, float std);
+  void (*rand_uniform)(float* y, size_t n, uint64_t key, uint64_t offset, float lo, float hi);
+
+  // y += alpha * x
+  void (*axpy)(size_t n, float alpha, const float* x, float* y);
+  // y = scale * x + shift
+  void (*affine)(size_t n, const float* x, float scale, float shift, float* y);
+
+  // C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(A) is M x K, op(B) is K x N
+  void (*gemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+               const float* B, float beta, float* C);
+
+  // conv2d, NCHW input, KCRS weight; bias may be null
+  void (*conv2d_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+  void (*conv2d_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+  void (*conv2d_backward_weight)(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+
+  // batch norm over (N, C, HW): statistics per channel across N and HW
+  void (*batchnorm_forward_train)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
+                                  const float* beta, float* running_mean, float* running_var, float momentum,
+                                  float eps, float* y, float* save_mean, float* save_invstd);
+  void (*batchnorm_forward_eval)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
+                                 const float* beta, const float* running_mean, const float* running_var, float eps,
+                                 float* y);
+  // training: save_* are the batch statistics; eval: save_mean = running mean, save_invstd =
+  // 1/sqrt(running var + eps) and dx is the affine-only gradient. dgamma/dbeta may be null.
+  void (*batchnorm_backward)(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,
+                             const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
+                             float* dgamma, float* dbeta);
+
+  // GLU over a dim of size 2*half: x viewed as (outer, 2*half, inner); y = a * sigmoid(b)
+  void (*glu_forward)(int64_t outer, int64_t half, int64_t inner, const float* x, float* y);
+  void (*glu_backward)(int64_t outer, int64_t half, int64_t inner, const float* dy, const float* x, float* dx);
+
+  // elementwise; alpha is LeakyReLU's slope (unused otherwise). backward gets both x and y.
+  void (*unary_forward)(UnaryOp op, size_t n, const float* x, float alpha, float* y);
+  void (*unary_backward)(UnaryOp op, size_t n, const float* dy, const float* x, const float* y, float alpha,
+                         float* dx);
+  void (*binary_forward)(BinaryOp op, const BroadcastIndex& idx, const float* a, const float* b, float* y);
+  // y[out index] = x[broadcast index] (stride_a describes x in the output space)
+  void (*expand)(const BroadcastIndex& idx, const float* x, float* y);
+  // y (shape with 1s where reduced, strides stride_a in x's space) = sum of x over broadcast dims;
+  // idx.shape is x's shape
+  void (*sum_to)(const BroadcastIndex& idx, const float* x, float* y, size_t y_numel);
+
+  // nearest 2x upsample of (planes, H, W)
+  void (*upsample2x_forward)(int64_t planes, int64_t H, int64_t W, const float* x, float* y);
+  void (*upsample2x_backward)(int64_t planes, int64_t H, int64_t W, const float* dy, float* dx);
+
+  // block copy for concat/slice: for o < outer: dst[o, dst_off + j, :] = src[o, src_off + j, :]
+  // for j < len, with row lengths src_dim and dst_dim (in units of `inner` elements)
+  void (*copy_block)(int64_t outer, int64_t inner, int64_t len, const float* src, int64_t src_dim, int64_t src_off,
+                     float* dst, int64_t dst_dim, int64_t dst_off);
+
+  // rows of (N, D): y = x / max(||x||, eps); norms[N] saved
+  void (*l2norm_forward)(int64_t N, int64_t D, const float* x, float eps, float* y, float* norms);
+  void (*l2norm_backward)(int64_t N, int64_t D, const float* dy, const float* x, const float* norms, float eps,
+                          float* dx);
+
+  // softmax (or log-softmax) of rows of (N, D)
+  void (*softmax_forward)(int64_t N, int64_t D, const float* x, bool log, float* y);
+  void (*softmax_backward)(int64_t N, int64_t D, const float* dy, const float* y, bool log, float* dx);
+
+  // mean cross-entropy of rows of logits (N, D) against int targets; probs (N, D) saved
+  void (*cross_entropy_forward)(int64_t N, int64_t D, const float* logits, const int32_t* targets, float* loss,
+                                float* probs);
+  void (*cross_entropy_backward)(int64_t N, int64_t D, const float* probs, const int32_t* targets,
+                                 const float* dloss, float* dlogits);
+
+  // NT-Xent over 2N rows of (2N, D): rows i and i+N are positives. save_z (2N, D) holds the
+  // normalised rows, save_norms (2N), save_p (2N, 2N) the softmax over each row's 2N-1 others.
+  void (*ntxent_forward)(int64_t N2, int64_t D, const float* x, float temperature, float* loss, float* save_z,
+                         float* save_norms, float* save_p);
+  void (*ntxent_backward)(int64_t N2, int64_t D, const float* dloss, const float* x, const float* save_z,
+                          const float* save_norms, const float* save_p, float temperature, float* dx);
+
+  // affine_grid (align_corners=true): theta (N, 2, 3) -> grid (N, H, W, 2)
+  void (*affine_grid_forward)(int64_t N, int64_t H, int64_t W, const float* theta, float* grid);
+  void (*affine_grid_backward)(int64_t N, int64_t H, int64_t W, const float* dgrid, float* dtheta);
+  // grid_sample bilinear, zero padding, align_corners=true: x (N,C,H,W), grid (N,OH,OW,2)
+  void (*grid_sample_forward)(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW, const float* x,
+                              const float* grid, float* y);
+  // dx and dgrid overwritten; either may be null when not needed
+  void (*grid_sample_backward)(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                               const float* dy, const float* x, const float* grid, float* dx, float* dgrid);
+
+  // PyTorch Adam (L2 weight decay added to the gradient), in place; step counts from 1
+  void (*adam_step)(size_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1,
+                    float beta2, float eps, float weight_decay, int64_t step);
+};
+
+const Backend& cpu_backend();
+// The CUDA backend, or null when the addon was built without CUDA. Its availability at run time
+// is cuda_status().
+const Backend* cuda_backend();
+// "available (<device name>)" or "unavailable (<reason>)"
+const char* cuda_status();
+bool cuda_available();
+
+}  // namespace c3

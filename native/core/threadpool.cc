@@ -1,0 +1,194 @@
+// The process-wide thread pool behind parallel_for: num_threads()-1 workers plus the caller.
+// A call splits [0, n) into at most num_threads() contiguous chunks of >= grain items; the
+// workers and the caller take chunks from a shared counter. Calls made from inside a chunk (or
+// while the pool is busy with another thread's call) run serially on the calling thread, so
+// nesting never deadlocks.
+#include "threadpool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "error.h"
+
+namespace c3 {
+namespace {
+
+constexpr int kMaxThreads = 256;
+
+// True while this thread runs a chunk of some parallel_for: nested calls then run serially.
+thread_local bool t_in_parallel = false;
+
+int default_threads() {
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc == 0 ? 1 : static_cast<int>(std::min<unsigned>(hc, kMaxThreads));
+}
+
+// One parallel_for call; lives on the caller's stack until every worker that joined has left.
+struct Job {
+  const std::function<void(int64_t, int64_t)>* fn;
+  int64_t n;
+  int64_t chunks;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  int users = 0;  // workers inside run(); guarded by Pool::mu
+  std::mutex err_mu;
+  std::exception_ptr error;
+
+  // Runs chunks until none are left.
+  void run() {
+    for (;;) {
+      int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) return;
+      int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+      try {
+        (*fn)(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> g(err_mu);
+        if (!error) error = std::current_exception();
+      }
+      done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+};
+
+class Pool {
+ public:
+  explicit Pool(int threads) { start(threads); }
+
+  int size() const { return threads_.load(); }
+
+  void resize(int threads) {
+    // Waits for a call in progress on another thread, then swaps the workers.
+    std::lock_guard<std::mutex> busy(submit_mu_);
+    stop();
+    start(threads);
+  }
+
+  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    std::unique_lock<std::mutex> busy(submit_mu_, std::try_to_lock);
+    int threads = busy.owns_lock() ? threads_.load() : 1;
+    int64_t chunks = std::min<int64_t>(threads, std::max<int64_t>(1, n / grain));
+    if (chunks <= 1) {
+      busy.unlock();
+      serial(n, fn);
+      return;
+    }
+    Job job;
+    job.fn = &fn;
+    job.n = n;
+    job.chunks = chunks;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      job_ = &job;
+      ++generation_;
+    }
+    wake_.notify_all();
+    t_in_parallel = true;
+    job.run();
+    t_in_parallel = false;
+    {
+      std::unique_lock<std::mutex> g(mu_);
+      finished_.wait(g, [&] { return job.users == 0 && job.done.load() == job.chunks; });
+      job_ = nullptr;
+    }
+    if (job.error) std::rethrow_exception(job.error);
+  }
+
+  static void serial(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+    struct Restore {
+      bool was = t_in_parallel;
+      ~Restore() { t_in_parallel = was; }
+    } restore;
+    t_in_parallel = true;
+    fn(0, n);
+  }
+
+ private:
+  void start(int threads) {
+    threads_ = threads;
+    quit_ = false;
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker(); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      quit_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  void worker() {
+    t_in_parallel = true;
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      seen = generation_;
+    }
+    for (;;) {
+      Job* job;
+      {
+        std::unique_lock<std::mutex> g(mu_);
+        wake_.wait(g, [&] { return quit_ || generation_ != seen; });
+        if (quit_) return;
+        seen = generation_;
+        job = job_;
+        if (!job) continue;  // woke after that call had already finished
+        ++job->users;
+      }
+      job->run();
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        --job->users;
+      }
+      finished_.notify_all();
+    }
+  }
+
+  std::mutex submit_mu_;  // held by the one call that uses the workers
+  std::mutex mu_;         // guards job_, generation_, quit_, Job::users
+  std::condition_variable wake_, finished_;
+  std::vector<std::thread> workers_;
+  Job* job_ = nullptr;
+  uint64_t generation_ = 0;
+  bool quit_ = false;
+  std::atomic<int> threads_{1};  // written only under submit_mu_
+};
+
+// Never destroyed: worker threads blocked at process exit are harmless, while a destroyed pool
+// could still be reached from other static destructors.
+Pool& pool() {
+  static Pool* p = new Pool(default_threads());
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() { return pool().size(); }
+
+void set_num_threads(int n) {
+  if (t_in_parallel) throw Error("set_num_threads", "cannot resize the thread pool from inside a parallel_for");
+  // n <= 0 restores the default (one thread per core)
+  int t = n <= 0 ? default_threads() : std::min(n, kMaxThreads);
+  Pool& p = pool();
+  if (p.size() != t) p.resize(t);
+}
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  if (t_in_parallel || n < 2 * grain) {
+    Pool::serial(n, fn);
+    return;
+  }
+  pool().run(n, grain, fn);
+}
+
+}  // namespace c3

@@ -1,0 +1,59 @@
+// Host memory for the CPU backend and the simple streaming kernels (fill, axpy, affine).
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../core/error.h"
+#include "../core/threadpool.h"
+#include "kernels.h"
+
+namespace c3::cpu {
+
+namespace {
+constexpr size_t kAlign = 64;      // a cache line, and enough for any SIMD width
+constexpr int64_t kGrain = 1 << 15;  // elements per chunk: below this a thread wake-up costs more
+}  // namespace
+
+void* alloc(size_t bytes) {
+  // aligned_alloc wants a multiple of the alignment; zero bytes still gets a valid pointer
+  size_t rounded = bytes == 0 ? kAlign : (bytes + kAlign - 1) / kAlign * kAlign;
+  void* p = rounded < bytes ? nullptr : std::aligned_alloc(kAlign, rounded);
+  if (!p) throw OutOfMemory("alloc", "could not allocate " + std::to_string(bytes) + " bytes");
+  return p;
+}
+
+void free(void* p) { std::free(p); }
+
+void upload(float* dst, const float* host, size_t n) {
+  if (n) std::memcpy(dst, host, n * sizeof(float));
+}
+
+void download(float* host, const float* src, size_t n) {
+  if (n) std::memcpy(host, src, n * sizeof(float));
+}
+
+void copy(float* dst, const float* src, size_t n) {
+  if (n && dst != src) std::memmove(dst, src, n * sizeof(float));
+}
+
+void fill(float* x, size_t n, float v) {
+  parallel_for(static_cast<int64_t>(n), kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] = v;
+  });
+}
+
+void synchronize() {}
+
+void axpy(size_t n, float alpha, const float* x, float* y) {
+  parallel_for(static_cast<int64_t>(n), kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] += alpha * x[i];
+  });
+}
+
+void affine(size_t n, const float* x, float scale, float shift, float* y) {
+  parallel_for(static_cast<int64_t>(n), kGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = scale * x[i] + shift;
+  });
+}
+
+}  // namespace c3::cpu

@@ -1,0 +1,24 @@
+// Addon entry point: registers the handle classes and the op functions.
+#include <napi.h>
+
+#include "handles.h"
+
+namespace c3::napi {
+void register_ops(Napi::Env env, Napi::Object exports);
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new c3::napi::AddonData();
+  Napi::Function tensor = c3::napi::TensorHandle::Init(env);
+  Napi::Function gen = c3::napi::GeneratorHandle::Init(env);
+  data->tensor_ctor = Napi::Persistent(tensor);
+  data->generator_ctor = Napi::Persistent(gen);
+  env.SetInstanceData(data);
+  exports.Set("NativeTensor", tensor);
+  exports.Set("Generator", gen);
+  exports.Set("version", Napi::String::New(env, C3GAN_VERSION));
+  c3::napi::register_ops(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(c3gan, Init)

@@ -1,0 +1,355 @@
+// The op functions exported to JS: read arguments, call c3::ops, wrap results as handles.
+#include <napi.h>
+
+#include <cstring>
+
+#include "../core/ops.h"
+#include "../core/threadpool.h"
+#include "args.h"
+
+namespace c3::napi {
+
+int64_t live_handles();
+
+namespace {
+
+using c3::Tensor;
+namespace ops = c3::ops;
+
+Napi::Value wrap(Napi::Env env, Tensor t) { return TensorHandle::Wrap(env, std::move(t)); }
+
+Napi::Value wrap_list(Napi::Env env, std::initializer_list<Tensor> ts) {
+  Napi::Array a = Napi::Array::New(env, ts.size());
+  uint32_t i = 0;
+  for (const Tensor& t : ts) a.Set(i++, t.defined() ? wrap(env, t) : env.Null());
+  return a;
+}
+
+c3::UnaryOp unary_op(const Args& a, size_t i) {
+  Napi::Value v = a.at(i, "op");
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  static const std::pair<const char*, c3::UnaryOp> names[] = {
+      {"relu", c3::UnaryOp::Relu}, {"leaky_relu", c3::UnaryOp::LeakyRelu}, {"tanh", c3::UnaryOp::Tanh},
+      {"sigmoid", c3::UnaryOp::Sigmoid}, {"exp", c3::UnaryOp::Exp}, {"log", c3::UnaryOp::Log},
+      {"neg", c3::UnaryOp::Neg}, {"square", c3::UnaryOp::Square}, {"sqrt", c3::UnaryOp::Sqrt},
+      {"abs", c3::UnaryOp::Abs}};
+  for (auto& n : names)
+    if (s == n.first) return n.second;
+  a.type_error("unknown unary op '" + s + "'");
+}
+
+c3::BinaryOp binary_op(const Args& a, size_t i) {
+  Napi::Value v = a.at(i, "op");
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "add") return c3::BinaryOp::Add;
+  if (s == "sub") return c3::BinaryOp::Sub;
+  if (s == "mul") return c3::BinaryOp::Mul;
+  if (s == "div") return c3::BinaryOp::Div;
+  a.type_error("unknown binary op '" + s + "'");
+}
+
+std::vector<int32_t> int_targets(const Args& a, size_t i) {
+  Napi::Value v = a.at(i, "targets");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    a.type_error("argument 'targets' must be an Int32Array");
+  Napi::Int32Array t = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(t.Data(), t.Data() + t.ElementLength());
+}
+
+constexpr int64_t kMaxSize = int64_t(1) << 30;
+
+#define C3_OP(fname, opname) \
+  Napi::Value fname(const Napi::CallbackInfo& info) { \
+    return guarded(info, [&]() -> Napi::Value { \
+      Args a(info, opname); \
+      Napi::Env env = info.Env(); \
+      (void)env;
+#define C3_END \
+    }); \
+  }
+
+// ---- creation and copies ----
+C3_OP(Empty, "empty")
+  return wrap(env, ops::empty(a.device(1, "device"), a.shape(0, "shape")));
+C3_END
+
+C3_OP(Full, "full")
+  return wrap(env, ops::full(a.device(2, "device"), a.shape(0, "shape"), a.finite(1, "value")));
+C3_END
+
+C3_OP(FromFloat32, "fromFloat32")
+  Napi::Value v = a.at(0, "data");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    a.type_error("argument 'data' must be a Float32Array");
+  Napi::Float32Array d = v.As<Napi::Float32Array>();
+  return wrap(env, ops::from_host(a.device(2, "device"), a.shape(1, "shape"), d.Data(), d.ElementLength()));
+C3_END
+
+C3_OP(ToFloat32, "toFloat32")
+  Tensor& t = a.tensor(0, "tensor");
+  Napi::Float32Array out = Napi::Float32Array::New(env, t.numel());
+  ops::to_host(t, out.Data(), out.ElementLength());
+  return out;
+C3_END
+
+C3_OP(ToDevice, "toDevice")
+  return wrap(env, ops::to_device(a.tensor(0, "tensor"), a.device(1, "device")));
+C3_END
+
+C3_OP(Clone, "clone")
+  return wrap(env, ops::clone(a.tensor(0, "tensor")));
+C3_END
+
+C3_OP(Reshape, "reshape")
+  return wrap(env, ops::reshape(a.tensor(0, "tensor"), a.shape(1, "shape")));
+C3_END
+
+C3_OP(Fill, "fill")
+  ops::fill_(a.tensor(0, "tensor"), a.finite(1, "value"));
+  return env.Undefined();
+C3_END
+
+C3_OP(Copy, "copy")
+  ops::copy_(a.tensor(0, "dst"), a.tensor(1, "src"));
+  return env.Undefined();
+C3_END
+
+C3_OP(Axpy, "axpy")
+  ops::axpy_(a.tensor(0, "y"), a.finite(1, "alpha"), a.tensor(2, "x"));
+  return env.Undefined();
+C3_END
+
+C3_OP(Randn, "randn")
+  return wrap(env, ops::randn(a.device(1, "device"), a.shape(0, "shape"), a.generator(2, "generator"),
+                              a.finite(3, "mean"), a.finite(4, "std")));
+C3_END
+
+C3_OP(Rand, "rand")
+  return wrap(env, ops::rand(a.device(1, "device"), a.shape(0, "shape"), a.generator(2, "generator"),
+                             a.finite(3, "lo"), a.finite(4, "hi")));
+C3_END
+
+// ---- elementwise ----
+C3_OP(Affine, "affine")
+  return wrap(env, ops::affine(a.tensor(0, "x"), a.finite(1, "scale"), a.finite(2, "shift")));
+C3_END
+
+C3_OP(Unary, "unary")
+  return wrap(env, ops::unary(unary_op(a, 0), a.tensor(1, "x"), a.finite(2, "alpha")));
+C3_END
+
+C3_OP(UnaryBackward, "unaryBackward")
+  return wrap(env, ops::unary_backward(unary_op(a, 0), a.tensor(1, "dy"), a.tensor(2, "x"), a.tensor(3, "y"),
+                                       a.finite(4, "alpha")));
+C3_END
+
+C3_OP(Binary, "binary")
+  return wrap(env, ops::binary(binary_op(a, 0), a.tensor(1, "a"), a.tensor(2, "b")));
+C3_END
+
+C3_OP(Expand, "expand")
+  return wrap(env, ops::expand(a.tensor(0, "x"), a.shape(1, "shape")));
+C3_END
+
+C3_OP(SumTo, "sumTo")
+  return wrap(env, ops::sum_to(a.tensor(0, "x"), a.shape(1, "shape")));
+C3_END
+
+C3_OP(Sum, "sum")
+  return wrap(env, ops::sum(a.tensor(0, "x"), a.ints(1, "dims"), a.boolean(2, "keepdim")));
+C3_END
+
+// ---- layers ----
+C3_OP(Conv2d, "conv2d")
+  return wrap(env, ops::conv2d(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias"),
+                               a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
+C3_END
+
+C3_OP(Conv2dBackwardData, "conv2dBackwardData")
+  return wrap(env, ops::conv2d_backward_data(a.tensor(0, "dy"), a.tensor(1, "weight"), a.shape(2, "xShape"),
+                                             a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
+C3_END
+
+C3_OP(Conv2dBackwardWeight, "conv2dBackwardWeight")
+  return wrap(env, ops::conv2d_backward_weight(a.tensor(0, "dy"), a.tensor(1, "input"), a.shape(2, "wShape"),
+                                               a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
+C3_END
+
+C3_OP(Linear, "linear")
+  return wrap(env, ops::linear(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias")));
+C3_END
+
+C3_OP(LinearBackwardData, "linearBackwardData")
+  return wrap(env, ops::linear_backward_data(a.tensor(0, "dy"), a.tensor(1, "weight")));
+C3_END
+
+C3_OP(LinearBackwardWeight, "linearBackwardWeight")
+  return wrap(env, ops::linear_backward_weight(a.tensor(0, "dy"), a.tensor(1, "input")));
+C3_END
+
+C3_OP(Matmul, "matmul")
+  return wrap(env, ops::matmul(a.tensor(0, "a"), a.tensor(1, "b"), a.boolean(2, "transA"), a.boolean(3, "transB")));
+C3_END
+
+C3_OP(BatchNorm, "batchNorm")
+  ops::BatchNormOut o = ops::batchnorm_forward(a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "bias"),
+                                               a.tensor(3, "runningMean"), a.tensor(4, "runningVar"),
+                                               a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"));
+  return wrap_list(env, {o.y, o.save_mean, o.save_invstd});
+C3_END
+
+C3_OP(BatchNormBackward, "batchNormBackward")
+  ops::BatchNormGrads g = ops::batchnorm_backward(a.tensor(0, "dy"), a.tensor(1, "input"), a.tensor(2, "weight"),
+                                                  a.tensor(3, "saveMean"), a.tensor(4, "saveInvstd"),
+                                                  a.boolean(5, "training"));
+  return wrap_list(env, {g.dx, g.dgamma, g.dbeta});
+C3_END
+
+C3_OP(Glu, "glu")
+  return wrap(env, ops::glu(a.tensor(0, "input"), static_cast<int>(a.integer(1, "dim", -6, 5))));
+C3_END
+
+C3_OP(GluBackward, "gluBackward")
+  return wrap(env, ops::glu_backward(a.tensor(0, "dy"), a.tensor(1, "input"), static_cast<int>(a.integer(2, "dim", -6, 5))));
+C3_END
+
+C3_OP(Upsample2x, "upsample2x")
+  return wrap(env, ops::upsample2x(a.tensor(0, "input")));
+C3_END
+
+C3_OP(Upsample2xBackward, "upsample2xBackward")
+  return wrap(env, ops::upsample2x_backward(a.tensor(0, "dy")));
+C3_END
+
+C3_OP(Concat, "concat")
+  return wrap(env, ops::concat(a.tensors(0, "tensors"), static_cast<int>(a.integer(1, "dim", -6, 5))));
+C3_END
+
+C3_OP(Slice, "slice")
+  return wrap(env, ops::slice(a.tensor(0, "input"), static_cast<int>(a.integer(1, "dim", -6, 5)),
+                              a.integer(2, "start", 0, kMaxSize * 1024), a.integer(3, "end", 0, kMaxSize * 1024)));
+C3_END
+
+C3_OP(SliceBackward, "sliceBackward")
+  return wrap(env, ops::slice_backward(a.tensor(0, "dy"), a.shape(1, "xShape"),
+                                       static_cast<int>(a.integer(2, "dim", -6, 5)),
+                                       a.integer(3, "start", 0, kMaxSize * 1024)));
+C3_END
+
+C3_OP(L2Normalize, "normalize")
+  ops::L2NormOut o = ops::l2normalize(a.tensor(0, "input"), a.finite(1, "eps"));
+  return wrap_list(env, {o.y, o.norms});
+C3_END
+
+C3_OP(L2NormalizeBackward, "normalizeBackward")
+  return wrap(env, ops::l2normalize_backward(a.tensor(0, "dy"), a.tensor(1, "input"), a.tensor(2, "norms"),
+                                             a.finite(3, "eps")));
+C3_END
+
+C3_OP(Softmax, "softmax")
+  return wrap(env, ops::softmax(a.tensor(0, "input"), a.boolean(1, "log")));
+C3_END
+
+C3_OP(SoftmaxBackward, "softmaxBackward")
+  return wrap(env, ops::softmax_backward(a.tensor(0, "dy"), a.tensor(1, "y"), a.boolean(2, "log")));
+C3_END
+
+C3_OP(CrossEntropy, "crossEntropy")
+  ops::CrossEntropyOut o = ops::cross_entropy(a.tensor(0, "logits"), int_targets(a, 1));
+  return wrap_list(env, {o.loss, o.probs});
+C3_END
+
+C3_OP(CrossEntropyBackward, "crossEntropyBackward")
+  return wrap(env, ops::cross_entropy_backward(a.tensor(0, "dloss"), a.tensor(1, "probs"), int_targets(a, 2)));
+C3_END
+
+C3_OP(NtXent, "ntXent")
+  ops::NtXentOut o = ops::ntxent(a.tensor(0, "features"), a.finite(1, "temperature"));
+  return wrap_list(env, {o.loss, o.z, o.norms, o.p});
+C3_END
+
+C3_OP(NtXentBackward, "ntXentBackward")
+  ops::NtXentOut s{Tensor(), a.tensor(2, "z"), a.tensor(3, "norms"), a.tensor(4, "p")};
+  return wrap(env, ops::ntxent_backward(a.tensor(0, "dloss"), a.tensor(1, "features"), s, a.finite(5, "temperature")));
+C3_END
+
+C3_OP(AffineGrid, "affineGrid")
+  return wrap(env, ops::affine_grid(a.tensor(0, "theta"), a.integer(1, "H", 1, 65536), a.integer(2, "W", 1, 65536)));
+C3_END
+
+C3_OP(AffineGridBackward, "affineGridBackward")
+  return wrap(env, ops::affine_grid_backward(a.tensor(0, "dgrid")));
+C3_END
+
+C3_OP(GridSample, "gridSample")
+  return wrap(env, ops::grid_sample(a.tensor(0, "input"), a.tensor(1, "grid")));
+C3_END
+
+C3_OP(GridSampleBackward, "gridSampleBackward")
+  ops::GridSampleGrads g = ops::grid_sample_backward(a.tensor(0, "dy"), a.tensor(1, "input"), a.tensor(2, "grid"),
+                                                     a.boolean(3, "needDx"), a.boolean(4, "needDgrid"));
+  return wrap_list(env, {g.dx, g.dgrid});
+C3_END
+
+C3_OP(AdamStep, "adamStep")
+  ops::adam_step_(a.tensor(0, "param"), a.tensor(1, "grad"), a.tensor(2, "m"), a.tensor(3, "v"), a.finite(4, "lr"),
+                  a.finite(5, "beta1"), a.finite(6, "beta2"), a.finite(7, "eps"), a.finite(8, "weightDecay"),
+                  a.integer(9, "step", 1, int64_t(1) << 50));
+  return env.Undefined();
+C3_END
+
+// ---- runtime ----
+C3_OP(CudaStatus, "cudaStatus")
+  return Napi::String::New(env, c3::cuda_status());
+C3_END
+
+C3_OP(CudaAvailable, "cudaAvailable")
+  return Napi::Boolean::New(env, c3::cuda_available());
+C3_END
+
+C3_OP(NumThreads, "numThreads")
+  return Napi::Number::New(env, c3::num_threads());
+C3_END
+
+C3_OP(SetNumThreads, "setNumThreads")
+  c3::set_num_threads(static_cast<int>(a.integer(0, "n", 1, 1024)));
+  return env.Undefined();
+C3_END
+
+C3_OP(LiveBytes, "liveBytes")
+  report_memory(env);
+  return Napi::Number::New(env, double(c3::live_bytes(a.device(0, "device"))));
+C3_END
+
+C3_OP(LiveTensors, "liveTensors")
+  return Napi::Number::New(env, double(live_handles()));
+C3_END
+
+}  // namespace
+
+void register_ops(Napi::Env env, Napi::Object exports) {
+  struct Entry {
+    const char* name;
+    Napi::Value (*fn)(const Napi::CallbackInfo&);
+  };
+  static const Entry entries[] = {
+      {"empty", Empty}, {"full", Full}, {"fromFloat32", FromFloat32}, {"toFloat32", ToFloat32},
+      {"toDevice", ToDevice}, {"clone", Clone}, {"reshape", Reshape}, {"fill", Fill}, {"copy", Copy},
+      {"axpy", Axpy}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"unary", Unary},
+      {"unaryBackward", UnaryBackward}, {"binary", Binary}, {"expand", Expand}, {"sumTo", SumTo}, {"sum", Sum},
+      {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight},
+      {"linear", Linear}, {"linearBackwardData", LinearBackwardData}, {"linearBackwardWeight", LinearBackwardWeight},
+      {"matmul", Matmul}, {"batchNorm", BatchNorm}, {"batchNormBackward", BatchNormBackward}, {"glu", Glu},
+      {"gluBackward", GluBackward}, {"upsample2x", Upsample2x}, {"upsample2xBackward", Upsample2xBackward},
+      {"concat", Concat}, {"slice", Slice}, {"sliceBackward", SliceBackward}, {"l2normalize", L2Normalize},
+      {"l2normalizeBackward", L2NormalizeBackward}, {"softmax", Softmax}, {"softmaxBackward", SoftmaxBackward},
+      {"crossEntropy", CrossEntropy}, {"crossEntropyBackward", CrossEntropyBackward}, {"ntXent", NtXent},
+      {"ntXentBackward", NtXentBackward}, {"affineGrid", AffineGrid}, {"affineGridBackward", AffineGridBackward},
+      {"gridSample", GridSample}, {"gridSampleBackward", GridSampleBackward}, {"adamStep", AdamStep},
+      {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"numThreads", NumThreads},
+      {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
+  };
+  for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
+}
+
+}  // namespace c3::napi

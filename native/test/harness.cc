@@ -1,0 +1,103 @@
+#include "harness.h"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+namespace c3::test {
+
+std::vector<Case>& registry() {
+  static std::vector<Case> r;
+  return r;
+}
+
+std::vector<float> random_vec(size_t n, uint64_t seed, float lo, float hi) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = lo + (hi - lo) * (Philox::uniform_at(seed, i) - 0.5f / 16777216.0f);
+  return v;
+}
+
+template <typename T>
+static void close_impl(const std::vector<float>& got, const std::vector<T>& want, double rtol, double atol,
+                       const std::string& what) {
+  if (got.size() != want.size()) {
+    std::ostringstream o;
+    o << what << ": size " << got.size() << " != expected " << want.size();
+    throw Failure(o.str());
+  }
+  double worst = 0;
+  size_t wi = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double g = got[i], w = static_cast<double>(want[i]);
+    double excess = std::fabs(g - w) / (atol + rtol * std::fabs(w));
+    if (!std::isfinite(g) && std::isfinite(w)) excess = INFINITY;
+    if (excess > worst) worst = excess, wi = i;
+  }
+  if (worst > 1.0) {
+    std::ostringstream o;
+    o << what << ": element " << wi << " is " << got[wi] << ", expected " << static_cast<double>(want[wi])
+      << " (rtol " << rtol << ", atol " << atol << ")";
+    throw Failure(o.str());
+  }
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double rtol, double atol,
+                  const std::string& what) {
+  close_impl(got, want, rtol, atol, what);
+}
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rtol, double atol,
+                  const std::string& what) {
+  close_impl(got, want, rtol, atol, what);
+}
+
+void expect_true(bool cond, const std::string& what) {
+  if (!cond) throw Failure(what);
+}
+
+std::vector<double> numeric_grad(std::vector<double> x, const std::function<double(const std::vector<double>&)>& f,
+                                 double h) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    double old = x[i];
+    x[i] = old + h;
+    double fp = f(x);
+    x[i] = old - h;
+    double fm = f(x);
+    x[i] = old;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+}  // namespace c3::test
+
+// Runs every case on the backend named by --device (cpu by default; cuda where built and present).
+int main(int argc, char** argv) {
+  std::string device = "cpu", filter;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
+    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
+  }
+  const c3::Backend* be = &c3::cpu_backend();
+  if (device == "cuda") {
+    be = c3::cuda_backend();
+    if (!be || !c3::cuda_available()) {
+      std::printf("cuda: %s\n", c3::cuda_status());
+      return 1;
+    }
+  }
+  int passed = 0, failed = 0;
+  for (auto& c : c3::test::registry()) {
+    if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
+    try {
+      c.fn(*be);
+      ++passed;
+      std::printf("ok   %s\n", c.name);
+    } catch (const std::exception& e) {
+      ++failed;
+      std::printf("FAIL %s: %s\n", c.name, e.what());
+    }
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

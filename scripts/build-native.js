@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Builds the addon with cmake-js (CUDA when nvcc is present, unless C3GAN_CUDA=OFF), incrementally.
+// node-gyp (the install fallback) and cmake-js share build/: a node-gyp tree there is cleared first.
+"use strict";
+const { spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+
+const root = path.resolve(__dirname, "..");
+const build = path.join(root, "build");
+if (fs.existsSync(build) && !fs.existsSync(path.join(build, "CMakeCache.txt"))) {
+  fs.rmSync(build, { recursive: true, force: true });
+}
+const cuda = (process.env.C3GAN_CUDA || "AUTO").toUpperCase();
+if (!["AUTO", "ON", "OFF"].includes(cuda)) {
+  console.error(`C3GAN_CUDA must be AUTO, ON or OFF, got ${process.env.C3GAN_CUDA}`);
+  process.exit(2);
+}
+const jobs = String(Math.max(1, Math.min(os.cpus().length, 8)));
+const cmakeJs = require.resolve("cmake-js/bin/cmake-js");
+const args = [cmakeJs, "build", "--out", "build", `--CDC3GAN_CUDA=${cuda}`, "--parallel", jobs];
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
+if (r.status !== 0) {
+  console.error("c3gan: native build failed (cmake-js exit " + r.status + ")");
+  process.exit(r.status || 1);
+}

@@ -1,0 +1,47 @@
+// Deterministic memory: a training loop inside tidy keeps native bytes and handle counts flat.
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { native } from "../lib/native";
+import { BatchNorm2d, Conv2d } from "../lib/nn";
+import * as ops from "../lib/ops";
+import { Adam } from "../lib/optim/adam";
+import { Generator, liveTensors, Tensor, tidy } from "../lib/tensor";
+
+test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay flat", () => {
+  const N = native();
+  const gen = new Generator(5);
+  const conv = new Conv2d(4, 4, 3, { padding: 1, generator: gen });
+  const bn = new BatchNorm2d(4);
+  const opt = new Adam([...conv.parameters(), ...bn.parameters()], { lr: 1e-3 });
+  const x = Tensor.randn([2, 4, 8, 8], gen);
+  const step = (): number => tidy(() => {
+    const loss = ops.mean(ops.square(ops.relu(bn.forward(conv.forward(x)))));
+    loss.backward();
+    opt.step();
+    opt.zeroGrad();
+    return 0;
+  });
+  const t0 = Date.now();
+  for (let i = 0; i < 10; i++) step(); // warm-up: optimizer state gets allocated
+  const bytes = N.liveBytes("cpu");
+  const handles = N.liveTensors();
+  const tensors = liveTensors();
+  for (let i = 1; i <= 2000; i++) {
+    step();
+    if (i % 100 === 0) {
+      assert.equal(N.liveBytes("cpu"), bytes, `liveBytes at step ${i}`);
+      assert.equal(N.liveTensors(), handles, `native liveTensors at step ${i}`);
+      assert.equal(liveTensors(), tensors, `Tensor objects at step ${i}`);
+    }
+  }
+  const secs = (Date.now() - t0) / 1000;
+  assert.ok(secs < 30, `took ${secs} s`);
+  assert.equal(bn.numBatchesTracked.item(), 2010);
+  // a forward that is never backpropagated releases its graph too
+  tidy(() => ops.sum(bn.forward(conv.forward(x))));
+  assert.equal(N.liveTensors(), handles);
+  opt.dispose();
+  conv.dispose();
+  bn.dispose();
+  x.dispose();
+});
