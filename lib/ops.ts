@@ -35,7 +35,14 @@ function finish(op: string, out: NativeTensor, inputs: (Tensor | null)[], setup:
   }
   const N = native();
   const ctx = new Ctx(N, needs);
-  const fn = setup(ctx);
+  let fn: (dy: NativeTensor) => Grads;
+  try {
+    fn = setup(ctx);
+  } catch (e) {
+    for (const h of [...ctx.saved, ...own]) h.dispose();
+    t.dispose();
+    throw e;
+  }
   ctx.saved.push(...own);
   const node = new Node(op, inputs, needs, ctx.saved, fn, t.shape);
   node.output = t;

@@ -38,7 +38,9 @@ test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay f
   assert.ok(secs < 30, `took ${secs} s`);
   assert.equal(bn.numBatchesTracked.item(), 2010);
   // a forward that is never backpropagated releases its graph too
-  tidy(() => ops.sum(bn.forward(conv.forward(x))));
+  tidy(() => {
+    ops.sum(bn.forward(conv.forward(x)));
+  });
   assert.equal(N.liveTensors(), handles);
   opt.dispose();
   conv.dispose();

@@ -229,10 +229,12 @@ test("Adam matches a float64 Adam over 3 steps (with weight decay); skips params
   const s0 = sd.state.get(0)!;
   assert.equal(s0.step, 3);
   assert.ok(scaledMaxError(s0.exp_avg.toArray(), m) < 1e-5);
-  assert.ok(scaledMaxError(s0.exp_avg_sq.toArray(), v) < 1e-5);
+  // 1 - beta2 rounded in float32 is 1.3e-5 off 1e-3 (PyTorch passes it as a double), hence 5e-5
+  assert.ok(scaledMaxError(s0.exp_avg_sq.toArray(), v) < 5e-5);
   // restoring the state into a new optimizer continues identically
   const q = Tensor.fromArray(p.toArray(), [2, 3], { requiresGrad: true });
-  const opt2 = new Adam([q, Tensor.zeros([2], { requiresGrad: true })], { lr: 1, betas: [b1, b2], eps, weightDecay: wd });
+  const q2 = Tensor.zeros([2], { requiresGrad: true });
+  const opt2 = new Adam([q, q2], { lr: 1, betas: [b1, b2], eps, weightDecay: wd });
   opt2.loadStateDict(sd);
   assert.equal(opt2.lr, lr);
   for (const [t, o] of [[p, opt], [q, opt2]] as const) {
@@ -243,5 +245,5 @@ test("Adam matches a float64 Adam over 3 steps (with weight decay); skips params
   assert.deepEqual(q.toArray(), p.toArray());
   opt.dispose();
   opt2.dispose();
-  for (const t of [p, frozen, ct, q]) t.dispose();
+  for (const t of [p, frozen, ct, q, q2]) t.dispose();
 });

@@ -17,6 +17,7 @@ interface Fx {
 }
 
 const TOL = 1e-4;
+let checks = 0;
 
 function fixture<T>(name: string): { cases: T[] } {
   const file = path.join(packageRoot(), "test", "fixtures", name);
@@ -43,9 +44,21 @@ function scaledError(actual: ArrayLike<number>, expected: ArrayLike<number>): { 
   return { err: maxDiff / scale, at };
 }
 
+/** the largest scaled error seen in the running test and what it was on (reported as a diagnostic) */
+let worst = { err: 0, what: "" };
+
+function report(t: { diagnostic(msg: string): void }): void {
+  assert.ok(checks > 0, "no comparisons were made");
+  t.diagnostic(`${checks} comparisons; worst scaled error ${worst.err.toExponential(2)} (${worst.what})`);
+  worst = { err: 0, what: "" };
+  checks = 0;
+}
+
 function expectArray(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tol = TOL): void {
   assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
   const { err, at } = scaledError(actual, expected);
+  checks++;
+  if (!(err <= worst.err)) worst = { err, what };
   assert.ok(
     err <= tol,
     `${what}: scaled max error ${err.toExponential(3)} > ${tol} (at flat index ${at}: got ${actual[at]}, expected ${expected[at]})`,
@@ -81,7 +94,7 @@ interface ConvCase {
   db: Fx | null;
 }
 
-test("parity: conv2d forward and gradients wrt input, weight, bias", () => {
+test("parity: conv2d forward and gradients wrt input, weight, bias", (t) => {
   const { cases } = fixture<ConvCase>("conv2d.json");
   for (const device of devices()) {
     for (const c of cases) {
@@ -99,6 +112,7 @@ test("parity: conv2d forward and gradients wrt input, weight, bias", () => {
       });
     }
   }
+  report(t);
 });
 
 interface BnCall {
@@ -121,7 +135,7 @@ interface BnCase {
   eval: BnCall;
 }
 
-test("parity: batch norm, 3 training calls (running stats, grads) then eval", () => {
+test("parity: batch norm, 3 training calls (running stats, grads) then eval", (t) => {
   const { cases } = fixture<BnCase>("batchnorm.json");
   for (const device of devices()) {
     for (const c of cases) {
@@ -154,6 +168,7 @@ test("parity: batch norm, 3 training calls (running stats, grads) then eval", ()
       });
     }
   }
+  report(t);
 });
 
 interface GridCase {
@@ -169,7 +184,7 @@ interface GridCase {
   dtheta: Fx;
 }
 
-test("parity: affine_grid + grid_sample (bilinear, zeros, align_corners) and grads wrt x, theta", () => {
+test("parity: affine_grid + grid_sample (bilinear, zeros, align_corners) and grads wrt x, theta", (t) => {
   const { cases } = fixture<GridCase>("grid_sample.json");
   for (const device of devices()) {
     for (const c of cases) {
@@ -187,6 +202,7 @@ test("parity: affine_grid + grid_sample (bilinear, zeros, align_corners) and gra
       });
     }
   }
+  report(t);
 });
 
 interface NtXentCase {
@@ -197,7 +213,7 @@ interface NtXentCase {
   dx: Fx;
 }
 
-test("parity: NT-Xent as the official C3-GAN contrastive loss (loss and grad)", () => {
+test("parity: NT-Xent as the official C3-GAN contrastive loss (loss and grad)", (t) => {
   const { cases } = fixture<NtXentCase>("ntxent.json");
   for (const device of devices()) {
     for (const c of cases) {
@@ -212,6 +228,7 @@ test("parity: NT-Xent as the official C3-GAN contrastive loss (loss and grad)", 
       });
     }
   }
+  report(t);
 });
 
 interface AdamCase {
@@ -225,7 +242,7 @@ interface AdamCase {
   after: Fx[][];
 }
 
-test("parity: Adam (official betas; weight decay with default betas) over 5 steps", () => {
+test("parity: Adam (official betas; weight decay with default betas) over 5 steps", (t) => {
   const { cases } = fixture<AdamCase>("adam.json");
   for (const device of devices()) {
     for (const c of cases) {
@@ -254,4 +271,5 @@ test("parity: Adam (official betas; weight decay with default betas) over 5 step
       });
     }
   }
+  report(t);
 });

@@ -160,7 +160,9 @@ test("graphs are released: by backward, and when their results are disposed", ()
   const baseHandles = N.liveTensors();
   const baseBytes = N.liveBytes("cpu");
   // forward only: tidy disposes the results and with them the saved tensors
-  tidy(() => ops.sum(ops.relu(ops.conv2d(x, w, null, 1, 1))));
+  tidy(() => {
+    ops.sum(ops.relu(ops.conv2d(x, w, null, 1, 1)));
+  });
   assert.equal(N.liveTensors(), baseHandles);
   assert.equal(N.liveBytes("cpu"), baseBytes);
   // forward kept alive outside tidy, then disposed by hand
@@ -168,10 +170,19 @@ test("graphs are released: by backward, and when their results are disposed", ()
   assert.ok(N.liveTensors() > baseHandles + 1, "saved tensors are held while the graph lives");
   loss.dispose();
   assert.equal(N.liveTensors(), baseHandles);
+  // a loss returned from tidy still backpropagates (its intermediates were disposed, not its graph)
+  const outside = tidy(() => ops.sum(ops.relu(ops.conv2d(x, w, null, 1, 1))));
+  outside.backward();
+  const g1 = w.grad!.toArray();
+  w.zeroGrad();
+  outside.dispose();
+  assert.equal(N.liveTensors(), baseHandles);
   // backward: only the gradient stays
-  tidy(() => ops.sum(ops.relu(ops.conv2d(x, w, null, 1, 1))).backward());
+  tidy(() => {
+    ops.sum(ops.relu(ops.conv2d(x, w, null, 1, 1))).backward();
+  });
   assert.equal(N.liveTensors(), baseHandles + 1);
-  assert.deepEqual(w.grad!.shape, [4, 3, 3, 3]);
+  assert.deepEqual(w.grad!.toArray(), g1);
   w.dispose(); // disposes its grad too
   x.dispose();
   assert.equal(N.liveTensors(), baseHandles - 2);

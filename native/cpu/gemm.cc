@@ -33,9 +33,8 @@ struct View {
   float at(int64_t i, int64_t j) const { return p[i * rs + j * cs]; }
 };
 
-// op(A) (M x K) and op(B) (K x N) of row-major A and B.
-View view_a(bool trans, const float* A, int64_t M, int64_t K) { return trans ? View{A, 1, M} : View{A, K, 1}; }
-View view_b(bool trans, const float* B, int64_t K, int64_t N) { return trans ? View{B, 1, K} : View{B, N, 1}; }
+// op(X) of a row-major X with row stride ld: X itself, or X^T
+View view(bool trans, const float* X, int64_t ld) { return trans ? View{X, 1, ld} : View{X, ld, 1}; }
 
 // Rows [i0, i0+mc) x cols [k0, k0+kc) of op(A) into MR-row panels; panel q holds element
 // (q*MR + r, k) at q*MR*kc + k*MR + r. Rows past mc are zero so the micro-kernel needs no edges.
@@ -119,9 +118,10 @@ inline void store_tile(const float* acc, int64_t rows, int64_t cols, float alpha
 }
 
 // C = beta * C (beta == 0 writes zeros, whatever C held)
-void scale_c(int64_t M, int64_t N, float beta, float* C) {
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   if (beta == 1.0f) return;
-  for (int64_t i = 0; i < M * N; ++i) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
 }
 
 std::vector<float>& packed_b_buffer() {
@@ -136,9 +136,14 @@ std::vector<float>& packed_a_buffer() {
 
 }  // namespace
 
+// gemm with row strides (lda, ldb, ldc >= the rows' lengths) for sub-matrices; conv2d.cc uses it.
+// Not in kernels.h (owned elsewhere), so conv2d.cc repeats this declaration.
+void gemm_strided(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                     const float* B, float beta, float* C) {
-  View a = view_a(trans_a, A, M, K), b = view_b(trans_b, B, K, N);
+  View a = view(trans_a, A, trans_a ? M : K), b = view(trans_b, B, trans_b ? K : N);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       double s = 0;
@@ -148,14 +153,14 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
     }
 }
 
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
-          float beta, float* C) {
+void gemm_strided(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
-    scale_c(M, N, beta, C);
+    scale_c(M, N, beta, C, ldc);
     return;
   }
-  const View a = view_a(trans_a, A, M, K), b = view_b(trans_b, B, K, N);
+  const View a = view(trans_a, A, lda), b = view(trans_b, B, ldb);
   const bool threaded = M * N * K >= kParallelMacs && num_threads() > 1;
   const int threads = threaded ? num_threads() : 1;
   const int64_t m_blocks = (M + MC - 1) / MC;
@@ -196,7 +201,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
             const float* bq = bpp + q * NR * kc;
             for (int64_t r0 = 0; r0 < mc; r0 += MR) {
               micro_kernel(kc, app + r0 * kc, bq, acc);
-              store_tile(acc, std::min<int64_t>(MR, mc - r0), cols, alpha, beta_k, C + (ic + r0) * N + j, N);
+              store_tile(acc, std::min<int64_t>(MR, mc - r0), cols, alpha, beta_k, C + (ic + r0) * ldc + j, ldc);
             }
           }
         }
@@ -205,6 +210,11 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
       else tiles(0, m_blocks * n_groups);
     }
   }
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
+          float beta, float* C) {
+  gemm_strided(trans_a, trans_b, M, N, K, alpha, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
 }
 
 }  // namespace c3::cpu

@@ -382,6 +382,8 @@ const ConvCase kConvCases[] = {
     {30, 8, 16, 16, 4, 3, 3, 1, 1, true},  // all images in one chunk
     {3, 16, 84, 84, 2, 3, 3, 1, 1, true},  // chunks of 2 images, then 1 (8 MiB im2col budget)
     {2, 32, 84, 84, 2, 3, 3, 1, 1, false}, // one image per chunk, two chunks
+    {2, 32, 90, 90, 2, 3, 3, 1, 1, true},  // an image over the budget: bands of 80 + 10 output rows
+    {1, 64, 100, 100, 2, 4, 4, 2, 1, false}, // bands whose input rows overlap (stride 2 < kernel 4)
 };
 
 C3_TEST(conv2d_forward_against_float64) {

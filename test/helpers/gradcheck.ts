@@ -39,7 +39,7 @@ function asInput(x: RT | GradInput): GradInput {
 export function gradcheck(c: GradcheckCase): number[] {
   const inputs = c.inputs.map(asInput);
   const h = c.h ?? 1e-5;
-  const tol = c.tol ?? 1e-3;
+  const tol = c.tol ?? 1e-4;
   const fwdTol = c.fwdTol ?? 1e-4;
   const ref0 = c.reference(inputs.map((i) => i.value));
   const rng = new Rng(hashName(c.name));
@@ -83,6 +83,7 @@ export function gradcheck(c: GradcheckCase): number[] {
     }
     const err = scaledMaxError(g, num);
     errors.push(err);
+    if (process.env.GRADCHECK_VERBOSE) console.log(`${c.name} input ${k}: ${err.toExponential(2)}`);
     assert.ok(err <= tol, `${c.name}: gradient of input ${k} (shape [${inp.value.shape}]) has scaled max error ${err} > ${tol}`);
   });
   return errors;

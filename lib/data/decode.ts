@@ -1,0 +1,98 @@
+// Decoding with sharp, and sharp's resize where it stands in for PIL's.
+//
+// Every input is decoded to 8-bit sRGB with 3 channels, then reduced to 1 channel when the run is
+// configured for 1 (PIL's convert("L") formula, so a grayscale file round-trips exactly):
+// - grayscale (1 channel, 8 or 16 bit): replicated to R = G = B, as PIL's convert("RGB");
+// - 16-bit: scaled to 8 bits by libvips (v * 255 / 65535, rounded), PIL would clip instead;
+// - alpha (RGBA, grayscale + alpha, palette with transparency): flattened onto black, i.e. the
+//   colour is premultiplied by alpha (PIL's convert("RGB") drops alpha without compositing;
+//   both agree where transparent pixels are stored black);
+// - CMYK: converted to sRGB by libvips with the embedded ICC profile or its built-in CMYK profile
+//   (PIL's naive 255 - C - K formula is not colour-managed);
+// - EXIF orientation is ignored, as PIL's Image.open does.
+// Undecodable data (corrupt, truncated: libvips warnings count as errors here) throws; the caller
+// adds the list file and line.
+import sharp from "sharp";
+
+export interface RawImage {
+  /** HWC, `channels` interleaved bytes a pixel */
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3;
+}
+
+let configured = false;
+
+/** One image is one task: libvips' own threads per image only add hand-offs, parallelism comes
+ * from decoding several images at once (the libuv pool, loader workers). */
+export function configureSharp(): void {
+  if (configured) return;
+  configured = true;
+  sharp.cache(false);
+  sharp.concurrency(1);
+}
+
+export async function decodeImageFile(file: string, channels: 1 | 3): Promise<RawImage> {
+  configureSharp();
+  const { data, info } = await sharp(file, { failOn: "warning" })
+    .flatten({ background: { r: 0, g: 0, b: 0 } })
+    .toColourspace("srgb")
+    .raw({ depth: "uchar" })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoder returned ${info.channels} channels, expected 3`);
+  const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const img: RawImage = { data: rgb, width: info.width, height: info.height, channels: 3 };
+  return channels === 3 ? img : toChannels(img, 1);
+}
+
+/** Converts between 1 and 3 channels the way PIL's convert("L") / convert("RGB") do. */
+export function toChannels(img: RawImage, channels: 1 | 3): RawImage {
+  if (img.channels === channels) return img;
+  const n = img.width * img.height;
+  const src = img.data;
+  if (channels === 1) {
+    const out = new Uint8Array(n);
+    for (let i = 0, j = 0; j < n; i += 3, j++) {
+      out[j] = (src[i] * 19595 + src[i + 1] * 38470 + src[i + 2] * 7471 + 0x8000) >> 16;
+    }
+    return { data: out, width: img.width, height: img.height, channels: 1 };
+  }
+  const out = new Uint8Array(n * 3);
+  for (let j = 0, i = 0; j < n; j++, i += 3) {
+    const v = src[j];
+    out[i] = v;
+    out[i + 1] = v;
+    out[i + 2] = v;
+  }
+  return { data: out, width: img.width, height: img.height, channels: 3 };
+}
+
+export interface Region {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * sharp's resize of `box` of `img` to outWidth x outHeight, returning only `window` of the result.
+ * Kernel "linear": libvips' triangle filter widened by the reduction factor, the same filter as
+ * PIL's antialiased bilinear; measured against PIL on reductions of 1.2-6x, 0.25-0.35/255 mean
+ * absolute difference, at most 3-4 (fixed-point rounding). Only used for reductions on both axes;
+ * resize.ts routes enlargements to the exact port of PIL.
+ */
+export async function resizeWithSharp(
+  img: RawImage, box: Region, outWidth: number, outHeight: number, window: Region,
+): Promise<Uint8Array> {
+  configureSharp();
+  let p = sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } });
+  if (box.left !== 0 || box.top !== 0 || box.width !== img.width || box.height !== img.height) p = p.extract(box);
+  p = p.resize(outWidth, outHeight, { fit: "fill", kernel: "linear" });
+  if (window.left !== 0 || window.top !== 0 || window.width !== outWidth || window.height !== outHeight) p = p.extract(window);
+  const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
+  if (info.width !== window.width || info.height !== window.height || info.channels !== img.channels) {
+    throw new Error(`c3gan data: sharp resize returned ${info.width}x${info.height}x${info.channels}, expected ${window.width}x${window.height}x${img.channels}`);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}

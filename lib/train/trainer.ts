@@ -1,0 +1,268 @@
+// The training loop: epochs of (D step, G step) per batch; at every evalInterval (and the last
+// epoch) cluster the test set, log ACC/NMI, save the best-ACC and last checkpoints and a sample
+// grid. The loop yields to the event loop between steps, so an embedding app stays responsive.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
+import { evaluateClustering, EvalResult } from "../eval";
+import { SummaryWriter } from "../io/tensorboard";
+import { C3GAN, sampleCodes } from "../model/c3gan";
+import { ModelSpec } from "../model/spec";
+import { native, DeviceName } from "../native";
+import { Adam } from "../optim/adam";
+import { Generator, noGrad, Tensor, tidy } from "../tensor";
+import { C3Config, clusterCount } from "./config";
+import { loadModel, loadTrainState, saveModel, saveTrainState, statePath, TrainState } from "./checkpoint";
+import { openTrainingData, TrainingData } from "./data-source";
+import { gridPng, stackBatches } from "./samples";
+import { assignClusters, discriminatorStep, DLosses, generatorStep, GLosses } from "./step";
+
+export interface TrainProgress {
+  epoch: number;
+  maxEpoch: number;
+  step: number;
+  stepInEpoch: number;
+  stepsPerEpoch: number;
+  itPerSec: number;
+  etaSec: number;
+  d: DLosses;
+  g: GLosses;
+}
+
+export interface EvalRecord {
+  epoch: number;
+  step: number;
+  d: DLosses;
+  g: GLosses;
+  acc: number;
+  nmiOfficial: number;
+  nmiSklearn: number;
+  imagesPerSec: number;
+  seconds: number;
+}
+
+export interface TrainOptions {
+  resume?: boolean;
+  onProgress?: (p: TrainProgress) => void;
+  onEval?: (r: EvalRecord) => void;
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+  /** data to train on instead of the config's dataset (tests, embedding apps) */
+  data?: TrainingData;
+}
+
+export interface TrainResult {
+  saveDir: string;
+  epochs: number;
+  steps: number;
+  best: EvalRecord | null;
+  last: EvalRecord | null;
+  aborted: boolean;
+  device: DeviceName;
+}
+
+export function specFromConfig(cfg: C3Config): ModelSpec {
+  return {
+    imageSize: cfg.imageSize, channels: cfg.channels, ngf: cfg.ngf, ndf: cfg.ndf, zDim: cfg.zDim,
+    czDim: cfg.czDim, numClusters: clusterCount(cfg),
+  };
+}
+
+/** cpu, cuda (an error naming why when it is not there) or auto (cuda when present) */
+export function resolveDevice(choice: "cpu" | "cuda" | "auto"): DeviceName {
+  const N = native();
+  if (choice === "cpu") return "cpu";
+  if (N.cudaAvailable()) return "cuda";
+  if (choice === "cuda") throw new Error(`device "cuda" was asked for, but cuda is ${N.cudaStatus()}`);
+  return "cpu";
+}
+
+function zeroD(): DLosses {
+  return { real: 0, fake: 0, info: 0, infoAug: 0, contrastive: 0, entropy1: 0, entropy2: 0, total: 0 };
+}
+function zeroG(): GLosses {
+  return { adv: 0, info: 0, infoAug: 0, mask: 0, total: 0 };
+}
+function accumulate<T extends object>(sum: T, x: T): void {
+  for (const k of Object.keys(x) as (keyof T)[]) (sum[k] as number) += x[k] as number;
+}
+function scaled<T extends object>(x: T, s: number): T {
+  const o = { ...x };
+  for (const k of Object.keys(o) as (keyof T)[]) (o[k] as number) *= s;
+  return o;
+}
+
+/** Clusters the whole test set with D (eval mode) and scores it. */
+export async function evaluateModel(model: C3GAN, data: TrainingData, cfg: C3Config): Promise<EvalResult> {
+  const labels: number[] = [];
+  const clusters: number[] = [];
+  for await (const b of data.testBatches()) {
+    const r = tidy(() => assignClusters(model, Tensor.fromArray(b.images, b.shape, { device: model.device })));
+    labels.push(...b.labels);
+    clusters.push(...r.clusters);
+  }
+  if (!labels.length) throw new Error("evaluation: the test set is empty");
+  return evaluateClustering(labels, clusters, { numGtClasses: cfg.numGtClasses, over: cfg.over });
+}
+
+/**
+ * The official visualisation: 4 samples sharing z with different clusters, then 4 sharing a
+ * cluster with different z; rows background, mask, foreground, final. Fixed seed, so grids of
+ * successive evaluations are comparable.
+ */
+export async function sampleGrid(model: C3GAN, seed: number): Promise<Buffer> {
+  const gen = new Generator(BigInt(seed) + 7919n);
+  const wasTraining = model.G.training;
+  model.G.eval();
+  try {
+    const rows = noGrad(() =>
+      tidy(() => {
+        const codes = sampleCodes(gen, model.spec, 5, model.device);
+        const pick = (t: Tensor, idx: number[]) => {
+          const a = t.toArray();
+          const w = t.shape[1];
+          const out = new Float32Array(idx.length * w);
+          idx.forEach((r, i) => out.set(a.subarray(r * w, (r + 1) * w), i * w));
+          return Tensor.fromArray(out, [idx.length, w], { device: model.device });
+        };
+        const z = pick(codes.z, [0, 0, 0, 0, 1, 2, 3, 4]);
+        const cz = pick(codes.cz, [0, 0, 0, 0, 1, 2, 3, 4]);
+        const c = pick(codes.c, [0, 1, 2, 3, 4, 4, 4, 4]);
+        const o = model.G.forward(z, cz, c, null);
+        return [o.background, o.mask, o.foreground, o.final].map((t) => ({
+          data: t.toArray(), shape: t.shape as [number, number, number, number],
+        }));
+      }),
+    );
+    // the mask is in [0, 1]; the grid maps [-1, 1], so show it as 2m - 1
+    rows[1].data = rows[1].data.map((m) => 2 * m - 1);
+    return await gridPng(stackBatches(rows), 8, 2);
+  } finally {
+    model.G.train(wasTraining);
+  }
+}
+
+export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<TrainResult> {
+  const log = opts.log ?? (() => {});
+  const N = native();
+  if (cfg.threads > 0) N.setNumThreads(cfg.threads);
+  const device = resolveDevice(cfg.device);
+  const saveDir = cfg.saveDir;
+  fs.mkdirSync(saveDir, { recursive: true });
+  const lastFile = path.join(saveDir, "last.safetensors");
+  const bestFile = path.join(saveDir, "best_acc.safetensors");
+  const metricsFile = path.join(saveDir, "metrics.jsonl");
+
+  const gen = new Generator(BigInt(cfg.seed));
+  const model = new C3GAN(specFromConfig(cfg), device, gen);
+  const optG = new Adam(model.G.parameters(), { lr: cfg.lr, betas: [cfg.beta1, cfg.beta2] });
+  const optD = new Adam(model.D.parameters(), { lr: cfg.lr, betas: [cfg.beta1, cfg.beta2] });
+  let state: TrainState = { epoch: 0, step: 0, bestAcc: -1, rng: gen.getState() };
+  if (opts.resume) {
+    loadModel(lastFile, model);
+    state = loadTrainState(statePath(lastFile), model, optG, optD, gen);
+    log(`resumed from ${lastFile} at epoch ${state.epoch}, step ${state.step}`);
+    // a resumed run continues the same metrics log; drop lines past the checkpoint
+    if (fs.existsSync(metricsFile)) {
+      const kept = fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l && JSON.parse(l).epoch < state.epoch);
+      fs.writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
+    }
+  } else if (cfg.modelPath) {
+    loadModel(cfg.modelPath, model);
+    log(`started from weights in ${cfg.modelPath}`);
+  }
+  const data = opts.data ?? (await openTrainingData(cfg));
+  const ownsData = !opts.data;
+  const tb = new SummaryWriter(saveDir);
+  const stepOpts = { temperature: cfg.temperature, perturbation: cfg.perturbation };
+  let best: EvalRecord | null = null;
+  let last: EvalRecord | null = null;
+  let aborted = false;
+  const B = cfg.batchSize;
+  try {
+    if (data.batchesPerEpoch < 1) throw new Error(`the training set has fewer images than one batch (${B})`);
+    for (let epoch = state.epoch; epoch < cfg.maxEpoch && !aborted; epoch++) {
+      const t0 = Date.now();
+      const dSum = zeroD();
+      const gSum = zeroG();
+      let n = 0;
+      for await (const batch of data.trainEpoch(epoch)) {
+        if (opts.signal?.aborted) {
+          aborted = true;
+          break;
+        }
+        const { d, g } = tidy(() => {
+          const real = Tensor.fromArray(batch.real, batch.shape, { device });
+          const aug = Tensor.fromArray(batch.aug, batch.shape, { device });
+          const d = discriminatorStep(model, optD, real, aug, gen, stepOpts);
+          const g = generatorStep(model, optG, batch.shape[0], gen, stepOpts);
+          return { d, g };
+        });
+        if (!Number.isFinite(d.total) || !Number.isFinite(g.total))
+          throw new Error(`training diverged at epoch ${epoch}, step ${state.step}: D loss ${d.total}, G loss ${g.total}`);
+        accumulate(dSum, d);
+        accumulate(gSum, g);
+        n++;
+        state.step++;
+        if (state.step % cfg.logInterval === 0) {
+          for (const [k, v] of Object.entries(d)) tb.addScalar(`D/${k}`, v, state.step);
+          for (const [k, v] of Object.entries(g)) tb.addScalar(`G/${k}`, v, state.step);
+        }
+        const secs = (Date.now() - t0) / 1000;
+        const itPerSec = n / Math.max(secs, 1e-9);
+        const remaining = (cfg.maxEpoch - epoch) * data.batchesPerEpoch - n;
+        opts.onProgress?.({
+          epoch, maxEpoch: cfg.maxEpoch, step: state.step, stepInEpoch: n, stepsPerEpoch: data.batchesPerEpoch,
+          itPerSec, etaSec: remaining / Math.max(itPerSec, 1e-9), d, g,
+        });
+        await yieldToEventLoop();
+      }
+      if (aborted) break;
+      const seconds = (Date.now() - t0) / 1000;
+      state.epoch = epoch + 1;
+      state.rng = gen.getState();
+      const isEval = (epoch + 1) % cfg.evalInterval === 0 || epoch + 1 === cfg.maxEpoch;
+      if (isEval) {
+        const r = await evaluateModel(model, data, cfg);
+        const rec: EvalRecord = {
+          epoch, step: state.step, d: scaled(dSum, 1 / Math.max(n, 1)), g: scaled(gSum, 1 / Math.max(n, 1)),
+          acc: r.acc, nmiOfficial: r.nmiOfficial, nmiSklearn: r.nmiSklearn, imagesPerSec: (n * B) / seconds, seconds,
+        };
+        last = rec;
+        fs.appendFileSync(metricsFile, JSON.stringify(rec) + "\n");
+        tb.addScalar("test/ACC", r.acc, state.step);
+        tb.addScalar("test/NMI", r.nmiOfficial, state.step);
+        const png = await sampleGrid(model, cfg.seed);
+        fs.writeFileSync(path.join(saveDir, "samples.png"), png);
+        const meta = await import("sharp").then((s) => s.default(png).metadata());
+        tb.addImage("Image_sample", png, meta.height!, meta.width!, 3, state.step);
+        if (r.acc > state.bestAcc) {
+          state.bestAcc = r.acc;
+          best = rec;
+          saveModel(bestFile, model, cfg, epoch + 1, state.step, { acc: String(r.acc), nmi: String(r.nmiOfficial) });
+        }
+        opts.onEval?.(rec);
+        log(`epoch ${epoch + 1}/${cfg.maxEpoch}: ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official) ` +
+          `${r.nmiSklearn.toFixed(4)} (sklearn)  ${rec.imagesPerSec.toFixed(1)} img/s`);
+      }
+      // the last checkpoint after every epoch: --resume then replays exactly what would have run
+      saveModel(lastFile, model, cfg, state.epoch, state.step);
+      saveTrainState(statePath(lastFile), model, optG, optD, state);
+    }
+  } finally {
+    tb.close();
+    if (ownsData) await data.close();
+    optG.dispose?.();
+    optD.dispose?.();
+    model.dispose();
+  }
+  if (!best && fs.existsSync(metricsFile)) {
+    // resumed past the best epoch: recover it from the log
+    for (const l of fs.readFileSync(metricsFile, "utf8").split("\n").filter(Boolean)) {
+      const r = JSON.parse(l) as EvalRecord;
+      if (!best || r.acc > best.acc) best = r;
+      last = r;
+    }
+  }
+  return { saveDir, epochs: state.epoch, steps: state.step, best, last, aborted, device };
+}
