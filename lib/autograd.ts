@@ -179,13 +179,17 @@ export function runBackward(root: Tensor, seed: NativeTensor, adoptGrad: (h: Nat
       }
       // each returned handle must be owned once: clone repeats (and dy if returned twice)
       const seen = new Set<NativeTensor>();
-      let dyOwned = false;
+      const owned: (NativeTensor | null)[] = [];
       for (let i = 0; i < node.inputs.length; i++) {
         let g = gs[i] ?? null;
+        if (g && seen.has(g)) g = N.clone(g);
+        if (g) seen.add(g);
+        owned.push(g);
+      }
+      const dyOwned = seen.has(dy);
+      for (let i = 0; i < node.inputs.length; i++) {
+        const g = owned[i];
         if (!g) continue;
-        if (seen.has(g)) g = N.clone(g);
-        seen.add(g);
-        if (g === dy) dyOwned = true;
         const input = node.inputs[i];
         if (!input || !node.needs[i]) {
           g.dispose();

@@ -229,14 +229,18 @@ export class Tensor {
   }
 
   static zeros(shape: number[], opts: TensorOptions = {}): Tensor {
-    return Tensor.full(shape, 0, opts, "zeros");
+    return Tensor.filled(shape, 0, opts, "zeros");
   }
 
   static ones(shape: number[], opts: TensorOptions = {}): Tensor {
-    return Tensor.full(shape, 1, opts, "ones");
+    return Tensor.filled(shape, 1, opts, "ones");
   }
 
-  static full(shape: number[], value: number, opts: TensorOptions = {}, op = "full"): Tensor {
+  static full(shape: number[], value: number, opts: TensorOptions = {}): Tensor {
+    return Tensor.filled(shape, value, opts, "full");
+  }
+
+  private static filled(shape: number[], value: number, opts: TensorOptions, op: string): Tensor {
     const s = checkShape(shape, `Tensor.${op}`);
     const device = checkDevice(opts.device, `Tensor.${op}`);
     if (typeof value !== "number") throw new Error(`Tensor.${op}: value must be a number, got ${String(value)}`);

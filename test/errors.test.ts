@@ -88,6 +88,11 @@ test("the native layer also rejects bad sizes with an Error", () => {
   throwsError(() => N.full([-3], 0, "cpu"), /negative|shape|dim/i);
 });
 
+test("a device that is not there is an Error, not a crash", { skip: native().cudaAvailable() }, () => {
+  throwsError(() => Tensor.zeros([2], { device: "cuda" }), /cuda/i);
+  throwsError(() => new Linear(2, 2, { device: "cuda" }), /cuda/i);
+});
+
 test("cross-entropy targets must be integer classes in range", () => {
   tidy(() => {
     const logits = Tensor.zeros([3, 4]);

@@ -1,7 +1,7 @@
 // One C3-GAN training iteration exactly as the official train.py: a D step, then a G step with
 // fresh codes. Every D call is its own BatchNorm batch, in the official order.
 import * as L from "../losses";
-import { C3GAN, Perturbation, randomGrid, sampleCodes } from "../model/c3gan";
+import { C3GAN, Codes, Perturbation, randomGrid, sampleCodes } from "../model/c3gan";
 import * as F from "../ops";
 import { Adam } from "../optim/adam";
 import { Generator, noGrad, Tensor, tidy } from "../tensor";
@@ -30,18 +30,30 @@ export interface StepOptions {
   perturbation: Perturbation;
 }
 
-function grid(gen: Generator, model: C3GAN, B: number, pert: Perturbation): Tensor | null {
-  return pert === "none" ? null : randomGrid(gen, B, model.spec.imageSize, pert, model.device);
+/** The random inputs of one D or G step: codes, then the perturbation grid (the official order). */
+export interface StepInputs {
+  codes: Codes;
+  grid: Tensor | null;
+}
+
+export function sampleStepInputs(gen: Generator, model: C3GAN, B: number, pert: Perturbation): StepInputs {
+  const codes = sampleCodes(gen, model.spec, B, model.device);
+  const grid = pert === "none" ? null : randomGrid(gen, B, model.spec.imageSize, pert, model.device);
+  return { codes, grid };
 }
 
 /** The D step on a batch of real images and their augmented views (both (B, C, S, S)). */
 export function discriminatorStep(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, gen: Generator,
   o: StepOptions): DLosses {
+  return tidy(() => discriminatorStepWith(model, opt, real, aug, sampleStepInputs(gen, model, real.shape[0], o.perturbation), o));
+}
+
+/** The D step with given random inputs (parity tests feed PyTorch's). */
+export function discriminatorStepWith(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, inputs: StepInputs,
+  o: StepOptions): DLosses {
   const { G, D } = model;
-  const B = real.shape[0];
+  const { codes, grid: g } = inputs;
   return tidy(() => {
-    const codes = sampleCodes(gen, model.spec, B, model.device);
-    const g = grid(gen, model, B, o.perturbation);
     const fake = noGrad(() => G.forward(codes.z, codes.cz, codes.c, g));
     opt.zeroGrad();
     const hReal = D.encode(real);
@@ -72,14 +84,18 @@ export function discriminatorStep(model: C3GAN, opt: Adam, real: Tensor, aug: Te
 
 /** The G step: fresh codes and perturbation, D in training mode but not updated. */
 export function generatorStep(model: C3GAN, opt: Adam, batch: number, gen: Generator, o: StepOptions): GLosses {
+  return tidy(() => generatorStepWith(model, opt, sampleStepInputs(gen, model, batch, o.perturbation), o));
+}
+
+/** The G step with given random inputs. */
+export function generatorStepWith(model: C3GAN, opt: Adam, inputs: StepInputs, o: StepOptions): GLosses {
   const { G, D } = model;
+  const { codes, grid: g } = inputs;
   const dParams = D.parameters();
   // D's parameters get no gradient in this step (the official zeroes them before the next D step)
   for (const p of dParams) p.requiresGrad = false;
   try {
     return tidy(() => {
-      const codes = sampleCodes(gen, model.spec, batch, model.device);
-      const g = grid(gen, model, batch, o.perturbation);
       opt.zeroGrad();
       const fake = G.forward(codes.z, codes.cz, codes.c, g);
       const hFake = D.encode(fake.final);

@@ -1,6 +1,6 @@
 // The process-wide thread pool behind parallel_for: num_threads()-1 workers plus the caller.
-// A call splits [0, n) into at most num_threads() contiguous chunks of >= grain items; the
-// workers and the caller take chunks from a shared counter. Calls made from inside a chunk (or
+// A call splits [0, n) into contiguous chunks of >= grain items (at most a few per thread); the
+// caller and the workers take chunks from a shared counter. Calls made from inside a chunk (or
 // while the pool is busy with another thread's call) run serially on the calling thread, so
 // nesting never deadlocks.
 #include "threadpool.h"
@@ -19,6 +19,9 @@ namespace c3 {
 namespace {
 
 constexpr int kMaxThreads = 256;
+// Chunks are claimed from a shared counter, so a few per thread let the others finish the work
+// of a thread that the OS wakes late (the machine is often shared).
+constexpr int64_t kChunksPerThread = 4;
 
 // True while this thread runs a chunk of some parallel_for: nested calls then run serially.
 thread_local bool t_in_parallel = false;
@@ -72,7 +75,7 @@ class Pool {
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     std::unique_lock<std::mutex> busy(submit_mu_, std::try_to_lock);
     int threads = busy.owns_lock() ? threads_.load() : 1;
-    int64_t chunks = std::min<int64_t>(threads, std::max<int64_t>(1, n / grain));
+    int64_t chunks = threads > 1 ? std::min<int64_t>(kChunksPerThread * threads, n / grain) : 1;
     if (chunks <= 1) {
       busy.unlock();
       serial(n, fn);
