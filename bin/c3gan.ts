@@ -11,6 +11,7 @@ import { VERSION, loadModel } from "../lib/train/checkpoint";
 import { C3GAN } from "../lib/model/c3gan";
 import { Generator } from "../lib/tensor";
 import { openTrainingData } from "../lib/train/data-source";
+import { registerBenchCommand } from "../lib/bench/command";
 
 function fail(e: unknown): never {
   const msg = e instanceof Error ? e.message : String(e);
@@ -103,6 +104,8 @@ program
     const N = native();
     console.log(`c3gan ${VERSION}\nnative addon ${N.version}\nthreads ${N.numThreads()}\ncuda: ${N.cudaStatus()}`);
   });
+
+registerBenchCommand(program);
 
 async function main(): Promise<void> {
   try {

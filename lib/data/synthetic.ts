@@ -12,6 +12,8 @@ export interface SyntheticOptions {
   size?: number;
   channels?: 1 | 3;
   seed?: number;
+  /** generator index of the first image (so a test set can be other images of the same classes) */
+  firstIndex?: number;
 }
 
 export interface SyntheticImages {
@@ -21,7 +23,7 @@ export interface SyntheticImages {
   channels: 1 | 3;
   seed: number;
   count: number;
-  /** count * size * size * channels, HWC per image, item i has label i % numClasses */
+  /** count * size * size * channels, HWC per image, item i has label (firstIndex + i) % numClasses */
   pixels: Uint8Array;
   labels: Int32Array;
   classNames: string[];
@@ -76,15 +78,16 @@ export function syntheticImages(opts: SyntheticOptions = {}): SyntheticImages {
   const channels = opts.channels ?? 3;
   if (channels !== 1 && channels !== 3) throw new Error(`c3gan data: synthetic channels must be 1 or 3, got ${channels}`);
   const seed = opts.seed ?? 0;
+  const firstIndex = checkOpt("firstIndex", opts.firstIndex ?? 0, 0);
   const count = numClasses * perClass;
   const plane = size * size;
   const pixels = new Uint8Array(new SharedArrayBuffer(count * plane * channels));
   const labels = new Int32Array(count);
   const rgb = new Float32Array(plane * 3);
   for (let i = 0; i < count; i++) {
-    const k = i % numClasses;
+    const k = (firstIndex + i) % numClasses;
     labels[i] = k;
-    const rng = new Rng(seed, Stream.synthetic, i);
+    const rng = new Rng(seed, Stream.synthetic, firstIndex + i);
     renderOne(rng, k, size, rgb);
     const out = pixels.subarray(i * plane * channels, (i + 1) * plane * channels);
     for (let p = 0; p < plane; p++) {

@@ -3,13 +3,15 @@
 // centroids.* never collide), plus a companion "<name>.state.safetensors" with both Adam states,
 // the RNG state and the loop position, for --resume. Both are written atomically.
 import * as fs from "node:fs";
+import * as path from "node:path";
+import { packageRoot } from "../native";
 import { readSafetensorsSync, TensorRecord, writeSafetensorsSync, checkpointMetadata } from "../io/safetensors";
 import { C3GAN } from "../model/c3gan";
 import { Module } from "../nn";
 import { Adam, AdamParamState } from "../optim/adam";
 import { Generator, noGrad, Tensor } from "../tensor";
 
-export const VERSION: string = require("../../package.json").version;
+export const VERSION: string = JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8")).version;
 
 export interface TrainState {
   epoch: number;

@@ -73,11 +73,12 @@ class Pool {
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    // another thread's call holds the workers: run this one on the caller alone
     std::unique_lock<std::mutex> busy(submit_mu_, std::try_to_lock);
     int threads = busy.owns_lock() ? threads_.load() : 1;
     int64_t chunks = threads > 1 ? std::min<int64_t>(kChunksPerThread * threads, n / grain) : 1;
     if (chunks <= 1) {
-      busy.unlock();
+      if (busy.owns_lock()) busy.unlock();
       serial(n, fn);
       return;
     }

@@ -2,7 +2,8 @@
 // like BLIS/GotoBLAS: C is walked in NC-column and KC-deep blocks, op(B) is packed into NR-wide
 // panels (shared by all threads), op(A) into MR-tall panels (per thread), and a register-tiled
 // MR x NR micro-kernel written as plain loops over compile-time sizes, which g++ -O3 unrolls
-// and vectorises. Threads split each block's MC x NR-panel tiles between them.
+// and vectorises. Threads split each block's MC x NR-panel tiles between them. gemm_strided is
+// the same on sub-matrices (row strides lda, ldb, ldc), for conv2d's row bands.
 #include <algorithm>
 #include <cstring>
 #include <vector>

@@ -3,6 +3,7 @@
 // *_reference kernels for the fast paths.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../core/threadpool.h"
@@ -107,6 +109,33 @@ C3_TEST(threadpool_nested_calls_run_serially) {
     }
   });
   expect_true(threw, "set_num_threads inside a parallel region is refused");
+}
+
+C3_TEST(threadpool_concurrent_callers) {
+  // two threads outside the pool call parallel_for at once: one gets the workers, the other
+  // runs serially; both must see every index exactly once
+  ThreadsGuard guard;
+  c3::set_num_threads(2);
+  std::atomic<int> bad{0};
+  auto caller = [&](int id) {
+    try {
+      for (int rep = 0; rep < 100; ++rep) {
+        std::vector<int> hits(5000, 0);
+        c3::parallel_for(5000, 16, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[i]++;
+          std::this_thread::sleep_for(std::chrono::microseconds(50));  // make the calls overlap
+        });
+        for (int h : hits)
+          if (h != 1) bad++;
+      }
+    } catch (...) {
+      bad += 1000 + id;
+    }
+  };
+  std::thread t1(caller, 1), t2(caller, 2);
+  t1.join();
+  t2.join();
+  expect_true(bad == 0, "concurrent parallel_for callers: " + std::to_string(bad.load()) + " errors");
 }
 
 // ---------------------------------------------------------------- memory and streaming ops

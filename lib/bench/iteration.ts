@@ -1,0 +1,70 @@
+// Seconds per C3-GAN training iteration (one D step + one G step) at named configurations, on
+// random inputs: what `c3gan bench` reports, optionally side by side with PyTorch.
+import { C3GAN } from "../model/c3gan";
+import { ModelSpec } from "../model/spec";
+import type { DeviceName } from "../native";
+import { Adam } from "../optim/adam";
+import { Generator, Tensor, tidy } from "../tensor";
+import { discriminatorStep, generatorStep } from "../train/step";
+
+export interface IterationConfig {
+  name: string;
+  spec: ModelSpec;
+  batch: number;
+}
+
+/** The configurations the speed targets name (CUB: the official model with K = 200 x 2). */
+export const ITERATION_CONFIGS: IterationConfig[] = [
+  { name: "32px-ngf128-ndf32-K20-b64", spec: { imageSize: 32, channels: 3, ngf: 128, ndf: 32, zDim: 64, czDim: 8, numClusters: 20 }, batch: 64 },
+  { name: "64px-ngf256-ndf64-K20-b32", spec: { imageSize: 64, channels: 3, ngf: 256, ndf: 64, zDim: 64, czDim: 8, numClusters: 20 }, batch: 32 },
+  { name: "cub-128px-b8", spec: { imageSize: 128, channels: 3, ngf: 512, ndf: 64, zDim: 64, czDim: 8, numClusters: 400 }, batch: 8 },
+  { name: "cub-128px-b64", spec: { imageSize: 128, channels: 3, ngf: 512, ndf: 64, zDim: 64, czDim: 8, numClusters: 400 }, batch: 64 },
+];
+
+export interface Timing {
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+
+export function summarize(runs: number[]): Timing {
+  const s = [...runs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, min: s[0], max: s[s.length - 1], runs };
+}
+
+/** A model and its optimisers, kept between timed runs. */
+export class IterationBench {
+  private readonly model: C3GAN;
+  private readonly optG: Adam;
+  private readonly optD: Adam;
+  private readonly gen = new Generator(1n);
+  constructor(readonly cfg: IterationConfig, readonly device: DeviceName) {
+    this.model = new C3GAN(cfg.spec, device, new Generator(0n));
+    this.optG = new Adam(this.model.G.parameters(), { lr: 2e-4, betas: [0.5, 0.999] });
+    this.optD = new Adam(this.model.D.parameters(), { lr: 2e-4, betas: [0.5, 0.999] });
+  }
+
+  /** one iteration; returns seconds (random real/aug images, the official step) */
+  run(): number {
+    const { imageSize: S, channels: C } = this.cfg.spec;
+    const B = this.cfg.batch;
+    const o = { temperature: 0.1, perturbation: "s" as const };
+    return tidy(() => {
+      const real = Tensor.rand([B, C, S, S], this.gen, -1, 1, { device: this.device });
+      const aug = Tensor.rand([B, C, S, S], this.gen, -1, 1, { device: this.device });
+      const t0 = process.hrtime.bigint();
+      discriminatorStep(this.model, this.optD, real, aug, this.gen, o);
+      generatorStep(this.model, this.optG, B, this.gen, o);
+      return Number(process.hrtime.bigint() - t0) / 1e9;
+    });
+  }
+
+  dispose(): void {
+    this.optG.dispose();
+    this.optD.dispose();
+    this.model.dispose();
+  }
+}

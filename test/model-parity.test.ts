@@ -1,0 +1,320 @@
+// Whole-model PyTorch parity: the C3-GAN generator and discriminator forward, one D step and one
+// G step (every loss term, every gradient, the Adam updates and all BatchNorm running statistics)
+// against test/fixtures/model_small.json, made by test/fixtures/make_model_fixture.py from the
+// official naver-ai/c3-gan code (float32 weights and inputs, float64 reference computation).
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { packageRoot } from "../lib/native";
+import { Generator, noGrad, Tensor, tidy } from "../lib/tensor";
+import * as F from "../lib/ops";
+import { Adam } from "../lib/optim/adam";
+import { C3GAN, Codes } from "../lib/model/c3gan";
+import type { ModelSpec } from "../lib/model/spec";
+import { discriminatorStepWith, generatorStepWith, StepInputs, StepOptions } from "../lib/train/step";
+import type { Module } from "../lib/nn";
+
+interface Fx {
+  shape: number[];
+  f32: string;
+}
+type FxMap = Record<string, Fx>;
+
+interface StepFx {
+  losses: Record<string, number>;
+  grads: FxMap;
+  update: FxMap;
+  buffersG: FxMap;
+  buffersD: FxMap;
+}
+
+interface ModelFixture {
+  source: string;
+  config: {
+    imageSize: ModelSpec["imageSize"];
+    channels: ModelSpec["channels"];
+    ngf: number;
+    ndf: number;
+    zDim: number;
+    czDim: number;
+    numClusters: number;
+    batch: number;
+    temperature: number;
+    lr: number;
+    betas: [number, number];
+    eps: number;
+  };
+  stateG: FxMap;
+  stateD: FxMap;
+  inputs: Record<"z" | "cz" | "c" | "theta" | "z2" | "cz2" | "c2" | "theta2" | "real" | "aug", Fx> & {
+    clusters: number[];
+    clusters2: number[];
+  };
+  forward: Record<"bg" | "mask" | "fg" | "final" | "realInfo" | "realRf" | "centroids", Fx>;
+  dStep: StepFx;
+  gStep: StepFx;
+}
+
+// Tolerances (the reference is float64, so these bound our float32 error alone):
+// - outputs, losses, BN statistics: 1e-4 relative to the reference's scale (float32 carries ~6e-8
+//   per rounding; a few thousand accumulated roundings through ~20 layers stay well below this)
+// - gradients: 1e-3 relative to each tensor's largest |grad| (backward passes through the
+//   batch-statistics BN, normalisation and T = 0.1 logits amplify rounding more than forward)
+// - Adam updates: 1e-3 relative to lr. The first Adam step is lr * g / (|g| + eps), about
+//   lr * sign(g), so an entry whose reference gradient is within our measured gradient error of
+//   zero has a sign that float32 noise decides; those entries are excluded (and counted), the rest
+//   cannot flip. Storing param + update in float32 costs up to half an ulp of the parameter
+//   (6e-8 at 1.0, 3e-4 of lr), which is inside the bound.
+const TOL_OUT = 1e-4;
+const TOL_GRAD = 1e-3;
+const TOL_UPDATE = 1e-3;
+
+const fixture: ModelFixture = JSON.parse(
+  fs.readFileSync(path.join(packageRoot(), "test", "fixtures", "model_small.json"), "utf8"),
+) as ModelFixture;
+const cfg = fixture.config;
+const spec: ModelSpec = {
+  imageSize: cfg.imageSize, channels: cfg.channels, ngf: cfg.ngf, ndf: cfg.ndf, zDim: cfg.zDim,
+  czDim: cfg.czDim, numClusters: cfg.numClusters,
+};
+const stepOptions: StepOptions = { temperature: cfg.temperature, perturbation: "s" };
+
+function decode(fx: Fx, what: string): Float32Array {
+  const bytes = Buffer.from(fx.f32, "base64");
+  const n = fx.shape.reduce((p, d) => p * d, 1);
+  if (bytes.length !== 4 * n) throw new Error(`fixture ${what}: ${bytes.length} bytes for shape [${fx.shape}]`);
+  // copy into a fresh, aligned buffer (Buffer's pool offset need not be a multiple of 4)
+  const out = new Float32Array(n);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
+}
+
+function tensor(fx: Fx, what: string): Tensor {
+  return Tensor.fromArray(decode(fx, what), fx.shape);
+}
+
+function stateMap(m: FxMap, what: string): Map<string, Tensor> {
+  return new Map(Object.entries(m).map(([k, fx]) => [k, tensor(fx, `${what}.${k}`)]));
+}
+
+/** max|a - b| / max(max|b|, floor) and where it is largest */
+function scaledError(actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 1e-30): { err: number; at: number } {
+  let maxDiff = 0;
+  let at = -1;
+  let scale = floor;
+  for (let i = 0; i < expected.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]);
+    if (!(d <= maxDiff)) {
+      maxDiff = d; // NaN lands here too
+      at = i;
+    }
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return { err: maxDiff / scale, at };
+}
+
+/** Largest error per kind of comparison, reported as diagnostics. */
+class Ledger {
+  private worst = new Map<string, { err: number; what: string }>();
+  count = 0;
+  note(kind: string, err: number, what: string): void {
+    this.count++;
+    const w = this.worst.get(kind);
+    if (!w || !(err <= w.err)) this.worst.set(kind, { err, what });
+  }
+  report(t: { diagnostic(msg: string): void }): void {
+    assert.ok(this.count > 0, "no comparisons were made");
+    for (const [kind, w] of this.worst) t.diagnostic(`${kind}: worst ${w.err.toExponential(2)} (${w.what})`);
+    t.diagnostic(`${this.count} comparisons`);
+  }
+}
+
+function expectArray(l: Ledger, kind: string, actual: Float32Array, expected: Fx, what: string, tol: number): void {
+  const exp = decode(expected, what);
+  assert.equal(actual.length, exp.length, `${what}: ${actual.length} values, expected ${exp.length}`);
+  const { err, at } = scaledError(actual, exp);
+  l.note(kind, err, what);
+  assert.ok(err <= tol, `${what}: scaled error ${err.toExponential(3)} > ${tol} (at ${at}: got ${actual[at]}, expected ${exp[at]})`);
+}
+
+function expectTensor(l: Ledger, kind: string, actual: Tensor, expected: Fx, what: string, tol = TOL_OUT): void {
+  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  expectArray(l, kind, actual.toArray(), expected, what, tol);
+}
+
+function expectLosses(l: Ledger, actual: Record<string, number>, expected: Record<string, number>, what: string): void {
+  assert.deepEqual(Object.keys(actual).sort(), Object.keys(expected).sort(), `${what}: loss terms`);
+  for (const [k, ref] of Object.entries(expected)) {
+    const got = actual[k];
+    // relative, with a floor of 0.1 for terms that are near zero (e.g. -mean(D(fake)) at init)
+    const err = Math.abs(got - ref) / Math.max(Math.abs(ref), 0.1);
+    l.note("losses", err, `${what}.${k}`);
+    assert.ok(err <= TOL_OUT, `${what}.${k}: got ${got}, expected ${ref} (relative error ${err.toExponential(3)})`);
+  }
+}
+
+function expectBuffers(l: Ledger, m: Module, expected: FxMap, what: string): void {
+  const own = new Map(m.namedBuffers());
+  assert.deepEqual([...own.keys()].sort(), Object.keys(expected).sort(), `${what}: buffer names`);
+  for (const [name, fx] of Object.entries(expected)) {
+    const t = own.get(name)!;
+    if (name.endsWith("num_batches_tracked")) {
+      assert.equal(t.item(), decode(fx, name)[0], `${what}.${name}`);
+      l.note("num_batches_tracked", 0, `${what}.${name}`);
+    } else {
+      expectTensor(l, "BN running stats", t, fx, `${what}.${name}`);
+    }
+  }
+}
+
+function snapshot(m: Module): Map<string, Float32Array> {
+  return new Map(m.namedParameters().map(([n, p]) => [n, p.toArray()]));
+}
+
+/** the gradients (rigorous sign bound first), then the Adam updates; returns the excluded entries */
+function expectStep(l: Ledger, m: Module, before: Map<string, Float32Array>, fx: StepFx, what: string): { excluded: number; total: number } {
+  const params = m.namedParameters();
+  assert.deepEqual(params.map(([n]) => n).sort(), Object.keys(fx.grads).sort(), `${what}: parameter names`);
+  let excluded = 0;
+  let total = 0;
+  for (const [name, p] of params) {
+    assert.ok(p.grad, `${what}.${name}: no gradient`);
+    const g = p.grad.toArray();
+    const gRef = decode(fx.grads[name], `${what}.grads.${name}`);
+    expectArray(l, "gradients", g, fx.grads[name], `${what}.grad.${name}`, TOL_GRAD);
+    let gErr = 0;
+    for (let i = 0; i < g.length; i++) gErr = Math.max(gErr, Math.abs(g[i] - gRef[i]));
+
+    const after = p.toArray();
+    const b = before.get(name)!;
+    const uRef = decode(fx.update[name], `${what}.update.${name}`);
+    let maxDiff = 0;
+    let at = -1;
+    for (let i = 0; i < uRef.length; i++) {
+      const u = after[i] - b[i];
+      total++;
+      // |gRef| <= our measured gradient error: the sign, hence the update, is float32 noise
+      if (Math.abs(gRef[i]) <= gErr) {
+        excluded++;
+        assert.ok(Math.abs(u) <= cfg.lr * (1 + TOL_UPDATE), `${what}.${name}[${i}]: update ${u} exceeds lr`);
+        continue;
+      }
+      const d = Math.abs(u - uRef[i]);
+      if (!(d <= maxDiff)) (maxDiff = d), (at = i);
+    }
+    const err = maxDiff / cfg.lr;
+    l.note("Adam updates (/lr)", err, `${what}.${name}`);
+    assert.ok(err <= TOL_UPDATE,
+      `${what}.${name}: update error ${err.toExponential(3)} * lr > ${TOL_UPDATE} (at ${at}: got ${after[at] - b[at]}, expected ${uRef[at]})`);
+  }
+  return { excluded, total };
+}
+
+function expectUnchanged(m: Module, before: Map<string, Float32Array>, what: string): void {
+  for (const [name, p] of m.namedParameters()) {
+    assert.deepEqual(p.toArray(), before.get(name), `${what}.${name} changed`);
+  }
+}
+
+/** A model holding the fixture's official weights (strict load: every name must match). */
+function loadedModel(): C3GAN {
+  const model = new C3GAN(spec, "cpu", new Generator(0n));
+  tidy(() => {
+    model.G.loadStateDict(stateMap(fixture.stateG, "stateG"));
+    model.D.loadStateDict(stateMap(fixture.stateD, "stateD"));
+  });
+  model.train();
+  return model;
+}
+
+function codes(which: 1 | 2): Codes {
+  const i = fixture.inputs;
+  const [z, cz, c, clusters] = which === 1 ? [i.z, i.cz, i.c, i.clusters] : [i.z2, i.cz2, i.c2, i.clusters2];
+  return { z: tensor(z, "z"), cz: tensor(cz, "cz"), c: tensor(c, "c"), clusters: Int32Array.from(clusters) };
+}
+
+function grid(theta: Fx): Tensor {
+  return noGrad(() => F.affineGrid(tensor(theta, "theta"), spec.imageSize, spec.imageSize));
+}
+
+test("model fixture matches the spec and the official parameter names", () => {
+  const model = loadedModel();
+  try {
+    const names = (m: Module) => [...m.stateDict().keys()].sort();
+    assert.deepEqual(names(model.G), Object.keys(fixture.stateG).sort());
+    assert.deepEqual(names(model.D), Object.keys(fixture.stateD).sort());
+    for (const n of ["bg_gen.layers.0.1.weight", "fg_gen.emb_c.0.bias", "fg_gen.to_img.1.0.block.3.weight"]) {
+      assert.ok(n in fixture.stateG, `official name ${n}`);
+    }
+    for (const n of ["base.2.weight", "info_head.3.bias", "rf_head.0.weight", "centroids.weight"]) {
+      assert.ok(n in fixture.stateD, `official name ${n}`);
+    }
+  } finally {
+    model.dispose();
+  }
+});
+
+test("G and D forward in train mode match PyTorch", (t) => {
+  const l = new Ledger();
+  const model = loadedModel();
+  try {
+    tidy(() => {
+      const k = codes(1);
+      const out = noGrad(() => model.G.forward(k.z, k.cz, k.c, grid(fixture.inputs.theta)));
+      const f = fixture.forward;
+      expectTensor(l, "outputs", out.background, f.bg, "G.background");
+      expectTensor(l, "outputs", out.mask, f.mask, "G.mask (perturbed)");
+      expectTensor(l, "outputs", out.foreground, f.fg, "G.foreground (perturbed)");
+      expectTensor(l, "outputs", out.final, f.final, "G.final");
+      noGrad(() => {
+        const h = model.D.encode(tensor(fixture.inputs.real, "real"));
+        expectTensor(l, "outputs", model.D.info(h), f.realInfo, "D.info(real)");
+        expectTensor(l, "outputs", model.D.realFake(h), f.realRf, "D.realFake(real)");
+        expectTensor(l, "outputs", model.D.centroidEmbeddings(), f.centroids, "D.centroids(eye)");
+      });
+    });
+  } finally {
+    model.dispose();
+  }
+  l.report(t);
+});
+
+test("one D step then one G step match PyTorch (losses, gradients, Adam updates, BN statistics)", (t) => {
+  const l = new Ledger();
+  const model = loadedModel();
+  const adam = { lr: cfg.lr, betas: cfg.betas, eps: cfg.eps };
+  const optD = new Adam(model.D.parameters(), adam);
+  const optG = new Adam(model.G.parameters(), adam);
+  try {
+    tidy(() => {
+      const real = tensor(fixture.inputs.real, "real");
+      const aug = tensor(fixture.inputs.aug, "aug");
+      const dIn: StepInputs = { codes: codes(1), grid: grid(fixture.inputs.theta) };
+      const gBefore = snapshot(model.G);
+      const dBefore = snapshot(model.D);
+      const dLosses = discriminatorStepWith(model, optD, real, aug, dIn, stepOptions);
+      expectLosses(l, { ...dLosses }, fixture.dStep.losses, "D step");
+      const d = expectStep(l, model.D, dBefore, fixture.dStep, "D step");
+      expectUnchanged(model.G, gBefore, "D step: G");
+      expectBuffers(l, model.G, fixture.dStep.buffersG, "after D step: G");
+      expectBuffers(l, model.D, fixture.dStep.buffersD, "after D step: D");
+
+      const gIn: StepInputs = { codes: codes(2), grid: grid(fixture.inputs.theta2) };
+      const dAfter = snapshot(model.D);
+      const gBefore2 = snapshot(model.G);
+      const gLosses = generatorStepWith(model, optG, gIn, stepOptions);
+      expectLosses(l, { ...gLosses }, fixture.gStep.losses, "G step");
+      const g = expectStep(l, model.G, gBefore2, fixture.gStep, "G step");
+      expectUnchanged(model.D, dAfter, "G step: D");
+      expectBuffers(l, model.G, fixture.gStep.buffersG, "after G step: G");
+      expectBuffers(l, model.D, fixture.gStep.buffersD, "after G step: D");
+      t.diagnostic(`Adam updates excluded for |grad| within the gradient error: D ${d.excluded}/${d.total}, G ${g.excluded}/${g.total}`);
+    });
+  } finally {
+    optD.dispose();
+    optG.dispose();
+    model.dispose();
+  }
+  l.report(t);
+});
