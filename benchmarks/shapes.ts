@@ -175,7 +175,7 @@ export function modelShapes(spec: ModelSpec, batch: number): ModelShapes {
   bin("G", "final: fg * mask", "mul", img, mask);
   bin("G", "final: sum of the two", "add", img, img);
   // the mask's broadcast pattern as an add (not itself in the model, so 0 uses)
-  bin("G", "mask broadcast pattern as add", "add", img, mask, 0);
+  if (spec.channels > 1) bin("G", "mask broadcast pattern as add", "add", img, mask, 0);
 
   // ---- discriminator (one D call; a training step makes four, each its own BN batch) ----
   const dw = discriminatorWidths(spec);

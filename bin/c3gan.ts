@@ -12,6 +12,9 @@ import { C3GAN } from "../lib/model/c3gan";
 import { Generator } from "../lib/tensor";
 import { openTrainingData } from "../lib/train/data-source";
 import { registerBenchCommand } from "../lib/bench/command";
+import { registerPrepareCommand } from "../lib/data/cli";
+import { registerUseCommands } from "../lib/cli/use-commands";
+import { importCommand } from "../lib/train/import";
 
 function fail(e: unknown): never {
   const msg = e instanceof Error ? e.message : String(e);
@@ -107,13 +110,18 @@ program
 
 registerBenchCommand(program);
 
+program
+  .command("import")
+  .description("convert an official naver-ai/c3-gan checkpoint (.pt) to a c3gan .safetensors model")
+  .argument("<checkpoint>", "official .pt (torch.save zip format)")
+  .requiredOption("-c, --config <file>", "config JSON with the checkpoint's sizes (numGtClasses, over, imageSize, ...)")
+  .option("-o, --out <file>", "output .safetensors (default: <checkpoint>.safetensors)")
+  .action((pt: string, opts: { out?: string; config: string }) => console.log(importCommand(pt, opts)));
+
+registerPrepareCommand(program);
+registerUseCommands(program);
+
 async function main(): Promise<void> {
-  try {
-    const { registerPrepareCommand } = await import("../lib/data/cli");
-    registerPrepareCommand(program);
-  } catch (e) {
-    if (!(e instanceof Error && /Cannot find module/.test(e.message))) throw e;
-  }
   await program.parseAsync(process.argv);
 }
 

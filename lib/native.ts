@@ -31,6 +31,10 @@ export interface NativeAddon {
   /** bytes held by live tensors on a device */
   liveBytes(device: DeviceName): number;
   liveTensors(): number;
+  /** measured fp32 FMA throughput over `threads` threads (GFLOP/s) */
+  peakGflops(seconds: number, threads: number): number;
+  /** CPU features the addon sees (e.g. "sse4.2 avx avx2 fma") */
+  cpuFeatures(): string;
 
   Generator: new (seed: bigint | number) => NativeGenerator;
   NativeTensor: Function;

@@ -17,6 +17,12 @@ if (!["AUTO", "ON", "OFF"].includes(cuda)) {
   console.error(`C3GAN_CUDA must be AUTO, ON or OFF, got ${process.env.C3GAN_CUDA}`);
   process.exit(2);
 }
+// cmake-js build only configures a fresh tree: a changed C3GAN_CUDA needs a new configure
+const cache = path.join(build, "CMakeCache.txt");
+if (fs.existsSync(cache)) {
+  const m = /^C3GAN_CUDA:STRING=(\w+)$/m.exec(fs.readFileSync(cache, "utf8"));
+  if (m && m[1] !== cuda) fs.rmSync(build, { recursive: true, force: true });
+}
 const jobs = String(Math.max(1, Math.min(os.cpus().length, 8)));
 const cmakeJs = require.resolve("cmake-js/bin/cmake-js");
 const args = [cmakeJs, "build", "--out", "build", `--CDC3GAN_CUDA=${cuda}`, "--parallel", jobs];

@@ -7,6 +7,11 @@ import { orthogonal_ } from "../lib/nn/init";
 import * as ops from "../lib/ops";
 import { Adam } from "../lib/optim/adam";
 import { Generator, Tensor, tidy } from "../lib/tensor";
+import { testDevice } from "./helpers/device";
+
+// every tensor and module on the device named by C3GAN_DEVICE (cpu by default)
+const device = testDevice();
+const on = { device };
 
 function throwsError(fn: () => unknown, re: RegExp): void {
   assert.throws(fn, (e: unknown) => {
@@ -18,74 +23,74 @@ function throwsError(fn: () => unknown, re: RegExp): void {
 
 test("shape mismatches name both shapes", () => {
   tidy(() => {
-    const x = Tensor.zeros([2, 3, 8, 8]);
-    const w = Tensor.zeros([4, 5, 3, 3]);
+    const x = Tensor.zeros([2, 3, 8, 8], on);
+    const w = Tensor.zeros([4, 5, 3, 3], on);
     throwsError(() => ops.conv2d(x, w, null, 1, 1), /conv2d: input \[2, 3, 8, 8\] has 3 channels but weight \[4, 5, 3, 3\] expects 5/);
-    throwsError(() => ops.add(Tensor.zeros([2, 3]), Tensor.zeros([4])), /add: shapes \[2, 3\] and \[4\] are not broadcastable/);
-    throwsError(() => ops.mul(Tensor.zeros([2, 3]), Tensor.zeros([3, 2])), /mul: shapes \[2, 3\] and \[3, 2\]/);
-    throwsError(() => ops.linear(Tensor.zeros([4, 6]), Tensor.zeros([3, 5]), null), /linear: input \[4, 6\] has 6 features but weight \[3, 5\]/);
-    throwsError(() => new Linear(5, 3).forward(Tensor.zeros([2, 4])), /linear: input \[2, 4\] has 4 features/);
-    throwsError(() => ops.matmul(Tensor.zeros([2, 3]), Tensor.zeros([2, 3])), /matmul: inner dimensions differ/);
-    throwsError(() => ops.conv2d(x, Tensor.zeros([4, 3, 3, 3]), Tensor.zeros([5])), /conv2d: bias shape \[5\]/);
-    throwsError(() => ops.concat([Tensor.zeros([2, 3]), Tensor.zeros([3, 3])], 1), /concat: xs\[1\] has shape \[3, 3\]/);
-    throwsError(() => ops.reshape(Tensor.zeros([2, 3]), [4, 2]), /reshape: cannot reshape \[2, 3\]/);
-    throwsError(() => ops.expand(Tensor.zeros([2, 3]), [3, 3]), /expand/);
-    throwsError(() => ops.batchNorm(x, Tensor.ones([4]), Tensor.zeros([3]), Tensor.zeros([3]), Tensor.ones([3]), true),
+    throwsError(() => ops.add(Tensor.zeros([2, 3], on), Tensor.zeros([4], on)), /add: shapes \[2, 3\] and \[4\] are not broadcastable/);
+    throwsError(() => ops.mul(Tensor.zeros([2, 3], on), Tensor.zeros([3, 2], on)), /mul: shapes \[2, 3\] and \[3, 2\]/);
+    throwsError(() => ops.linear(Tensor.zeros([4, 6], on), Tensor.zeros([3, 5], on), null), /linear: input \[4, 6\] has 6 features but weight \[3, 5\]/);
+    throwsError(() => new Linear(5, 3, on).forward(Tensor.zeros([2, 4], on)), /linear: input \[2, 4\] has 4 features/);
+    throwsError(() => ops.matmul(Tensor.zeros([2, 3], on), Tensor.zeros([2, 3], on)), /matmul: inner dimensions differ/);
+    throwsError(() => ops.conv2d(x, Tensor.zeros([4, 3, 3, 3], on), Tensor.zeros([5], on)), /conv2d: bias shape \[5\]/);
+    throwsError(() => ops.concat([Tensor.zeros([2, 3], on), Tensor.zeros([3, 3], on)], 1), /concat: xs\[1\] has shape \[3, 3\]/);
+    throwsError(() => ops.reshape(Tensor.zeros([2, 3], on), [4, 2]), /reshape: cannot reshape \[2, 3\]/);
+    throwsError(() => ops.expand(Tensor.zeros([2, 3], on), [3, 3]), /expand/);
+    throwsError(() => ops.batchNorm(x, Tensor.ones([4], on), Tensor.zeros([3], on), Tensor.zeros([3], on), Tensor.ones([3], on), true),
       /batchNorm: weight has shape \[4\] but input \[2, 3, 8, 8\] has 3 channels/);
-    throwsError(() => new BatchNorm2d(4).forward(x), /BatchNorm2d\(4\): input \[2, 3, 8, 8\] has 3 channels/);
-    throwsError(() => ops.glu(Tensor.zeros([2, 3])), /glu: dim 1 of shape \[2, 3\] has odd size 3/);
-    throwsError(() => ops.gridSample(x, Tensor.zeros([2, 4, 4, 3])), /gridSample: grid must have shape \[2, OH, OW, 2\]/);
-    throwsError(() => ops.slice(Tensor.zeros([2, 3]), 1, 2, 5), /slice: range \[2, 5\) is invalid for dim 1/);
-    throwsError(() => ops.sum(Tensor.zeros([2, 3]), [2]), /sum: dim 2 is out of range for shape \[2, 3\]/);
-    throwsError(() => ops.conv2d(Tensor.zeros([1, 3, 2, 2]), Tensor.zeros([1, 3, 5, 5]), null, 1, 0), /does not fit input/);
+    throwsError(() => new BatchNorm2d(4, on).forward(x), /BatchNorm2d\(4\): input \[2, 3, 8, 8\] has 3 channels/);
+    throwsError(() => ops.glu(Tensor.zeros([2, 3], on)), /glu: dim 1 of shape \[2, 3\] has odd size 3/);
+    throwsError(() => ops.gridSample(x, Tensor.zeros([2, 4, 4, 3], on)), /gridSample: grid must have shape \[2, OH, OW, 2\]/);
+    throwsError(() => ops.slice(Tensor.zeros([2, 3], on), 1, 2, 5), /slice: range \[2, 5\) is invalid for dim 1/);
+    throwsError(() => ops.sum(Tensor.zeros([2, 3], on), [2]), /sum: dim 2 is out of range for shape \[2, 3\]/);
+    throwsError(() => ops.conv2d(Tensor.zeros([1, 3, 2, 2], on), Tensor.zeros([1, 3, 5, 5], on), null, 1, 0), /does not fit input/);
   });
 });
 
 test("wrong rank", () => {
   tidy(() => {
-    throwsError(() => ops.conv2d(Tensor.zeros([3, 8, 8]), Tensor.zeros([4, 3, 3, 3])), /conv2d: input \(N, C, H, W\) must have rank 4, got shape \[3, 8, 8\]/);
-    throwsError(() => ops.conv2d(Tensor.zeros([1, 3, 8, 8]), Tensor.zeros([4, 3, 3])), /conv2d: weight \(K, C, R, S\) must have rank 4/);
-    throwsError(() => ops.linear(Tensor.zeros([2, 3, 4]), Tensor.zeros([3, 4])), /linear: input \(M, K\) must have rank 2/);
-    throwsError(() => ops.softmax(Tensor.zeros([5])), /softmax: x \(N, D\) must have rank 2/);
-    throwsError(() => ops.upsample2x(Tensor.zeros([4, 4])), /upsample2x/);
-    throwsError(() => new BatchNorm2d(3).forward(Tensor.zeros([2, 3])), /BatchNorm2d: expects a rank-4 input, got shape \[2, 3\]/);
-    throwsError(() => ops.affineGrid(Tensor.zeros([2, 3, 2]), 4, 4), /affineGrid: theta must have shape \[N, 2, 3\]/);
-    throwsError(() => ops.ntXent(Tensor.zeros([3, 4]), 0.1), /ntXent: .* even number/);
-    throwsError(() => orthogonal_(Tensor.zeros([5]), new Generator(0)), /orthogonal_: needs a tensor with 2 or more dims/);
+    throwsError(() => ops.conv2d(Tensor.zeros([3, 8, 8], on), Tensor.zeros([4, 3, 3, 3], on)), /conv2d: input \(N, C, H, W\) must have rank 4, got shape \[3, 8, 8\]/);
+    throwsError(() => ops.conv2d(Tensor.zeros([1, 3, 8, 8], on), Tensor.zeros([4, 3, 3], on)), /conv2d: weight \(K, C, R, S\) must have rank 4/);
+    throwsError(() => ops.linear(Tensor.zeros([2, 3, 4], on), Tensor.zeros([3, 4], on)), /linear: input \(M, K\) must have rank 2/);
+    throwsError(() => ops.softmax(Tensor.zeros([5], on)), /softmax: x \(N, D\) must have rank 2/);
+    throwsError(() => ops.upsample2x(Tensor.zeros([4, 4], on)), /upsample2x/);
+    throwsError(() => new BatchNorm2d(3, on).forward(Tensor.zeros([2, 3], on)), /BatchNorm2d: expects a rank-4 input, got shape \[2, 3\]/);
+    throwsError(() => ops.affineGrid(Tensor.zeros([2, 3, 2], on), 4, 4), /affineGrid: theta must have shape \[N, 2, 3\]/);
+    throwsError(() => ops.ntXent(Tensor.zeros([3, 4], on), 0.1), /ntXent: .* even number/);
+    throwsError(() => orthogonal_(Tensor.zeros([5], on), new Generator(0)), /orthogonal_: needs a tensor with 2 or more dims/);
   });
 });
 
 test("use after dispose names the op and the tensor's shape", () => {
-  const t = Tensor.ones([2, 5]);
+  const t = Tensor.ones([2, 5], on);
   t.dispose();
   assert.equal(t.disposed, true);
   throwsError(() => ops.relu(t), /relu: tensor of shape \[2, 5\] \(made by ones\) was used after dispose\(\)/);
   throwsError(() => t.toArray(), /toArray: tensor of shape \[2, 5\]/);
-  throwsError(() => ops.conv2d(Tensor.zeros([1, 5, 4, 4]), t.detach(), null), /detach: tensor of shape \[2, 5\]/);
+  throwsError(() => ops.conv2d(Tensor.zeros([1, 5, 4, 4], on), t.detach(), null), /detach: tensor of shape \[2, 5\]/);
   t.dispose(); // idempotent
-  const m = new Linear(3, 2);
+  const m = new Linear(3, 2, on);
   m.dispose();
-  throwsError(() => m.forward(Tensor.zeros([1, 3])), /linear: tensor of shape \[2, 3\] .* used after dispose/);
+  throwsError(() => m.forward(Tensor.zeros([1, 3], on)), /linear: tensor of shape \[2, 3\] .* used after dispose/);
 });
 
 test("negative, huge and non-integer sizes", () => {
-  throwsError(() => Tensor.zeros([1e9, 1e9]), /Tensor.zeros: shape \[1000000000, 1000000000\] has 1000000000000000000 elements, more than 2\^40/);
-  throwsError(() => Tensor.zeros([2, -1]), /negative dimension -1/);
-  throwsError(() => Tensor.ones([2.5, 2]), /non-integer dimension 2.5/);
-  throwsError(() => Tensor.full([NaN], 1), /non-integer dimension NaN/);
-  throwsError(() => Tensor.zeros([1, 1, 1, 1, 1, 1, 1]), /rank 7/);
-  throwsError(() => new Conv2d(3, 0, 3), /Conv2d: outChannels must be a positive integer, got 0/);
-  throwsError(() => new Linear(2.5, 3), /Linear: inFeatures must be a positive integer/);
-  throwsError(() => ops.conv2d(Tensor.zeros([1, 1, 4, 4]), Tensor.zeros([1, 1, 3, 3]), null, 0, 0), /conv2d: stride must be an integer >= 1, got 0/);
-  throwsError(() => ops.affineGrid(Tensor.zeros([1, 2, 3]), 0, 4), /affineGrid: H must be an integer >= 1/);
-  throwsError(() => ops.affineGrid(Tensor.zeros([1, 2, 3]), 1e7, 1e7), /affineGrid: grid shape .* more than 2\^40/);
-  throwsError(() => ops.reshape(Tensor.zeros([4]), [-1, -1]), /at most one -1/);
+  throwsError(() => Tensor.zeros([1e9, 1e9], on), /Tensor.zeros: shape \[1000000000, 1000000000\] has 1000000000000000000 elements, more than 2\^40/);
+  throwsError(() => Tensor.zeros([2, -1], on), /negative dimension -1/);
+  throwsError(() => Tensor.ones([2.5, 2], on), /non-integer dimension 2.5/);
+  throwsError(() => Tensor.full([NaN], 1, on), /non-integer dimension NaN/);
+  throwsError(() => Tensor.zeros([1, 1, 1, 1, 1, 1, 1], on), /rank 7/);
+  throwsError(() => new Conv2d(3, 0, 3, on), /Conv2d: outChannels must be a positive integer, got 0/);
+  throwsError(() => new Linear(2.5, 3, on), /Linear: inFeatures must be a positive integer/);
+  throwsError(() => ops.conv2d(Tensor.zeros([1, 1, 4, 4], on), Tensor.zeros([1, 1, 3, 3], on), null, 0, 0), /conv2d: stride must be an integer >= 1, got 0/);
+  throwsError(() => ops.affineGrid(Tensor.zeros([1, 2, 3], on), 0, 4), /affineGrid: H must be an integer >= 1/);
+  throwsError(() => ops.affineGrid(Tensor.zeros([1, 2, 3], on), 1e7, 1e7), /affineGrid: grid shape .* more than 2\^40/);
+  throwsError(() => ops.reshape(Tensor.zeros([4], on), [-1, -1]), /at most one -1/);
 });
 
 test("the native layer also rejects bad sizes with an Error", () => {
   const N = native();
-  throwsError(() => N.full([1e9, 1e9], 0, "cpu"), /2\^40|elements|size|shape/i);
-  throwsError(() => N.full([-3], 0, "cpu"), /negative|shape|dim/i);
+  throwsError(() => N.full([1e9, 1e9], 0, device), /2\^40|elements|size|shape/i);
+  throwsError(() => N.full([-3], 0, device), /negative|shape|dim/i);
 });
 
 test("a device that is not there is an Error, not a crash", { skip: native().cudaAvailable() }, () => {
@@ -95,7 +100,7 @@ test("a device that is not there is an Error, not a crash", { skip: native().cud
 
 test("cross-entropy targets must be integer classes in range", () => {
   tidy(() => {
-    const logits = Tensor.zeros([3, 4]);
+    const logits = Tensor.zeros([3, 4], on);
     throwsError(() => ops.crossEntropy(logits, [0, 1, 4]), /crossEntropy: target 2 is 4, not an integer class in \[0, 4\)/);
     throwsError(() => ops.crossEntropy(logits, [0, -1, 2]), /target 1 is -1/);
     throwsError(() => ops.crossEntropy(logits, [0, 1.5, 2]), /target 1 is 1.5/);
@@ -106,14 +111,14 @@ test("cross-entropy targets must be integer classes in range", () => {
 
 test("non-finite or out-of-range hyperparameters", () => {
   tidy(() => {
-    const x = Tensor.zeros([4, 3]);
-    const args = [Tensor.ones([3]), Tensor.zeros([3]), Tensor.zeros([3]), Tensor.ones([3])] as const;
+    const x = Tensor.zeros([4, 3], on);
+    const args = [Tensor.ones([3], on), Tensor.zeros([3], on), Tensor.zeros([3], on), Tensor.ones([3], on)] as const;
     throwsError(() => ops.batchNorm(x, ...args, true, NaN), /batchNorm: momentum must be a number in \[0, 1\], got NaN/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, -1e-5), /batchNorm: eps must be a finite number > 0, got -0.00001/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, Infinity), /eps must be a finite number/);
-    throwsError(() => new BatchNorm2d(3, { momentum: NaN }), /BatchNorm2d: momentum must be a number in \[0, 1\]/);
-    throwsError(() => new BatchNorm2d(3, { eps: -1 }), /BatchNorm2d: eps must be a finite number > 0/);
-    const p = [Tensor.zeros([2], { requiresGrad: true })];
+    throwsError(() => new BatchNorm2d(3, { device, momentum: NaN }), /BatchNorm2d: momentum must be a number in \[0, 1\]/);
+    throwsError(() => new BatchNorm2d(3, { device, eps: -1 }), /BatchNorm2d: eps must be a finite number > 0/);
+    const p = [Tensor.zeros([2], { device, requiresGrad: true })];
     throwsError(() => new Adam(p, { lr: Infinity }), /Adam: lr must be a finite number >= 0, got Infinity/);
     throwsError(() => new Adam(p, { lr: NaN }), /Adam: lr must be a finite number/);
     throwsError(() => new Adam(p, { betas: [0.5, 1] }), /Adam: betas\[1\] must be in \[0, 1\), got 1/);
@@ -123,33 +128,33 @@ test("non-finite or out-of-range hyperparameters", () => {
     throwsError(() => {
       opt.lr = -1;
     }, /Adam: lr must be a finite number >= 0/);
-    throwsError(() => ops.ntXent(Tensor.zeros([4, 3]), 0), /ntXent: temperature must be a finite number > 0, got 0/);
-    throwsError(() => ops.ntXent(Tensor.zeros([4, 3]), NaN), /temperature/);
+    throwsError(() => ops.ntXent(Tensor.zeros([4, 3], on), 0), /ntXent: temperature must be a finite number > 0, got 0/);
+    throwsError(() => ops.ntXent(Tensor.zeros([4, 3], on), NaN), /temperature/);
     throwsError(() => ops.leakyRelu(x, NaN), /leakyRelu: slope must be a finite number/);
     throwsError(() => ops.normalize(x, -1), /normalize: eps must be a finite number >= 0/);
-    throwsError(() => Tensor.randn([2], new Generator(0), { std: -1 }), /Tensor.randn: mean and std must be finite/);
-    throwsError(() => Tensor.rand([2], new Generator(0), 1, 0), /Tensor.rand: bounds must be finite with lo <= hi/);
+    throwsError(() => Tensor.randn([2], new Generator(0), { device, std: -1 }), /Tensor.randn: mean and std must be finite/);
+    throwsError(() => Tensor.rand([2], new Generator(0), 1, 0, on), /Tensor.rand: bounds must be finite with lo <= hi/);
   });
 });
 
 test("fromArray with the wrong data length or bad data", () => {
-  throwsError(() => Tensor.fromArray([1, 2, 3], [2, 2]), /Tensor.fromArray: data has 3 values but shape \[2, 2\] needs 4/);
-  throwsError(() => Tensor.fromArray(new Float32Array(5), [5, 1, 2]), /data has 5 values but shape \[5, 1, 2\] needs 10/);
-  throwsError(() => Tensor.fromArray(null as unknown as number[], [1]), /data must be an array or typed array/);
+  throwsError(() => Tensor.fromArray([1, 2, 3], [2, 2], on), /Tensor.fromArray: data has 3 values but shape \[2, 2\] needs 4/);
+  throwsError(() => Tensor.fromArray(new Float32Array(5), [5, 1, 2], on), /data has 5 values but shape \[5, 1, 2\] needs 10/);
+  throwsError(() => Tensor.fromArray(null as unknown as number[], [1], on), /data must be an array or typed array/);
   throwsError(() => Tensor.fromArray([1], [1], { device: "tpu" as "cpu" }), /unknown device 'tpu'/);
 });
 
 test("backward misuse and state-dict mismatches", () => {
   tidy(() => {
-    const x = Tensor.zeros([2], { requiresGrad: true });
+    const x = Tensor.zeros([2], { device, requiresGrad: true });
     const y = ops.mul(x, 2);
-    throwsError(() => y.backward(Tensor.zeros([3])), /backward: grad shape \[3\] does not match the output shape \[2\]/);
-    const a = new Linear(3, 2);
-    const b = new Linear(3, 4);
+    throwsError(() => y.backward(Tensor.zeros([3], on)), /backward: grad shape \[3\] does not match the output shape \[2\]/);
+    const a = new Linear(3, 2, on);
+    const b = new Linear(3, 4, on);
     throwsError(() => a.loadStateDict(b.stateDict()), /loadStateDict\(Linear\): weight: shape \[4, 3\] in the state dict, \[2, 3\] in the module/);
     const sd = a.stateDict();
     sd.delete("bias");
-    sd.set("extra", Tensor.zeros([1]));
+    sd.set("extra", Tensor.zeros([1], on));
     throwsError(() => a.loadStateDict(sd), /missing keys: bias; unexpected keys: extra/);
     a.dispose();
     b.dispose();
@@ -158,9 +163,9 @@ test("backward misuse and state-dict mismatches", () => {
 
 test("errors thrown mid-graph leave the process and the tape usable", () => {
   tidy(() => {
-    const x = Tensor.ones([2, 3], { requiresGrad: true });
+    const x = Tensor.ones([2, 3], { device, requiresGrad: true });
     const h = ops.tanh(x);
-    throwsError(() => ops.add(h, Tensor.zeros([4])), /not broadcastable/);
+    throwsError(() => ops.add(h, Tensor.zeros([4], on)), /not broadcastable/);
     ops.sum(h).backward();
     assert.equal(x.grad!.shape.join(), "2,3");
   });

@@ -6,14 +6,16 @@ import { BatchNorm2d, Conv2d } from "../lib/nn";
 import * as ops from "../lib/ops";
 import { Adam } from "../lib/optim/adam";
 import { Generator, liveTensors, Tensor, tidy } from "../lib/tensor";
+import { testDevice } from "./helpers/device";
 
 test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay flat", () => {
   const N = native();
+  const device = testDevice();  // C3GAN_DEVICE, cpu by default
   const gen = new Generator(5);
-  const conv = new Conv2d(4, 4, 3, { padding: 1, generator: gen });
-  const bn = new BatchNorm2d(4);
+  const conv = new Conv2d(4, 4, 3, { padding: 1, generator: gen, device });
+  const bn = new BatchNorm2d(4, { device });
   const opt = new Adam([...conv.parameters(), ...bn.parameters()], { lr: 1e-3 });
-  const x = Tensor.randn([2, 4, 8, 8], gen);
+  const x = Tensor.randn([2, 4, 8, 8], gen, { device });
   const step = (): number => tidy(() => {
     const loss = ops.mean(ops.square(ops.relu(bn.forward(conv.forward(x)))));
     loss.backward();
@@ -23,13 +25,13 @@ test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay f
   });
   const t0 = Date.now();
   for (let i = 0; i < 10; i++) step(); // warm-up: optimizer state gets allocated
-  const bytes = N.liveBytes("cpu");
+  const bytes = N.liveBytes(device);
   const handles = N.liveTensors();
   const tensors = liveTensors();
   for (let i = 1; i <= 2000; i++) {
     step();
     if (i % 100 === 0) {
-      assert.equal(N.liveBytes("cpu"), bytes, `liveBytes at step ${i}`);
+      assert.equal(N.liveBytes(device), bytes, `liveBytes at step ${i}`);
       assert.equal(N.liveTensors(), handles, `native liveTensors at step ${i}`);
       assert.equal(liveTensors(), tensors, `Tensor objects at step ${i}`);
     }

@@ -3,10 +3,13 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as ops from "../lib/ops";
 import { Tensor, tidy } from "../lib/tensor";
+import { productTol, testDevice } from "./helpers/device";
 import * as R from "./helpers/reference";
 import { Rng, RT, scaledMaxError } from "./helpers/reference";
 
-const T = (r: RT): Tensor => Tensor.fromArray(r.data, r.shape);
+// every tensor on the device named by C3GAN_DEVICE (cpu by default)
+const device = testDevice();
+const T = (r: RT): Tensor => Tensor.fromArray(r.data, r.shape, { device });
 
 function close(name: string, t: Tensor, ref: RT, tol = 1e-4): void {
   assert.deepEqual(t.shape, ref.shape, `${name}: shape`);
@@ -100,7 +103,7 @@ test("conv2d", () => {
       const w = rng.rt(c.w);
       const b = c.bias ? rng.rt([c.w[0]]) : null;
       close(`conv2d ${JSON.stringify(c)}`, ops.conv2d(T(x), T(w), b ? T(b) : null, c.stride, c.pad),
-        R.conv2d(x, w, b, c.stride, c.pad));
+        R.conv2d(x, w, b, c.stride, c.pad), productTol(1e-4));
     }
   });
 });
@@ -110,12 +113,12 @@ test("linear and matmul", () => {
     const x = rng.rt([5, 7]);
     const w = rng.rt([3, 7]);
     const b = rng.rt([3]);
-    close("linear", ops.linear(T(x), T(w), T(b)), R.linear(x, w, b));
-    close("linear no bias", ops.linear(T(x), T(w), null), R.linear(x, w, null));
+    close("linear", ops.linear(T(x), T(w), T(b)), R.linear(x, w, b), productTol(1e-4));
+    close("linear no bias", ops.linear(T(x), T(w), null), R.linear(x, w, null), productTol(1e-4));
     for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
       const a = rng.rt(ta ? [4, 3] : [3, 4]);
       const bb = rng.rt(tb ? [5, 4] : [4, 5]);
-      close(`matmul ${ta} ${tb}`, ops.matmul(T(a), T(bb), ta, tb), R.matmul(a, bb, ta, tb));
+      close(`matmul ${ta} ${tb}`, ops.matmul(T(a), T(bb), ta, tb), R.matmul(a, bb, ta, tb), productTol(1e-4));
     }
   });
 });

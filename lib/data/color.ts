@@ -64,13 +64,91 @@ export function adjustSaturation(img: Uint8Array, channels: number, factor: numb
   if (channels !== 3 || factor === 1) return;
   const a = f32(factor);
   const inside = a >= 0 && a <= 1;
+  // f32(alpha * (v - gray)) depends on the difference only: tabulated for -255..255
+  const prod = new Float32Array(511);
+  for (let d = -255; d <= 255; d++) prod[d + 255] = a * d;
   for (let i = 0; i < img.length; i += 3) {
     const g = luma(img[i], img[i + 1], img[i + 2]);
+    const base = 255 - g;
     for (let c = 0; c < 3; c++) {
-      const r = f32(g + f32(a * (img[i + c] - g)));
-      img[i + c] = inside ? Math.trunc(r) : r <= 0 ? 0 : r >= 255 ? 255 : Math.trunc(r);
+      const r = f32(g + prod[base + img[i + c]]);
+      img[i + c] = inside ? r : r <= 0 ? 0 : r >= 255 ? 255 : r;
     }
   }
+}
+
+/**
+ * Tables for the HSV round trip, built on first use (about 0.8 MB). In Pillow's rgb2hsv one of
+ * the three channel differences in the hue formula is always the full range cr, so the hue byte
+ * depends only on (which channel is the maximum and which the minimum, cr, max - the middle
+ * channel): one lookup. hsv2rgb's p depends on (v, s) only; q and t are computed per pixel from
+ * tabulated (s, h) products, with C's operation order and float/double types.
+ */
+interface HsvTables {
+  /** hue byte at order * 65536 + cr * 256 + (max - mid); order as in hueOrder below */
+  hue: Uint8Array;
+  /** rgb2hsv's s byte at cr * 256 + maxc */
+  sat: Uint8Array;
+  /** hsv2rgb's sector i % 6 of each h byte */
+  sector: Uint8Array;
+  /** p byte at v * 256 + s */
+  p: Uint8Array;
+  /** f32(fs * f) and fs * (1 - f) at s * 256 + h */
+  q: Float32Array;
+  t: Float64Array;
+}
+
+let hsvTables: HsvTables | null = null;
+
+/** Pillow's hue byte for max channel `maxIs` (0 r, 1 g, 2 b) and channel differences from max */
+function hueByte(maxIs: number, dr: number, dg: number, db: number, cr: number): number {
+  const rc = f32(dr / cr), gc = f32(dg / cr), bc = f32(db / cr);
+  let h: number;
+  if (maxIs === 0) h = f32(bc - gc);
+  else if (maxIs === 1) h = f32(2.0 + rc - bc);
+  else h = f32(4.0 + gc - rc);
+  h = f32((h / 6.0 + 1.0) % 1.0);
+  return clampByte(Math.trunc(h * 255.0));
+}
+
+function tables(): HsvTables {
+  if (hsvTables) return hsvTables;
+  // orders: 0 r max b min, 1 r max g min, 2 g max r min, 3 g max b min, 4 b max g min, 5 b max r min;
+  // d = max - mid. (Ties for the maximum resolve as Pillow's if-chain does: r, then g.)
+  const hue = new Uint8Array(6 * 65536);
+  const sat = new Uint8Array(65536);
+  for (let cr = 1; cr < 256; cr++) {
+    for (let d = 0; d <= cr; d++) {
+      const at = cr * 256 + d;
+      hue[0 * 65536 + at] = hueByte(0, 0, d, cr, cr);
+      hue[1 * 65536 + at] = hueByte(0, 0, cr, d, cr);
+      hue[2 * 65536 + at] = hueByte(1, cr, 0, d, cr);
+      hue[3 * 65536 + at] = hueByte(1, d, 0, cr, cr);
+      hue[4 * 65536 + at] = hueByte(2, d, cr, 0, cr);
+      hue[5 * 65536 + at] = hueByte(2, cr, d, 0, cr);
+    }
+    for (let maxc = cr; maxc < 256; maxc++) sat[cr * 256 + maxc] = clampByte(Math.trunc(f32(cr / maxc) * 255.0));
+  }
+  const sector = new Uint8Array(256);
+  const frac = new Float32Array(256);
+  for (let h = 0; h < 256; h++) {
+    const i = Math.floor((h * 6.0) / 255.0);
+    sector[h] = i % 6;
+    frac[h] = (h * 6.0) / 255.0 - i;
+  }
+  const p = new Uint8Array(65536);
+  const q = new Float32Array(65536);
+  const t = new Float64Array(65536);
+  for (let s = 0; s < 256; s++) {
+    const fs = f32(s / 255.0);
+    for (let v = 0; v < 256; v++) p[v * 256 + s] = clampByte(roundHalfAway(v * (1.0 - fs)));
+    for (let h = 0; h < 256; h++) {
+      q[s * 256 + h] = fs * frac[h];
+      t[s * 256 + h] = fs * (1.0 - frac[h]);
+    }
+  }
+  hsvTables = { hue, sat, sector, p, q, t };
+  return hsvTables;
 }
 
 /** hue shift as torchvision's F_pil.adjust_hue; `factor` in [-0.5, 0.5] */
@@ -79,54 +157,43 @@ export function adjustHue(img: Uint8Array, channels: number, factor: number): vo
   if (channels !== 3) return;
   // np.uint8(hue_factor * 255): truncation toward zero, then modulo 256
   const shift = ((Math.trunc(factor * 255) % 256) + 256) % 256;
+  const { hue, sat, sector, p: P, q: Q, t: TT } = tables();
   for (let i = 0; i < img.length; i += 3) {
     const r = img[i], g = img[i + 1], b = img[i + 2];
-    // rgb2hsv_row (Pillow Convert.c), float/double mix kept as in C
-    const maxc = r > g ? (r > b ? r : b) : g > b ? g : b;
-    const minc = r < g ? (r < b ? r : b) : g < b ? g : b;
-    let h = 0;
-    let s = 0;
-    const v = maxc;
-    if (minc !== maxc) {
-      const cr = maxc - minc;
-      const sf = f32(cr / maxc);
-      const rc = f32((maxc - r) / cr);
-      const gc = f32((maxc - g) / cr);
-      const bc = f32((maxc - b) / cr);
-      let hf: number;
-      if (r === maxc) hf = f32(bc - gc);
-      else if (g === maxc) hf = f32(2.0 + rc - bc);
-      else hf = f32(4.0 + gc - rc);
-      hf = f32((hf / 6.0 + 1.0) % 1.0);
-      h = clampByte(Math.trunc(hf * 255.0));
-      s = clampByte(Math.trunc(sf * 255.0));
+    let order: number, v: number, mid: number, min: number;
+    if (r >= g && r >= b) {
+      v = r;
+      if (g >= b) { order = 0; mid = g; min = b; } else { order = 1; mid = b; min = g; }
+    } else if (g >= b) {
+      v = g;
+      if (r >= b) { order = 3; mid = r; min = b; } else { order = 2; mid = b; min = r; }
+    } else {
+      v = b;
+      if (g >= r) { order = 5; mid = g; min = r; } else { order = 4; mid = r; min = g; }
     }
-    h = (h + shift) & 255;
-    // hsv2rgb
+    const cr = v - min;
+    if (cr === 0) continue; // gray: s = 0, hsv2rgb gives back (v, v, v)
+    const s = sat[cr * 256 + v];
     if (s === 0) {
       img[i] = v;
       img[i + 1] = v;
       img[i + 2] = v;
       continue;
     }
-    const hi = Math.floor((h * 6.0) / 255.0);
-    const f = f32((h * 6.0) / 255.0 - hi);
-    const fs = f32(s / 255.0);
-    const p = clampByte(roundHalfAway(v * (1.0 - fs)));
-    const q = clampByte(roundHalfAway(v * (1.0 - f32(fs * f))));
-    const t = clampByte(roundHalfAway(v * (1.0 - fs * (1.0 - f))));
-    let R: number, G: number, B: number;
-    switch (hi % 6) {
-      case 0: R = v; G = t; B = p; break;
-      case 1: R = q; G = v; B = p; break;
-      case 2: R = p; G = v; B = t; break;
-      case 3: R = p; G = q; B = v; break;
-      case 4: R = t; G = p; B = v; break;
-      default: R = v; G = p; B = q; break;
+    const h = (hue[order * 65536 + cr * 256 + v - mid] + shift) & 255;
+    // hsv2rgb: products are >= 0, so C's round() is Math.round
+    const k = s * 256 + h;
+    const pp = P[v * 256 + s];
+    const qq = Math.round(v * (1.0 - Q[k]));
+    const tt = Math.round(v * (1.0 - TT[k]));
+    switch (sector[h]) {
+      case 0: img[i] = v; img[i + 1] = tt; img[i + 2] = pp; break;
+      case 1: img[i] = qq; img[i + 1] = v; img[i + 2] = pp; break;
+      case 2: img[i] = pp; img[i + 1] = v; img[i + 2] = tt; break;
+      case 3: img[i] = pp; img[i + 1] = qq; img[i + 2] = v; break;
+      case 4: img[i] = tt; img[i + 1] = pp; img[i + 2] = v; break;
+      default: img[i] = v; img[i + 1] = pp; img[i + 2] = qq; break;
     }
-    img[i] = R;
-    img[i + 1] = G;
-    img[i + 2] = B;
   }
 }
 

@@ -4,18 +4,16 @@
 //
 // Work is split by image: with workers, image i always goes to worker i % W (its decode cache
 // shard), every worker renders its items of a batch straight into the batch's SharedArrayBuffers,
-// and up to `prefetch` batches are in flight while the caller computes. Decoding and sharp's
-// resizes run on the libuv thread pool, which this module widens (UV_THREADPOOL_SIZE) when it is
-// loaded, if it has not been set: the pool is per process, shared by all workers, 4 threads by
-// default, and is sized when first used.
+// and up to `prefetch` batches are in flight while the caller computes. Decoding (sharp) runs on
+// the libuv thread pool, which this module widens (UV_THREADPOOL_SIZE) when it is loaded, if it
+// has not been set: the pool is per process, shared by all workers, 4 threads by default, and is
+// sized when first used (so the CLI should set it before any asynchronous I/O).
 import * as os from "node:os";
-import * as path from "node:path";
-import { Worker } from "node:worker_threads";
 import { Dataset, SkippedImage, itemName, itemWhere } from "./formats";
-import { ItemFailure, ItemProcessor, LoaderMode, PipelineConfig, processItems } from "./pipeline";
+import { ItemFailure, LoaderMode, PipelineConfig } from "./pipeline";
+import { Executor, InThreadExecutor, Task, WorkerPool } from "./pool";
 import { Rng, Stream } from "./rng";
 import { AugmentOptions, OFFICIAL_AUGMENT, Resampler } from "./transforms";
-import type { TaskMessage, WorkerInit } from "./worker";
 
 const CORES = typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
 if (process.env.UV_THREADPOOL_SIZE === undefined) {
@@ -53,7 +51,7 @@ export interface LoaderOptions<M extends LoaderMode = LoaderMode> {
   /** default: the dataset's skipBadImages */
   skipBadImages?: boolean;
   augment?: Partial<AugmentOptions>;
-  /** "sharp" (default): libvips for reductions; "pil": the exact PIL port for every resize */
+  /** "pil" (default): the exact port of PIL's resize; "sharp": libvips for reductions */
   resampler?: Resampler;
   /** images in flight per worker (or in this thread when workers is 0), default 2 (4 in-thread) */
   concurrency?: number;
@@ -96,130 +94,6 @@ export interface EpochReport {
   images: number;
   /** images left out: when the dataset was opened, and undecodable ones this epoch */
   skipped: SkippedImage[];
-}
-
-interface Task {
-  epoch: number;
-  idx: Int32Array;
-  outA: Float32Array;
-  outB: Float32Array | null;
-}
-
-interface Executor {
-  run(task: Task): Promise<ItemFailure[]>;
-  /** whether outputs must live on SharedArrayBuffers */
-  readonly shared: boolean;
-  close(): Promise<void>;
-}
-
-class InThreadExecutor implements Executor {
-  readonly shared = false;
-  private readonly proc: ItemProcessor;
-  constructor(dataset: Dataset, config: PipelineConfig, private readonly concurrency: number) {
-    this.proc = new ItemProcessor(dataset, config);
-  }
-  run(task: Task): Promise<ItemFailure[]> {
-    const pos = Int32Array.from(task.idx.keys());
-    return processItems(this.proc, task.epoch, pos, task.idx, task.outA, task.outB, this.concurrency);
-  }
-  async close(): Promise<void> {}
-}
-
-function workerEntry(): { file: string; execArgv?: string[] } {
-  if (__filename.endsWith(".ts")) return { file: path.join(__dirname, "worker.ts"), execArgv: ["--import", "tsx"] };
-  return { file: path.join(__dirname, "worker.js") };
-}
-
-interface Pending {
-  parts: number;
-  failures: ItemFailure[];
-  resolve: (f: ItemFailure[]) => void;
-  reject: (e: Error) => void;
-}
-
-class WorkerPool implements Executor {
-  readonly shared = true;
-  private readonly workers: Worker[] = [];
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-  private broken: Error | null = null;
-  private closing = false;
-
-  constructor(dataset: Dataset, config: PipelineConfig, count: number, concurrency: number) {
-    const entry = workerEntry();
-    for (let w = 0; w < count; w++) {
-      const init: WorkerInit = { dataset, config, concurrency };
-      const worker = new Worker(entry.file, { workerData: init, execArgv: entry.execArgv });
-      worker.on("message", (m: { type: string; id?: number; failures?: ItemFailure[]; message?: string }) => {
-        if (m.type === "done") this.partDone(m.id!, m.failures!);
-        else if (m.type === "fatal") this.fail(new Error(`c3gan data: loader worker ${w} failed: ${m.message}`));
-      });
-      worker.on("error", (e) => this.fail(new Error(`c3gan data: loader worker ${w} crashed: ${e.message}`)));
-      worker.on("exit", (code) => {
-        if (!this.closing) this.fail(new Error(`c3gan data: loader worker ${w} exited (code ${code})`));
-      });
-      worker.unref(); // idle workers do not keep the process alive; ref()'d while tasks are out
-      this.workers.push(worker);
-    }
-  }
-
-  private partDone(id: number, failures: ItemFailure[]): void {
-    const p = this.pending.get(id);
-    if (!p) return;
-    p.failures.push(...failures);
-    if (--p.parts === 0) {
-      this.pending.delete(id);
-      this.updateRefs();
-      p.failures.sort((a, b) => a.pos - b.pos);
-      p.resolve(p.failures);
-    }
-  }
-
-  private fail(e: Error): void {
-    if (this.broken) return;
-    this.broken = e;
-    for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
-    this.updateRefs();
-  }
-
-  private updateRefs(): void {
-    const busy = this.pending.size > 0;
-    for (const w of this.workers) {
-      if (busy) w.ref();
-      else w.unref();
-    }
-  }
-
-  run(task: Task): Promise<ItemFailure[]> {
-    if (this.broken) return Promise.reject(this.broken);
-    const W = this.workers.length;
-    const pos: number[][] = Array.from({ length: W }, () => []);
-    const idx: number[][] = Array.from({ length: W }, () => []);
-    task.idx.forEach((i, k) => {
-      pos[i % W].push(k);
-      idx[i % W].push(i);
-    });
-    const id = this.nextId++;
-    return new Promise<ItemFailure[]>((resolve, reject) => {
-      const parts = pos.filter((p) => p.length > 0).length;
-      this.pending.set(id, { parts, failures: [], resolve, reject });
-      this.updateRefs();
-      for (let w = 0; w < W; w++) {
-        if (pos[w].length === 0) continue;
-        const m: TaskMessage = {
-          type: "task", id, epoch: task.epoch, pos: Int32Array.from(pos[w]), idx: Int32Array.from(idx[w]),
-          outA: task.outA, outB: task.outB,
-        };
-        this.workers[w].postMessage(m);
-      }
-    });
-  }
-
-  async close(): Promise<void> {
-    this.closing = true;
-    await Promise.all(this.workers.map((w) => w.terminate()));
-  }
 }
 
 interface Settled {
@@ -273,7 +147,7 @@ export class DataLoader<M extends LoaderMode = LoaderMode> {
       const total = c.maxBytes ?? Math.floor(0.4 * os.totalmem());
       cache = { size: cacheSize, maxBytes: Math.floor(total / Math.max(1, this.workers)) };
     }
-    const resampler = o.resampler ?? "sharp";
+    const resampler = o.resampler ?? "pil";
     if (resampler !== "sharp" && resampler !== "pil") throw new Error(`c3gan data: resampler must be "sharp" or "pil", got ${JSON.stringify(resampler)}`);
     this.config = { mode: o.mode, size, channels, seed: o.seed ?? 0, augment, resampler, cache };
     if (this.batchesPerEpoch === 0) {

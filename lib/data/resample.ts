@@ -2,9 +2,8 @@
 // for bit: a triangle filter whose support widens with the reduction factor (PIL's antialias),
 // coefficients normalised per output pixel and rounded to 22-bit fixed point, a horizontal pass
 // into a uint8 image, then a vertical pass. Tested equal to PIL's Image.resize(BILINEAR) on the
-// committed fixtures. The pipeline uses it wherever sharp's own resize does not match PIL: any
-// enlargement (libvips samples enlargements on another pixel-centre convention, 3/255 off on
-// average); reductions go through sharp (see decode.ts, resizeWithSharp).
+// committed fixtures. These loops are the reference; resample-wasm.ts runs the same arithmetic as
+// WebAssembly SIMD kernels for the pipeline.
 
 const PRECISION_BITS = 22;
 const HALF = 1 << (PRECISION_BITS - 1);
@@ -17,7 +16,7 @@ export interface Box {
   height: number;
 }
 
-interface Coeffs {
+export interface Coeffs {
   ksize: number;
   /** per output pixel: first input index, number of taps */
   bounds: Int32Array;
@@ -26,7 +25,7 @@ interface Coeffs {
 }
 
 /** precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter (support 1) */
-function coefficients(inSize: number, outSize: number): Coeffs {
+export function coefficients(inSize: number, outSize: number): Coeffs {
   const scale = inSize / outSize;
   const filterscale = scale < 1 ? 1 : scale;
   const support = filterscale;
@@ -80,45 +79,45 @@ export function resampleBilinear(
   window: Box = { left: 0, top: 0, width: outWidth, height: outHeight },
 ): Uint8Array {
   const C = channels;
-  const { left: x0, top: y0, width: bw, height: bh } = box;
   if (window.left < 0 || window.top < 0 || window.left + window.width > outWidth || window.top + window.height > outHeight) {
     throw new Error(`c3gan data: resample window out of the ${outWidth}x${outHeight} output`);
   }
-  const needH = outWidth !== bw;
-  const needV = outHeight !== bh;
-  const out = new Uint8Array(window.width * window.height * C);
-  const H = needH ? coefficients(bw, outWidth) : null;
-  const V = needV ? coefficients(bh, outHeight) : null;
-
-  // Rows of the box the window's output rows read (all of them when no vertical pass).
-  let rowFirst: number;
-  let rowCount: number;
-  if (V) {
-    rowFirst = V.bounds[window.top * 2];
-    const lastRow = window.top + window.height - 1;
-    rowCount = V.bounds[lastRow * 2] + V.bounds[lastRow * 2 + 1] - rowFirst;
-  } else {
-    rowFirst = window.top;
-    rowCount = window.height;
-  }
-
-  // Horizontal pass over the needed rows, only for the window's columns.
-  const tw = window.width;
-  const rowLen = tw * C;
-  let tmp: Uint8Array;
-  if (H) {
-    tmp = new Uint8Array(rowCount * rowLen);
-    horizontal(src, srcWidth, C, x0, y0 + rowFirst, rowCount, window.left, tw, H, tmp);
-  } else {
-    tmp = new Uint8Array(rowCount * rowLen);
-    for (let y = 0; y < rowCount; y++) {
-      const s = ((y0 + rowFirst + y) * srcWidth + x0 + window.left) * C;
-      tmp.set(src.subarray(s, s + rowLen), y * rowLen);
-    }
-  }
+  const H = outWidth !== box.width ? coefficients(box.width, outWidth) : null;
+  const V = outHeight !== box.height ? coefficients(box.height, outHeight) : null;
+  const { rowFirst, rowCount } = V ? rowsNeeded(V, window) : { rowFirst: window.top, rowCount: window.height };
+  const rowLen = window.width * C;
+  const tmp = new Uint8Array(rowCount * rowLen);
+  horizontalJs(src, srcWidth, C, box, rowFirst, rowCount, window, H, tmp);
   if (!V) return tmp;
+  const out = new Uint8Array(window.height * rowLen);
   vertical(tmp, rowLen, window.top, window.height, rowFirst, V, out);
   return out;
+}
+
+/** the rows of the box that the window's output rows read */
+export function rowsNeeded(V: Coeffs, window: Box): { rowFirst: number; rowCount: number } {
+  const rowFirst = V.bounds[window.top * 2];
+  const lastRow = window.top + window.height - 1;
+  return { rowFirst, rowCount: V.bounds[lastRow * 2] + V.bounds[lastRow * 2 + 1] - rowFirst };
+}
+
+/**
+ * The horizontal pass over box rows rowFirst .. rowFirst + rowCount - 1, for the window's
+ * columns, into tmp (rowCount x window.width x C); with H null (no horizontal resize) a copy.
+ */
+export function horizontalJs(
+  src: Uint8Array, srcWidth: number, C: number, box: Box, rowFirst: number, rowCount: number,
+  window: Box, H: Coeffs | null, tmp: Uint8Array,
+): void {
+  const rowLen = window.width * C;
+  if (!H) {
+    for (let y = 0; y < rowCount; y++) {
+      const s = ((box.top + rowFirst + y) * srcWidth + box.left + window.left) * C;
+      tmp.set(src.subarray(s, s + rowLen), y * rowLen);
+    }
+    return;
+  }
+  horizontal(src, srcWidth, C, box.left, box.top + rowFirst, rowCount, window.left, window.width, H, tmp);
 }
 
 function horizontal(

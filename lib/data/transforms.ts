@@ -8,14 +8,15 @@
 // Deviations from torchvision, all deliberate:
 // - the random numbers are ours, not torch's generator (same distributions);
 // - RandomResizedCrop's log-ratio and area draws are in float64 (torch draws float32);
-// - reductions are resized by sharp (libvips linear kernel, <= 0.35/255 mean difference from PIL,
-//   see decode.ts) unless `resampler: "pil"` asks for the exact port of PIL (resample.ts), which
-//   every enlargement uses anyway;
+// - none in the resizing by default: `resampler: "pil"` is an exact port of PIL's antialiased
+//   bilinear resize (resample.ts, run by WebAssembly kernels); `resampler: "sharp"` resizes
+//   reductions with libvips instead (its linear kernel, 0.25-0.5/255 mean difference from PIL,
+//   see decode.ts; slower here: each sharp call costs more than the exact resize);
 // - the horizontal flip is applied when the view is written out (it commutes with jitter and
 //   grayscale: contrast uses the image mean, the other steps are per pixel).
 import { Rng } from "./rng";
 import { RawImage, Region, resizeWithSharp } from "./decode";
-import { resampleBilinear } from "./resample";
+import { resampleBilinearFast } from "./resample-wasm";
 import { JitterParams, applyJitter, grayscaleInPlace } from "./color";
 
 export interface AugmentOptions {
@@ -168,9 +169,9 @@ export function testViewParams(width: number, height: number, size: number): Tes
 }
 
 /**
- * Resizes `box` of img to outWidth x outHeight and returns `window` of it (HWC, tight). Equal
- * sizes copy; reductions on both axes use sharp unless cfg.resampler is "pil"; anything else
- * uses the exact PIL port.
+ * Resizes `box` of img to outWidth x outHeight and returns `window` of it (HWC, tight): with the
+ * exact port of PIL (resample.ts, WebAssembly kernels), or for reductions on both axes with
+ * sharp when the resampler is "sharp".
  */
 export async function resizeRegion(
   img: RawImage, box: Region, outWidth: number, outHeight: number, window: Region, resampler: Resampler,
@@ -178,7 +179,7 @@ export async function resizeRegion(
   const same = outWidth === box.width && outHeight === box.height;
   const reduces = outWidth <= box.width && outHeight <= box.height;
   if (!same && reduces && resampler === "sharp") return resizeWithSharp(img, box, outWidth, outHeight, window);
-  return resampleBilinear(img.data, img.width, img.channels, box, outWidth, outHeight, window);
+  return resampleBilinearFast(img.data, img.width, img.channels, box, outWidth, outHeight, window);
 }
 
 export function fullBox(img: { width: number; height: number }): Region {
@@ -220,6 +221,22 @@ export function writeNormalized(
   const S = size;
   const plane = S * S;
   const lut = NORMALIZE_LUT;
+  if (channels === 3) {
+    // one pass over the pixels, three output planes
+    const o1 = offset + plane, o2 = offset + 2 * plane;
+    for (let y = 0; y < S; y++) {
+      const row = y * S;
+      let s = (flip ? row + S - 1 : row) * 3;
+      const step = flip ? -3 : 3;
+      for (let x = 0; x < S; x++, s += step) {
+        const o = row + x;
+        out[offset + o] = lut[src[s]];
+        out[o1 + o] = lut[src[s + 1]];
+        out[o2 + o] = lut[src[s + 2]];
+      }
+    }
+    return;
+  }
   for (let c = 0; c < channels; c++) {
     const base = offset + c * plane;
     for (let y = 0; y < S; y++) {

@@ -1,6 +1,6 @@
 // Loader worker thread: holds its shard's decode cache and renders the items of each task straight
 // into the batch's shared output buffers. Protocol (see loader.ts, WorkerPool):
-//   in:  { type: "task", id, epoch, pos: Int32Array, idx: Int32Array, outA, outB }
+//   in:  { type: "task", id, epoch, pos: Int32Array, idx: Int32Array, outA, outB }, { type: "close" }
 //   out: { type: "ready" } once, { type: "done", id, failures }, { type: "fatal", message }
 import { parentPort, workerData } from "node:worker_threads";
 import type { Dataset } from "./formats";
@@ -34,8 +34,11 @@ function main(): void {
     port.postMessage({ type: "fatal", message: e instanceof Error ? e.message : String(e) });
     return;
   }
-  port.on("message", (m: TaskMessage) => {
-    if (m.type !== "task") return;
+  port.on("message", (m: TaskMessage | { type: "close" }) => {
+    if (m.type === "close") {
+      port.close(); // nothing is in flight (the pool waited): the thread ends with its event loop
+      return;
+    }
     processItems(proc, m.epoch, m.pos, m.idx, m.outA, m.outB, init.concurrency).then(
       (failures) => port.postMessage({ type: "done", id: m.id, failures }),
       (e) => port.postMessage({ type: "fatal", message: e instanceof Error ? e.stack ?? e.message : String(e) }),

@@ -118,7 +118,15 @@ export function generatorStepWith(model: C3GAN, opt: Adam, inputs: StepInputs, o
 }
 
 /** Cluster of each image: argmax over clusters of cos(D feature, centroid), in eval mode. */
-export function assignClusters(model: C3GAN, images: Tensor): { clusters: Int32Array; similarity: Float32Array; top: Int32Array[] } {
+export interface ClusterScores {
+  clusters: Int32Array;
+  /** cosine similarity to the assigned centroid */
+  similarity: Float32Array;
+  /** per image, the three closest clusters (best first) and their similarities */
+  top: { cluster: number; similarity: number }[][];
+}
+
+export function assignClusters(model: C3GAN, images: Tensor): ClusterScores {
   return noGrad(() =>
     tidy(() => {
       const wasTraining = model.D.training;
@@ -130,13 +138,13 @@ export function assignClusters(model: C3GAN, images: Tensor): { clusters: Int32A
         const K = model.spec.numClusters;
         const clusters = new Int32Array(B);
         const similarity = new Float32Array(B);
-        const top: Int32Array[] = [];
+        const top: { cluster: number; similarity: number }[][] = [];
         for (let i = 0; i < B; i++) {
           const row = cos.subarray(i * K, (i + 1) * K);
           const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
           clusters[i] = order[0];
           similarity[i] = row[order[0]];
-          top.push(Int32Array.from(order.slice(0, Math.min(3, K))));
+          top.push(order.slice(0, Math.min(3, K)).map((k) => ({ cluster: k, similarity: row[k] })));
         }
         return { clusters, similarity, top };
       } finally {

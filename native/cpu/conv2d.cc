@@ -202,16 +202,16 @@ const float* tile_dy(const Conv2dParams& p, const Plan& g, const Tile& t, const 
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
   const Plan g = plan(p);
   for_tiles(p, g, [&](const Tile& t) {
-    int64_t ldc;
-    const float* col = tile_col(p, g, t, x, ldc);
+    int64_t ld_col;
+    const float* col = tile_col(p, g, t, x, ld_col);
     float* yn = y + t.n0 * p.K * g.OHW;
     if (t.nb == 1) {
       float* out = yn + t.oh0 * p.OW;
-      gemm_strided(false, false, p.K, t.len(p), g.CRS, 1.0f, w, g.CRS, col, ldc, 0.0f, out, g.OHW);
+      gemm_strided(false, false, p.K, t.len(p), g.CRS, 1.0f, w, g.CRS, col, ld_col, 0.0f, out, g.OHW);
       if (bias) add_bias(p.K, t.len(p), g.OHW, bias, out);
     } else {
       float* out = scratch(tmp_buffer(), p.K * t.cols(p));
-      gemm_strided(false, false, p.K, t.cols(p), g.CRS, 1.0f, w, g.CRS, col, ldc, 0.0f, out, t.cols(p));
+      gemm_strided(false, false, p.K, t.cols(p), g.CRS, 1.0f, w, g.CRS, col, ld_col, 0.0f, out, t.cols(p));
       scatter_rows(p.K, g.OHW, t.nb, out, bias, yn);
     }
   });
@@ -224,15 +224,15 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
     return;
   }
   for_tiles(p, g, [&](const Tile& t) {
-    int64_t ldd;
-    const float* dmat = tile_dy(p, g, t, dy, ldd);
+    int64_t ld_dy;
+    const float* dmat = tile_dy(p, g, t, dy, ld_dy);
     float* dxn = dx + t.n0 * p.C * g.HW;
     if (g.identity && t.nb == 1) {  // dx rows of the band are exactly W^T dy
-      gemm_strided(true, false, g.CRS, t.len(p), p.K, 1.0f, w, g.CRS, dmat, ldd, 0.0f, dxn + t.oh0 * p.OW, g.HW);
+      gemm_strided(true, false, g.CRS, t.len(p), p.K, 1.0f, w, g.CRS, dmat, ld_dy, 0.0f, dxn + t.oh0 * p.OW, g.HW);
       return;
     }
     float* dcol = scratch(col_buffer(), g.CRS * t.cols(p));
-    gemm_strided(true, false, g.CRS, t.cols(p), p.K, 1.0f, w, g.CRS, dmat, ldd, 0.0f, dcol, t.cols(p));
+    gemm_strided(true, false, g.CRS, t.cols(p), p.K, 1.0f, w, g.CRS, dmat, ld_dy, 0.0f, dcol, t.cols(p));
     col2im(p, g, t, dcol, dxn);
   });
 }
@@ -245,11 +245,11 @@ void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float*
   }
   bool first = true;
   for_tiles(p, g, [&](const Tile& t) {
-    int64_t ldc, ldd;
-    const float* col = tile_col(p, g, t, x, ldc);
-    const float* dmat = tile_dy(p, g, t, dy, ldd);
+    int64_t ld_col, ld_dy;
+    const float* col = tile_col(p, g, t, x, ld_col);
+    const float* dmat = tile_dy(p, g, t, dy, ld_dy);
     // dw (K x CRS) (+)= dy (K x cols) col^T
-    gemm_strided(false, true, p.K, g.CRS, t.cols(p), 1.0f, dmat, ldd, col, ldc, first ? 0.0f : 1.0f, dw, g.CRS);
+    gemm_strided(false, true, p.K, g.CRS, t.cols(p), 1.0f, dmat, ld_dy, col, ld_col, first ? 0.0f : 1.0f, dw, g.CRS);
     first = false;
   });
 }

@@ -1,25 +1,43 @@
-// CUDA runtime probing: whether a usable device and driver are present. cudart is linked
-// statically, so the addon loads on machines without a driver; there the probe reports why.
+// CUDA runtime: probing for a usable device, the process stream, error reporting, the math
+// mode and the host<->device copies through pinned staging buffers. cudart is linked statically,
+// so the addon loads on machines without a driver; there the probe reports why CUDA is off.
+// Process-lifetime objects are created with new and never destroyed: freeing CUDA resources in
+// static destructors races the runtime's own teardown.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <string>
 
 #include "../core/backend.h"
+#include "memory.cuh"
+#include "runtime.cuh"
 
 namespace c3 {
+namespace cuda {
 
 namespace {
 
-struct Probe {
-  bool device_found = false;
+__global__ void probe_kernel(int* out) { *out = 0x1234abcd; }
+
+std::string error_text(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
+
+struct DeviceState {
+  bool usable = false;
   std::string status;
-  Probe() {
+  int sms = 0;
+  cudaStream_t stream = nullptr;
+
+  DeviceState() {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
       // 35 insufficient driver, 100 no device, 34 stub library, 3 init error: all mean "no CUDA here"
-      status = std::string("unavailable (") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + ")";
+      status = "unavailable (" + error_text(err) + ")";
       cudaGetLastError();  // clear the error so it is not reported later
       return;
     }
@@ -28,30 +46,238 @@ struct Probe {
       return;
     }
     cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
-      status = "unavailable (could not read device 0 properties)";
+    if ((err = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess) {
+      status = "unavailable (could not read device 0 properties: " + error_text(err) + ")";
       cudaGetLastError();
       return;
     }
-    device_found = true;
-    char buf[256];
-    std::snprintf(buf, sizeof buf, "unavailable (found %s, sm_%d%d, but this build has no CUDA op kernels)",
-                  prop.name, prop.major, prop.minor);
-    status = buf;
+    char desc[320];
+    std::snprintf(desc, sizeof desc, "%s, sm_%d%d, %d SMs, %.1f GiB", prop.name, prop.major, prop.minor,
+                  prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+    if (prop.major < 8) {
+      // the matrix kernels use mma.sync TF32 (sm_80+); the build carries sm_80..sm_90 code
+      status = std::string("unavailable (found ") + desc + ", but c3gan's CUDA kernels need compute capability 8.0 or newer)";
+      return;
+    }
+    if ((err = cudaSetDevice(0)) != cudaSuccess ||
+        (err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
+      status = std::string("unavailable (found ") + desc + ", but could not start it: " + error_text(err) + ")";
+      cudaGetLastError();
+      return;
+    }
+    // one tiny kernel: catches a driver too old for this build's PTX or a missing kernel image
+    int* d = nullptr;
+    int h = 0;
+    err = cudaMalloc(&d, sizeof(int));
+    if (err == cudaSuccess) {
+      probe_kernel<<<1, 1, 0, stream>>>(d);
+      err = cudaGetLastError();
+      if (err == cudaSuccess) err = cudaMemcpyAsync(&h, d, sizeof(int), cudaMemcpyDeviceToHost, stream);
+      if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
+      cudaFree(d);
+    }
+    if (err != cudaSuccess || h != 0x1234abcd) {
+      status = std::string("unavailable (found ") + desc + ", but a test kernel failed: " +
+               (err != cudaSuccess ? error_text(err) : std::string("wrong result")) + ")";
+      cudaGetLastError();
+      return;
+    }
+    sms = prop.multiProcessorCount;
+    usable = true;
+    status = std::string("available (") + desc + ")";
   }
 };
 
-const Probe& probe() {
-  static Probe p;
-  return p;
+const DeviceState& state() {
+  static const DeviceState* s = new DeviceState();
+  return *s;
+}
+
+const DeviceState& usable_state() {
+  const DeviceState& s = state();
+  if (!s.usable) throw Error("cuda", std::string("CUDA is ") + s.status);
+  return s;
+}
+
+// The first sticky error, reported again by every later failure.
+std::mutex& sticky_mutex() {
+  static std::mutex* m = new std::mutex();
+  return *m;
+}
+std::string& first_sticky() {
+  static std::string* s = new std::string();
+  return *s;
+}
+
+bool is_sticky(cudaError_t e) {
+  switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorLaunchFailure:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorContextIsDestroyed:
+    case cudaErrorUnknown:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ---- math mode ----
+
+constexpr int kMathInvalid = -1;
+std::atomic<int>& math_slot() {
+  static std::atomic<int>* m = [] {
+    const char* env = std::getenv("C3GAN_CUDA_MATH");
+    int v = static_cast<int>(CudaMath::TF32);
+    if (env && *env) {
+      if (!std::strcmp(env, "fp32")) v = static_cast<int>(CudaMath::FP32);
+      else if (std::strcmp(env, "tf32")) v = kMathInvalid;
+    }
+    return new std::atomic<int>(v);
+  }();
+  return *m;
+}
+
+// ---- pinned staging for host <-> device copies ----
+
+constexpr size_t kStagingBytes = size_t(4) << 20;  // per buffer; two alternate
+
+struct Staging {
+  std::mutex mu;
+  void* buf[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};  // the last copy that used buf[i]
+
+  void ensure() {
+    // assigned only after success, so a failed call leaves nothing half made
+    for (int i = 0; i < 2; ++i) {
+      if (!buf[i]) {
+        void* p = nullptr;
+        check_cuda(cudaMallocHost(&p, kStagingBytes), "upload (pinned staging buffer)");
+        buf[i] = p;
+      }
+      if (!done[i]) {
+        cudaEvent_t e = nullptr;
+        check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "upload (staging event)");
+        done[i] = e;
+      }
+    }
+  }
+};
+
+Staging& staging() {
+  static Staging* s = new Staging();
+  return *s;
 }
 
 }  // namespace
 
-// The op kernels are not part of this build yet, so no backend table is offered even when a
-// device is present; cuda_status() says so.
-const Backend* cuda_backend() { return nullptr; }
-const char* cuda_status() { return probe().status.c_str(); }
-bool cuda_available() { return false; }
+cudaStream_t stream() { return usable_state().stream; }
+int sm_count() { return usable_state().sms; }
+
+CudaMath math() {
+  const int v = math_slot().load();
+  if (v == kMathInvalid)
+    throw Error("cuda", std::string("C3GAN_CUDA_MATH must be 'tf32' or 'fp32', got '") +
+                            std::getenv("C3GAN_CUDA_MATH") + "'");
+  return static_cast<CudaMath>(v);
+}
+
+void check_cuda(cudaError_t e, const char* op) {
+  if (e == cudaSuccess) return;
+  const std::string where = std::string("cuda ") + op;
+  std::string msg = error_text(e);
+  if (is_sticky(e)) {
+    std::lock_guard<std::mutex> g(sticky_mutex());
+    std::string& first = first_sticky();
+    if (first.empty()) first = msg;
+    msg += " (sticky: the CUDA context is unusable after this error, which may come from an earlier "
+           "asynchronous kernel; first sticky error: " + first + "; restart the process)";
+    throw Error(where, msg);
+  }
+  cudaGetLastError();  // a non-sticky error is cleared so the next call does not report it again
+  if (e == cudaErrorMemoryAllocation) throw OutOfMemory(where, msg);
+  throw Error(where, msg);
+}
+
+void check_launch(const char* op) { check_cuda(cudaGetLastError(), op); }
+
+unsigned grid_for(int64_t n, int threads) {
+  if (n <= 0) return 0;
+  const int64_t blocks = (n + threads - 1) / threads;
+  // enough blocks to fill the device several times; a grid-stride loop does the rest
+  return static_cast<unsigned>(std::min<int64_t>(blocks, int64_t(sm_count()) * 32));
+}
+
+void upload(float* dst, const float* host, size_t n) {
+  if (!n) return;
+  Staging& st = staging();
+  std::lock_guard<std::mutex> g(st.mu);
+  st.ensure();
+  cudaStream_t s = stream();
+  const size_t bytes = n * sizeof(float);
+  int i = 0;
+  for (size_t off = 0; off < bytes; off += kStagingBytes, i ^= 1) {
+    const size_t len = std::min(kStagingBytes, bytes - off);
+    check_cuda(cudaEventSynchronize(st.done[i]), "upload");  // buffer i no longer read by a copy
+    std::memcpy(st.buf[i], reinterpret_cast<const char*>(host) + off, len);
+    check_cuda(cudaMemcpyAsync(reinterpret_cast<char*>(dst) + off, st.buf[i], len, cudaMemcpyHostToDevice, s),
+               "upload");
+    check_cuda(cudaEventRecord(st.done[i], s), "upload");
+  }
+}
+
+void download(float* host, const float* src, size_t n) {
+  if (!n) return;
+  Staging& st = staging();
+  std::lock_guard<std::mutex> g(st.mu);
+  st.ensure();
+  cudaStream_t s = stream();
+  const size_t bytes = n * sizeof(float);
+  const size_t chunks = (bytes + kStagingBytes - 1) / kStagingBytes;
+  auto chunk_len = [&](size_t c) { return std::min(kStagingBytes, bytes - c * kStagingBytes); };
+  // stream order puts each copy into buf[c & 1] after whatever used that buffer before
+  auto enqueue = [&](size_t c) {
+    const int b = static_cast<int>(c & 1);
+    check_cuda(cudaMemcpyAsync(st.buf[b], reinterpret_cast<const char*>(src) + c * kStagingBytes, chunk_len(c),
+                               cudaMemcpyDeviceToHost, s),
+               "download");
+    check_cuda(cudaEventRecord(st.done[b], s), "download");
+  };
+  enqueue(0);
+  if (chunks > 1) enqueue(1);
+  for (size_t c = 0; c < chunks; ++c) {
+    const int b = static_cast<int>(c & 1);
+    // also where errors of earlier asynchronous kernels surface
+    check_cuda(cudaEventSynchronize(st.done[b]), "download");
+    std::memcpy(reinterpret_cast<char*>(host) + c * kStagingBytes, st.buf[b], chunk_len(c));
+    if (c + 2 < chunks) enqueue(c + 2);
+  }
+}
+
+void copy(float* dst, const float* src, size_t n) {
+  if (!n || dst == src) return;
+  check_cuda(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream()), "copy");
+}
+
+void synchronize() { check_cuda(cudaStreamSynchronize(stream()), "synchronize"); }
+
+}  // namespace cuda
+
+const char* cuda_status() { return cuda::state().status.c_str(); }
+bool cuda_available() { return cuda::state().usable; }
+
+CudaMath cuda_math() { return cuda::math(); }
+void cuda_set_math(CudaMath m) {
+  c3::check(m == CudaMath::TF32 || m == CudaMath::FP32, "cuda_set_math", "unknown math mode ",
+            static_cast<int>(m));
+  cuda::math_slot().store(static_cast<int>(m));
+}
 
 }  // namespace c3

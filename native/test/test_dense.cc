@@ -184,6 +184,20 @@ C3_TEST(philox_known_answer) {
   for (int i = 0; i < 4; ++i) expect_true(out[i] == want[i], "Philox4x32-10 word " + std::to_string(i));
   // to_unit maps into (0, 1]
   expect_true(c3::Philox::to_unit(0) > 0.0f && c3::Philox::to_unit(0xffffffffu) == 1.0f, "to_unit range");
+  // both halves of the 64-bit counter and key matter
+  uint32_t hi[4], key_hi[4];
+  c3::Philox::block(0, uint64_t(1) << 32, hi);
+  c3::Philox::block(uint64_t(1) << 32, 0, key_hi);
+  expect_true(hi[0] != out[0] && key_hi[0] != out[0] && hi[0] != key_hi[0], "high counter and key words are used");
+  // uniform_at / normal_at are word 0 / Box-Muller on words 0 and 1 of block(key, i)
+  for (uint64_t i : {uint64_t(0), uint64_t(17), (uint64_t(3) << 40) + 9}) {
+    uint32_t w[4];
+    c3::Philox::block(99, i, w);
+    double u1 = c3::Philox::to_unit(w[0]), u2 = c3::Philox::to_unit(w[1]);
+    double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    expect_true(c3::Philox::uniform_at(99, i) == c3::Philox::to_unit(w[0]), "uniform_at is to_unit(word 0)");
+    expect_true(std::fabs(c3::Philox::normal_at(99, i) - z) <= 1e-6 * (1 + std::fabs(z)), "normal_at is Box-Muller");
+  }
 }
 
 C3_TEST(philox_same_numbers_for_any_thread_count) {

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The CUDA backend's check on a GPU machine, run once per lease (no Node needed):
+#   1. build c3gan_op_test and c3gan_cuda_bench with plain CMake for sm_90;
+#   2. every native op case on CUDA in exact-FP32 mode (the cases' tolerances are float32's),
+#      then the cuda_vs_cpu cases (both math modes, against the CPU backend) and the host
+#      index checks, then a compute-sanitizer memcheck pass over the CUDA comparisons;
+#   3. timings: GEMM 4096^3 and conv2d on CUB shapes (TF32 and FP32) against the H200 peaks, and
+#      the same convolutions through PyTorch/cuDNN for a ratio when torch is importable.
+# Every step has a time limit (about 5 minutes in all); the summary is printed whatever fails.
+# The log goes to $OUT/device-check.log when $OUT is set. Usage: bash benchmarks/device-check.sh
+set -u
+cd "$(dirname "$0")/.."
+LOG=/dev/null
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT" && LOG="$OUT/device-check.log"; fi
+: > "$LOG" 2>/dev/null || LOG=/dev/null
+BUILD=${C3GAN_DEVICE_CHECK_BUILD:-build-gpu}  # the build folder (override to reuse one)
+JOBS=$(nproc 2>/dev/null || echo 8)
+START=$(date +%s)
+declare -a SUMMARY=()
+
+say() { echo "$*" | tee -a "$LOG"; }
+note() { SUMMARY+=("$*"); }
+finish() {
+  say ""
+  say "==== device-check summary ($(( $(date +%s) - START )) s) ===="
+  for line in "${SUMMARY[@]}"; do say "$line"; done
+  [ "${#SUMMARY[@]}" -eq 0 ] && say "(no step completed)"
+}
+trap finish EXIT
+
+# step NAME SECONDS CMD...: runs CMD with a time limit, output to the screen and the log;
+# sets STEP_RC and STEP_OUT (the output file)
+DEADLINE=$((START + 285))  # the whole check stays under 5 minutes
+step() {
+  local name=$1 limit=$2
+  shift 2
+  STEP_OUT=$(mktemp)
+  local left=$((DEADLINE - $(date +%s)))
+  [ "$left" -lt "$limit" ] && limit=$left
+  say ""
+  if [ "$limit" -lt 5 ]; then
+    say "---- $name: skipped, the 5-minute budget is spent"
+    echo "skipped: out of time" > "$STEP_OUT"
+    STEP_RC=124
+    return
+  fi
+  say "---- $name (limit ${limit}s): $*"
+  timeout --kill-after=5 "$limit" "$@" > "$STEP_OUT" 2>&1
+  STEP_RC=$?
+  cat "$STEP_OUT" | tee -a "$LOG" > /dev/null
+  tail -n 60 "$STEP_OUT"
+  if [ "$STEP_RC" -eq 124 ] || [ "$STEP_RC" -eq 137 ]; then say "($name: timed out after ${limit}s)"; fi
+}
+
+# the "N passed, M failed" line of an op-test run, or what went wrong
+test_line() {
+  local label=$1 line
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$STEP_OUT" | tail -n 1)
+  if [ -n "$line" ]; then
+    note "$label: $line (exit $STEP_RC)"
+    while read -r f; do note "    $f"; done < <(grep -E '^FAIL ' "$STEP_OUT" | head -n 20)
+  else
+    note "$label: no summary line (exit $STEP_RC); last output: $(tail -n 1 "$STEP_OUT")"
+  fi
+}
+
+say "c3gan device check, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -m), $JOBS cores"
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm \
+  --format=csv 2>&1 | tee -a "$LOG"
+command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
+say "$(nvcc --version 2>&1 | tail -n 1); $(cmake --version 2>&1 | head -n 1)"
+
+# ---- 1. build ----
+step "configure" 90 cmake -S . -B "$BUILD" -DC3GAN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release
+if [ "$STEP_RC" -ne 0 ]; then note "configure: FAILED (exit $STEP_RC)"; exit 1; fi
+step "build" 180 cmake --build "$BUILD" -j"$JOBS" --target c3gan_op_test c3gan_cuda_bench
+if [ "$STEP_RC" -ne 0 ]; then
+  note "build: FAILED (exit $STEP_RC): $(grep -m1 -E 'error' "$STEP_OUT")"
+  exit 1
+fi
+note "build: ok ($(( $(date +%s) - START )) s since start)"
+TEST="$BUILD/c3gan_op_test"
+BENCH="$BUILD/c3gan_cuda_bench"
+
+# ---- 2. correctness ----
+step "cuda status and every op case, exact fp32" 120 env C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda
+test_line "op cases on cuda (fp32 mode, incl. cuda_vs_cpu and host checks)"
+if grep -q "^cuda: unavailable" "$STEP_OUT"; then note "$(grep -m1 "^cuda:" "$STEP_OUT")"; exit 1; fi
+
+step "cuda_vs_cpu cases with the default math mode (tf32)" 90 "$TEST" --device cuda --filter cuda_
+test_line "cuda_vs_cpu + host checks (tf32 default)"
+
+if command -v compute-sanitizer > /dev/null; then
+  step "compute-sanitizer memcheck of the CUDA comparisons" 75 compute-sanitizer --tool memcheck \
+    --error-exitcode 9 --print-limit 20 "$TEST" --device cuda --filter cuda_vs_cpu
+  errs=$(grep -m1 -E 'ERROR SUMMARY' "$STEP_OUT")
+  note "memcheck: ${errs:-no summary (timed out or did not finish)} (exit $STEP_RC)"
+  while read -r l; do note "    $l"; done < <(grep -E '^========= (Invalid|Out of|Address|Program hit)' "$STEP_OUT" | head -n 8)
+else
+  note "memcheck: compute-sanitizer not found, skipped"
+fi
+
+# ---- 3. timings ----
+TSV=$(mktemp)
+[ -n "${OUT:-}" ] && TSV="$OUT/cuda-bench.tsv"
+step "c3gan CUDA timings" 120 "$BENCH" --bench --out "$TSV" --reps 20
+if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench: ok, spot checks passed"
+else note "bench: exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable' "$STEP_OUT")"; fi
+while read -r l; do note "    $l"; done < <(grep -E 'TFLOP/s|TB/s' "$STEP_OUT")
+
+PY=python3
+if $PY -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' > /dev/null 2>&1; then
+  cat > /tmp/c3gan_torch_ref.py <<'PYEOF'
+# The bench's shapes through PyTorch (cuDNN convolutions, cuBLAS matmul), TF32 and FP32, and
+# the ratio c3gan time / torch time read from the bench's TSV.
+import sys, torch
+tsv = {}
+try:
+    for line in open(sys.argv[1]):
+        name, ms, tf = line.rstrip("\n").split("\t")
+        tsv[name] = float(ms)
+except OSError:
+    pass
+torch.backends.cudnn.benchmark = True
+dev = "cuda"
+def bench(f, reps=20):
+    for _ in range(3): f()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(5):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(reps // 5): f()
+        b.record(); b.synchronize()
+        times.append(a.elapsed_time(b) / (reps // 5))
+    return sorted(times)[2]
+def show(name, ms, flops):
+    ours = tsv.get(name)
+    ratio = f"c3gan/torch {ours / ms:5.2f}x" if ours else "c3gan: n/a"
+    print(f"torch {name:40s} {ms:9.3f} ms {flops / ms / 1e9:8.1f} TFLOP/s   {ratio}")
+for tf32 in (True, False):
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    mode = "tf32" if tf32 else "fp32"
+    n = 4096
+    A = torch.rand(n, n, device=dev) * 2 - 1; B = torch.rand(n, n, device=dev) * 2 - 1
+    show(f"gemm {n}^3 {mode}", bench(lambda: A @ B), 2 * n ** 3)
+    for label, N, C, H, K, R, s, p in (("3x3 s1 64->128 64x64 N64", 64, 64, 64, 128, 3, 1, 1),
+                                       ("4x4 s2 64->128 64x64 N64", 64, 64, 64, 128, 4, 2, 1),
+                                       ("3x3 s1 32->16 128x128 N64", 64, 32, 128, 16, 3, 1, 1)):
+        x = torch.rand(N, C, H, H, device=dev) * 2 - 1
+        w = torch.rand(K, C, R, R, device=dev) * 2 - 1
+        y = torch.nn.functional.conv2d(x, w, stride=s, padding=p)
+        dy = torch.rand_like(y) * 2 - 1
+        OH = y.shape[2]
+        flops = 2 * N * K * OH * OH * C * R * R
+        tag = f"conv {label} {mode}"
+        show(tag + " forward", bench(lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p)), flops)
+        show(tag + " backward_data", bench(lambda: torch.nn.grad.conv2d_input(x.shape, w, dy, stride=s, padding=p)), flops)
+        show(tag + " backward_weight", bench(lambda: torch.nn.grad.conv2d_weight(x, w.shape, dy, stride=s, padding=p)), flops)
+print("torch", torch.__version__, "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name())
+PYEOF
+  step "PyTorch/cuDNN reference timings" 90 env PYTHONUNBUFFERED=1 $PY /tmp/c3gan_torch_ref.py "$TSV"
+  if [ "$STEP_RC" -eq 0 ]; then while read -r l; do note "    $l"; done < <(grep -E '^torch ' "$STEP_OUT")
+  else note "torch reference: exit $STEP_RC: $(tail -n 1 "$STEP_OUT")"; fi
+else
+  note "torch reference: python3 with CUDA torch not available, skipped"
+fi
+exit 0

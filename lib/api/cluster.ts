@@ -1,0 +1,136 @@
+// Cluster assignment of real images: the test transform, batched through D, argmax of the cosine
+// to the centroids; with labels, ACC / NMI as the official evaluation.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { DataLoader } from "../data/loader";
+import { Dataset, IMAGE_EXTENSIONS, openDataset, scanImages } from "../data/formats";
+import { evaluateClustering, EvalResult } from "../eval";
+import { Tensor, tidy } from "../tensor";
+import { assignClusters } from "../train/step";
+import type { C3Model } from "./model";
+
+/**
+ * A folder (class subfolders give labels; otherwise every image below it), an official list file
+ * ("relative/path label" lines, images under images/ beside it, or beside the list), one image
+ * file, an array of image files, or already normalised pixels (N, C, S, S) in [-1, 1].
+ */
+export type ClusterInput = string | string[] | { images: Float32Array; shape: [number, number, number, number] };
+
+export interface ClusterOptions {
+  batchSize?: number;
+  workers?: number;
+  /** called after each batch with images done and the total */
+  onProgress?: (done: number, total: number) => void;
+  /** keep this many closest images per cluster (their pixels), for galleries */
+  keepClosest?: number;
+}
+
+export interface ClusterAssignment {
+  path: string;
+  cluster: number;
+  /** cosine similarity to the assigned centroid */
+  similarity: number;
+  /** the three closest clusters, best first, with their similarities */
+  top: { cluster: number; similarity: number }[];
+  /** ground-truth label where the input has labels, else -1 */
+  label: number;
+}
+
+export interface ClusterReport {
+  assignments: ClusterAssignment[];
+  /** ACC / NMI when every image has a label */
+  metrics: EvalResult | null;
+  /** per cluster, the closest images (test view, values in [-1, 1]) when keepClosest > 0 */
+  closest: Map<number, { similarity: number; pixels: Float32Array; path: string }[]>;
+  imageShape: [number, number, number];
+}
+
+function isImageFile(p: string): boolean {
+  return IMAGE_EXTENSIONS.includes(path.extname(p).toLowerCase());
+}
+
+function filesDataset(files: string[]): Dataset {
+  for (const f of files) {
+    if (!fs.existsSync(f)) throw new Error(`cluster: image ${f} does not exist`);
+  }
+  if (!files.length) throw new Error("cluster: no images given");
+  return {
+    format: "folder", split: "test", description: `${files.length} image files`, size: files.length,
+    labels: new Int32Array(files.length).fill(-1), numClasses: 0, classNames: null, names: files.slice(),
+    listFile: null, lines: null, source: { kind: "files", files: files.map((f) => path.resolve(f)) }, channels: 3,
+    skipped: [], skipBadImages: false, notes: [],
+  };
+}
+
+/** Opens what the user pointed at as a dataset of the test split. */
+export async function openClusterInput(input: string | string[], numClasses?: number): Promise<Dataset> {
+  if (Array.isArray(input)) return filesDataset(input);
+  if (!fs.existsSync(input)) throw new Error(`cluster: ${input} does not exist`);
+  const st = fs.statSync(input);
+  if (st.isDirectory()) {
+    const hasClassFolders = fs.readdirSync(input, { withFileTypes: true }).some((e) => e.isDirectory()) &&
+      fs.readdirSync(input, { withFileTypes: true }).filter((e) => e.isFile() && isImageFile(e.name)).length === 0;
+    return openDataset({ format: hasClassFolders ? "imagefolder" : "folder", root: input }, "test");
+  }
+  if (isImageFile(input)) return filesDataset([input]);
+  // a list file: images under images/ beside it when that folder exists
+  const root = path.dirname(path.resolve(input));
+  const imagesDir = fs.existsSync(path.join(root, "images")) ? "images" : ".";
+  return openDataset({ format: "lists", root, testList: path.basename(input), imagesDir, numClasses }, "test");
+}
+
+export async function clusterImages(model: C3Model, input: ClusterInput, opts: ClusterOptions = {}): Promise<ClusterReport> {
+  const S = model.gan.spec.imageSize;
+  const C = model.gan.spec.channels;
+  const keep = opts.keepClosest ?? 0;
+  const closest = new Map<number, { similarity: number; pixels: Float32Array; path: string }[]>();
+  const assignments: ClusterAssignment[] = [];
+
+  const handle = (images: Float32Array, shape: [number, number, number, number], paths: string[], labels: Int32Array) => {
+    const r = tidy(() => assignClusters(model.gan, Tensor.fromArray(images, shape, { device: model.device })));
+    const per = shape[1] * shape[2] * shape[3];
+    for (let i = 0; i < shape[0]; i++) {
+      assignments.push({ path: paths[i], cluster: r.clusters[i], similarity: r.similarity[i], top: r.top[i], label: labels[i] });
+      if (keep > 0) {
+        const list = closest.get(r.clusters[i]) ?? [];
+        list.push({ similarity: r.similarity[i], pixels: images.slice(i * per, (i + 1) * per), path: paths[i] });
+        list.sort((a, b) => b.similarity - a.similarity);
+        if (list.length > keep) list.length = keep;
+        closest.set(r.clusters[i], list);
+      }
+    }
+    return r;
+  };
+
+  if (!Array.isArray(input) && typeof input === "object") {
+    const [N, c, h, w] = input.shape;
+    if (c !== C || h !== S || w !== S) throw new Error(`cluster: images must be (N, ${C}, ${S}, ${S}) for this model, got (${input.shape.join(", ")})`);
+    if (input.images.length !== N * c * h * w) throw new Error(`cluster: ${input.images.length} values for shape (${input.shape.join(", ")})`);
+    const B = opts.batchSize ?? 64;
+    for (let s = 0; s < N; s += B) {
+      const n = Math.min(B, N - s);
+      handle(input.images.subarray(s * C * S * S, (s + n) * C * S * S), [n, C, S, S],
+        Array.from({ length: n }, (_, i) => `#${s + i}`), new Int32Array(n).fill(-1));
+      opts.onProgress?.(s + n, N);
+    }
+  } else {
+    const ds = await openClusterInput(input, model.config.numGtClasses);
+    const loader = new DataLoader(ds, { mode: "test", batchSize: opts.batchSize ?? 64, imageSize: S, channels: C, workers: opts.workers ?? 0 });
+    try {
+      let done = 0;
+      for await (const b of loader.epoch(0)) {
+        handle(b.images, b.shape, b.paths, b.labels);
+        done += b.shape[0];
+        opts.onProgress?.(done, ds.size);
+      }
+    } finally {
+      await loader.close();
+    }
+  }
+  const labelled = assignments.length > 0 && assignments.every((a) => a.label >= 0);
+  const metrics = labelled
+    ? evaluateClustering(assignments.map((a) => a.label), assignments.map((a) => a.cluster),
+      { numGtClasses: model.config.numGtClasses, over: model.config.over })
+    : null;
+  return { assignments, metrics, closest, imageShape: [C, S, S] };
+}

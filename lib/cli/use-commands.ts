@@ -1,0 +1,144 @@
+// CLI commands that use a trained model: cluster and generate.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Command } from "commander";
+import { loadModel } from "../api/model";
+import { ClusterReport } from "../api/cluster";
+import { gridPng, stackBatches, ImageBatch } from "../train/samples";
+import { sampleGrid } from "../train/trainer";
+import { Progress } from "./progress";
+
+function csvField(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function clusterCsv(r: ClusterReport): string {
+  const lines = ["path,cluster,similarity,top1,top1_similarity,top2,top2_similarity,top3,top3_similarity,label"];
+  for (const a of r.assignments) {
+    const top = [0, 1, 2].flatMap((j) => (a.top[j] ? [String(a.top[j].cluster), a.top[j].similarity.toFixed(6)] : ["", ""]));
+    lines.push([csvField(a.path), a.cluster, a.similarity.toFixed(6), ...top, a.label >= 0 ? a.label : ""].join(","));
+  }
+  return lines.join("\n") + "\n";
+}
+
+function parseClusters(s: string | undefined): number[] | undefined {
+  if (!s) return undefined;
+  return s.split(",").map((x) => {
+    const n = Number(x.trim());
+    if (!Number.isInteger(n)) throw new Error(`--clusters must be comma-separated integers, got '${x}'`);
+    return n;
+  });
+}
+
+function positiveInt(v: string, what: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive integer, got ${v}`);
+  return n;
+}
+
+export function registerUseCommands(program: Command): void {
+  program
+    .command("cluster")
+    .description("assign images to clusters with a trained model (CSV or JSON; ACC/NMI when labels are known)")
+    .argument("<input>", "an image, a folder (class subfolders = labels), or an official list file")
+    .requiredOption("--checkpoint <file>", "model .safetensors")
+    .option("-c, --config <file>", "config (default: the one stored in the checkpoint)")
+    .option("--out <file>", "write assignments here (.csv or .json); default: CSV on stdout")
+    .option("--gallery <dir>", "write one PNG grid per cluster with its closest images")
+    .option("--per-cluster <n>", "images per gallery grid", "16")
+    .option("--batch-size <n>", "images per batch", "64")
+    .option("-d, --device <device>", "cpu, cuda or auto")
+    .action(async (input: string, opts) => {
+      const model = await loadModel(opts.checkpoint, { config: opts.config, device: opts.device });
+      const bar = new Progress();
+      try {
+        const keep = opts.gallery ? positiveInt(opts.perCluster, "--per-cluster") : 0;
+        const r = await model.cluster(input, {
+          batchSize: positiveInt(opts.batchSize, "--batch-size"), keepClosest: keep,
+          onProgress: (done, total) => bar.update({ fraction: done / total, text: `${done}/${total} images` }, done === total),
+        });
+        bar.done();
+        const text = opts.out?.endsWith(".json")
+          ? JSON.stringify({ assignments: r.assignments, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
+          : clusterCsv(r);
+        if (opts.out) fs.writeFileSync(opts.out, text);
+        else process.stdout.write(text);
+        if (opts.gallery) {
+          fs.mkdirSync(opts.gallery, { recursive: true });
+          const [C, S] = [r.imageShape[0], r.imageShape[1]];
+          for (const [k, list] of [...r.closest.entries()].sort((a, b) => a[0] - b[0])) {
+            const data = new Float32Array(list.length * C * S * S);
+            list.forEach((e, i) => data.set(e.pixels, i * C * S * S));
+            const png = await gridPng({ data, shape: [list.length, C, S, S] }, 8, 2);
+            fs.writeFileSync(path.join(opts.gallery, `cluster_${String(k).padStart(4, "0")}.png`), png);
+          }
+        }
+        const used = new Set(r.assignments.map((a) => a.cluster)).size;
+        process.stderr.write(`${r.assignments.length} images in ${used} of ${model.numClusters} clusters` +
+          (opts.out ? `; written to ${opts.out}` : "") + (opts.gallery ? `; galleries in ${opts.gallery}` : "") + "\n");
+        if (r.metrics) {
+          process.stderr.write(`ACC ${r.metrics.acc.toFixed(4)}  NMI ${r.metrics.nmiOfficial.toFixed(4)} (official formula)  ` +
+            `${r.metrics.nmiSklearn.toFixed(4)} (sklearn)\n`);
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+
+  program
+    .command("generate")
+    .description("generate images per cluster (PNG grids and single files)")
+    .requiredOption("--checkpoint <file>", "model .safetensors")
+    .requiredOption("--out <dir>", "output folder")
+    .option("-c, --config <file>", "config (default: the one stored in the checkpoint)")
+    .option("--clusters <list>", "e.g. 0,5,9 (default: all)")
+    .option("--per-cluster <n>", "images per cluster", "8")
+    .option("--seed <n>", "noise seed", "0")
+    .option("--parts", "also write background, mask and foreground")
+    .option("--shared-noise", "the same z for every cluster (fixed z, varying c)")
+    .option("--official-vis", "also write the official visualisation grid (fixed z varying c, fixed c varying z)")
+    .option("--no-singles", "only grids, no single-image files")
+    .option("-d, --device <device>", "cpu, cuda or auto")
+    .action(async (opts) => {
+      const model = await loadModel(opts.checkpoint, { config: opts.config, device: opts.device });
+      try {
+        const seed = Number(opts.seed);
+        if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got ${opts.seed}`);
+        const out = model.generate({
+          clusters: parseClusters(opts.clusters), perCluster: positiveInt(opts.perCluster, "--per-cluster"), seed,
+          parts: Boolean(opts.parts), sharedNoise: Boolean(opts.sharedNoise),
+        });
+        fs.mkdirSync(opts.out, { recursive: true });
+        let files = 0;
+        for (const g of out) {
+          const name = `cluster_${String(g.cluster).padStart(4, "0")}`;
+          const mask = g.mask && { data: g.mask.data.map((m) => 2 * m - 1), shape: g.mask.shape };
+          const rows: ImageBatch[] = opts.parts ? [g.background!, mask!, g.foreground!, g.final] : [g.final];
+          fs.writeFileSync(path.join(opts.out, `${name}.png`), await gridPng(stackBatches(rows), g.final.shape[0], 2));
+          files++;
+          if (opts.singles) {
+            const dir = path.join(opts.out, name);
+            fs.mkdirSync(dir, { recursive: true });
+            const [N, , S] = g.final.shape;
+            const parts: [string, ImageBatch][] = [["final", g.final]];
+            if (opts.parts) parts.push(["background", g.background!], ["mask", mask!], ["foreground", g.foreground!]);
+            for (const [label, b] of parts) {
+              const per = b.shape[1] * S * S;
+              for (let i = 0; i < N; i++) {
+                const one = { data: b.data.subarray(i * per, (i + 1) * per), shape: [1, b.shape[1], S, S] as [number, number, number, number] };
+                fs.writeFileSync(path.join(dir, `${String(i).padStart(3, "0")}_${label}.png`), await gridPng(one, 1, 0));
+                files++;
+              }
+            }
+          }
+        }
+        if (opts.officialVis) {
+          fs.writeFileSync(path.join(opts.out, "official_vis.png"), await sampleGrid(model.gan, seed));
+          files++;
+        }
+        console.log(`wrote ${files} PNG files for ${out.length} clusters to ${opts.out}`);
+      } finally {
+        model.dispose();
+      }
+    });
+}

@@ -1,0 +1,11 @@
+// The fused Adam step on the device (as native/cpu/adam.cc).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace c3::cuda {
+
+void adam_step(size_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
+               float eps, float weight_decay, int64_t step);
+
+}  // namespace c3::cuda

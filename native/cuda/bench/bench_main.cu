@@ -1,0 +1,234 @@
+// c3gan_cuda_bench --bench [--out FILE] [--reps N]: times the CUDA backend's GEMM (4096^3) and
+// conv2d passes on CUB-sized shapes, in TF32 and exact-FP32 modes, prints TFLOP/s beside the
+// H200's datasheet peaks, and spot-checks each timed result against float64 sums on the host
+// (so a fast wrong kernel cannot pass). --out writes "name<TAB>ms<TAB>tflops" lines for the
+// device-check script's PyTorch comparison.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../../core/backend.h"
+#include "../../core/error.h"
+#include "../cuda.h"
+#include "../runtime.cuh"
+
+namespace {
+
+// datasheet peaks of the H200 SXM (the same chip as the H100 SXM): dense TF32 tensor, FP32 FFMA
+constexpr double kPeakTF32 = 494.7, kPeakFP32 = 66.9;
+
+const c3::Backend& gpu() { return *c3::cuda_backend(); }
+
+struct DevBuf {
+  float* p = nullptr;
+  size_t n = 0;
+  explicit DevBuf(size_t count, uint64_t seed) : p(static_cast<float*>(gpu().alloc(count * 4))), n(count) {
+    gpu().rand_uniform(p, n, seed, 0, -1.0f, 1.0f);
+  }
+  ~DevBuf() { gpu().free(p); }
+  std::vector<float> host() const {
+    std::vector<float> h(n);
+    gpu().synchronize();
+    gpu().download(h.data(), p, n);
+    return h;
+  }
+};
+
+// median over 5 batches of the mean time per call, in ms (after warm-up calls)
+template <class F>
+double time_ms(F f, int reps) {
+  f();
+  f();
+  gpu().synchronize();
+  cudaEvent_t a, b;
+  c3::cuda::check_cuda(cudaEventCreate(&a), "bench event");
+  c3::cuda::check_cuda(cudaEventCreate(&b), "bench event");
+  std::vector<double> t;
+  const int per = std::max(1, reps / 5);
+  for (int batch = 0; batch < 5; ++batch) {
+    c3::cuda::check_cuda(cudaEventRecord(a, c3::cuda::stream()), "bench event");
+    for (int i = 0; i < per; ++i) f();
+    c3::cuda::check_cuda(cudaEventRecord(b, c3::cuda::stream()), "bench event");
+    c3::cuda::check_cuda(cudaEventSynchronize(b), "bench event");
+    float ms = 0;
+    c3::cuda::check_cuda(cudaEventElapsedTime(&ms, a, b), "bench event");
+    t.push_back(ms / per);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[2];
+}
+
+FILE* g_out = nullptr;
+int g_failures = 0;
+
+void report(const std::string& name, double ms, double flops, bool tf32, const std::string& check) {
+  const double tflops = flops / (ms * 1e-3) / 1e12;
+  const double peak = tf32 ? kPeakTF32 : kPeakFP32;
+  std::printf("%-44s %9.3f ms %8.1f TFLOP/s  (%4.1f%% of the %s peak %.0f)  %s\n", name.c_str(), ms, tflops,
+              100.0 * tflops / peak, tf32 ? "TF32" : "FP32", peak, check.c_str());
+  if (g_out) std::fprintf(g_out, "%s\t%.6f\t%.3f\n", name.c_str(), ms, tflops);
+}
+
+// Compares sampled outputs with float64 sums: |got - want| <= tol * sum |terms|.
+struct Checker {
+  double tol;
+  double worst = 0;
+  int bad = 0;
+  void add(double got, double want, double scale) {
+    const double r = std::fabs(got - want) / (tol * scale + 1e-30);
+    if (!(r <= 1.0)) ++bad;
+    worst = std::max(worst, r == r ? r : INFINITY);
+  }
+  std::string verdict() {
+    char b[96];
+    if (bad) ++g_failures;
+    std::snprintf(b, sizeof b, "check %s (worst error %.2f of bound)", bad ? "FAILED" : "ok", worst);
+    return b;
+  }
+};
+
+double check_tol(bool tf32, int64_t K) { return (tf32 ? 1.0e-3 + 3.0 * K * 6e-8 : 2.0 * K * 6e-8) + 1e-6; }
+
+void bench_gemm(int64_t n, bool tf32, int reps) {
+  c3::cuda_set_math(tf32 ? c3::CudaMath::TF32 : c3::CudaMath::FP32);
+  DevBuf A(n * n, 1), B(n * n, 2), C(n * n, 3);
+  const double ms = time_ms([&] { gpu().gemm(false, false, n, n, n, 1.0f, A.p, B.p, 0.0f, C.p); }, reps);
+  std::vector<float> a = A.host(), b = B.host(), c = C.host();
+  Checker chk{check_tol(tf32, n)};
+  for (int s = 0; s < 48; ++s) {
+    const int64_t i = (s * 977 + 13) % n, j = (s * 1543 + 7) % n;
+    double want = 0, scale = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const double t = static_cast<double>(a[i * n + k]) * b[k * n + j];
+      want += t, scale += std::fabs(t);
+    }
+    chk.add(c[i * n + j], want, scale);
+  }
+  report("gemm " + std::to_string(n) + "^3 " + (tf32 ? "tf32" : "fp32"), ms, 2.0 * n * n * n, tf32, chk.verdict());
+}
+
+struct ConvShape {
+  const char* name;
+  int64_t N, C, H, W, K, R, S, stride, pad;
+};
+
+void bench_conv(const ConvShape& cs, bool tf32, int reps) {
+  c3::cuda_set_math(tf32 ? c3::CudaMath::TF32 : c3::CudaMath::FP32);
+  c3::Conv2dParams p{cs.N, cs.C, cs.H, cs.W, cs.K, cs.R, cs.S, 0, 0, cs.stride, cs.pad};
+  p.OH = (p.H + 2 * p.pad - p.R) / p.stride + 1;
+  p.OW = (p.W + 2 * p.pad - p.S) / p.stride + 1;
+  DevBuf x(p.N * p.C * p.H * p.W, 11), w(p.K * p.C * p.R * p.S, 12), y(p.N * p.K * p.OH * p.OW, 13),
+      dy(p.N * p.K * p.OH * p.OW, 14), dx(p.N * p.C * p.H * p.W, 15), dw(p.K * p.C * p.R * p.S, 16);
+  const double flops = 2.0 * p.N * p.K * p.OH * p.OW * p.C * p.R * p.S;
+  const std::string tag = std::string("conv ") + cs.name + (tf32 ? " tf32" : " fp32");
+  const double t_fwd = time_ms([&] { gpu().conv2d_forward(p, x.p, w.p, nullptr, y.p); }, reps);
+  const double t_bd = time_ms([&] { gpu().conv2d_backward_data(p, dy.p, w.p, dx.p); }, reps);
+  const double t_bw = time_ms([&] { gpu().conv2d_backward_weight(p, dy.p, x.p, dw.p); }, reps);
+  const std::vector<float> hx = x.host(), hw = w.host(), hy = y.host(), hdy = dy.host(), hdx = dx.host(), hdw = dw.host();
+  auto X = [&](int64_t n, int64_t c, int64_t h, int64_t ww) { return hx[((n * p.C + c) * p.H + h) * p.W + ww]; };
+  auto Wt = [&](int64_t k, int64_t c, int64_t r, int64_t s) { return hw[((k * p.C + c) * p.R + r) * p.S + s]; };
+  auto DY = [&](int64_t n, int64_t k, int64_t oh, int64_t ow) { return hdy[((n * p.K + k) * p.OH + oh) * p.OW + ow]; };
+  Checker cf{check_tol(tf32, p.C * p.R * p.S)}, cd{check_tol(tf32, p.K * p.R * p.S)},
+      cw{check_tol(tf32, p.N * p.OH * p.OW)};
+  for (int s = 0; s < 24; ++s) {
+    const int64_t n = (s * 7) % p.N, k = (s * 13) % p.K, c = (s * 5) % p.C;
+    const int64_t oh = (s * 11) % p.OH, ow = (s * 17 + 3) % p.OW, h = (s * 19 + 1) % p.H, ww = (s * 23) % p.W;
+    const int64_t r = s % p.R, q = (s / 2) % p.S;
+    double want = 0, scale = 0;  // forward y[n, k, oh, ow]
+    for (int64_t cc = 0; cc < p.C; ++cc)
+      for (int64_t rr = 0; rr < p.R; ++rr)
+        for (int64_t qq = 0; qq < p.S; ++qq) {
+          const int64_t ih = oh * p.stride - p.pad + rr, iw = ow * p.stride - p.pad + qq;
+          if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) continue;
+          const double t = static_cast<double>(X(n, cc, ih, iw)) * Wt(k, cc, rr, qq);
+          want += t, scale += std::fabs(t);
+        }
+    cf.add(hy[((n * p.K + k) * p.OH + oh) * p.OW + ow], want, scale);
+    want = 0, scale = 0;  // backward data dx[n, c, h, ww]
+    for (int64_t kk = 0; kk < p.K; ++kk)
+      for (int64_t rr = 0; rr < p.R; ++rr)
+        for (int64_t qq = 0; qq < p.S; ++qq) {
+          const int64_t th = h + p.pad - rr, tw = ww + p.pad - qq;
+          if (th < 0 || tw < 0 || th % p.stride || tw % p.stride) continue;
+          const int64_t o1 = th / p.stride, o2 = tw / p.stride;
+          if (o1 >= p.OH || o2 >= p.OW) continue;
+          const double t = static_cast<double>(DY(n, kk, o1, o2)) * Wt(kk, c, rr, qq);
+          want += t, scale += std::fabs(t);
+        }
+    cd.add(hdx[((n * p.C + c) * p.H + h) * p.W + ww], want, scale);
+    want = 0, scale = 0;  // backward weight dw[k, c, r, q]
+    for (int64_t nn = 0; nn < p.N; ++nn)
+      for (int64_t o1 = 0; o1 < p.OH; ++o1)
+        for (int64_t o2 = 0; o2 < p.OW; ++o2) {
+          const int64_t ih = o1 * p.stride - p.pad + r, iw = o2 * p.stride - p.pad + q;
+          if (ih < 0 || ih >= p.H || iw < 0 || iw >= p.W) continue;
+          const double t = static_cast<double>(DY(nn, k, o1, o2)) * X(nn, c, ih, iw);
+          want += t, scale += std::fabs(t);
+        }
+    cw.add(hdw[((k * p.C + c) * p.R + r) * p.S + q], want, scale);
+  }
+  report(tag + " forward", t_fwd, flops, tf32, cf.verdict());
+  report(tag + " backward_data", t_bd, flops, tf32, cd.verdict());
+  report(tag + " backward_weight", t_bw, flops, tf32, cw.verdict());
+}
+
+void bench_copy(int reps) {
+  const size_t n = size_t(1) << 28;  // 1 GiB
+  float* a = static_cast<float*>(gpu().alloc(n * 4));
+  float* b = static_cast<float*>(gpu().alloc(n * 4));
+  gpu().fill(a, n, 1.0f);
+  const double ms = time_ms([&] { gpu().copy(b, a, n); }, reps);
+  const double ms_axpy = time_ms([&] { gpu().axpy(n, 0.5f, a, b); }, reps);
+  std::printf("%-44s %9.3f ms %8.2f TB/s (read + write)\n", "copy 1 GiB (cudaMemcpyAsync)", ms, 2.0 * n * 4 / (ms * 1e-3) / 1e12);
+  std::printf("%-44s %9.3f ms %8.2f TB/s (2 reads + write)\n", "axpy 1 GiB", ms_axpy, 3.0 * n * 4 / (ms_axpy * 1e-3) / 1e12);
+  gpu().free(a);
+  gpu().free(b);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool bench = false;
+  int reps = 20;
+  const char* out = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--bench")) bench = true;
+    else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+    else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::max(5, std::atoi(argv[++i]));
+  }
+  if (!bench) {
+    std::printf("usage: c3gan_cuda_bench --bench [--out FILE] [--reps N]\n");
+    return 2;
+  }
+  std::printf("cuda: %s\n", c3::cuda_status());
+  if (!c3::cuda_backend() || !c3::cuda_available()) return 1;
+  if (out) g_out = std::fopen(out, "w");
+  try {
+    bench_copy(reps);
+    for (bool tf32 : {true, false}) bench_gemm(4096, tf32, tf32 ? reps : std::max(5, reps / 4));
+    const ConvShape convs[] = {{"3x3 s1 64->128 64x64 N64", 64, 64, 64, 64, 128, 3, 3, 1, 1},
+                               {"4x4 s2 64->128 64x64 N64", 64, 64, 64, 64, 128, 4, 4, 2, 1},
+                               {"3x3 s1 32->16 128x128 N64", 64, 32, 128, 128, 16, 3, 3, 1, 1}};
+    for (bool tf32 : {true, false})
+      for (const ConvShape& cs : convs) bench_conv(cs, tf32, tf32 ? reps : std::max(5, reps / 4));
+    const c3::CudaMemoryStats st = c3::cuda_memory_stats();
+    std::printf("allocator: peak in use %.1f MiB, cached %.1f MiB, %lld cudaMalloc calls, %lld cache hits\n",
+                st.peak_in_use_bytes / 1048576.0, st.cached_bytes / 1048576.0, (long long)st.device_allocs,
+                (long long)st.cache_hits);
+  } catch (const std::exception& e) {
+    std::printf("bench failed: %s\n", e.what());
+    if (g_out) std::fclose(g_out);
+    return 1;
+  }
+  if (g_out) std::fclose(g_out);
+  std::printf("bench: %s\n", g_failures ? "SOME CHECKS FAILED" : "all spot checks ok");
+  return g_failures ? 1 : 0;
+}

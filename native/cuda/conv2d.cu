@@ -1,0 +1,51 @@
+// conv2d as implicit GEMM: no im2col buffer, the tile loaders compute the addresses of the
+// unfolded input (conv_gemm.cuh). Forward: Y (K x N*OH*OW) = W (K x CRS) X_col. Backward
+// weight: dW (K x CRS) = dY (K x N*OH*OW) X_col^T, split over N*OH*OW when the output is small.
+// Backward data runs once per stride phase, so a strided convolution's transpose multiplies no
+// structural zeros.
+#include <cuda_runtime.h>
+
+#include "conv2d.cuh"
+#include "runtime.cuh"
+#include "tile_gemm.cuh"
+
+namespace c3::cuda {
+
+namespace {
+
+using namespace gemmop;
+
+ConvShape checked_shape(const Conv2dParams& p, const char* op) {
+  need_int32(p.N * p.C * p.H * p.W, op, "the input");
+  need_int32(p.N * p.K * p.OH * p.OW, op, "the output");
+  need_int32(p.K * p.C * p.R * p.S, op, "the weight");
+  return conv_shape(p);
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+  const ConvShape s = checked_shape(p, "cuda conv2d_forward");
+  tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias),
+                  s.C * s.R * s.S);
+}
+
+void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  const ConvShape s = checked_shape(p, "cuda conv2d_backward_data");
+  if (bwdd_needs_zero(s))
+    check_cuda(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(p.N * p.C * p.H * p.W), stream()),
+               "conv2d_backward_data");
+  for_each_bwdd_phase(s, [&](const Phase& ph) {
+    tile::tile_gemm("conv2d_backward_data", conv_bwdd_w(s, ph, w), conv_bwdd_dy(s, ph, dy), conv_bwdd_out(s, ph, dx),
+                    s.K * ph.Rp * ph.Sp);
+  });
+}
+
+void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  const ConvShape s = checked_shape(p, "cuda conv2d_backward_weight");
+  const int64_t crs = static_cast<int64_t>(s.C) * s.R * s.S;
+  tile::tile_gemm("conv2d_backward_weight", conv_bwdw_dy(s, dy), conv_bwdw_x(s, x),
+                  DenseOut{dw, crs, 1, 1.0f, 0.0f, nullptr}, s.N * s.OH * s.OW);
+}
+
+}  // namespace c3::cuda

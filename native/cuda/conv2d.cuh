@@ -1,0 +1,11 @@
+// conv2d on the device (NCHW input, KCRS weight) as implicit GEMMs on the tile kernels.
+#pragma once
+#include "../core/backend.h"
+
+namespace c3::cuda {
+
+void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+
+}  // namespace c3::cuda

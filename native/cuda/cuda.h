@@ -1,0 +1,30 @@
+// The CUDA backend's own C++ surface beyond the backend table (plain C++, no CUDA headers):
+// memory statistics of the caching allocator and the matrix-math mode. Defined only in builds
+// with the CUDA backend (C3GAN_HAVE_CUDA); calling them when no device is usable throws c3::Error.
+#pragma once
+#include <cstdint>
+
+namespace c3 {
+
+struct CudaMemoryStats {
+  int64_t in_use_bytes = 0;       // handed out by alloc and not yet freed (rounded to size classes)
+  int64_t cached_bytes = 0;       // freed blocks kept for reuse
+  int64_t peak_in_use_bytes = 0;  // high-water mark of in_use_bytes
+  int64_t device_allocs = 0;      // cudaMalloc calls (cache misses)
+  int64_t cache_hits = 0;         // allocations served from the cache
+  int64_t cache_releases = 0;     // times the whole cache went back to the driver (OOM retry, empty_cache)
+  int64_t device_free_bytes = 0;  // cudaMemGetInfo at the time of the call
+  int64_t device_total_bytes = 0;
+};
+
+CudaMemoryStats cuda_memory_stats();
+// Returns every cached block to the driver (waits for the stream first).
+void cuda_empty_cache();
+
+// Matrix products (gemm, conv2d) run on TF32 tensor cores by default; FP32 is the exact-float
+// path (FFMA). The initial mode comes from the environment: C3GAN_CUDA_MATH=tf32|fp32.
+enum class CudaMath : int { TF32 = 0, FP32 = 1 };
+CudaMath cuda_math();
+void cuda_set_math(CudaMath m);
+
+}  // namespace c3

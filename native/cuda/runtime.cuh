@@ -1,0 +1,70 @@
+// The CUDA runtime layer shared by every kernel file: the one stream of the process, error
+// checks that turn CUDA failures into c3::Error (never exit or abort), launch helpers and
+// stream-ordered scratch memory from the caching allocator.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/error.h"
+#include "cuda.h"
+
+namespace c3::cuda {
+
+// Device 0, initialised on first use; throws c3::Error when no usable device is present.
+cudaStream_t stream();
+int sm_count();
+CudaMath math();
+
+// Throws c3::Error("cuda <op>", "<name>: <message>") unless e is cudaSuccess. Errors that leave
+// the context unusable (illegal address, launch failure, ...) are named sticky in the message
+// and every later call reports the first of them.
+void check_cuda(cudaError_t e, const char* op);
+// Call after each kernel launch: configuration errors surface here, execution errors at the
+// next synchronising call.
+void check_launch(const char* op);
+
+// Grid size for a grid-stride loop over n items with `threads` per block.
+unsigned grid_for(int64_t n, int threads);
+
+// Caching allocator (allocator.cu): device memory that is reused in stream order; free never
+// throws and never synchronises.
+void* device_alloc(size_t bytes);
+void device_free(void* p);
+
+// Stream-ordered scratch: freed on destruction back into the cache. Safe because every kernel
+// runs on the one stream, so later users of the block run after the kernels that used it.
+class Scratch {
+ public:
+  Scratch() = default;
+  explicit Scratch(size_t bytes) : p_(bytes ? device_alloc(bytes) : nullptr) {}
+  ~Scratch() { device_free(p_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// Launches kernel<<<grid, block, smem, stream()>>>(args...) and checks the launch; an empty
+// grid is skipped.
+template <class... KArgs, class... Args>
+void launch(const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  kernel<<<grid, block, smem, stream()>>>(static_cast<KArgs>(args)...);
+  check_launch(op);
+}
+
+// Sizes the CUDA kernels index with 32-bit arithmetic; larger tensors are refused clearly.
+constexpr int64_t kMaxIndex = (int64_t(1) << 31) - 1;
+inline void need_int32(int64_t n, const char* op, const char* what) {
+  c3::check(n >= 0 && n <= kMaxIndex, op, what, " has ", n,
+        " elements; the CUDA kernels support at most 2^31 - 1 (split the batch)");
+}
+
+}  // namespace c3::cuda

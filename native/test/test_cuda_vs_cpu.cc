@@ -1,0 +1,783 @@
+// CUDA backend checks. Two parts:
+// - host checks of the CUDA kernels' index arithmetic (fast division, the device Philox copy,
+//   the implicit-GEMM descriptors of gemm and conv2d), run in every build, GPU or not;
+// - cuda_vs_cpu_* cases that run each op on both backends with the same inputs and compare
+//   (tolerances derived from the math mode: TF32 products, exact-fp32 FFMA, or plain float
+//   kernels). They pass with a printed note when no CUDA device is usable.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <array>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../core/rng.h"
+#include "../cpu/kernels.h"
+#include "../cuda/conv_gemm.cuh"
+#include "../cuda/philox.cuh"
+#include "harness.h"
+#ifdef C3GAN_HAVE_CUDA
+#include "../cuda/cuda.h"
+#endif
+
+namespace c3::cpu {  // the plain loops beside the fast broadcast kernels (cpu/pointwise.cc)
+void sum_to_reference(const BroadcastIndex& idx, const float* x, float* y, size_t y_numel);
+}  // namespace c3::cpu
+
+namespace {
+
+using namespace c3;
+using namespace c3::test;
+using Vf = std::vector<float>;
+using Vd = std::vector<double>;
+
+// ---------------------------------------------------------------- host checks (any build)
+
+C3_TEST(cuda_host_fastdiv_matches_division) {
+  std::vector<int64_t> divisors;
+  for (int64_t d = 1; d <= 3000; ++d) divisors.push_back(d);
+  for (int s = 12; s <= 30; ++s) {
+    const int64_t p = int64_t(1) << s;
+    divisors.insert(divisors.end(), {p - 1, p, p + 1, 3 * p / 2});
+  }
+  divisors.push_back((int64_t(1) << 31) - 1);
+  for (uint64_t i = 0; i < 2000; ++i)
+    divisors.push_back(1 + static_cast<int64_t>(Philox::uniform_at(7, i) * 2147483000.0));
+  std::vector<int32_t> ns;
+  for (int32_t n = 0; n < 5000; ++n) ns.push_back(n);
+  for (uint64_t i = 0; i < 3000; ++i) ns.push_back(static_cast<int32_t>(Philox::uniform_at(8, i) * 2147483000.0));
+  ns.push_back(2147483647);
+  ns.push_back(2147483646);
+  for (int64_t d : divisors) {
+    const cuda::FastDiv f(d);
+    auto one = [&](int64_t n) {
+      if (n < 0 || n > 2147483647) return;
+      int32_t q, r;
+      f.divmod(static_cast<int32_t>(n), q, r);
+      if (q != n / d || r != n % d)
+        throw Failure("FastDiv(" + std::to_string(d) + ") of " + std::to_string(n) + " gives " + std::to_string(q) +
+                      " rem " + std::to_string(r));
+    };
+    for (int32_t n : ns) one(n);
+    for (int64_t k : {int64_t(1), int64_t(2), int64_t(7), 2147483647 / d}) one(k * d - 1), one(k * d), one(k * d + 1);
+  }
+}
+
+C3_TEST(cuda_host_philox_copy_matches_core_rng) {
+  const uint64_t keys[] = {0, 1, 99, 0x1234abcd5678ull, ~uint64_t(0), uint64_t(1) << 32};
+  for (uint64_t key : keys)
+    for (uint64_t i = 0; i < 4000; ++i) {
+      const uint64_t ctr = i < 2000 ? i : (i * 0x9E3779B97F4A7C15ull);
+      uint32_t a[4], b[4];
+      Philox::block(key, ctr, a);
+      cuda::PhiloxD::block(key, ctr, b);
+      for (int w = 0; w < 4; ++w) expect_true(a[w] == b[w], "device Philox word differs from core/rng.cc");
+      const float u0 = Philox::uniform_at(key, ctr), u1 = cuda::PhiloxD::uniform_at(key, ctr);
+      const float n0 = Philox::normal_at(key, ctr), n1 = cuda::PhiloxD::normal_at(key, ctr);
+      expect_true(std::memcmp(&u0, &u1, 4) == 0, "device uniform_at differs from core/rng.cc");
+      expect_true(std::memcmp(&n0, &n1, 4) == 0, "device normal_at differs from core/rng.cc");
+    }
+}
+
+// The tile kernel's operands evaluated as plain loops (gemmop::reference_product) must equal
+// the CPU reference kernels: this checks every index map the CUDA GEMM and conv2d use.
+C3_TEST(cuda_host_gemm_descriptors_match_reference) {
+  using namespace cuda::gemmop;
+  const int shapes[][3] = {{7, 5, 3}, {1, 33, 7}, {40, 9, 17}, {5, 40, 2}};
+  uint64_t seed = 40000;
+  for (auto& sh : shapes)
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      const int M = sh[0], N = sh[1], K = sh[2];
+      Vf A = random_vec(M * K, ++seed), B = random_vec(K * N, ++seed), C = random_vec(M * N, ++seed);
+      Vf want = C, got = C, got_t = C;
+      cpu::gemm_reference(ta, tb, M, N, K, 0.5f, A.data(), B.data(), -1.5f, want.data());
+      // op(A) as M x K rows, op(B)^T as N x K rows, exactly as gemm.cu builds them
+      const Linear<true> ar{A.data(), M, K, 1}, br{B.data(), N, K, 1};
+      const Linear<false> ac{A.data(), M, 1, M}, bc{B.data(), N, 1, N};
+      const DenseOut out{got.data(), N, 1, 0.5f, -1.5f, nullptr}, out_t{got_t.data(), 1, N, 0.5f, -1.5f, nullptr};
+      if (!ta && !tb) reference_product(ar, bc, out, K), reference_product(bc, ar, out_t, K);
+      if (!ta && tb) reference_product(ar, br, out, K), reference_product(br, ar, out_t, K);
+      if (ta && !tb) reference_product(ac, bc, out, K), reference_product(bc, ac, out_t, K);
+      if (ta && tb) reference_product(ac, br, out, K), reference_product(br, ac, out_t, K);
+      const std::string what = "gemm descriptors t=" + std::to_string(t) + " " + std::to_string(M) + "x" +
+                               std::to_string(N) + "x" + std::to_string(K);
+      expect_close(got, want, 1e-5, 1e-6, what);
+      expect_close(got_t, want, 1e-5, 1e-6, what + " (computed transposed)");
+    }
+}
+
+struct ConvCase {
+  int64_t N, C, H, W, K, R, S, stride, pad;
+};
+
+Conv2dParams conv_params(const ConvCase& c) {
+  Conv2dParams p{c.N, c.C, c.H, c.W, c.K, c.R, c.S, 0, 0, c.stride, c.pad};
+  p.OH = (c.H + 2 * c.pad - c.R) / c.stride + 1;
+  p.OW = (c.W + 2 * c.pad - c.S) / c.stride + 1;
+  return p;
+}
+
+std::string conv_name(const Conv2dParams& p) {
+  char b[160];
+  std::snprintf(b, sizeof b, "conv N%lld C%lld %lldx%lld K%lld %lldx%lld s%lld p%lld", (long long)p.N, (long long)p.C,
+                (long long)p.H, (long long)p.W, (long long)p.K, (long long)p.R, (long long)p.S, (long long)p.stride,
+                (long long)p.pad);
+  return b;
+}
+
+const ConvCase kHostConvCases[] = {
+    {2, 3, 7, 6, 4, 3, 3, 1, 1},  {2, 3, 8, 8, 5, 4, 4, 2, 1},  {3, 6, 4, 4, 2, 4, 4, 4, 0},
+    {2, 5, 6, 7, 3, 1, 1, 1, 0},  {1, 4, 9, 7, 3, 1, 1, 2, 0},  {2, 3, 9, 7, 5, 3, 2, 2, 1},
+    {1, 2, 5, 5, 1, 5, 5, 1, 2},  {1, 3, 11, 13, 7, 3, 3, 3, 2}, {1, 2, 7, 9, 3, 2, 3, 3, 0},
+    {2, 2, 9, 8, 3, 4, 4, 2, 3},  {1, 1, 1, 5, 2, 1, 3, 2, 1},
+};
+
+C3_TEST(cuda_host_conv_descriptors_match_reference) {
+  using namespace cuda::gemmop;
+  uint64_t seed = 41000;
+  for (const ConvCase& cc : kHostConvCases) {
+    const Conv2dParams p = conv_params(cc);
+    const ConvShape s = conv_shape(p);
+    const std::string what = conv_name(p);
+    Vf x = random_vec(p.N * p.C * p.H * p.W, ++seed), w = random_vec(p.K * p.C * p.R * p.S, ++seed);
+    Vf b = random_vec(p.K, ++seed), dy = random_vec(p.N * p.K * p.OH * p.OW, ++seed);
+    // forward, with bias
+    Vf y_ref(dy.size()), y(dy.size(), NAN);
+    cpu::conv2d_forward_reference(p, x.data(), w.data(), b.data(), y_ref.data());
+    reference_product(conv_weight(s, w.data()), conv_fwd_x(s, x.data()), conv_fwd_out(s, y.data(), b.data()),
+                      s.C * s.R * s.S);
+    expect_close(y, y_ref, 1e-5, 1e-6, what + " forward descriptors");
+    // backward data: the phases (and the zero fill) as conv2d.cu runs them
+    Vf dx_ref(x.size()), dx(x.size(), NAN);
+    cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), dx_ref.data());
+    if (bwdd_needs_zero(s)) std::fill(dx.begin(), dx.end(), 0.0f);
+    for_each_bwdd_phase(s, [&](const Phase& ph) {
+      reference_product(conv_bwdd_w(s, ph, w.data()), conv_bwdd_dy(s, ph, dy.data()), conv_bwdd_out(s, ph, dx.data()),
+                        s.K * ph.Rp * ph.Sp);
+    });
+    expect_close(dx, dx_ref, 1e-5, 1e-6, what + " backward-data descriptors (per stride phase)");
+    // backward weight
+    Vf dw_ref(w.size()), dw(w.size(), NAN);
+    cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), dw_ref.data());
+    reference_product(conv_bwdw_dy(s, dy.data()), conv_bwdw_x(s, x.data()),
+                      DenseOut{dw.data(), s.C * s.R * s.S, 1, 1.0f, 0.0f, nullptr}, s.N * s.OH * s.OW);
+    expect_close(dw, dw_ref, 1e-5, 1e-6, what + " backward-weight descriptors");
+  }
+}
+
+// ---------------------------------------------------------------- CUDA against the CPU backend
+
+// C3GAN_CUDA_VS_CPU_SELFTEST=1 runs these cases with the CPU backend standing in for CUDA: a
+// check of the comparison code itself on machines without a GPU.
+bool selftest() {
+  const char* v = std::getenv("C3GAN_CUDA_VS_CPU_SELFTEST");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+// The CUDA table, or null (with a printed note) when this build or machine has no usable device.
+const Backend* gpu_or_skip(const char* what) {
+  if (selftest()) return &cpu_backend();
+  const Backend* g = cuda_backend();
+  if (!g || !cuda_available()) {
+    std::printf("     note: %s skipped, cuda %s\n", what, cuda_status());
+    return nullptr;
+  }
+  return g;
+}
+
+using Outputs = std::vector<Vf>;
+
+// f(backend) runs the op on that backend and returns its outputs read back to the host
+template <class F>
+void on_both(const Backend& gpu, F f, Outputs& cpu_out, Outputs& gpu_out) {
+  cpu_out = f(cpu_backend());
+  gpu_out = f(gpu);
+}
+
+Vf nan_vec(size_t n) { return Vf(n, std::numeric_limits<float>::quiet_NaN()); }
+
+// bitwise equality (NaNs must match bit for bit too)
+void expect_same(const Vf& got, const Vf& want, const std::string& what) {
+  if (got.size() != want.size()) throw Failure(what + ": size " + std::to_string(got.size()) + " != " + std::to_string(want.size()));
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::memcmp(&got[i], &want[i], 4) != 0) {
+      char b[200];
+      std::snprintf(b, sizeof b, ": element %zu is %.9g on cuda, %.9g on cpu (bitwise comparison)", i, got[i], want[i]);
+      throw Failure(what + b);
+    }
+}
+
+#ifdef C3GAN_HAVE_CUDA
+Vf absv(Vf v) {
+  for (float& x : v) x = std::fabs(x);
+  return v;
+}
+
+// |got - want| <= tol[i] everywhere, and got finite where want is
+void expect_within(const Vf& got, const Vf& want, const Vd& tol, const std::string& what) {
+  if (got.size() != want.size()) throw Failure(what + ": size mismatch");
+  double worst = 0;
+  size_t wi = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double excess = std::fabs(static_cast<double>(got[i]) - want[i]) / tol[i];
+    if (!(excess == excess) || (!std::isfinite(got[i]) && std::isfinite(want[i]))) excess = INFINITY;
+    if (excess > worst) worst = excess, wi = i;
+  }
+  if (worst > 1.0) {
+    char b[240];
+    std::snprintf(b, sizeof b, ": element %zu is %.9g on cuda, %.9g on cpu, allowed error %.3g (%.3g times over)", wi,
+                  got[wi], want[wi], tol[wi], worst);
+    throw Failure(what + b);
+  }
+}
+
+// Sets the CUDA math mode for a scope and restores the previous one.
+struct MathScope {
+  CudaMath saved;
+  explicit MathScope(CudaMath m) : saved(cuda_math()) { cuda_set_math(m); }
+  ~MathScope() { cuda_set_math(saved); }
+};
+const CudaMath kModes[] = {CudaMath::TF32, CudaMath::FP32};
+const char* mode_name(CudaMath m) { return m == CudaMath::TF32 ? "tf32" : "fp32"; }
+// Error bound of a K-term product against the CPU's fp32 result, given scale = sum |a||b|:
+// TF32 rounds each operand to 11 significant bits (relative 2^-11, so 2^-10 per product);
+// both sides accumulate in fp32 (K * 2^-24 each).
+Vd product_tolerance(const Vf& scale, int64_t K, CudaMath m) {
+  // (tensor-core accumulation may truncate: three units of 2^-24 per term in TF32 mode)
+  const double rel = m == CudaMath::TF32 ? 1.0e-3 + 3.0 * (K + 2) * 6.0e-8 : 2.0 * (K + 2) * 6.0e-8;
+  Vd t(scale.size());
+  for (size_t i = 0; i < scale.size(); ++i) t[i] = rel * scale[i] + 1e-30;
+  return t;
+}
+#endif
+
+C3_TEST(cuda_vs_cpu_memory_and_streaming_ops) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_memory_and_streaming_ops");
+  if (!g) return;
+  // sizes around the 4 MiB staging chunks (1M floats) and a ragged tail
+  for (size_t n : {size_t(1), size_t(1000), size_t(1) << 20, (size_t(1) << 20) + 1, size_t(3300001)}) {
+    Vf x = random_vec(n, 50000 + n), y = random_vec(n, 50001 + n);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), by(be, y), bz(be, nan_vec(n)), bw(be, nan_vec(n)), bf(be, nan_vec(n));
+      be.axpy(n, -0.375f, bx.p(), by.p());
+      be.affine(n, bx.p(), 1.75f, -0.5f, bz.p());
+      be.copy(bw.p(), bz.p(), n);
+      be.fill(bf.p(), n, n % 2 ? -0.0f : 2.5f);
+      Vf back(n);
+      be.download(back.data(), bx.p(), n);  // download alone (no synchronize first) must wait
+      Outputs o = {by.host(), bz.host(), bw.host(), bf.host(), back};
+      be.fill(bf.p(), n, 0.0f);
+      o.push_back(bf.host());
+      return o;
+    }, c, d);
+    const std::string what = "memory ops n=" + std::to_string(n);
+    const char* names[] = {" axpy", " affine", " copy", " fill", " upload/download round trip", " fill 0"};
+    for (size_t k = 0; k < c.size(); ++k) expect_same(d[k], c[k], what + names[k]);
+    expect_same(d[4], x, what + " round trip equals the host data");
+  }
+}
+
+C3_TEST(cuda_vs_cpu_memory_alloc_cache_and_oom) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_memory_alloc_cache_and_oom");
+  if (!g) return;
+  if (selftest()) return;  // allocator statistics and messages are CUDA's own
+#ifdef C3GAN_HAVE_CUDA
+  const CudaMemoryStats s0 = cuda_memory_stats();
+  void* p = g->alloc(12345 * 4);
+  g->free(p);
+  void* q = g->alloc(12345 * 4);  // same size class: served from the cache
+  g->free(q);
+  const CudaMemoryStats s1 = cuda_memory_stats();
+  expect_true(q == p, "a freed block is handed out again for the same size class");
+  expect_true(s1.cache_hits >= s0.cache_hits + 1, "the second allocation is a cache hit");
+  expect_true(s1.in_use_bytes == s0.in_use_bytes, "in_use_bytes returns to its value after free");
+  expect_true(s1.cached_bytes >= 12345 * 4, "the freed block is counted as cached");
+  expect_true(reinterpret_cast<uintptr_t>(p) % 256 == 0, "device blocks are 256-byte aligned");
+#endif
+  bool oom = false;
+  std::string msg;
+  try {
+    void* big = g->alloc(size_t(1) << 52);
+    g->free(big);
+  } catch (const OutOfMemory& e) {
+    oom = true;
+    msg = e.what();
+  }
+  expect_true(oom, "a 4 PiB allocation throws c3::OutOfMemory");
+  expect_true(msg.find("cuda alloc") != std::string::npos && msg.find(std::to_string(size_t(1) << 52)) != std::string::npos,
+              "the out-of-memory message names cuda alloc and the bytes: " + msg);
+  // a request the driver itself refuses (more than the device holds) goes through the retry path
+  oom = false;
+  try {
+    void* big = g->alloc(size_t(1) << 46);  // 64 TiB
+    g->free(big);
+  } catch (const OutOfMemory& e) {
+    oom = true;
+    msg = e.what();
+  }
+  expect_true(oom && msg.find("after releasing the cache") != std::string::npos,
+              "cudaMalloc failure is retried after releasing the cache, then reported: " + msg);
+  // the device still works afterwards
+  Vf x = random_vec(1000, 51000);
+  Buf bx(*g, x);
+  expect_same(bx.host(), x, "device usable after out-of-memory errors");
+}
+
+C3_TEST(cuda_vs_cpu_random_streams_identical) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_random_streams_identical");
+  if (!g) return;
+  const size_t n = 1000003;
+  for (uint64_t key : {uint64_t(7), uint64_t(0x1234abcd5678ull), ~uint64_t(0)})
+    for (uint64_t off : {uint64_t(0), uint64_t(977), (uint64_t(1) << 32) - 5}) {
+      Outputs c, d;
+      on_both(*g, [&](const Backend& be) {
+        Buf a(be, nan_vec(n)), b(be, nan_vec(n));
+        be.rand_normal(a.p(), n, key, off, 0.5f, 2.0f);
+        be.rand_uniform(b.p(), n, key, off, -1.0f, 3.0f);
+        return Outputs{a.host(), b.host()};
+      }, c, d);
+      const std::string what = "key " + std::to_string(key) + " offset " + std::to_string(off);
+      expect_same(d[0], c[0], "rand_normal " + what);
+      expect_same(d[1], c[1], "rand_uniform " + what);
+    }
+}
+
+#ifdef C3GAN_HAVE_CUDA
+void gemm_case(const Backend& g, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+               uint64_t seed) {
+  Vf A = random_vec(M * K, seed), B = random_vec(K * N, seed + 1), C = random_vec(M * N, seed + 2);
+  if (beta == 0.0f) C = nan_vec(M * N);  // beta 0 ignores C
+  Vf want = C, scale = beta == 0.0f ? Vf(M * N, 0.0f) : absv(C);
+  {
+    const Backend& cpu = cpu_backend();
+    cpu.gemm(ta, tb, M, N, K, alpha, A.data(), B.data(), beta, want.data());
+    const Vf aA = absv(A), aB = absv(B);
+    cpu.gemm(ta, tb, M, N, K, std::fabs(alpha), aA.data(), aB.data(), std::fabs(beta), scale.data());
+  }
+  for (CudaMath m : kModes) {
+    MathScope ms(m);
+    Buf ba(g, A), bb(g, B), bc(g, C);
+    g.gemm(ta, tb, M, N, K, alpha, ba.p(), bb.p(), beta, bc.p());
+    char what[160];
+    std::snprintf(what, sizeof what, "gemm %s ta=%d tb=%d %lldx%lldx%lld alpha=%g beta=%g", mode_name(m), ta, tb,
+                  (long long)M, (long long)N, (long long)K, alpha, beta);
+    expect_within(bc.host(), want, product_tolerance(scale, K, m), what);
+  }
+}
+#endif
+
+C3_TEST(cuda_vs_cpu_gemm_shapes_transposes_and_modes) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_gemm_shapes_transposes_and_modes");
+  if (!g) return;
+#ifdef C3GAN_HAVE_CUDA
+  // ragged edges of both tile shapes, M <= 32 (narrow tiles), N <= 32 (computed transposed),
+  // K = 0 / alpha = 0, and small grids with long K (split K)
+  const int64_t shapes[][3] = {{1, 1, 1},     {7, 5, 3},     {33, 1, 17},   {1, 33, 7},    {13, 31, 257},
+                               {31, 300, 70}, {300, 31, 70}, {97, 130, 70}, {129, 257, 33}, {200, 520, 147},
+                               {64, 64, 5000}, {40, 300, 4100}, {256, 256, 256}};
+  uint64_t seed = 60000;
+  for (auto& s : shapes)
+    for (int t = 0; t < 4; ++t) {
+      gemm_case(*g, t & 1, t & 2, s[0], s[1], s[2], 1.0f, 0.0f, seed += 3);
+      gemm_case(*g, t & 1, t & 2, s[0], s[1], s[2], -0.5f, 1.5f, seed += 3);
+    }
+  // K = 0 and alpha = 0 leave beta * C; beta = 0 writes zeros over NaN
+  for (float beta : {0.0f, 1.0f, -2.0f}) {
+    Vf C = beta == 0.0f ? nan_vec(12) : random_vec(12, 61000);
+    Vf A = random_vec(12, 61001), B = random_vec(12, 61002);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf ba(be, A), bb(be, B), bc(be, C), bd(be, C);
+      be.gemm(false, false, 3, 4, 0, 1.0f, ba.p(), bb.p(), beta, bc.p());
+      be.gemm(false, false, 3, 4, 3, 0.0f, ba.p(), bb.p(), beta, bd.p());
+      return Outputs{bc.host(), bd.host()};
+    }, c, d);
+    expect_same(d[0], c[0], "gemm K=0 beta=" + std::to_string(beta));
+    expect_same(d[1], c[1], "gemm alpha=0 beta=" + std::to_string(beta));
+  }
+  // split K sums in a fixed order: two runs give the same bits
+  Vf A = random_vec(64 * 20000, 62000), B = random_vec(20000 * 48, 62001);
+  Buf ba(*g, A), bb(*g, B), c1(*g, 64 * 48), c2(*g, 64 * 48);
+  g->gemm(false, false, 64, 48, 20000, 1.0f, ba.p(), bb.p(), 0.0f, c1.p());
+  g->gemm(false, false, 64, 48, 20000, 1.0f, ba.p(), bb.p(), 0.0f, c2.p());
+  expect_same(c2.host(), c1.host(), "gemm with split K is deterministic");
+#endif
+}
+
+#ifdef C3GAN_HAVE_CUDA
+void conv_case(const Backend& g, const ConvCase& cc, bool bias, uint64_t seed) {
+  const Conv2dParams p = conv_params(cc);
+  const Backend& cpu = cpu_backend();
+  const size_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
+  Vf x = random_vec(nx, seed), w = random_vec(nw, seed + 1), b = random_vec(p.K, seed + 2), dy = random_vec(ny, seed + 3);
+  // CPU results and the magnitude scales |x| * |w| etc. that bound the rounding
+  Vf y(ny), dx(nx), dw(nw), sy(ny), sdx(nx), sdw(nw);
+  const Vf ax = absv(x), aw = absv(w), ab = absv(b), ady = absv(dy);
+  cpu.conv2d_forward(p, x.data(), w.data(), bias ? b.data() : nullptr, y.data());
+  cpu.conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+  cpu.conv2d_backward_weight(p, dy.data(), x.data(), dw.data());
+  cpu.conv2d_forward(p, ax.data(), aw.data(), bias ? ab.data() : nullptr, sy.data());
+  cpu.conv2d_backward_data(p, ady.data(), aw.data(), sdx.data());
+  cpu.conv2d_backward_weight(p, ady.data(), ax.data(), sdw.data());
+  for (CudaMath m : kModes) {
+    MathScope ms(m);
+    Buf bx(g, x), bw(g, w), bb(g, b), bdy(g, dy), by(g, nan_vec(ny)), bdx(g, nan_vec(nx)), bdw(g, nan_vec(nw));
+    g.conv2d_forward(p, bx.p(), bw.p(), bias ? bb.p() : nullptr, by.p());
+    g.conv2d_backward_data(p, bdy.p(), bw.p(), bdx.p());
+    g.conv2d_backward_weight(p, bdy.p(), bx.p(), bdw.p());
+    const std::string what = std::string(mode_name(m)) + " " + conv_name(p) + (bias ? " bias" : "");
+    expect_within(by.host(), y, product_tolerance(sy, p.C * p.R * p.S, m), what + " forward");
+    expect_within(bdx.host(), dx, product_tolerance(sdx, p.K * p.R * p.S, m), what + " backward_data");
+    expect_within(bdw.host(), dw, product_tolerance(sdw, p.N * p.OH * p.OW, m), what + " backward_weight");
+  }
+}
+#endif
+
+C3_TEST(cuda_vs_cpu_conv2d_all_passes_and_modes) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_conv2d_all_passes_and_modes");
+  if (!g) return;
+#ifdef C3GAN_HAVE_CUDA
+  uint64_t seed = 70000;
+  for (const ConvCase& cc : kHostConvCases) conv_case(*g, cc, true, seed += 5);
+  // the model's shapes at small batch: G's 3x3 convs, D's 4x4 s2 downsampling and its heads,
+  // few output channels (narrow tiles) and many (wide tiles, split K in backward weight)
+  const ConvCase model[] = {{4, 32, 16, 16, 64, 3, 3, 1, 1}, {4, 16, 32, 32, 3, 3, 3, 1, 1},
+                            {4, 3, 32, 32, 64, 4, 4, 2, 1},  {4, 64, 16, 16, 128, 4, 4, 2, 1},
+                            {8, 128, 4, 4, 1, 4, 4, 4, 0},   {8, 128, 4, 4, 96, 3, 3, 1, 1},
+                            {2, 40, 12, 12, 130, 3, 3, 1, 1}, {3, 8, 20, 18, 16, 1, 1, 1, 0}};
+  for (const ConvCase& cc : model) conv_case(*g, cc, cc.K % 2 == 0, seed += 5);
+  // backward weight splits N*OH*OW over blocks; the fixed-order sum is deterministic
+  const Conv2dParams p = conv_params({16, 32, 32, 32, 32, 3, 3, 1, 1});
+  Vf x = random_vec(p.N * p.C * p.H * p.W, 71000), dy = random_vec(p.N * p.K * p.OH * p.OW, 71001);
+  Buf bx(*g, x), bdy(*g, dy), w1(*g, p.K * p.C * 9), w2(*g, p.K * p.C * 9);
+  g->conv2d_backward_weight(p, bdy.p(), bx.p(), w1.p());
+  g->conv2d_backward_weight(p, bdy.p(), bx.p(), w2.p());
+  expect_same(w2.host(), w1.host(), "conv2d backward weight is deterministic");
+#endif
+}
+
+C3_TEST(cuda_vs_cpu_batchnorm) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_batchnorm");
+  if (!g) return;
+  // narrow (HW < 32: a thread per channel slice) and wide (a block per channel slice) paths
+  const int64_t shapes[][3] = {{8, 5, 1}, {64, 300, 1}, {64, 1000, 16}, {3, 4, 30}, {2, 3, 1000}, {16, 32, 256}, {1, 2, 2}};
+  uint64_t seed = 80000;
+  for (auto& s : shapes)
+    for (float shift : {0.0f, 1000.0f}) {  // a large mean against unit spread tests the variance numerics
+      const int64_t N = s[0], C = s[1], HW = s[2], n = N * C * HW;
+      Vf x = random_vec(n, ++seed, -1.0f + shift, 1.0f + shift), gm = random_vec(C, ++seed, 0.5f, 1.5f);
+      Vf bt = random_vec(C, ++seed), rm = random_vec(C, ++seed), rv = random_vec(C, ++seed, 0.5f, 2.0f);
+      Vf dy = random_vec(n, ++seed);
+      const std::string what = "batchnorm N" + std::to_string(N) + " C" + std::to_string(C) + " HW" +
+                               std::to_string(HW) + " mean " + std::to_string(shift);
+      Outputs c, d;
+      on_both(*g, [&](const Backend& be) {
+        Buf bx(be, x), bg(be, gm), bb(be, bt), brm(be, rm), brv(be, rv), by(be, nan_vec(n)), bm(be, nan_vec(C)),
+            bi(be, nan_vec(C)), bye(be, nan_vec(n));
+        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, bye.p());
+        be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bm.p(),
+                                   bi.p());
+        return Outputs{by.host(), bm.host(), bi.host(), brm.host(), brv.host(), bye.host()};
+      }, c, d);
+      // statistics in double on both sides, in different orders, rounded once to float. y is
+      // x * scale + shift in float: with |x| ~ 1000 an ulp of scale or shift moves it by ~5e-4.
+      const char* fnames[] = {" y", " save_mean", " save_invstd", " running_mean", " running_var", " eval y"};
+      const double frt[] = {1e-5, 1e-6, 1e-5, 1e-6, 1e-5, 1e-5};
+      const double fat[] = {1e-5 + 1e-6 * shift, 1e-6 * (1 + shift), 1e-6, 1e-6 * (1 + shift), 1e-6, 1e-5};
+      for (size_t k = 0; k < c.size(); ++k) expect_close(d[k], c[k], frt[k], fat[k], what + fnames[k]);
+      // backward from the same saved statistics (the CPU's), training and eval
+      const Vf save_mean = c[1];  // copies: c is reassigned below
+      const Vf save_invstd = c[2];
+      Vf eval_mean = rm, eval_invstd(C);
+      for (int64_t k = 0; k < C; ++k) eval_invstd[k] = static_cast<float>(1.0 / std::sqrt(rv[k] + 1e-5));
+      on_both(*g, [&](const Backend& be) {
+        Buf bx(be, x), bg(be, gm), bdy(be, dy), bm(be, save_mean), bi(be, save_invstd), bem(be, eval_mean),
+            bei(be, eval_invstd), bdx(be, nan_vec(n)), bdg(be, nan_vec(C)), bdb(be, nan_vec(C)), bdxe(be, nan_vec(n)),
+            bdx2(be, nan_vec(n));
+        be.batchnorm_backward(N, C, HW, true, bdy.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdx.p(), bdg.p(), bdb.p());
+        be.batchnorm_backward(N, C, HW, false, bdy.p(), bx.p(), bg.p(), bem.p(), bei.p(), bdxe.p(), nullptr, nullptr);
+        be.batchnorm_backward(N, C, HW, true, bdy.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdx2.p(), nullptr, nullptr);
+        return Outputs{bdx.host(), bdg.host(), bdb.host(), bdxe.host(), bdx2.host()};
+      }, c, d);
+      const double terms = static_cast<double>(N * HW);
+      const char* bnames[] = {" dx", " dgamma", " dbeta", " eval dx", " dx without dgamma/dbeta"};
+      const double brt[] = {1e-5, 1e-5, 1e-5, 1e-6, 1e-5};
+      const double bat[] = {1e-6, 1e-7 * terms, 1e-7 * terms, 1e-7, 1e-6};
+      for (size_t k = 0; k < c.size(); ++k) expect_close(d[k], c[k], brt[k], bat[k], what + bnames[k]);
+    }
+}
+
+C3_TEST(cuda_vs_cpu_pointwise) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_pointwise");
+  if (!g) return;
+  // GLU over a middle and the last dim (expf may differ from the CPU's by an ulp or two)
+  for (auto& s : std::vector<std::array<int64_t, 3>>{{3, 4, 5}, {64, 512, 1}, {8, 16, 1024}}) {
+    const int64_t outer = s[0], half = s[1], inner = s[2], n = outer * half * inner;
+    Vf x = random_vec(2 * n, 90000 + n, -4, 4), dy = random_vec(n, 90001 + n);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), by(be, nan_vec(n)), bdy(be, dy), bdx(be, nan_vec(2 * n));
+      be.glu_forward(outer, half, inner, bx.p(), by.p());
+      be.glu_backward(outer, half, inner, bdy.p(), bx.p(), bdx.p());
+      return Outputs{by.host(), bdx.host()};
+    }, c, d);
+    expect_close(d[0], c[0], 1e-6, 1e-30, "glu forward");
+    expect_close(d[1], c[1], 5e-5, 1e-30, "glu backward");  // (1 - s) for s near 1 amplifies an ulp of s
+  }
+  // unary maps: the library functions (exp, log, tanh) may differ by a few ulps; the gradients,
+  // given the same saved y, are the same float expressions and must match exactly
+  const size_t n = 100003;
+  const UnaryOp ops[] = {UnaryOp::Relu, UnaryOp::LeakyRelu, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Exp,
+                         UnaryOp::Log,  UnaryOp::Neg,       UnaryOp::Square, UnaryOp::Sqrt,  UnaryOp::Abs};
+  for (UnaryOp op : ops) {
+    const bool pos = op == UnaryOp::Log || op == UnaryOp::Sqrt;
+    Vf x = random_vec(n, 91000 + static_cast<int>(op), pos ? 0.1f : -3.0f, 3.0f), dy = random_vec(n, 91100);
+    if (!pos) x[0] = 0.0f, x[1] = -0.0f;  // the kinks
+    Vf y_cpu(n);
+    cpu_backend().unary_forward(op, n, x.data(), 0.2f, y_cpu.data());
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), by(be, nan_vec(n)), bdy(be, dy), bys(be, y_cpu), bdx(be, nan_vec(n)), bin(be, x);
+      be.unary_forward(op, n, bx.p(), 0.2f, by.p());
+      be.unary_backward(op, n, bdy.p(), bx.p(), bys.p(), 0.2f, bdx.p());
+      be.unary_forward(op, n, bin.p(), 0.2f, bin.p());  // in place
+      return Outputs{by.host(), bdx.host(), bin.host()};
+    }, c, d);
+    const std::string what = "unary op " + std::to_string(static_cast<int>(op));
+    expect_close(d[0], c[0], 1e-6, 1e-30, what + " forward");
+    expect_same(d[1], c[1], what + " backward");
+    expect_same(d[2], d[0], what + " in place");
+  }
+  // broadcast binary ops and expand (exact: one IEEE operation per element)
+  struct Pair {
+    Shape a, b;
+  };
+  const Pair pairs[] = {{{300007}, {300007}}, {{3, 4, 5}, {}},          {{16, 32, 16, 16}, {1, 32, 1, 1}},
+                        {{512, 300}, {512, 1}}, {{1, 300}, {700, 300}}, {{2, 1, 3, 1, 2, 1}, {1, 2, 1, 3, 1, 2}},
+                        {{4, 1}, {1, 5}}};
+  for (const Pair& pr : pairs) {
+    const size_t r = std::max(pr.a.size(), pr.b.size());
+    Shape pa(r - pr.a.size(), 1), pb(r - pr.b.size(), 1), out(r);
+    pa.insert(pa.end(), pr.a.begin(), pr.a.end());
+    pb.insert(pb.end(), pr.b.begin(), pr.b.end());
+    BroadcastIndex idx{};
+    idx.ndim = static_cast<int>(r);
+    int64_t na = 1, nb = 1, no = 1;
+    for (size_t k = 0; k < r; ++k) out[k] = std::max(pa[k], pb[k]), idx.shape[k] = out[k];
+    for (int64_t k = static_cast<int64_t>(r) - 1, sa = 1, sb = 1; k >= 0; --k) {
+      idx.stride_a[k] = pa[k] == 1 ? 0 : sa, idx.stride_b[k] = pb[k] == 1 ? 0 : sb;
+      sa *= pa[k], sb *= pb[k];
+    }
+    for (size_t k = 0; k < r; ++k) na *= pa[k], nb *= pb[k], no *= out[k];
+    Vf a = random_vec(na, 92000 + na), b = random_vec(nb, 92001 + nb, 0.5f, 1.5f);
+    for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div}) {
+      Outputs c, d;
+      on_both(*g, [&](const Backend& be) {
+        Buf ba(be, a), bb(be, b), by(be, nan_vec(no)), be_(be, nan_vec(no));
+        be.binary_forward(op, idx, ba.p(), bb.p(), by.p());
+        be.expand(idx, ba.p(), be_.p());
+        return Outputs{by.host(), be_.host()};
+      }, c, d);
+      const std::string what = shape_str(pr.a) + " op " + std::to_string(static_cast<int>(op)) + " " + shape_str(pr.b);
+      expect_same(d[0], c[0], "binary " + what);
+      expect_same(d[1], c[1], "expand of a in " + what);
+    }
+  }
+}
+
+C3_TEST(cuda_vs_cpu_sum_to_patterns_and_determinism) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_sum_to_patterns_and_determinism");
+  if (!g) return;
+  struct Case {
+    Shape x, y;
+  };
+  // thread-per-output (kept innermost or short reductions) and block-per-output (long
+  // contiguous reductions), with and without slices of a long reduction
+  const Case cases[] = {{{6, 5}, {1, 5}},          {{6, 5}, {6, 1}},           {{2, 3, 4, 5}, {}},
+                        {{2, 3, 4, 5}, {2, 1, 4, 1}}, {{64, 16, 32, 32}, {1, 16, 1, 1}}, {{4096, 300}, {1, 300}},
+                        {{300, 4096}, {300, 1}},   {{1 << 22}, {1}},            {{8, 16, 64, 64}, {8, 16, 1, 1}},
+                        {{2, 1, 3, 1, 2, 3}, {1, 1, 3, 1, 1, 3}}, {{1000, 5}, {1000, 1}}, {{3, 4}, {3, 4}},
+                        {{64, 32768}, {1, 32768}}};
+  uint64_t seed = 93000;
+  for (const Case& cs : cases) {
+    BroadcastIndex idx{};
+    idx.ndim = static_cast<int>(cs.x.size());
+    Shape py(cs.x.size() - cs.y.size(), 1);
+    py.insert(py.end(), cs.y.begin(), cs.y.end());
+    int64_t nx = 1, ny = 1;
+    for (size_t k = 0; k < cs.x.size(); ++k) idx.shape[k] = cs.x[k], nx *= cs.x[k], ny *= py[k];
+    for (int64_t k = idx.ndim - 1, st = 1; k >= 0; --k) idx.stride_a[k] = py[k] == 1 ? 0 : st, st *= py[k];
+    Vf x = random_vec(nx, ++seed, 0.5f, 1.5f);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), y1(be, nan_vec(ny)), y2(be, nan_vec(ny));
+      be.sum_to(idx, bx.p(), y1.p(), ny);
+      be.sum_to(idx, bx.p(), y2.p(), ny);
+      return Outputs{y1.host(), y2.host()};
+    }, c, d);
+    const std::string what = "sum_to " + shape_str(cs.x) + " to " + shape_str(cs.y);
+    // both sum in double: the results agree to float rounding
+    expect_close(d[0], c[0], 2e-7, 1e-30, what);
+    expect_same(d[1], d[0], what + " is deterministic");
+  }
+}
+
+C3_TEST(cuda_vs_cpu_layout_rows_and_losses) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_layout_rows_and_losses");
+  if (!g) return;
+  {  // upsample (exact) and copy_block (exact)
+    const int64_t P = 48, H = 17, W = 33;
+    Vf x = random_vec(P * H * W, 94000), dy = random_vec(P * 4 * H * W, 94001);
+    Vf src = random_vec(3 * 4 * 1000, 94002), dst = random_vec(3 * 7 * 1000, 94003);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), by(be, nan_vec(dy.size())), bdy(be, dy), bdx(be, nan_vec(x.size())), bs(be, src), bd(be, dst),
+          bsl(be, nan_vec(3 * 2 * 1000));
+      be.upsample2x_forward(P, H, W, bx.p(), by.p());
+      be.upsample2x_backward(P, H, W, bdy.p(), bdx.p());
+      be.copy_block(3, 1000, 4, bs.p(), 4, 0, bd.p(), 7, 2);
+      be.copy_block(3, 1000, 2, bs.p(), 4, 1, bsl.p(), 2, 0);
+      return Outputs{by.host(), bdx.host(), bd.host(), bsl.host()};
+    }, c, d);
+    expect_same(d[0], c[0], "upsample2x forward");
+    expect_same(d[1], c[1], "upsample2x backward");
+    expect_same(d[2], c[2], "copy_block (concat)");
+    expect_same(d[3], c[3], "copy_block (slice)");
+  }
+  for (auto& s : std::vector<std::array<int64_t, 2>>{{5, 7}, {300, 128}, {64, 200}, {3, 1}, {2, 5000}}) {
+    const int64_t N = s[0], D = s[1];
+    Vf x = random_vec(N * D, 95000 + N, -4, 4), dy = random_vec(N * D, 95001 + N);
+    for (int64_t j = 0; j < D && N > 2; ++j) x[2 * D + j] = 0.0f;  // a zero row for l2norm
+    std::vector<int32_t> t(N);
+    for (int64_t i = 0; i < N; ++i) t[i] = static_cast<int32_t>((i * 7 + 3) % D);
+    const std::string what = "rows (" + std::to_string(N) + ", " + std::to_string(D) + ")";
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), y(be, nan_vec(N * D)), nrm(be, nan_vec(N)), sm(be, nan_vec(N * D)), lsm(be, nan_vec(N * D)),
+          loss(be, nan_vec(1)), probs(be, nan_vec(N * D));
+      IntBuf bt(be, t);
+      be.l2norm_forward(N, D, bx.p(), 1e-12f, y.p(), nrm.p());
+      be.softmax_forward(N, D, bx.p(), false, sm.p());
+      be.softmax_forward(N, D, bx.p(), true, lsm.p());
+      be.cross_entropy_forward(N, D, bx.p(), bt.p(), loss.p(), probs.p());
+      return Outputs{y.host(), nrm.host(), sm.host(), lsm.host(), loss.host(), probs.host()};
+    }, c, d);
+    // double reductions in different orders, one rounding to float: an ulp at most
+    const char* fnames[] = {" l2norm", " norms", " softmax", " log_softmax", " cross_entropy loss",
+                            " cross_entropy probs"};
+    for (size_t k = 0; k < c.size(); ++k) expect_close(d[k], c[k], 3e-7, 1e-30, what + fnames[k]);
+    // backward passes from the same saved forward values (the CPU's)
+    const Outputs f = c;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), bdy(be, dy), nrm(be, f[1]), sm(be, f[2]), lsm(be, f[3]), probs(be, f[5]), dl(be, Vf{0.7f}),
+          dx(be, nan_vec(N * D)), dsm(be, nan_vec(N * D)), dlsm(be, nan_vec(N * D)), dlog(be, nan_vec(N * D));
+      IntBuf bt(be, t);
+      be.l2norm_backward(N, D, bdy.p(), bx.p(), nrm.p(), 1e-12f, dx.p());
+      be.softmax_backward(N, D, bdy.p(), sm.p(), false, dsm.p());
+      be.softmax_backward(N, D, bdy.p(), lsm.p(), true, dlsm.p());
+      be.cross_entropy_backward(N, D, probs.p(), bt.p(), dl.p(), dlog.p());
+      return Outputs{dx.host(), dsm.host(), dlsm.host(), dlog.host()};
+    }, c, d);
+    const char* bnames[] = {" l2norm backward", " softmax backward", " log_softmax backward",
+                            " cross_entropy backward"};
+    for (size_t k = 0; k < c.size(); ++k) expect_close(d[k], c[k], 3e-7, 1e-12, what + bnames[k]);
+    expect_same(d[3], c[3], what + " cross_entropy backward (float arithmetic)");
+  }
+}
+
+C3_TEST(cuda_vs_cpu_ntxent) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_ntxent");
+  if (!g) return;
+  for (auto& s : std::vector<std::array<int64_t, 2>>{{4, 3}, {16, 16}, {128, 512}, {256, 64}})
+    for (float T : {0.1f, 0.5f}) {
+      const int64_t N2 = s[0], D = s[1];
+      Vf x = random_vec(N2 * D, 96000 + N2 * D);
+      const std::string what = "ntxent 2N=" + std::to_string(N2) + " D=" + std::to_string(D) + " T=" + std::to_string(T);
+      Outputs c, d;
+      on_both(*g, [&](const Backend& be) {
+        Buf bx(be, x), loss(be, nan_vec(1)), z(be, nan_vec(N2 * D)), nrm(be, nan_vec(N2)), p(be, nan_vec(N2 * N2));
+        be.ntxent_forward(N2, D, bx.p(), T, loss.p(), z.p(), nrm.p(), p.p());
+        return Outputs{loss.host(), z.host(), nrm.host(), p.host()};
+      }, c, d);
+      const char* names[] = {" loss", " z", " norms", " p"};
+      for (size_t k = 0; k < c.size(); ++k) expect_close(d[k], c[k], 3e-7, 1e-30, what + names[k]);
+      const Outputs f = c;  // backward from the CPU's saved z, norms and p
+      on_both(*g, [&](const Backend& be) {
+        Buf bx(be, x), z(be, f[1]), nrm(be, f[2]), p(be, f[3]), dl(be, Vf{1.3f}), dx(be, nan_vec(N2 * D));
+        be.ntxent_backward(N2, D, dl.p(), bx.p(), z.p(), nrm.p(), p.p(), T, dx.p());
+        return Outputs{dx.host()};
+      }, c, d);
+      expect_close(d[0], c[0], 1e-6, 1e-9, what + " dx");
+    }
+}
+
+C3_TEST(cuda_vs_cpu_grid_sample_and_affine_grid) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_grid_sample_and_affine_grid");
+  if (!g) return;
+  struct Dims {
+    int64_t N, C, H, W, OH, OW;
+    float reach;
+  };
+  const Dims dims[] = {{2, 3, 5, 6, 4, 7, 1.3f}, {1, 2, 1, 5, 3, 3, 1.2f}, {4, 16, 32, 32, 32, 32, 1.1f},
+                       {2, 4, 64, 64, 64, 64, 0.7f}, {1, 1, 4, 4, 6, 3, 2.5f}};
+  uint64_t seed = 97000;
+  for (const Dims& dm : dims) {
+    Vf x = random_vec(dm.N * dm.C * dm.H * dm.W, ++seed);
+    Vf grid = random_vec(dm.N * dm.OH * dm.OW * 2, ++seed, -dm.reach, dm.reach);
+    Vf dy = random_vec(dm.N * dm.C * dm.OH * dm.OW, ++seed);
+    Vf theta = random_vec(dm.N * 6, ++seed, -1.2f, 1.2f), dgrid_in = random_vec(dm.N * dm.OH * dm.OW * 2, ++seed);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), bg(be, grid), bdy(be, dy), y(be, nan_vec(dy.size())), dx(be, nan_vec(x.size())),
+          dx2(be, nan_vec(x.size())), dg(be, nan_vec(grid.size())), bt(be, theta), ag(be, nan_vec(grid.size())),
+          bdg(be, dgrid_in), dt(be, nan_vec(theta.size()));
+      be.grid_sample_forward(dm.N, dm.C, dm.H, dm.W, dm.OH, dm.OW, bx.p(), bg.p(), y.p());
+      be.grid_sample_backward(dm.N, dm.C, dm.H, dm.W, dm.OH, dm.OW, bdy.p(), bx.p(), bg.p(), dx.p(), dg.p());
+      be.grid_sample_backward(dm.N, dm.C, dm.H, dm.W, dm.OH, dm.OW, bdy.p(), bx.p(), bg.p(), dx2.p(), nullptr);
+      be.affine_grid_forward(dm.N, dm.OH, dm.OW, bt.p(), ag.p());
+      be.affine_grid_backward(dm.N, dm.OH, dm.OW, bdg.p(), dt.p());
+      return Outputs{y.host(), dx.host(), dg.host(), dx2.host(), ag.host(), dt.host()};
+    }, c, d);
+    const std::string what = "grid_sample (" + std::to_string(dm.N) + "," + std::to_string(dm.C) + "," +
+                             std::to_string(dm.H) + "," + std::to_string(dm.W) + ")";
+    expect_same(d[0], c[0], what + " forward (the CPU's float arithmetic)");
+    // dx: fixed-point sums on the GPU (exact to ~2^-48 of max|dy|) against the CPU's float sums
+    expect_close(d[1], c[1], 1e-5, 1e-6, what + " dx");
+    expect_close(d[2], c[2], 1e-6, 1e-7, what + " dgrid");
+    expect_same(d[3], d[1], what + " dx is deterministic (and independent of dgrid)");
+    expect_same(d[4], c[4], "affine_grid forward " + what);
+    expect_close(d[5], c[5], 1e-6, 1e-9, "affine_grid backward " + what);
+  }
+}
+
+C3_TEST(cuda_vs_cpu_adam_bitwise) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_adam_bitwise");
+  if (!g) return;
+  const size_t n = 300001;
+  for (float wd : {0.0f, 0.01f}) {
+    Vf p = random_vec(n, 98000), zero(n, 0.0f);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bp(be, p), bm(be, zero), bv(be, zero), bg(be, n);
+      for (int step = 1; step <= 3; ++step) {
+        Vf grad = random_vec(n, 98001 + step);
+        be.upload(bg.p(), grad.data(), n);
+        be.adam_step(n, bp.p(), bg.p(), bm.p(), bv.p(), 2e-4f, 0.5f, 0.999f, 1e-8f, wd, step);
+      }
+      return Outputs{bp.host(), bm.host(), bv.host()};
+    }, c, d);
+    const std::string what = "adam wd=" + std::to_string(wd);
+    expect_same(d[0], c[0], what + " param");
+    expect_same(d[1], c[1], what + " exp_avg");
+    expect_same(d[2], c[2], what + " exp_avg_sq");
+  }
+}
+
+}  // namespace
