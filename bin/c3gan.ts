@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The c3gan command line: train, eval, prepare, info (and, as they land, cluster, generate, bench).
+import "../lib/cli/env";
 import { Command, Option } from "commander";
 import * as path from "node:path";
 import { formatDuration, Progress } from "../lib/cli/progress";

@@ -35,6 +35,8 @@ export interface NativeAddon {
   peakGflops(seconds: number, threads: number): number;
   /** CPU features the addon sees (e.g. "sse4.2 avx avx2 fma") */
   cpuFeatures(): string;
+  /** in place: Q (positive-diagonal thin QR) of a row-major m x n Float64Array, m >= n */
+  orthonormalColumns(a: Float64Array, m: number, n: number): void;
 
   Generator: new (seed: bigint | number) => NativeGenerator;
   NativeTensor: Function;
@@ -65,6 +67,13 @@ export interface NativeAddon {
   conv2d(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor;
   conv2dBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[], stride: number, pad: number): NativeTensor;
   conv2dBackwardWeight(dy: NativeTensor, x: NativeTensor, wShape: number[], stride: number, pad: number): NativeTensor;
+  /**
+   * conv2d(concat(x, code tiled over H x W), w), stride 1, 'same' padding (odd square kernel):
+   * x (N, Cx, H, W), code (N, Kc), w (K, Cx + Kc, R, R). Forward (dy null): [y]; backward:
+   * [dx, dw, dcode], null where not asked for.
+   */
+  conv2dConstChannels(x: NativeTensor, w: NativeTensor, code: NativeTensor, dy: NativeTensor | null, needDx: boolean,
+    needDw: boolean, needDcode: boolean): (NativeTensor | null)[];
   linear(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null): NativeTensor;
   linearBackwardData(dy: NativeTensor, w: NativeTensor): NativeTensor;
   linearBackwardWeight(dy: NativeTensor, x: NativeTensor): NativeTensor;

@@ -402,6 +402,47 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, stride 
   });
 }
 
+/**
+ * conv2d(concat([x, code tiled over H x W], 1), w) with stride 1 and 'same' padding, computed
+ * without the tiled input (the code channels become a per-position bias): x (N, Cx, H, W),
+ * code (N, Kc), w (K, Cx + Kc, R, R) with R odd. Differentiable in x, w and code.
+ */
+export function conv2dConstChannels(x: Tensor, w: Tensor, code: Tensor): Tensor {
+  const op = "conv2dConstChannels";
+  checkTensor(x, op, "input");
+  checkTensor(w, op, "weight");
+  checkTensor(code, op, "code");
+  checkRank(x, [4], op, "input (N, Cx, H, W)");
+  checkRank(w, [4], op, "weight (K, Cx + Kc, R, R)");
+  checkRank(code, [2], op, "code (N, Kc)");
+  const [xShape, wShape, cShape] = [x.shape, w.shape, code.shape];
+  if (cShape[0] !== xShape[0]) {
+    throw new Error(`${op}: code ${shapeStr(cShape)} has ${cShape[0]} rows but input ${shapeStr(xShape)} has batch ${xShape[0]}`);
+  }
+  if (wShape[1] !== xShape[1] + cShape[1]) {
+    throw new Error(`${op}: weight ${shapeStr(wShape)} expects ${wShape[1]} input channels, but input ${shapeStr(xShape)} ` +
+      `and code ${shapeStr(cShape)} give ${xShape[1]} + ${cShape[1]}`);
+  }
+  if (wShape[2] !== wShape[3] || wShape[2] % 2 !== 1) {
+    throw new Error(`${op}: needs an odd square kernel for 'same' padding, got weight ${shapeStr(wShape)}`);
+  }
+  const pad = (wShape[2] - 1) / 2;
+  if (xShape[2] + 2 * pad < wShape[2] || xShape[3] + 2 * pad < wShape[3]) {
+    throw new Error(`${op}: kernel ${wShape[2]}x${wShape[3]} does not fit input ${shapeStr(xShape)}`);
+  }
+  const N = native();
+  const xh = x.use(op);
+  const wh = w.use(op);
+  const ch = code.use(op);
+  const [y] = N.conv2dConstChannels(xh, wh, ch, null, false, false, false);
+  return finish(op, y!, [x, w, code], (c) => {
+    const [nx, nw, nc] = c.needs;
+    // the backward reads all three (x for dw, w for dx and dcode, code for dw)
+    const xs = c.share(xh), ws = c.share(wh), cs = c.share(ch);
+    return (dy) => N.conv2dConstChannels(xs, ws, cs, dy, nx, nw, nc);
+  });
+}
+
 /** y = x W^T + b for x (M, K), W (N, K), b (N) */
 export function linear(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
   checkTensor(x, "linear", "input");

@@ -9,7 +9,12 @@
 // 0..255 when alpha is outside [0, 1]). We keep PIL's uint8 rounding between the four steps
 // instead of working in float, so the augmented view is the one torchvision would produce.
 // Images are HWC uint8 with 1 or 3 channels, changed in place. On 1-channel images saturation and
-// hue are the identity, as in PIL ("L" mode).
+// hue are the identity, as in PIL ("L" mode). The hue step looks Pillow's HSV conversion up in
+// tables (hsv-tables.ts) and runs as a WebAssembly kernel (hue-wasm.ts); adjustHueJs is the same
+// in JavaScript.
+
+import { hsvTables } from "./hsv-tables";
+import { adjustHueWasm } from "./hue-wasm";
 
 const f32 = Math.fround;
 
@@ -77,87 +82,19 @@ export function adjustSaturation(img: Uint8Array, channels: number, factor: numb
   }
 }
 
-/**
- * Tables for the HSV round trip, built on first use (about 0.8 MB). In Pillow's rgb2hsv one of
- * the three channel differences in the hue formula is always the full range cr, so the hue byte
- * depends only on (which channel is the maximum and which the minimum, cr, max - the middle
- * channel): one lookup. hsv2rgb's p depends on (v, s) only; q and t are computed per pixel from
- * tabulated (s, h) products, with C's operation order and float/double types.
- */
-interface HsvTables {
-  /** hue byte at order * 65536 + cr * 256 + (max - mid); order as in hueOrder below */
-  hue: Uint8Array;
-  /** rgb2hsv's s byte at cr * 256 + maxc */
-  sat: Uint8Array;
-  /** hsv2rgb's sector i % 6 of each h byte */
-  sector: Uint8Array;
-  /** p byte at v * 256 + s */
-  p: Uint8Array;
-  /** f32(fs * f) and fs * (1 - f) at s * 256 + h */
-  q: Float32Array;
-  t: Float64Array;
-}
-
-let hsvTables: HsvTables | null = null;
-
-/** Pillow's hue byte for max channel `maxIs` (0 r, 1 g, 2 b) and channel differences from max */
-function hueByte(maxIs: number, dr: number, dg: number, db: number, cr: number): number {
-  const rc = f32(dr / cr), gc = f32(dg / cr), bc = f32(db / cr);
-  let h: number;
-  if (maxIs === 0) h = f32(bc - gc);
-  else if (maxIs === 1) h = f32(2.0 + rc - bc);
-  else h = f32(4.0 + gc - rc);
-  h = f32((h / 6.0 + 1.0) % 1.0);
-  return clampByte(Math.trunc(h * 255.0));
-}
-
-function tables(): HsvTables {
-  if (hsvTables) return hsvTables;
-  // orders: 0 r max b min, 1 r max g min, 2 g max r min, 3 g max b min, 4 b max g min, 5 b max r min;
-  // d = max - mid. (Ties for the maximum resolve as Pillow's if-chain does: r, then g.)
-  const hue = new Uint8Array(6 * 65536);
-  const sat = new Uint8Array(65536);
-  for (let cr = 1; cr < 256; cr++) {
-    for (let d = 0; d <= cr; d++) {
-      const at = cr * 256 + d;
-      hue[0 * 65536 + at] = hueByte(0, 0, d, cr, cr);
-      hue[1 * 65536 + at] = hueByte(0, 0, cr, d, cr);
-      hue[2 * 65536 + at] = hueByte(1, cr, 0, d, cr);
-      hue[3 * 65536 + at] = hueByte(1, d, 0, cr, cr);
-      hue[4 * 65536 + at] = hueByte(2, d, cr, 0, cr);
-      hue[5 * 65536 + at] = hueByte(2, cr, d, 0, cr);
-    }
-    for (let maxc = cr; maxc < 256; maxc++) sat[cr * 256 + maxc] = clampByte(Math.trunc(f32(cr / maxc) * 255.0));
-  }
-  const sector = new Uint8Array(256);
-  const frac = new Float32Array(256);
-  for (let h = 0; h < 256; h++) {
-    const i = Math.floor((h * 6.0) / 255.0);
-    sector[h] = i % 6;
-    frac[h] = (h * 6.0) / 255.0 - i;
-  }
-  const p = new Uint8Array(65536);
-  const q = new Float32Array(65536);
-  const t = new Float64Array(65536);
-  for (let s = 0; s < 256; s++) {
-    const fs = f32(s / 255.0);
-    for (let v = 0; v < 256; v++) p[v * 256 + s] = clampByte(roundHalfAway(v * (1.0 - fs)));
-    for (let h = 0; h < 256; h++) {
-      q[s * 256 + h] = fs * frac[h];
-      t[s * 256 + h] = fs * (1.0 - frac[h]);
-    }
-  }
-  hsvTables = { hue, sat, sector, p, q, t };
-  return hsvTables;
-}
-
 /** hue shift as torchvision's F_pil.adjust_hue; `factor` in [-0.5, 0.5] */
 export function adjustHue(img: Uint8Array, channels: number, factor: number): void {
   if (!(factor >= -0.5 && factor <= 0.5)) throw new Error(`c3gan data: hue factor ${factor} is not in [-0.5, 0.5]`);
   if (channels !== 3) return;
   // np.uint8(hue_factor * 255): truncation toward zero, then modulo 256
   const shift = ((Math.trunc(factor * 255) % 256) + 256) % 256;
-  const { hue, sat, sector, p: P, q: Q, t: TT } = tables();
+  if (adjustHueWasm(img, shift)) return;
+  adjustHueJs(img, shift);
+}
+
+/** the hue shift in JavaScript: the reference for the WebAssembly kernel, and its fallback */
+export function adjustHueJs(img: Uint8Array, shift: number): void {
+  const { hue, sat, sector, p: P, q: Q, t: TT } = hsvTables();
   for (let i = 0; i < img.length; i += 3) {
     const r = img[i], g = img[i + 1], b = img[i + 2];
     let order: number, v: number, mid: number, min: number;
@@ -181,18 +118,16 @@ export function adjustHue(img: Uint8Array, channels: number, factor: number): vo
       continue;
     }
     const h = (hue[order * 65536 + cr * 256 + v - mid] + shift) & 255;
-    // hsv2rgb: products are >= 0, so C's round() is Math.round
+    // hsv2rgb: products are >= 0, so C's round() is Math.round; each sector needs q or t, not both
     const k = s * 256 + h;
     const pp = P[v * 256 + s];
-    const qq = Math.round(v * (1.0 - Q[k]));
-    const tt = Math.round(v * (1.0 - TT[k]));
     switch (sector[h]) {
-      case 0: img[i] = v; img[i + 1] = tt; img[i + 2] = pp; break;
-      case 1: img[i] = qq; img[i + 1] = v; img[i + 2] = pp; break;
-      case 2: img[i] = pp; img[i + 1] = v; img[i + 2] = tt; break;
-      case 3: img[i] = pp; img[i + 1] = qq; img[i + 2] = v; break;
-      case 4: img[i] = tt; img[i + 1] = pp; img[i + 2] = v; break;
-      default: img[i] = v; img[i + 1] = pp; img[i + 2] = qq; break;
+      case 0: img[i] = v; img[i + 1] = Math.round(v * (1.0 - TT[k])); img[i + 2] = pp; break;
+      case 1: img[i] = Math.round(v * (1.0 - Q[k])); img[i + 1] = v; img[i + 2] = pp; break;
+      case 2: img[i] = pp; img[i + 1] = v; img[i + 2] = Math.round(v * (1.0 - TT[k])); break;
+      case 3: img[i] = pp; img[i + 1] = Math.round(v * (1.0 - Q[k])); img[i + 2] = v; break;
+      case 4: img[i] = Math.round(v * (1.0 - TT[k])); img[i + 1] = pp; img[i + 2] = v; break;
+      default: img[i] = v; img[i + 1] = pp; img[i + 2] = Math.round(v * (1.0 - Q[k])); break;
     }
   }
 }
@@ -225,15 +160,6 @@ export function lToRgb(l: Uint8Array): Uint8Array {
     out[i + 2] = v;
   }
   return out;
-}
-
-function clampByte(v: number): number {
-  return v <= 0 ? 0 : v >= 255 ? 255 : v;
-}
-
-/** C's round(): halves away from zero */
-function roundHalfAway(x: number): number {
-  return x < 0 ? -Math.round(-x) : Math.round(x);
 }
 
 export interface JitterParams {

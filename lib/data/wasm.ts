@@ -42,6 +42,8 @@ function section(id: number, body: number[]): number[] {
 /** instructions: each helper returns the bytes of one instruction */
 export const I = {
   block: () => [0x02, 0x40],
+  if: () => [0x04, 0x40],
+  else: () => [0x05],
   loop: () => [0x03, 0x40],
   end: () => [0x0b],
   br: (depth: number) => [0x0c, ...uleb(depth)],
@@ -54,6 +56,25 @@ export const I = {
   i32Load: (offset = 0) => [0x28, 2, ...uleb(offset)],
   i32Load8u: (offset = 0) => [0x2d, 0, ...uleb(offset)],
   i32Store8: (offset = 0) => [0x3a, 0, ...uleb(offset)],
+  f32Load: (offset = 0) => [0x2a, 2, ...uleb(offset)],
+  f64Load: (offset = 0) => [0x2b, 3, ...uleb(offset)],
+  f64: (v: number) => {
+    const b = Buffer.alloc(8);
+    b.writeDoubleLE(v);
+    return [0x44, ...b];
+  },
+  and: () => [0x71],
+  eq: () => [0x46],
+  ne: () => [0x47],
+  gtU: () => [0x4b],
+  f64Add: () => [0xa0],
+  f64Sub: () => [0xa1],
+  f64Mul: () => [0xa2],
+  f64Floor: () => [0x9c],
+  f64Ge: () => [0x66],
+  f64PromoteF32: () => [0xbb],
+  f64ConvertI32S: () => [0xb7],
+  i32TruncF64S: () => [0xaa],
   add: () => [0x6a],
   sub: () => [0x6b],
   mul: () => [0x6c],

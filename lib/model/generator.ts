@@ -1,6 +1,6 @@
 // The generator (model.py): a background net and a foreground net fed the same z; the
 // foreground also gets the cluster code c (one-hot) and its noise cz, and outputs a mask.
-import { BatchNorm1d, GLU, Linear, Module, Sequential } from "../nn";
+import { BatchNorm1d, Conv2d, GLU, Linear, Module, Sequential } from "../nn";
 import * as F from "../ops";
 import { Tensor } from "../tensor";
 import { BuildOptions, conv3x3, multiResBlock, sameBlock, Tanh, upBlock } from "./blocks";
@@ -78,11 +78,29 @@ export class ForegroundGenerator extends Module {
     const seed = F.reshape(this.fc.forward(z), [B, this.spec.ngf, 4, 4]);
     const feat = this.base.forward(F.concat([seed, codeMap], 1));
     const mask = F.sigmoid(this.to_mask.forward(feat));
-    const [h, w] = [feat.shape[2], feat.shape[3]];
-    const K = this.spec.numClusters;
-    const cMap = F.expand(F.reshape(c, [B, K, 1, 1]), [B, K, h, w]);
-    const image = this.to_img.forward(F.concat([feat, cMap], 1));
-    return { mask, image };
+    return { mask, image: this.imageHead(feat, c) };
+  }
+
+  /**
+   * to_img over concat(feat, c tiled over the map). Its first conv (to_img.0.0) runs as
+   * conv2dConstChannels: the K one-hot code channels are constant over the map, so they are a
+   * per-position bias instead of K of its K + c input channels (most of G's FLOPs at K = 400).
+   */
+  private imageHead(feat: Tensor, c: Tensor): Tensor {
+    const first = this.to_img.get(0) as Sequential;
+    const conv = first.get(0) as Conv2d;
+    const k = conv.weight.shape[2];
+    let y: Tensor;
+    if (conv.stride === 1 && conv.weight.shape[3] === k && k % 2 === 1 && conv.padding === (k - 1) / 2) {
+      y = F.conv2dConstChannels(feat, conv.weight, c);
+      if (conv.bias) y = F.add(y, F.reshape(conv.bias, [1, conv.bias.shape[0], 1, 1]));
+    } else {
+      const [B, K] = c.shape;
+      y = conv.forward(F.concat([feat, F.expand(F.reshape(c, [B, K, 1, 1]), [B, K, feat.shape[2], feat.shape[3]])], 1));
+    }
+    for (let i = 1; i < first.length; i++) y = first.get(i).forward(y);
+    for (let i = 1; i < this.to_img.length; i++) y = this.to_img.get(i).forward(y);
+    return y;
   }
 }
 

@@ -50,53 +50,14 @@ export const zeros_ = (t: Tensor): Tensor => constant_(t, 0);
 export const ones_ = (t: Tensor): Tensor => constant_(t, 1);
 
 /**
- * Q of the reduced QR of a (m x n, m >= n, row-major) by Householder reflections, with the sign
- * correction Q[:, j] *= sign(R[j, j]) (as torch.nn.init.orthogonal_), so Q is unique.
+ * Q of the reduced QR of a (m x n, m >= n, row-major) with a positive diagonal in R: the Q of
+ * torch.nn.init.orthogonal_ after its sign correction. Computed natively (Gram-Schmidt on
+ * columns, multithreaded): the official model's largest weights are 512 x 8192.
  */
 export function orthonormalColumns(a: Float64Array, m: number, n: number): Float64Array {
   const A = Float64Array.from(a);
-  const vs: Float64Array[] = [];
-  const diag = new Float64Array(n);
-  for (let k = 0; k < n; k++) {
-    let norm = 0;
-    for (let i = k; i < m; i++) norm += A[i * n + k] * A[i * n + k];
-    norm = Math.sqrt(norm);
-    const x0 = A[k * n + k];
-    const alpha = x0 >= 0 ? -norm : norm;
-    const v = new Float64Array(m - k);
-    for (let i = k; i < m; i++) v[i - k] = A[i * n + k];
-    v[0] -= alpha;
-    let vn = 0;
-    for (let i = 0; i < v.length; i++) vn += v[i] * v[i];
-    vn = Math.sqrt(vn);
-    if (vn > 0) {
-      for (let i = 0; i < v.length; i++) v[i] /= vn;
-      // A[k:, k:] -= 2 v (v^T A[k:, k:])
-      for (let j = k; j < n; j++) {
-        let dot = 0;
-        for (let i = k; i < m; i++) dot += v[i - k] * A[i * n + j];
-        for (let i = k; i < m; i++) A[i * n + j] -= 2 * v[i - k] * dot;
-      }
-    }
-    vs.push(v);
-    diag[k] = A[k * n + k];
-  }
-  // Q = H_0 ... H_{n-1} applied to the first n columns of the identity
-  const Q = new Float64Array(m * n);
-  for (let j = 0; j < n; j++) Q[j * n + j] = 1;
-  for (let k = n - 1; k >= 0; k--) {
-    const v = vs[k];
-    for (let j = 0; j < n; j++) {
-      let dot = 0;
-      for (let i = k; i < m; i++) dot += v[i - k] * Q[i * n + j];
-      for (let i = k; i < m; i++) Q[i * n + j] -= 2 * v[i - k] * dot;
-    }
-  }
-  for (let j = 0; j < n; j++) {
-    const s = Math.sign(diag[j]);
-    for (let i = 0; i < m; i++) Q[i * n + j] *= s;
-  }
-  return Q;
+  native().orthonormalColumns(A, m, n);
+  return A;
 }
 
 /**

@@ -37,27 +37,35 @@ export function saveModel(file: string, model: C3GAN, config: unknown, epoch: nu
   writeSafetensorsSync(file, modelRecords(model), checkpointMetadata(config, epoch, step, VERSION, extra));
 }
 
-/** Names and shapes of a module's state dict against a file's tensors: every mismatch listed. */
-function loadInto(m: Module, tensors: Map<string, TensorRecord>, used: Set<string>, file: string): void {
+/** Every name or shape of the modules' state dicts that the file's tensors do not match. */
+function mismatches(mods: Module[], tensors: Map<string, TensorRecord>): string[] {
   const problems: string[] = [];
-  const own = m.stateDict();
-  for (const [name, t] of own) {
-    const r = tensors.get(name);
-    if (!r) problems.push(`missing ${name} ${JSON.stringify(t.shape)}`);
-    else if (JSON.stringify(r.shape) !== JSON.stringify(t.shape))
-      problems.push(`${name}: shape ${JSON.stringify(r.shape)} in the file, ${JSON.stringify(t.shape)} in the model`);
+  const own = new Set<string>();
+  for (const m of mods) {
+    for (const [name, t] of m.stateDict()) {
+      own.add(name);
+      const r = tensors.get(name);
+      if (!r) problems.push(`missing ${name} ${JSON.stringify(t.shape)}`);
+      else if (JSON.stringify(r.shape) !== JSON.stringify(t.shape))
+        problems.push(`${name}: shape ${JSON.stringify(r.shape)} in the file, ${JSON.stringify(t.shape)} in the model`);
+    }
   }
-  if (problems.length) throw new Error(`checkpoint ${file} does not fit the model built from the config: ${problems.slice(0, 8).join("; ")}` +
-    (problems.length > 8 ? `; and ${problems.length - 8} more` : ""));
+  for (const name of tensors.keys()) if (!own.has(name)) problems.push(`unexpected ${name}`);
+  return problems;
+}
+
+function loadInto(m: Module, tensors: Map<string, TensorRecord>): void {
   noGrad(() => {
     const sd = new Map<string, Tensor>();
-    for (const [name, t] of own) {
+    for (const [name, t] of m.stateDict()) {
       const r = tensors.get(name)!;
       sd.set(name, Tensor.fromArray(r.data, r.shape, { device: t.device }));
-      used.add(name);
     }
-    m.loadStateDict(sd);
-    for (const t of sd.values()) t.dispose();
+    try {
+      m.loadStateDict(sd);
+    } finally {
+      for (const t of sd.values()) t.dispose();
+    }
   });
 }
 
@@ -65,11 +73,13 @@ function loadInto(m: Module, tensors: Map<string, TensorRecord>, used: Set<strin
 export function loadModel(file: string, model: C3GAN): Record<string, string> {
   if (!fs.existsSync(file)) throw new Error(`checkpoint ${file} does not exist`);
   const f = readSafetensorsSync(file);
-  const used = new Set<string>();
-  loadInto(model.G, f.tensors, used, file);
-  loadInto(model.D, f.tensors, used, file);
-  const extra = [...f.tensors.keys()].filter((k) => !used.has(k));
-  if (extra.length) throw new Error(`checkpoint ${file} holds tensors the model does not have: ${extra.slice(0, 8).join(", ")}`);
+  const problems = mismatches([model.G, model.D], f.tensors);
+  if (problems.length) {
+    throw new Error(`checkpoint ${file} does not fit the model built from the config (${problems.length} problems): ` +
+      problems.slice(0, 12).join("; ") + (problems.length > 12 ? `; and ${problems.length - 12} more` : ""));
+  }
+  loadInto(model.G, f.tensors);
+  loadInto(model.D, f.tensors);
   return f.metadata;
 }
 

@@ -153,26 +153,40 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   const bestFile = path.join(saveDir, "best_acc.safetensors");
   const metricsFile = path.join(saveDir, "metrics.jsonl");
 
+  if (opts.resume && !fs.existsSync(lastFile)) throw new Error(`--resume: ${lastFile} does not exist (nothing to resume)`);
+  // the data first: a missing or bad dataset fails before the (slow, at 128 px) model build
+  const data = opts.data ?? (await openTrainingData(cfg));
+  const ownsData = !opts.data;
+  if (data.batchesPerEpoch < 1) {
+    if (ownsData) await data.close();
+    throw new Error(`the training set has fewer images than one batch (${cfg.batchSize})`);
+  }
   const gen = new Generator(BigInt(cfg.seed));
   const model = new C3GAN(specFromConfig(cfg), device, gen);
   const optG = new Adam(model.G.parameters(), { lr: cfg.lr, betas: [cfg.beta1, cfg.beta2] });
   const optD = new Adam(model.D.parameters(), { lr: cfg.lr, betas: [cfg.beta1, cfg.beta2] });
   let state: TrainState = { epoch: 0, step: 0, bestAcc: -1, rng: gen.getState() };
-  if (opts.resume) {
-    loadModel(lastFile, model);
-    state = loadTrainState(statePath(lastFile), model, optG, optD, gen);
-    log(`resumed from ${lastFile} at epoch ${state.epoch}, step ${state.step}`);
-    // a resumed run continues the same metrics log; drop lines past the checkpoint
-    if (fs.existsSync(metricsFile)) {
-      const kept = fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l && JSON.parse(l).epoch < state.epoch);
-      fs.writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
+  try {
+    if (opts.resume) {
+      loadModel(lastFile, model);
+      state = loadTrainState(statePath(lastFile), model, optG, optD, gen);
+      log(`resumed from ${lastFile} at epoch ${state.epoch}, step ${state.step}`);
+      // a resumed run continues the same metrics log; drop lines past the checkpoint
+      if (fs.existsSync(metricsFile)) {
+        const kept = fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l && JSON.parse(l).epoch < state.epoch);
+        fs.writeFileSync(metricsFile, kept.map((l) => l + "\n").join(""));
+      }
+    } else if (cfg.modelPath) {
+      loadModel(cfg.modelPath, model);
+      log(`started from weights in ${cfg.modelPath}`);
     }
-  } else if (cfg.modelPath) {
-    loadModel(cfg.modelPath, model);
-    log(`started from weights in ${cfg.modelPath}`);
+  } catch (e) {
+    optG.dispose();
+    optD.dispose();
+    model.dispose();
+    if (ownsData) await data.close();
+    throw e;
   }
-  const data = opts.data ?? (await openTrainingData(cfg));
-  const ownsData = !opts.data;
   const tb = new SummaryWriter(saveDir);
   const stepOpts = { temperature: cfg.temperature, perturbation: cfg.perturbation };
   let best: EvalRecord | null = null;
@@ -180,7 +194,6 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   let aborted = false;
   const B = cfg.batchSize;
   try {
-    if (data.batchesPerEpoch < 1) throw new Error(`the training set has fewer images than one batch (${B})`);
     for (let epoch = state.epoch; epoch < cfg.maxEpoch && !aborted; epoch++) {
       const t0 = Date.now();
       const dSum = zeroD();
@@ -252,8 +265,8 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   } finally {
     tb.close();
     if (ownsData) await data.close();
-    optG.dispose?.();
-    optD.dispose?.();
+    optG.dispose();
+    optD.dispose();
     model.dispose();
   }
   if (!best && fs.existsSync(metricsFile)) {

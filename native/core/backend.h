@@ -132,6 +132,18 @@ struct Backend {
   // PyTorch Adam (L2 weight decay added to the gradient), in place; step counts from 1
   void (*adam_step)(size_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1,
                     float beta2, float eps, float weight_decay, int64_t step);
+
+  // Constant channels of a conv2d: of p.C input channels the last Kc hold code[n, j] (N, Kc) at
+  // every position; stride 1, p.pad = (R-1)/2 = (S-1)/2 (odd square kernel, 'same' size), zero
+  // padding, so at border positions only the taps inside the image see the code. w is the full
+  // (K, C, R, S) weight.
+  //   backward false: y (N, K, OH, OW) += the code channels' part of the conv (dy, dw, dcode unused)
+  //   backward true:  dw[:, C-Kc:] = that part's weight gradient (dw[:, :C-Kc] is left alone) and
+  //                   dcode (N, Kc) = the code's gradient, for dy (N, K, OH, OW); either may be null
+  // Null in a backend that lacks it: ops::conv2d_const_channels then runs the plain conv on the
+  // concatenated input, so a table may leave it out.
+  void (*conv2d_code_channels)(bool backward, const Conv2dParams& p, int64_t Kc, const float* code, const float* w,
+                               const float* dy, float* y, float* dw, float* dcode);
 };
 
 const Backend& cpu_backend();

@@ -747,4 +747,89 @@ void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float l
                        weight_decay, step);
 }
 
+// ---- conv2d with constant (code) channels ----
+
+namespace {
+
+struct ConstChannels {
+  Conv2dParams full;  // the conv over the concatenated input
+  int64_t Cx, Kc, pad;
+};
+
+ConstChannels const_channels_params(const Tensor& x, const Tensor& w, const Tensor& code, const char* op) {
+  need_defined(x, op, "input");
+  need_defined(w, op, "weight");
+  need_defined(code, op, "code");
+  same_device(x, w, op);
+  same_device(x, code, op);
+  need_rank(x, 4, op, "input");
+  need_rank(w, 4, op, "weight");
+  need_rank(code, 2, op, "code");
+  check(code.dim(0) == x.dim(0), op, "code ", shape_str(code.shape), " has ", code.dim(0),
+        " rows but the input batch ", shape_str(x.shape), " has ", x.dim(0));
+  const int64_t Cx = x.dim(1), Kc = code.dim(1);
+  check(w.dim(1) == Cx + Kc, op, "weight ", shape_str(w.shape), " expects ", w.dim(1), " input channels, but input ",
+        shape_str(x.shape), " and code ", shape_str(code.shape), " give ", Cx, " + ", Kc);
+  check(w.dim(2) == w.dim(3) && w.dim(2) % 2 == 1, op, "needs an odd square kernel for 'same' padding, got weight ",
+        shape_str(w.shape));
+  const int64_t pad = (w.dim(2) - 1) / 2;
+  return {conv2d_params({x.dim(0), Cx + Kc, x.dim(2), x.dim(3)}, w.shape, 1, pad, op), Cx, Kc, pad};
+}
+
+// concat(x, code tiled over H x W): the plain path's input
+Tensor tiled_input(const Tensor& x, const Tensor& code) {
+  const int64_t N = x.dim(0), Kc = code.dim(1);
+  Tensor tiled = expand(reshape(code, {N, Kc, 1, 1}), {N, Kc, x.dim(2), x.dim(3)});
+  return concat({x, tiled}, 1);
+}
+
+}  // namespace
+
+Tensor conv2d_const_channels(const Tensor& x, const Tensor& w, const Tensor& code) {
+  const char* op = "conv2d_const_channels";
+  const ConstChannels c = const_channels_params(x, w, code, op);
+  const Backend& be = x.be();
+  if (!be.conv2d_code_channels) return conv2d(tiled_input(x, code), w, nullptr, 1, c.pad);
+  Tensor y = conv2d(x, slice(w, 1, 0, c.Cx), nullptr, 1, c.pad);
+  be.conv2d_code_channels(false, c.full, c.Kc, code.data(), w.data(), nullptr, y.data(), nullptr, nullptr);
+  return y;
+}
+
+ConstChannelsGrads conv2d_const_channels_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
+                                                  const Tensor& code, bool need_dx, bool need_dw, bool need_dcode) {
+  const char* op = "conv2d_const_channels_backward";
+  const ConstChannels c = const_channels_params(x, w, code, op);
+  const Conv2dParams& p = c.full;
+  need_defined(dy, op, "dy");
+  same_device(x, dy, op);
+  check(dy.shape == Shape({p.N, p.K, p.OH, p.OW}), op, "dy ", shape_str(dy.shape), " does not match the output shape ",
+        shape_str({p.N, p.K, p.OH, p.OW}));
+  const Backend& be = x.be();
+  ConstChannelsGrads g;
+  if (!be.conv2d_code_channels) {  // the plain conv's gradients, split back into x and code
+    const Tensor xin = tiled_input(x, code);
+    if (need_dx || need_dcode) {
+      const Tensor dxin = conv2d_backward_data(dy, w, xin.shape, 1, c.pad);
+      if (need_dx) g.dx = slice(dxin, 1, 0, c.Cx);
+      if (need_dcode) g.dcode = sum(slice(dxin, 1, c.Cx, c.Cx + c.Kc), {2, 3}, false);
+    }
+    if (need_dw) g.dw = conv2d_backward_weight(dy, xin, w.shape, 1, c.pad);
+    return g;
+  }
+  if (need_dx || need_dw) {
+    const Tensor wx = slice(w, 1, 0, c.Cx);
+    if (need_dx) g.dx = conv2d_backward_data(dy, wx, x.shape, 1, c.pad);
+    if (need_dw) {  // the x channels' part into dw[:, :Cx]; the kernel fills dw[:, Cx:]
+      const Tensor dwx = conv2d_backward_weight(dy, x, wx.shape, 1, c.pad);
+      g.dw = Tensor(x.device(), w.shape, op);
+      be.copy_block(p.K, p.R * p.S, c.Cx, dwx.data(), c.Cx, 0, g.dw.data(), p.C, 0);
+    }
+  }
+  if (need_dcode) g.dcode = Tensor(x.device(), code.shape, op);
+  if (need_dw || need_dcode)
+    be.conv2d_code_channels(true, p, c.Kc, code.data(), w.data(), dy.data(), nullptr,
+                            need_dw ? g.dw.data() : nullptr, need_dcode ? g.dcode.data() : nullptr);
+  return g;
+}
+
 }  // namespace c3::ops

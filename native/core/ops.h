@@ -104,4 +104,15 @@ GridSampleGrads grid_sample_backward(const Tensor& dy, const Tensor& x, const Te
 void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
                 float eps, float weight_decay, int64_t step);
 
+// conv2d(concat(x, code tiled over H x W) along channels, w), stride 1, 'same' padding, without
+// the tiled input: x (N, Cx, H, W), code (N, Kc), w (K, Cx + Kc, R, R), R odd, pad (R-1)/2. The
+// code channels become a per-position bias (backend conv2d_code_channels); backends without that
+// entry run the plain conv on the concatenated input.
+Tensor conv2d_const_channels(const Tensor& x, const Tensor& w, const Tensor& code);
+struct ConstChannelsGrads {
+  Tensor dx, dw, dcode;  // each undefined unless asked for
+};
+ConstChannelsGrads conv2d_const_channels_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
+                                                  const Tensor& code, bool need_dx, bool need_dw, bool need_dcode);
+
 }  // namespace c3::ops

@@ -23,6 +23,7 @@ const Backend& cpu_backend() {
       cpu::affine_grid_forward, cpu::affine_grid_backward,
       cpu::grid_sample_forward, cpu::grid_sample_backward,
       cpu::adam_step,
+      cpu::conv2d_code_channels,
   };
   return table;
 }

@@ -1,257 +1,309 @@
-// conv2d on the CPU. The fast path lowers a tile of the output to one GEMM over an im2col
-// matrix: rows (c, r, s), columns (image, oh, ow). A tile is several whole images when the maps
-// are small (so GEMMs stay large enough for every thread) or a band of output rows of one image
-// when an image alone would pass the im2col budget. The threads work inside gemm and the copy
-// loops, never over images at the same time. The *_reference functions are plain loops.
+// conv2d on the CPU as implicit GEMMs on the blocked engine (gemm_kernels.h): the im2col matrix
+// is never materialised; its rows are gathered from the input straight into the engine's packed
+// B panels, block by block, and finished output tiles are scattered straight into NCHW.
+//   forward:          y (K x N*OH*OW) = w (K x CRS) . im2col(x) (CRS x N*OH*OW)
+//   backward-data:    per output phase (a, b) of the stride, dx[.., a::stride, b::stride] is a
+//                     stride-1 correlation of dy with the taps of w that land on that phase, so
+//                     dx (C x pixels of the phase) = w' (C x K*taps) . gather(dy); one phase for
+//                     stride 1, no col2im scatter, every dx element written exactly once
+//   backward-weight:  dw (K x CRS) = dy (K x N*OH*OW) . im2col(x)^T, im2col rows packed as columns
+// 3x3 stride-1 convs with enough channels go to Winograd F(2x2, 3x3) instead (winograd.cc).
+// The threads work inside the engine (chunks of the output). The *_reference functions are plain
+// loops.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "../core/threadpool.h"
+#include "gemm_kernels.h"
 #include "kernels.h"
+#include "winograd.h"
 
 namespace c3::cpu {
 
-// defined in gemm.cc: gemm on sub-matrices with row strides lda, ldb, ldc
-void gemm_strided(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
-
 namespace {
 
-// Floats in one im2col buffer (8 MiB).
-constexpr int64_t kColBudget = int64_t(1) << 21;
-// Floats copied per parallel work item below which a thread hand-off is not worth it.
-constexpr int64_t kCopyGrain = 1 << 14;
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Scratch reused across calls; per thread because several threads may run convolutions.
-std::vector<float>& col_buffer() {
+// One axis of a gather: output o of tap t reads source o * stride + off[t], valid for o in
+// [lo[t], hi[t]) (outside it the source is padding: zero).
+struct Axis {
+  int64_t out = 0, src = 0, stride = 1;
+  std::vector<int64_t> off, lo, hi;
+
+  Axis(int64_t out_, int64_t src_, int64_t stride_, std::vector<int64_t> off_)
+      : out(out_), src(src_), stride(stride_), off(std::move(off_)) {
+    for (int64_t f : off) {
+      const int64_t l = f >= 0 ? 0 : ceil_div(-f, stride);
+      const int64_t last = src - 1 - f;  // o * stride <= last
+      const int64_t h = last < 0 ? 0 : std::min(out, last / stride + 1);
+      lo.push_back(std::min(l, out));
+      hi.push_back(std::max(h, std::min(l, out)));
+    }
+  }
+  int64_t taps() const { return static_cast<int64_t>(off.size()); }
+};
+
+// The B matrix of an implicit-GEMM convolution, never stored: row (c, t, u), column (n, i, j)
+// holds src[n, c, i*stride_r + off_r[t], j*stride_c + off_c[u]] (zero outside the source).
+struct Gather {
+  const float* src;
+  int64_t C, H, W;  // source planes per image and their size
+  Axis rows, cols;
+
+  int64_t out_plane() const { return rows.out * cols.out; }
+
+  // line[0, len) = B row kk, columns [j0, j0 + len)
+  void line(int64_t kk, int64_t j0, int64_t len, float* out) const {
+    const int64_t U = cols.taps(), TU = rows.taps() * U;
+    const int64_t c = kk / TU, t = (kk / U) % rows.taps(), u = kk % U;
+    const int64_t plane = out_plane(), Wo = cols.out;
+    int64_t n = j0 / plane, rem = j0 % plane, i = rem / Wo, j = rem % Wo;
+    const int64_t ilo = rows.lo[t], ihi = rows.hi[t], jlo = cols.lo[u], jhi = cols.hi[u];
+    const int64_t off_r = rows.off[t], off_c = cols.off[u], sc = cols.stride;
+    while (len > 0) {
+      const int64_t seg = std::min(Wo - j, len);
+      if (i >= ilo && i < ihi) {
+        const int64_t a = std::clamp(jlo, j, j + seg), b = std::clamp(jhi, j, j + seg);
+        const float* row = src + ((n * C + c) * H + i * rows.stride + off_r) * W + off_c;
+        float* o = out - j;  // o[jj] is column jj of this output row
+        std::fill(o + j, o + a, 0.0f);
+        if (sc == 1) std::memcpy(o + a, row + a, (b - a) * sizeof(float));
+        else
+          for (int64_t jj = a; jj < b; ++jj) o[jj] = row[jj * sc];
+        std::fill(o + b, o + j + seg, 0.0f);
+      } else {
+        std::fill(out, out + seg, 0.0f);
+      }
+      out += seg;
+      len -= seg;
+      j += seg;
+      if (j == Wo) {
+        j = 0;
+        if (++i == rows.out) i = 0, ++n;
+      }
+    }
+  }
+};
+
+// Scratch for one gathered line, per thread (the engine's threads call the packers).
+float* line_buffer(int64_t n) {
   thread_local std::vector<float> v;
-  return v;
-}
-std::vector<float>& tmp_buffer() {
-  thread_local std::vector<float> v;
-  return v;
-}
-float* scratch(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(n);
   return v.data();
 }
 
-struct Plan {
-  int64_t CRS, OHW, HW;
-  bool identity;   // 1x1, stride 1, no padding: the input already is the im2col matrix
-  int64_t images;  // images per tile
-  int64_t rows;    // output rows per tile (OH unless a tile is part of one image)
-};
+// y-like outputs: C column (n, i, j) of row m goes to dst[n, m, i*stride + oa, j*stride + ob]
+// of a (N, M, Hd, Wd) tensor, plus bias[m] when given.
+struct Scatter {
+  float* dst;
+  int64_t M, Hd, Wd, stride, oa, ob;
+  int64_t Ho, Wo;  // the gather grid (columns of C per image: Ho * Wo)
+  const float* bias;
 
-Plan plan(const Conv2dParams& p) {
-  Plan g;
-  g.CRS = p.C * p.R * p.S;
-  g.OHW = p.OH * p.OW;
-  g.HW = p.H * p.W;
-  g.identity = p.R == 1 && p.S == 1 && p.stride == 1 && p.pad == 0;
-  const int64_t per_image = std::max<int64_t>(1, g.CRS * g.OHW);
-  g.images = std::clamp<int64_t>(kColBudget / per_image, 1, std::max<int64_t>(1, p.N));
-  g.rows = p.OH;
-  if (g.identity && (g.OHW >= 1024 || g.images == 1)) g.images = 1;  // use x in place, no copy
-  else if (per_image > kColBudget)
-    g.rows = std::clamp<int64_t>(kColBudget / std::max<int64_t>(1, g.CRS * p.OW), 1, std::max<int64_t>(1, p.OH));
-  return g;
-}
-
-// One tile: images [n0, n0+nb), output rows [oh0, oh1) of each; its im2col matrix has
-// nb * (oh1-oh0) * OW columns, image-major.
-struct Tile {
-  int64_t n0, nb, oh0, oh1;
-  int64_t len(const Conv2dParams& p) const { return (oh1 - oh0) * p.OW; }  // columns per image
-  int64_t cols(const Conv2dParams& p) const { return nb * len(p); }
-};
-
-template <typename F>
-void for_tiles(const Conv2dParams& p, const Plan& g, F&& f) {
-  for (int64_t n0 = 0; n0 < p.N; n0 += g.images)
-    for (int64_t oh0 = 0; oh0 < p.OH; oh0 += g.rows)
-      f(Tile{n0, std::min(g.images, p.N - n0), oh0, std::min(p.OH, oh0 + g.rows)});
-}
-
-int64_t grain_items(int64_t floats_per_item) { return std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(1, floats_per_item)); }
-
-// Output columns [lo, hi) of one kernel offset whose input column o*stride - pad + off lies in [0, size).
-void valid_range(int64_t out, int64_t size, int64_t stride, int64_t pad, int64_t off, int64_t& lo, int64_t& hi) {
-  // first o with o*stride >= pad - off, last o with o*stride <= size - 1 + pad - off
-  int64_t a = pad - off, b = size - 1 + pad - off;
-  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
-  hi = b < 0 ? 0 : std::min(out, b / stride + 1);
-  if (hi < lo) hi = lo;
-}
-
-// col (CRS x t.cols) of the tile; x points at image t.n0
-void im2col(const Conv2dParams& p, const Plan& g, const Tile& t, const float* x, float* col) {
-  const int64_t len = t.len(p), ld = t.cols(p);
-  parallel_for(g.CRS * t.nb, grain_items(len), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t row = i / t.nb, img = i % t.nb;
-      const int64_t c = row / (p.R * p.S), r = (row / p.S) % p.R, s = row % p.S;
-      const float* plane = x + (img * p.C + c) * g.HW;
-      float* dst = col + row * ld + img * len;
-      int64_t lo, hi;
-      valid_range(p.OW, p.W, p.stride, p.pad, s, lo, hi);
-      for (int64_t oh = t.oh0; oh < t.oh1; ++oh) {
-        float* d = dst + (oh - t.oh0) * p.OW;
-        const int64_t ih = oh * p.stride - p.pad + r;
-        if (ih < 0 || ih >= p.H || lo >= hi) {
-          std::fill(d, d + p.OW, 0.0f);
-          continue;
+  void store(int64_t i0, int64_t j0, int64_t rows, int64_t cols, const float* acc, int64_t ld, bool first) const {
+    const int64_t plane = Ho * Wo;
+    int64_t n = j0 / plane, rem = j0 % plane, i = rem / Wo, j = rem % Wo;
+    int64_t done = 0;
+    while (done < cols) {
+      const int64_t seg = std::min(Wo - j, cols - done);
+      float* base = dst + ((n * M + i0) * Hd + i * stride + oa) * Wd + ob + j * stride;
+      for (int64_t r = 0; r < rows; ++r) {
+        float* d = base + r * Hd * Wd;
+        const float* t = acc + r * ld + done;
+        if (first) {
+          const float b = bias ? bias[i0 + r] : 0.0f;
+          if (stride == 1)
+            for (int64_t x = 0; x < seg; ++x) d[x] = t[x] + b;
+          else
+            for (int64_t x = 0; x < seg; ++x) d[x * stride] = t[x] + b;
+        } else {
+          if (stride == 1)
+            for (int64_t x = 0; x < seg; ++x) d[x] += t[x];
+          else
+            for (int64_t x = 0; x < seg; ++x) d[x * stride] += t[x];
         }
-        const int64_t base = ih * p.W - p.pad + s;  // input column of ow = 0, may be negative
-        std::fill(d, d + lo, 0.0f);
-        if (p.stride == 1) std::memcpy(d + lo, plane + base + lo, (hi - lo) * sizeof(float));
-        else
-          for (int64_t ow = lo; ow < hi; ++ow) d[ow] = plane[base + ow * p.stride];
-        std::fill(d + hi, d + p.OW, 0.0f);
+      }
+      done += seg;
+      j += seg;
+      if (j == Wo) {
+        j = 0;
+        if (++i == Ho) i = 0, ++n;
       }
     }
-  });
-}
+  }
+};
 
-// dx (+)= col2im(dcol) for the tile; dx points at image t.n0. The first band of an image
-// (oh0 == 0) overwrites its planes, later bands add. Every (image, channel) plane is written by
-// one task, so there are no races.
-void col2im(const Conv2dParams& p, const Plan& g, const Tile& t, const float* dcol, float* dx) {
-  const int64_t len = t.len(p), ld = t.cols(p);
-  parallel_for(t.nb * p.C, grain_items(len * p.R * p.S), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t img = i / p.C, c = i % p.C;
-      float* plane = dx + (img * p.C + c) * g.HW;
-      if (t.oh0 == 0) std::fill(plane, plane + g.HW, 0.0f);
-      for (int64_t r = 0; r < p.R; ++r)
-        for (int64_t s = 0; s < p.S; ++s) {
-          const float* src = dcol + ((c * p.R + r) * p.S + s) * ld + img * len;
-          int64_t lo, hi;
-          valid_range(p.OW, p.W, p.stride, p.pad, s, lo, hi);
-          for (int64_t oh = t.oh0; oh < t.oh1; ++oh) {
-            const int64_t ih = oh * p.stride - p.pad + r;
-            if (ih < 0 || ih >= p.H) continue;
-            const int64_t base = ih * p.W - p.pad + s;
-            const float* srow = src + (oh - t.oh0) * p.OW;
-            for (int64_t ow = lo; ow < hi; ++ow) plane[base + ow * p.stride] += srow[ow];
-          }
+// C = A (dense, row-major, M x K with row stride lda) . Gather, scattered by Scatter.
+class GatherOperands final : public GemmOperands {
+ public:
+  GatherOperands(const float* a, int64_t lda, const Gather& g, const Scatter& s) : a_(a), lda_(lda), g_(g), s_(s) {}
+  void pack_a(int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr, float* out) const override {
+    pack_a_strided(a_, lda_, 1, i0, mc, k0, kc, mr, out);
+  }
+  void pack_b(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* out) const override {
+    float* line = line_buffer(nc);
+    for (int64_t k = 0; k < kc; ++k) {
+      g_.line(k0 + k, j0, nc, line);
+      deal_b_row(line, k, kc, nc, nr, out);
+    }
+  }
+  void store(int64_t i0, int64_t j0, int64_t rows, int64_t cols, const float* acc, int64_t ld,
+             bool first) const override {
+    s_.store(i0, j0, rows, cols, acc, ld, first);
+  }
+  double pack_cost_b() const override { return 2.0; }
+
+ private:
+  const float* a_;
+  int64_t lda_;
+  const Gather& g_;
+  const Scatter& s_;
+};
+
+// dw (K x CRS) = dy (K x N*OHW) . im2col(x)^T: A's rows are dy's channel rows (contiguous per
+// image), B's columns are im2col rows, gathered like the forward's.
+class WeightOperands final : public GemmOperands {
+ public:
+  WeightOperands(const float* dy, int64_t K, int64_t ohw, const Gather& g, float* dw, int64_t crs)
+      : dy_(dy), K_(K), ohw_(ohw), g_(g), dw_(dw), crs_(crs) {}
+  void pack_a(int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr, float* out) const override {
+    for (int64_t q = 0; q * mr < mc; ++q) {
+      float* dst = out + q * mr * kc;
+      const int64_t rows = std::min<int64_t>(mr, mc - q * mr);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t ch = i0 + q * mr + r;
+        int64_t p = k0, done = 0;
+        while (done < kc) {
+          const int64_t n = p / ohw_, pix = p % ohw_, seg = std::min(ohw_ - pix, kc - done);
+          const float* s = dy_ + (n * K_ + ch) * ohw_ + pix;
+          float* d = dst + done * mr + r;
+          for (int64_t x = 0; x < seg; ++x) d[x * mr] = s[x];
+          done += seg;
+          p += seg;
         }
+      }
+      for (int64_t r = rows; r < mr; ++r)
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = 0.0f;
     }
-  });
-}
-
-// (K x nb*OHW) matrix from nb whole images of (K, OHW), and back (+ bias per channel)
-void gather_rows(int64_t K, int64_t OHW, int64_t nb, const float* images, float* mat) {
-  parallel_for(nb * K, grain_items(OHW), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t img = i / K, k = i % K;
-      std::memcpy(mat + k * nb * OHW + img * OHW, images + (img * K + k) * OHW, OHW * sizeof(float));
-    }
-  });
-}
-
-void scatter_rows(int64_t K, int64_t OHW, int64_t nb, const float* mat, const float* bias, float* images) {
-  parallel_for(nb * K, grain_items(OHW), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t img = i / K, k = i % K;
-      const float* src = mat + k * nb * OHW + img * OHW;
-      float* dst = images + (img * K + k) * OHW;
-      const float b = bias ? bias[k] : 0.0f;
-      for (int64_t j = 0; j < OHW; ++j) dst[j] = src[j] + b;
-    }
-  });
-}
-
-// y[k, 0..len) += bias[k] for rows of stride ld
-void add_bias(int64_t K, int64_t len, int64_t ld, const float* bias, float* y) {
-  parallel_for(K, grain_items(len), [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k)
-      for (int64_t j = 0; j < len; ++j) y[k * ld + j] += bias[k];
-  });
-}
-
-// The tile's im2col matrix and its row stride: x itself for an identity conv on one image.
-const float* tile_col(const Conv2dParams& p, const Plan& g, const Tile& t, const float* x, int64_t& ld) {
-  const float* xn = x + t.n0 * p.C * g.HW;
-  if (g.identity && t.nb == 1) {
-    ld = g.HW;
-    return xn + t.oh0 * p.OW;
   }
-  float* col = scratch(col_buffer(), g.CRS * t.cols(p));
-  im2col(p, g, t, xn, col);
-  ld = t.cols(p);
-  return col;
+  void pack_b(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* out) const override {
+    float* line = line_buffer(kc);
+    for (int64_t c = 0; c < nc; ++c) {
+      g_.line(j0 + c, k0, kc, line);
+      deal_b_col(line, c, kc, nr, out);
+    }
+    const int64_t padded = ceil_div(nc, nr) * nr;
+    if (padded > nc) {
+      std::fill(line, line + kc, 0.0f);
+      for (int64_t c = nc; c < padded; ++c) deal_b_col(line, c, kc, nr, out);
+    }
+  }
+  void store(int64_t i0, int64_t j0, int64_t rows, int64_t cols, const float* acc, int64_t ld,
+             bool first) const override {
+    for (int64_t r = 0; r < rows; ++r) {
+      float* d = dw_ + (i0 + r) * crs_ + j0;
+      const float* t = acc + r * ld;
+      if (first)
+        for (int64_t x = 0; x < cols; ++x) d[x] = t[x];
+      else
+        for (int64_t x = 0; x < cols; ++x) d[x] += t[x];
+    }
+  }
+  double pack_cost_b() const override { return 2.0; }
+
+ private:
+  const float* dy_;
+  int64_t K_, ohw_;
+  const Gather& g_;
+  float* dw_;
+  int64_t crs_;
+};
+
+std::vector<int64_t> tap_offsets(int64_t taps, int64_t first, int64_t step) {
+  std::vector<int64_t> v(static_cast<size_t>(taps));
+  for (int64_t t = 0; t < taps; ++t) v[t] = first + t * step;
+  return v;
 }
 
-// dy of the tile as a (K x cols) matrix and its row stride: in place for one image.
-const float* tile_dy(const Conv2dParams& p, const Plan& g, const Tile& t, const float* dy, int64_t& ld) {
-  const float* dyn = dy + t.n0 * p.K * g.OHW;
-  if (t.nb == 1) {
-    ld = g.OHW;
-    return dyn + t.oh0 * p.OW;
-  }
-  float* m = scratch(tmp_buffer(), p.K * t.cols(p));
-  gather_rows(p.K, g.OHW, t.nb, dyn, m);  // several images per tile: always whole images
-  ld = t.cols(p);
-  return m;
+// im2col of the forward conv as a Gather over x
+Gather forward_gather(const Conv2dParams& p, const float* x) {
+  return Gather{x, p.C, p.H, p.W, Axis(p.OH, p.H, p.stride, tap_offsets(p.R, -p.pad, 1)),
+                Axis(p.OW, p.W, p.stride, tap_offsets(p.S, -p.pad, 1))};
 }
+
+// A kernel that covers the whole unpadded input once (OH = OW = 1, D's 4x4 heads on 4x4 maps):
+// the conv is a dense layer over x viewed as (N, C*H*W), three plain GEMMs.
+bool is_dense(const Conv2dParams& p) { return p.pad == 0 && p.R == p.H && p.S == p.W && p.OH == 1 && p.OW == 1; }
 
 }  // namespace
 
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-  const Plan g = plan(p);
-  for_tiles(p, g, [&](const Tile& t) {
-    int64_t ld_col;
-    const float* col = tile_col(p, g, t, x, ld_col);
-    float* yn = y + t.n0 * p.K * g.OHW;
-    if (t.nb == 1) {
-      float* out = yn + t.oh0 * p.OW;
-      gemm_strided(false, false, p.K, t.len(p), g.CRS, 1.0f, w, g.CRS, col, ld_col, 0.0f, out, g.OHW);
-      if (bias) add_bias(p.K, t.len(p), g.OHW, bias, out);
-    } else {
-      float* out = scratch(tmp_buffer(), p.K * t.cols(p));
-      gemm_strided(false, false, p.K, t.cols(p), g.CRS, 1.0f, w, g.CRS, col, ld_col, 0.0f, out, t.cols(p));
-      scatter_rows(p.K, g.OHW, t.nb, out, bias, yn);
-    }
-  });
+  if (p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0) return;
+  const int64_t crs = p.C * p.R * p.S;
+  if (is_dense(p)) {  // y (N x K) = x (N x CRS) w^T
+    gemm_strided(false, true, p.N, p.K, crs, 1.0f, x, crs, w, crs, 0.0f, y, p.K);
+    if (bias)
+      for (int64_t n = 0; n < p.N; ++n)
+        for (int64_t k = 0; k < p.K; ++k) y[n * p.K + k] += bias[k];
+    return;
+  }
+  if (winograd_applies(p, ConvPass::Forward)) return winograd_forward(p, x, w, bias, y);
+  const Gather g = forward_gather(p, x);
+  const Scatter s{y, p.K, p.OH, p.OW, 1, 0, 0, p.OH, p.OW, bias};
+  gemm_run(p.K, p.N * p.OH * p.OW, crs, GatherOperands(w, crs, g, s));
 }
 
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-  const Plan g = plan(p);
-  if (g.OHW == 0) {  // no output: no tile would write dx
-    std::fill(dx, dx + p.N * p.C * g.HW, 0.0f);
+  if (p.N == 0 || p.C == 0 || p.H == 0 || p.W == 0) return;
+  if (is_dense(p)) {  // dx (N x CRS) = dy (N x K) w
+    const int64_t crs = p.C * p.R * p.S;
+    gemm_strided(false, false, p.N, crs, p.K, 1.0f, dy, p.K, w, crs, 0.0f, dx, crs);
     return;
   }
-  for_tiles(p, g, [&](const Tile& t) {
-    int64_t ld_dy;
-    const float* dmat = tile_dy(p, g, t, dy, ld_dy);
-    float* dxn = dx + t.n0 * p.C * g.HW;
-    if (g.identity && t.nb == 1) {  // dx rows of the band are exactly W^T dy
-      gemm_strided(true, false, g.CRS, t.len(p), p.K, 1.0f, w, g.CRS, dmat, ld_dy, 0.0f, dxn + t.oh0 * p.OW, g.HW);
-      return;
+  if (winograd_applies(p, ConvPass::BackwardData)) return winograd_backward_data(p, dy, w, dx);
+  const int64_t st = p.stride;
+  std::vector<float> wt;
+  for (int64_t a = 0; a < st; ++a)
+    for (int64_t b = 0; b < st; ++b) {
+      // dx rows a, a+st, ... and columns b, b+st, ...: Hp x Wp of them
+      const int64_t Hp = a < p.H ? ceil_div(p.H - a, st) : 0, Wp = b < p.W ? ceil_div(p.W - b, st) : 0;
+      if (Hp == 0 || Wp == 0) continue;
+      // kernel rows r0, r0+st, ... (T of them) and columns s0, s0+st, ... (U) land on this phase
+      const int64_t r0 = (a + p.pad) % st, s0 = (b + p.pad) % st;
+      const int64_t T = r0 < p.R ? ceil_div(p.R - r0, st) : 0, U = s0 < p.S ? ceil_div(p.S - s0, st) : 0;
+      if (T == 0 || U == 0) {  // no tap reaches these positions: their gradient is zero
+        for (int64_t n = 0; n < p.N; ++n)
+          for (int64_t c = 0; c < p.C; ++c)
+            for (int64_t i = 0; i < Hp; ++i)
+              for (int64_t j = 0; j < Wp; ++j) dx[((n * p.C + c) * p.H + a + i * st) * p.W + b + j * st] = 0.0f;
+        continue;
+      }
+      // w' (C x K*T*U): w'[c, (k, t, u)] = w[k, c, r0 + t*st, s0 + u*st]
+      const int64_t ktu = p.K * T * U;
+      wt.resize(static_cast<size_t>(p.C * ktu));
+      for (int64_t c = 0; c < p.C; ++c)
+        for (int64_t k = 0; k < p.K; ++k)
+          for (int64_t t = 0; t < T; ++t)
+            for (int64_t u = 0; u < U; ++u)
+              wt[c * ktu + (k * T + t) * U + u] = w[((k * p.C + c) * p.R + r0 + t * st) * p.S + s0 + u * st];
+      // dx[a + i*st] takes dy[oh] with oh*st - pad + r0 + t*st = a + i*st: oh = i + (a + pad - r0)/st - t
+      const Gather g{dy, p.K, p.OH, p.OW, Axis(Hp, p.OH, 1, tap_offsets(T, (a + p.pad - r0) / st, -1)),
+                     Axis(Wp, p.OW, 1, tap_offsets(U, (b + p.pad - s0) / st, -1))};
+      const Scatter s{dx, p.C, p.H, p.W, st, a, b, Hp, Wp, nullptr};
+      gemm_run(p.C, p.N * Hp * Wp, ktu, GatherOperands(wt.data(), ktu, g, s));
     }
-    float* dcol = scratch(col_buffer(), g.CRS * t.cols(p));
-    gemm_strided(true, false, g.CRS, t.cols(p), p.K, 1.0f, w, g.CRS, dmat, ld_dy, 0.0f, dcol, t.cols(p));
-    col2im(p, g, t, dcol, dxn);
-  });
 }
 
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
-  const Plan g = plan(p);
-  if (p.N == 0 || g.OHW == 0) {
-    std::fill(dw, dw + p.K * g.CRS, 0.0f);
+  const int64_t crs = p.C * p.R * p.S;
+  if (p.K == 0 || crs == 0) return;
+  if (is_dense(p)) {  // dw (K x CRS) = dy^T (K x N) x
+    gemm_strided(true, false, p.K, crs, p.N, 1.0f, dy, p.K, x, crs, 0.0f, dw, crs);
     return;
   }
-  bool first = true;
-  for_tiles(p, g, [&](const Tile& t) {
-    int64_t ld_col, ld_dy;
-    const float* col = tile_col(p, g, t, x, ld_col);
-    const float* dmat = tile_dy(p, g, t, dy, ld_dy);
-    // dw (K x CRS) (+)= dy (K x cols) col^T
-    gemm_strided(false, true, p.K, g.CRS, t.cols(p), 1.0f, dmat, ld_dy, col, ld_col, first ? 0.0f : 1.0f, dw, g.CRS);
-    first = false;
-  });
+  if (winograd_applies(p, ConvPass::BackwardWeight)) return winograd_backward_weight(p, dy, x, dw);
+  const Gather g = forward_gather(p, x);
+  gemm_run(p.K, crs, p.N * p.OH * p.OW, WeightOperands(dy, p.K, p.OH * p.OW, g, dw, crs));
 }
 
 void conv2d_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {

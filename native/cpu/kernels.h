@@ -83,6 +83,10 @@ void grid_sample_forward(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
 void grid_sample_backward(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW, const float* dy,
                           const float* x, const float* grid, float* dx, float* dgrid);
 
+// conv_const.cc: the constant (code) channels of a stride-1 'same' conv
+void conv2d_code_channels(bool backward, const Conv2dParams& p, int64_t Kc, const float* code, const float* w,
+                          const float* dy, float* y, float* dw, float* dcode);
+
 // adam.cc
 void adam_step(size_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
                float eps, float weight_decay, int64_t step);

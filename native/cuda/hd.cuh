@@ -1,4 +1,5 @@
-// Code shared by CUDA kernels and host C++: the C3_HD qualifier and fast integer division by a
+// Code shared by CUDA kernels and host C++: the C3_HD qualifier (and C3_UNROLL, a loop-unroll
+// hint that host compilers do not see) and fast integer division by a
 // run-time constant. Plain C++ when not compiled by nvcc, so the host tests (native/test) can
 // check the index arithmetic of the kernels on machines without a GPU.
 #pragma once
@@ -6,8 +7,10 @@
 
 #ifdef __CUDACC__
 #define C3_HD __host__ __device__ __forceinline__
+#define C3_UNROLL _Pragma("unroll")
 #else
 #define C3_HD inline
+#define C3_UNROLL
 #endif
 
 namespace c3::cuda {

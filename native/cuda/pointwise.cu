@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "broadcast.cuh"
 #include "hd.cuh"
 #include "pointwise.cuh"
 #include "reduce.cuh"
@@ -98,54 +99,10 @@ __global__ void unary_backward_kernel(UnaryOp op, int64_t n, const float* dy, co
     dx[i] = unary_df(op, dy[i], x[i], y[i], alpha);
 }
 
-// ---- broadcast index spaces ----
+// ---- broadcast ----
 
-struct Walk {
-  int nd;
-  int shape[kMaxDims];
-  FastDiv div[kMaxDims];
-  int sa[kMaxDims], sb[kMaxDims];
-};
-
-Walk coalesce(const BroadcastIndex& idx, bool use_b) {
-  int64_t shape[kMaxDims], sa[kMaxDims], sb[kMaxDims];
-  int nd = 0;
-  for (int d = 0; d < idx.ndim; ++d) {
-    const int64_t n = idx.shape[d], a = idx.stride_a[d], b = use_b ? idx.stride_b[d] : 0;
-    if (n == 1) continue;
-    if (nd > 0 && sa[nd - 1] == a * n && sb[nd - 1] == b * n) {
-      shape[nd - 1] *= n, sa[nd - 1] = a, sb[nd - 1] = b;
-      continue;
-    }
-    shape[nd] = n, sa[nd] = a, sb[nd] = b;
-    ++nd;
-  }
-  Walk w{};
-  w.nd = nd ? nd : 1;
-  for (int d = 0; d < kMaxDims; ++d) {
-    const bool on = d < nd;
-    w.shape[d] = on ? static_cast<int>(shape[d]) : 1;
-    w.div[d] = FastDiv(w.shape[d]);
-    w.sa[d] = on ? static_cast<int>(sa[d]) : 0;
-    w.sb[d] = on ? static_cast<int>(sb[d]) : 0;
-  }
-  return w;
-}
-
-// offsets of output element i in a and b
-__device__ __forceinline__ void walk_offsets(const Walk& w, int i, int& oa, int& ob) {
-  oa = 0, ob = 0;
-  int rem = i;
-#pragma unroll
-  for (int d = kMaxDims - 1; d >= 1; --d) {
-    if (d >= w.nd) continue;
-    int q, c;
-    w.div[d].divmod(rem, q, c);
-    oa += c * w.sa[d], ob += c * w.sb[d];
-    rem = q;
-  }
-  oa += rem * w.sa[0], ob += rem * w.sb[0];
-}
+using bcast::SumPlan;
+using bcast::Walk;
 
 __device__ __forceinline__ float binary_f(BinaryOp op, float a, float b) {
   switch (op) {
@@ -161,7 +118,7 @@ __device__ __forceinline__ float binary_f(BinaryOp op, float a, float b) {
 __global__ void binary_kernel(BinaryOp op, int n, Walk w, const float* a, const float* b, float* y) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     int oa, ob;
-    walk_offsets(w, i, oa, ob);
+    bcast::walk_offsets(w, i, oa, ob);
     y[i] = binary_f(op, a[oa], b[ob]);
   }
 }
@@ -169,7 +126,7 @@ __global__ void binary_kernel(BinaryOp op, int n, Walk w, const float* a, const 
 __global__ void expand_kernel(int n, Walk w, const float* __restrict__ x, float* __restrict__ y) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     int oa, ob;
-    walk_offsets(w, i, oa, ob);
+    bcast::walk_offsets(w, i, oa, ob);
     y[i] = x[oa];
   }
 }
@@ -182,54 +139,6 @@ int64_t index_numel(const BroadcastIndex& idx) {
 
 // ---- sum_to ----
 
-// x's coalesced dims split into kept ones (one output each) and reduced ones, outer first.
-struct SumPlan {
-  int nk, nr;
-  int kxs[kMaxDims], kys[kMaxDims];
-  FastDiv kdiv[kMaxDims];
-  int rn[kMaxDims], rxs[kMaxDims];
-  FastDiv rdiv[kMaxDims];
-  int Y, R;
-  int slice_len;
-};
-
-// x offset and y offset of kept index u (innermost kept dim fastest)
-__device__ __forceinline__ void kept_offsets(const SumPlan& p, int u, int& xb, int& yb) {
-  xb = 0, yb = 0;
-  int rem = u;
-#pragma unroll
-  for (int d = kMaxDims - 1; d >= 0; --d) {
-    if (d >= p.nk) continue;
-    int q, c;
-    if (d > 0) {
-      p.kdiv[d].divmod(rem, q, c);
-    } else {
-      q = 0, c = rem;
-    }
-    xb += c * p.kxs[d], yb += c * p.kys[d];
-    rem = q;
-  }
-}
-
-// x offset of reduced index r; coordinates into rc when asked
-__device__ __forceinline__ int reduced_offset(const SumPlan& p, int r, int* rc) {
-  int off = 0, rem = r;
-#pragma unroll
-  for (int d = kMaxDims - 1; d >= 0; --d) {
-    if (d >= p.nr) continue;
-    int q, c;
-    if (d > 0) {
-      p.rdiv[d].divmod(rem, q, c);
-    } else {
-      q = 0, c = rem;
-    }
-    off += c * p.rxs[d];
-    if (rc) rc[d] = c;
-    rem = q;
-  }
-  return off;
-}
-
 // one thread per output, walking its reduction with an odometer (no divisions per term)
 __global__ void sum_to_threads(SumPlan p, const float* __restrict__ x, double* __restrict__ part,
                                float* __restrict__ y) {
@@ -237,20 +146,13 @@ __global__ void sum_to_threads(SumPlan p, const float* __restrict__ x, double* _
   const int r0 = slice * p.slice_len, r1 = min(p.R, r0 + p.slice_len);
   for (int u = blockIdx.x * blockDim.x + threadIdx.x; u < p.Y; u += gridDim.x * blockDim.x) {
     int xb, yb;
-    kept_offsets(p, u, xb, yb);
-    int rc[kMaxDims];
-    int roff = reduced_offset(p, r0, rc);
+    bcast::kept_offsets(p, u, xb, yb);
+    int rc[kMaxDims] = {};
+    int roff = bcast::reduced_offset(p, r0, rc);
     double acc = 0.0;
     for (int r = r0; r < r1; ++r) {
       acc += x[xb + roff];
-#pragma unroll
-      for (int d = kMaxDims - 1; d >= 0; --d) {
-        if (d >= p.nr) continue;
-        roff += p.rxs[d];
-        if (++rc[d] < p.rn[d]) break;
-        roff -= p.rn[d] * p.rxs[d];
-        rc[d] = 0;
-      }
+      bcast::next_reduced(p, rc, roff);
     }
     if (part) part[static_cast<int64_t>(slice) * p.Y + yb] = acc;
     else y[yb] = static_cast<float>(acc);
@@ -266,7 +168,7 @@ __global__ void sum_to_blocks(SumPlan p, const float* __restrict__ x, double* __
   int xb, yb;
   kept_offsets(p, u, xb, yb);
   double acc = 0.0;
-  for (int r = r0 + threadIdx.x; r < r1; r += blockDim.x) acc += x[xb + reduced_offset(p, r, nullptr)];
+  for (int r = r0 + threadIdx.x; r < r1; r += blockDim.x) acc += x[xb + bcast::reduced_offset(p, r, nullptr)];
   acc = block_sum(acc, scratch);
   if (threadIdx.x == 0) {
     if (part) part[static_cast<int64_t>(slice) * p.Y + yb] = acc;
@@ -314,15 +216,16 @@ void binary_forward(BinaryOp op, const BroadcastIndex& idx, const float* a, cons
   const int64_t n = index_numel(idx);
   if (n == 0) return;
   need_int32(n, "cuda binary", "the output");
-  launch("binary", binary_kernel, grid_for(n, kThreads), kThreads, 0, op, static_cast<int>(n), coalesce(idx, true), a,
-         b, y);
+  launch("binary", binary_kernel, grid_for(n, kThreads), kThreads, 0, op, static_cast<int>(n),
+         bcast::coalesce(idx, true), a, b, y);
 }
 
 void expand(const BroadcastIndex& idx, const float* x, float* y) {
   const int64_t n = index_numel(idx);
   if (n == 0) return;
   need_int32(n, "cuda expand", "the output");
-  launch("expand", expand_kernel, grid_for(n, kThreads), kThreads, 0, static_cast<int>(n), coalesce(idx, false), x, y);
+  launch("expand", expand_kernel, grid_for(n, kThreads), kThreads, 0, static_cast<int>(n),
+         bcast::coalesce(idx, false), x, y);
 }
 
 void sum_to(const BroadcastIndex& idx, const float* x, float* y, size_t y_numel) {
@@ -333,52 +236,11 @@ void sum_to(const BroadcastIndex& idx, const float* x, float* y, size_t y_numel)
     return;
   }
   need_int32(xn, "cuda sum_to", "the input");
-  // coalesce x's dims as the CPU does: drop size 1, merge neighbours contiguous in x and y
-  struct Dim {
-    int64_t n, xs, ys;
-  };
-  Dim dims[kMaxDims];
-  int nd = 0;
-  int64_t xstride[kMaxDims];
-  for (int64_t d = idx.ndim - 1, s = 1; d >= 0; --d) xstride[d] = s, s *= idx.shape[d];
-  for (int d = 0; d < idx.ndim; ++d) {
-    const int64_t n = idx.shape[d], ys = idx.stride_a[d];
-    if (n == 1) continue;
-    if (nd > 0 && dims[nd - 1].ys == ys * n && dims[nd - 1].xs == xstride[d] * n) {
-      dims[nd - 1].n *= n, dims[nd - 1].xs = xstride[d], dims[nd - 1].ys = ys;
-      continue;
-    }
-    dims[nd++] = {n, xstride[d], ys};
-  }
-  SumPlan p{};
-  p.Y = 1, p.R = 1;
-  for (int d = 0; d < nd; ++d) {
-    if (dims[d].ys != 0) {
-      p.kxs[p.nk] = static_cast<int>(dims[d].xs);
-      p.kys[p.nk] = static_cast<int>(dims[d].ys);
-      p.kdiv[p.nk] = FastDiv(dims[d].n);
-      ++p.nk;
-      p.Y *= static_cast<int>(dims[d].n);
-    } else {
-      p.rn[p.nr] = static_cast<int>(dims[d].n);
-      p.rxs[p.nr] = static_cast<int>(dims[d].xs);
-      p.rdiv[p.nr] = FastDiv(dims[d].n);
-      ++p.nr;
-      p.R *= static_cast<int>(dims[d].n);
-    }
-  }
-  const bool inner_reduced = nd > 0 && dims[nd - 1].ys == 0;
-  const bool blocks = inner_reduced && p.R >= 64;
-  const int64_t sms = sm_count();
-  // slices of the reduction: enough parallel work to fill the device, but long slices
-  int64_t slices = blocks ? (2 * sms + p.Y - 1) / p.Y : (2 * sms * kThreads + p.Y - 1) / p.Y;
-  slices = std::max<int64_t>(1, std::min<int64_t>(slices, p.R / (blocks ? 4096 : 64)));
-  slices = std::min<int64_t>(slices, 65535);  // grid y
-  p.slice_len = static_cast<int>((p.R + slices - 1) / slices);
-  slices = (p.R + p.slice_len - 1) / p.slice_len;
+  const SumPlan p = bcast::sum_plan(idx, sm_count(), kThreads);
+  const int64_t slices = p.slices;
   Scratch part(slices > 1 ? sizeof(double) * static_cast<size_t>(slices) * p.Y : 0);
   double* pp = slices > 1 ? part.as<double>() : nullptr;
-  if (blocks) {
+  if (p.blocks) {
     launch("sum_to", sum_to_blocks, dim3(p.Y, static_cast<unsigned>(slices)), kThreads, 0, p, x, pp, y);
   } else {
     const unsigned gx = std::min<unsigned>((p.Y + kThreads - 1) / kThreads, 65535u * 4);

@@ -1,334 +1,75 @@
-// The tile GEMM behind gemm and conv2d: out(m, n) = alpha * sum_k A(m, k) B(n, k) + bias[m]
-// + beta * out, where A and B are operand descriptors (conv_gemm.cuh) that compute their
-// addresses on the fly (strided matrices, im2col views). One block computes a BM x BN tile,
-// walking K in BK = 16 slices: global loads for slice k+1 go into registers while slice k is
-// multiplied from shared memory (two shared buffers, one barrier per slice). Operands whose k
-// addresses need divisions (im2col) get them from a small per-slice table that one warp fills
-// two slices ahead. The multiply is TF32 mma.sync.m16n8k8 with fp32 accumulation, or plain
-// FFMA register tiles in the exact-fp32 mode. When the tiles are too few to fill the device,
-// K is split across blocks into a workspace that a second kernel sums in a fixed order, so
-// results never depend on timing.
+// The tile GEMM on the device: the CUDA context (thread indices, __syncthreads, mma.sync) for
+// the block algorithm of tile_core.cuh, its kernels and the host dispatch (tile shape, TF32 or
+// FP32, K split).
 #pragma once
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
-#include "conv_gemm.cuh"
 #include "runtime.cuh"
+#include "tile_core.cuh"
 
 namespace c3::cuda::tile {
 
-using gemmop::Part;
-
-constexpr int BK = 16;
-
-template <int BM_, int BN_, int WM_, int WN_>
-struct Cfg {
-  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_;
-  static constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN, WARPS = WARPS_M * WARPS_N, THREADS = WARPS * 32;
-  static_assert(BM % WM == 0 && BN % WN == 0 && WM % 16 == 0 && WN % 8 == 0, "warp tiles must cover the block");
-};
-using Big = Cfg<128, 128, 64, 32>;    // 8 warps, 64 accumulators per thread
-using SmallM = Cfg<32, 128, 32, 32>;  // 4 warps, for M <= 32 (few output channels)
-
-// A BR x BK slice in shared memory. Operands contiguous along k are stored [row][BK + 4],
-// the others [k][BR + 8]; both paddings make the mma fragment reads conflict-free (the 8 rows
-// of a fragment land 20 or 8 banks apart, the 4 k values 1 or 8 banks apart).
-template <int BR, bool KContig>
-struct Smem {
-  static constexpr int kElems = KContig ? BR * (BK + 4) : BK * (BR + 8);
-  static __device__ __forceinline__ int idx(int i, int k) { return KContig ? i * (BK + 4) + k : k * (BR + 8) + i; }
-};
-
-__device__ __forceinline__ float to_tf32(float x) {
-  uint32_t u;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(x));
-  return __uint_as_float(u);
-}
-
-// D += A B for one m16n8k8 TF32 tile (fragments as in the PTX ISA: a0 (g, t), a1 (g+8, t),
-// a2 (g, t+4), a3 (g+8, t+4); b0 (k=t, n=g), b1 (k=t+4, n=g); d0/d1 (g, 2t/2t+1), d2/d3 (g+8, ...))
-__device__ __forceinline__ void mma_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-template <class Op>
-__device__ __forceinline__ bool in_bounds(const Op& op, const Part& r, const Part& k) {
-  if (!Op::kBounds) return true;
-  return static_cast<unsigned>(r.dh + k.dh) < static_cast<unsigned>(op.H) &&
-         static_cast<unsigned>(r.dw + k.dw) < static_cast<unsigned>(op.W);
-}
-
-// Global -> registers -> shared for one operand. Contiguous-along-k operands: each thread owns
-// one k of the slice and E rows (a warp reads two 64-byte row pieces). The others: each thread
-// owns one row (its address computed once) and E values of k (a warp reads 32 adjacent rows).
-template <class Op, int BR, int THREADS>
-struct Loader {
-  static constexpr bool KC = Op::kKContig;
-  static constexpr int STEP = KC ? THREADS / BK : THREADS / BR;
-  static constexpr int E = KC ? BR / STEP : BK / STEP;
-  static_assert(KC ? (THREADS % BK == 0 && BR % STEP == 0) : (THREADS % BR == 0 && BK % STEP == 0),
-                "thread mapping must tile the slice");
-  using S = Smem<BR, KC>;
-
-  int li, lk;  // the thread's first row / k within the slice
-  Part r;      // row-owning mapping: the thread's row
-  bool rok;
-  float v[E];
-
-  __device__ __forceinline__ void init(const Op& op, int row0, int t) {
-    if (KC) {
-      lk = t % BK, li = t / BK;
-      rok = true;
-      r = Part{0, 0, 0};
-    } else {
-      li = t % BR, lk = t / BR;
-      const int i = row0 + li;
-      rok = i < op.rows;
-      r = op.row(rok ? i : 0);
-    }
+// Host-device only so the host/device template machinery of tile_core.cuh accepts it; the
+// bodies exist in device code alone.
+struct DeviceCtx {
+#ifdef __CUDA_ARCH__
+  C3_HD int tid() const { return threadIdx.x; }
+  C3_HD int bx() const { return blockIdx.x; }
+  C3_HD int by() const { return blockIdx.y; }
+  C3_HD int bz() const { return blockIdx.z; }
+  C3_HD void sync() const { __syncthreads(); }
+  // D += A B for one m16n8k8 TF32 tile, fp32 accumulation
+  C3_HD void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) const {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
-
-  __device__ __forceinline__ void load(const Op& op, int row0, int k0, int kend, const Part* table) {
-    if (KC) {
-      const int k = k0 + lk;
-      const bool kok = k < kend;
-      const Part kp = Op::kTable ? table[lk] : op.kpart(k);
-#pragma unroll
-      for (int e = 0; e < E; ++e) {
-        const int i = row0 + li + e * STEP;
-        float x = 0.0f;
-        if (kok && i < op.rows) {
-          const Part rp = op.row(i);
-          if (in_bounds(op, rp, kp)) x = __ldg(op.p + rp.off + kp.off);
-        }
-        v[e] = x;
-      }
-    } else {
-#pragma unroll
-      for (int e = 0; e < E; ++e) {
-        const int kk = lk + e * STEP;
-        float x = 0.0f;
-        if (rok && k0 + kk < kend) {
-          const Part kp = Op::kTable ? table[kk] : op.kpart(k0 + kk);
-          if (in_bounds(op, r, kp)) x = __ldg(op.p + r.off + kp.off);
-        }
-        v[e] = x;
-      }
-    }
-  }
-
-  template <bool TF32>
-  __device__ __forceinline__ void store(float* smem) const {
-#pragma unroll
-    for (int e = 0; e < E; ++e) {
-      const int i = KC ? li + e * STEP : li, k = KC ? lk : lk + e * STEP;
-      smem[S::idx(i, k)] = TF32 ? to_tf32(v[e]) : v[e];
-    }
-  }
+#else
+  C3_HD int tid() const { return 0; }
+  C3_HD int bx() const { return 0; }
+  C3_HD int by() const { return 0; }
+  C3_HD int bz() const { return 0; }
+  C3_HD void sync() const {}
+  C3_HD void mma(float*, const uint32_t*, const uint32_t*) const {}
+#endif
 };
 
-template <class Op>
-__device__ __forceinline__ void fill_table(const Op& op, Part* table, int k0, int slot) {
-  if (Op::kTable && slot >= 0 && slot < BK) table[slot] = op.kpart(k0 + slot);
-}
-
-template <class Out>
-__device__ __forceinline__ void store_out(const Out& out, int m, int n, float acc) {
-  float v = out.alpha * acc;
-  if (out.bias) v += out.bias[m];
-  const int64_t off = out.offset(m, n);
-  if (out.beta != 0.0f) v += out.beta * out.p[off];
-  out.p[off] = v;
-}
-
-// Calls f(index into acc, m, n) for each accumulator of this thread (tile coordinates).
-template <class CFG, bool TF32, class F>
-__device__ __forceinline__ void for_each_acc(int wm0, int wn0, int lane, F f) {
-  if (TF32) {
-    constexpr int MT = CFG::WM / 16, NT = CFG::WN / 8;
-    const int g = lane >> 2, tq = lane & 3;
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-          f((mt * NT + nt) * 4 + q, wm0 + mt * 16 + g + 8 * (q >> 1), wn0 + nt * 8 + 2 * tq + (q & 1));
-  } else {
-    constexpr int TM = CFG::WM / 8, TN = CFG::WN / 4;
-    const int tm = lane & 7, tn = lane >> 3;
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-      for (int j = 0; j < TN; ++j) f(i * TN + j, wm0 + tm + 8 * i, wn0 + tn + 4 * j);
-  }
-}
-
-template <class CFG, bool TF32, class OpA, class OpB>
-__device__ __forceinline__ void multiply_slice(const float* sA, const float* sB, float* acc, int wm0, int wn0,
-                                               int lane) {
-  using TA = Smem<CFG::BM, OpA::kKContig>;
-  using TB = Smem<CFG::BN, OpB::kKContig>;
-  if (TF32) {
-    constexpr int MT = CFG::WM / 16, NT = CFG::WN / 8;
-    const int g = lane >> 2, tq = lane & 3;
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 8) {
-      uint32_t af[MT][4], bf[NT][2];
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        const int r = wm0 + mt * 16 + g;
-        af[mt][0] = __float_as_uint(sA[TA::idx(r, ks + tq)]);
-        af[mt][1] = __float_as_uint(sA[TA::idx(r + 8, ks + tq)]);
-        af[mt][2] = __float_as_uint(sA[TA::idx(r, ks + tq + 4)]);
-        af[mt][3] = __float_as_uint(sA[TA::idx(r + 8, ks + tq + 4)]);
-      }
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        const int c = wn0 + nt * 8 + g;
-        bf[nt][0] = __float_as_uint(sB[TB::idx(c, ks + tq)]);
-        bf[nt][1] = __float_as_uint(sB[TB::idx(c, ks + tq + 4)]);
-      }
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) mma_tf32(acc + (mt * NT + nt) * 4, af[mt], bf[nt]);
-    }
-  } else {
-    constexpr int TM = CFG::WM / 8, TN = CFG::WN / 4;
-    const int tm = lane & 7, tn = lane >> 3;
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float av[TM], bv[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) av[i] = sA[TA::idx(wm0 + tm + 8 * i, kk)];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) bv[j] = sB[TB::idx(wn0 + tn + 4 * j, kk)];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i * TN + j] = fmaf(av[i], bv[j], acc[i * TN + j]);
-    }
-  }
-}
-
-// Block (x: n tile, y: m tile, z: K split). ws == null: write out; else raw partial sums to
-// ws[(z * M + m) * N + n].
 template <class CFG, bool TF32, class OpA, class OpB, class Out>
 __global__ void __launch_bounds__(CFG::THREADS)
     tile_gemm_kernel(const OpA a, const OpB b, const Out out, const int K, const int kchunk, float* ws) {
-  using TA = Smem<CFG::BM, OpA::kKContig>;
-  using TB = Smem<CFG::BN, OpB::kKContig>;
-  __shared__ __align__(16) float sA[2][TA::kElems];
-  __shared__ __align__(16) float sB[2][TB::kElems];
-  __shared__ Part tA[2][OpA::kTable ? BK : 1];
-  __shared__ Part tB[2][OpB::kTable ? BK : 1];
-
-  const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
-  const int m0 = blockIdx.y * CFG::BM, n0 = blockIdx.x * CFG::BN;
-  const int kbeg = blockIdx.z * kchunk, kend = min(K, kbeg + kchunk);
-  const int ktiles = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
-  const int wm0 = (warp / CFG::WARPS_N) * CFG::WM, wn0 = (warp % CFG::WARPS_N) * CFG::WN;
-
-  Loader<OpA, CFG::BM, CFG::THREADS> la;
-  Loader<OpB, CFG::BN, CFG::THREADS> lb;
-  la.init(a, m0, t);
-  lb.init(b, n0, t);
-
-  constexpr int ACC = CFG::WM * CFG::WN / 32;
-  float acc[ACC];
-#pragma unroll
-  for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
-
-  if (ktiles > 0) {
-    // the A table is filled by threads 0..15, the B table by threads 32..47 (another warp)
-    fill_table(a, tA[0], kbeg, t);
-    fill_table(b, tB[0], kbeg, t - 32);
-    __syncthreads();
-    la.load(a, m0, kbeg, kend, tA[0]);
-    lb.load(b, n0, kbeg, kend, tB[0]);
-    la.template store<TF32>(sA[0]);
-    lb.template store<TF32>(sB[0]);
-    if (ktiles > 1) {
-      fill_table(a, tA[1], kbeg + BK, t);
-      fill_table(b, tB[1], kbeg + BK, t - 32);
-    }
-    __syncthreads();
-    for (int kt = 0; kt < ktiles; ++kt) {
-      const int cur = kt & 1, nxt = cur ^ 1;
-      if (kt + 1 < ktiles) {
-        la.load(a, m0, kbeg + (kt + 1) * BK, kend, tA[nxt]);
-        lb.load(b, n0, kbeg + (kt + 1) * BK, kend, tB[nxt]);
-      }
-      if (kt + 2 < ktiles) {  // table slot cur held slice kt, whose loads are done
-        fill_table(a, tA[cur], kbeg + (kt + 2) * BK, t);
-        fill_table(b, tB[cur], kbeg + (kt + 2) * BK, t - 32);
-      }
-      multiply_slice<CFG, TF32, OpA, OpB>(sA[cur], sB[cur], acc, wm0, wn0, lane);
-      if (kt + 1 < ktiles) {
-        la.template store<TF32>(sA[nxt]);
-        lb.template store<TF32>(sB[nxt]);
-      }
-      __syncthreads();
-    }
-  }
-
-  const int M = a.rows, N = b.rows;
-  for_each_acc<CFG, TF32>(wm0, wn0, lane, [&](int q, int m, int n) {
-    const int gm = m0 + m, gn = n0 + n;
-    if (gm >= M || gn >= N) return;
-    if (ws) ws[(static_cast<int64_t>(blockIdx.z) * M + gm) * N + gn] = acc[q];
-    else store_out(out, gm, gn, acc[q]);
-  });
+  __shared__ Shared<CFG, OpA, OpB> sh;
+  DeviceCtx ctx;
+  tile_block<CFG, TF32>(ctx, sh, a, b, out, K, kchunk, ws);
 }
 
-// Sums the K splits in order and applies the epilogue.
 template <class Out>
 __global__ void splitk_reduce_kernel(const float* __restrict__ ws, int splits, int M, int N, const Out out) {
   const int64_t MN = static_cast<int64_t>(M) * N;
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < MN; idx += int64_t(gridDim.x) * blockDim.x) {
-    float s = 0.0f;
-    for (int z = 0; z < splits; ++z) s += ws[z * MN + idx];
-    store_out(out, static_cast<int>(idx / N), static_cast<int>(idx % N), s);
-  }
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < MN; idx += int64_t(gridDim.x) * blockDim.x)
+    splitk_reduce_at(ws, splits, M, N, out, idx);
 }
 
 template <class CFG, bool TF32, class OpA, class OpB, class Out>
 void run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K) {
   const int M = a.rows, N = b.rows;
   if (M <= 0 || N <= 0) return;
-  const int64_t tiles_m = (M + CFG::BM - 1) / CFG::BM, tiles_n = (N + CFG::BN - 1) / CFG::BN;
-  c3::check(tiles_m <= 65535, op, "product has ", M, " rows; the CUDA tile grid allows at most ",
-            65535 * CFG::BM);
-  const int ktiles = (K + BK - 1) / BK;
-  int splits = 1, chunk_tiles = std::max(ktiles, 1);
-  const int64_t tiles = tiles_m * tiles_n, target = 2 * static_cast<int64_t>(sm_count());
-  if (tiles < target && ktiles >= 8) {
-    // split K until the grid covers the device about twice; each split keeps >= 4 slices
-    const int64_t want = std::min<int64_t>({(target + tiles - 1) / tiles, ktiles / 4, 64});
-    if (want > 1) {
-      chunk_tiles = static_cast<int>((ktiles + want - 1) / want);
-      splits = (ktiles + chunk_tiles - 1) / chunk_tiles;
-    }
-  }
-  const int kchunk = chunk_tiles * BK;
-  const dim3 grid(static_cast<unsigned>(tiles_n), static_cast<unsigned>(tiles_m), static_cast<unsigned>(splits));
-  if (splits == 1) {
-    launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, kchunk,
+  const Plan p = plan_tiles<CFG>(M, N, K, sm_count());
+  c3::check(p.tiles_m <= 65535, op, "product has ", M, " rows; the CUDA tile grid allows at most ", 65535 * CFG::BM);
+  const dim3 grid(static_cast<unsigned>(p.tiles_n), static_cast<unsigned>(p.tiles_m), static_cast<unsigned>(p.splits));
+  if (p.splits == 1) {
+    launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, p.kchunk,
            static_cast<float*>(nullptr));
     return;
   }
-  Scratch ws(static_cast<size_t>(splits) * M * N * sizeof(float));
-  launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, kchunk,
+  Scratch ws(static_cast<size_t>(p.splits) * M * N * sizeof(float));
+  launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, p.kchunk,
          ws.as<float>());
   const int64_t MN = static_cast<int64_t>(M) * N;
   launch(op, splitk_reduce_kernel<Out>, grid_for(MN, 256), 256, 0, static_cast<const float*>(ws.as<float>()),
-         splits, M, N, out);
+         p.splits, M, N, out);
 }
 
 // out = alpha * A B^T (+ bias, + beta out) for A (M x K), B (N x K) descriptors.

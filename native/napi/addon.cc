@@ -6,6 +6,7 @@
 namespace c3::napi {
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_bench(Napi::Env env, Napi::Object exports);
+void register_linalg(Napi::Env env, Napi::Object exports);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -20,6 +21,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::String::New(env, C3GAN_VERSION));
   c3::napi::register_ops(env, exports);
   c3::napi::register_bench(env, exports);
+  c3::napi::register_linalg(env, exports);
   return exports;
 }
 

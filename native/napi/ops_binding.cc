@@ -291,6 +291,16 @@ C3_OP(GridSampleBackward, "gridSampleBackward")
   return wrap_list(env, {g.dx, g.dgrid});
 C3_END
 
+// forward (dy null): [y]; backward: [dx, dw, dcode], null where not asked for
+C3_OP(Conv2dConstChannels, "conv2dConstChannels")
+  const c3::Tensor* dy = a.optional_tensor(3, "dy");
+  if (!dy) return wrap_list(env, {ops::conv2d_const_channels(a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "code"))});
+  ops::ConstChannelsGrads g = ops::conv2d_const_channels_backward(
+      *dy, a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "code"), a.boolean(4, "needDx"),
+      a.boolean(5, "needDw"), a.boolean(6, "needDcode"));
+  return wrap_list(env, {g.dx, g.dw, g.dcode});
+C3_END
+
 C3_OP(AdamStep, "adamStep")
   ops::adam_step_(a.tensor(0, "param"), a.tensor(1, "grad"), a.tensor(2, "m"), a.tensor(3, "v"), a.finite(4, "lr"),
                   a.finite(5, "beta1"), a.finite(6, "beta2"), a.finite(7, "eps"), a.finite(8, "weightDecay"),
@@ -346,6 +356,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"crossEntropy", CrossEntropy}, {"crossEntropyBackward", CrossEntropyBackward}, {"ntXent", NtXent},
       {"ntXentBackward", NtXentBackward}, {"affineGrid", AffineGrid}, {"affineGridBackward", AffineGridBackward},
       {"gridSample", GridSample}, {"gridSampleBackward", GridSampleBackward}, {"adamStep", AdamStep},
+      {"conv2dConstChannels", Conv2dConstChannels},
       {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };

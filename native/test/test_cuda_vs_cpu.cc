@@ -11,22 +11,28 @@
 #include <cstdlib>
 #include <cstring>
 #include <array>
+#include <atomic>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "../core/rng.h"
 #include "../cpu/kernels.h"
+#include "../cuda/broadcast.cuh"
 #include "../cuda/conv_gemm.cuh"
 #include "../cuda/philox.cuh"
+#include "../cuda/tile_core.cuh"
 #include "harness.h"
 #ifdef C3GAN_HAVE_CUDA
 #include "../cuda/cuda.h"
 #endif
 
 namespace c3::cpu {  // the plain loops beside the fast broadcast kernels (cpu/pointwise.cc)
-void sum_to_reference(const BroadcastIndex& idx, const float* x, float* y, size_t y_numel);
+void binary_forward_reference(BinaryOp op, const BroadcastIndex& idx, const float* a, const float* b, float* y);
+void expand_reference(const BroadcastIndex& idx, const float* x, float* y);
 }  // namespace c3::cpu
 
 namespace {
@@ -37,6 +43,8 @@ using Vf = std::vector<float>;
 using Vd = std::vector<double>;
 
 // ---------------------------------------------------------------- host checks (any build)
+
+Vf nan_vec(size_t n) { return Vf(n, std::numeric_limits<float>::quiet_NaN()); }
 
 C3_TEST(cuda_host_fastdiv_matches_division) {
   std::vector<int64_t> divisors;
@@ -171,6 +179,342 @@ C3_TEST(cuda_host_conv_descriptors_match_reference) {
   }
 }
 
+// numpy-style broadcast of shape a against shape b: the index the ops layer builds
+BroadcastIndex broadcast_index(const Shape& a, const Shape& b, int64_t& n_out) {
+  const size_t r = std::max(a.size(), b.size());
+  Shape pa(r - a.size(), 1), pb(r - b.size(), 1);
+  pa.insert(pa.end(), a.begin(), a.end());
+  pb.insert(pb.end(), b.begin(), b.end());
+  BroadcastIndex idx{};
+  idx.ndim = static_cast<int>(r);
+  n_out = 1;
+  for (size_t k = 0; k < r; ++k) idx.shape[k] = std::max(pa[k], pb[k]), n_out *= idx.shape[k];
+  for (int64_t k = static_cast<int64_t>(r) - 1, sa = 1, sb = 1; k >= 0; --k) {
+    idx.stride_a[k] = pa[k] == 1 ? 0 : sa, idx.stride_b[k] = pb[k] == 1 ? 0 : sb;
+    sa *= pa[k], sb *= pb[k];
+  }
+  return idx;
+}
+
+// sum_to's index for x reduced to y (y right-aligned against x)
+BroadcastIndex reduce_index(const Shape& x, const Shape& y, int64_t& nx, int64_t& ny) {
+  BroadcastIndex idx{};
+  idx.ndim = static_cast<int>(x.size());
+  Shape py(x.size() - y.size(), 1);
+  py.insert(py.end(), y.begin(), y.end());
+  nx = 1, ny = 1;
+  for (size_t k = 0; k < x.size(); ++k) idx.shape[k] = x[k], nx *= x[k], ny *= py[k];
+  for (int64_t k = idx.ndim - 1, st = 1; k >= 0; --k) idx.stride_a[k] = py[k] == 1 ? 0 : st, st *= py[k];
+  return idx;
+}
+
+// The broadcast kernels' index maps (broadcast.cuh), walked as the kernels walk them, against
+// the CPU's reference loops: binary/expand offsets, and sum_to's plan in both of its schemes
+// (thread per output with an odometer, block per output with a division per term) and slices.
+C3_TEST(cuda_host_broadcast_and_sum_to_index_maps) {
+  using namespace cuda::bcast;
+  const std::pair<Shape, Shape> pairs[] = {{{3, 4, 5}, {3, 4, 5}}, {{3, 4, 5}, {}},      {{16, 32, 4, 4}, {1, 32, 1, 1}},
+                                           {{5, 7}, {5, 1}},        {{1, 7}, {9, 7}},     {{2, 1, 3, 1, 2, 1}, {1, 2, 1, 3, 1, 2}},
+                                           {{4, 1}, {1, 5}},        {{3, 1, 2}, {4, 1}}};
+  uint64_t seed = 44000;
+  for (const auto& pr : pairs) {
+    int64_t n;
+    const BroadcastIndex idx = broadcast_index(pr.first, pr.second, n);
+    int64_t na = 1, nb = 1;
+    for (int64_t d : pr.first) na *= d;
+    for (int64_t d : pr.second) nb *= d;
+    Vf a = random_vec(na, ++seed), b = random_vec(nb, ++seed), want(n), want_e(n), got(n), got_e(n);
+    cpu::binary_forward_reference(BinaryOp::Sub, idx, a.data(), b.data(), want.data());
+    cpu::expand_reference(idx, a.data(), want_e.data());
+    const Walk w = coalesce(idx, true), we = coalesce(idx, false);
+    for (int i = 0; i < n; ++i) {
+      int oa, ob, ea, eb;
+      walk_offsets(w, i, oa, ob);
+      walk_offsets(we, i, ea, eb);
+      got[i] = a[oa] - b[ob];
+      got_e[i] = a[ea];
+    }
+    const std::string what = shape_str(pr.first) + " with " + shape_str(pr.second);
+    expect_close(got, want, 0, 0, "binary walk " + what);
+    expect_close(got_e, want_e, 0, 0, "expand walk " + what);
+  }
+  const std::pair<Shape, Shape> sums[] = {{{6, 5}, {1, 5}},        {{6, 5}, {6, 1}},          {{2, 3, 4, 5}, {}},
+                                          {{2, 3, 4, 5}, {2, 1, 4, 1}}, {{2, 3, 4, 5}, {1, 3, 1, 5}}, {{8, 16, 32, 32}, {1, 16, 1, 1}},
+                                          {{1000, 300}, {1, 300}}, {{300, 1000}, {300, 1}},   {{1 << 16}, {1}},
+                                          {{2, 1, 3, 1, 2, 3}, {1, 1, 3, 1, 1, 3}}, {{1000, 5}, {1000, 1}}, {{3, 4}, {3, 4}},
+                                          {{}, {}}, {{5, 1, 6}, {5, 1, 1}}};
+  for (const auto& sp : sums)
+    for (int64_t sms : {int64_t(132), int64_t(2)}) {
+      int64_t nx, ny;
+      const BroadcastIndex idx = reduce_index(sp.first, sp.second, nx, ny);
+      Vf x = random_vec(nx, ++seed), got = nan_vec(ny);
+      Vd want(ny, 0.0);  // the reference loop of cpu/pointwise.cc, summing in double
+      for (int64_t i = 0; i < nx; ++i) {
+        int64_t rem = i, oy = 0;
+        for (int d = idx.ndim - 1; d >= 0; --d) oy += (rem % idx.shape[d]) * idx.stride_a[d], rem /= idx.shape[d];
+        want[oy] += x[i];
+      }
+      const SumPlan p = sum_plan(idx, sms, 256);
+      const std::string what = "sum_to plan " + shape_str(sp.first) + " to " + shape_str(sp.second) + " sms " +
+                               std::to_string(sms);
+      expect_true(p.Y == ny && static_cast<int64_t>(p.Y) * p.R == nx, what + ": Y * R covers x");
+      expect_true(p.slices >= 1 && static_cast<int64_t>(p.slices) * p.slice_len >= p.R &&
+                      static_cast<int64_t>(p.slices - 1) * p.slice_len < p.R,
+                  what + ": slices cover the reduction");
+      std::vector<double> part(static_cast<size_t>(p.slices) * p.Y, NAN);
+      for (int s = 0; s < p.slices; ++s) {
+        const int r0 = s * p.slice_len, r1 = std::min(p.R, r0 + p.slice_len);
+        for (int u = 0; u < p.Y; ++u) {
+          int xb, yb;
+          kept_offsets(p, u, xb, yb);
+          double acc = 0;
+          if (p.blocks) {
+            for (int r = r0; r < r1; ++r) acc += x[xb + reduced_offset(p, r, nullptr)];
+          } else {
+            int rc[kMaxDims] = {};
+            int roff = reduced_offset(p, r0, rc);
+            for (int r = r0; r < r1; ++r) {
+              acc += x[xb + roff];
+              next_reduced(p, rc, roff);
+            }
+          }
+          part[static_cast<size_t>(s) * p.Y + yb] = acc;
+        }
+      }
+      for (int j = 0; j < p.Y; ++j) {
+        double t = 0;
+        for (int s = 0; s < p.slices; ++s) t += part[static_cast<size_t>(s) * p.Y + j];
+        got[j] = static_cast<float>(t);
+      }
+      expect_close(got, want, 1e-6, 1e-7, what);
+    }
+}
+
+// ---------------------------------------------------------------- the tile kernel on emulated threads
+
+
+// The block algorithm of tile_core.cuh run on host threads: one std::thread per CUDA thread,
+// __syncthreads as a barrier, and mma.sync emulated from its PTX fragment layout (each lane
+// posts its registers, then computes its four outputs from the warp's posted fragments).
+// This checks the loaders, shared-memory layouts, double buffering, index tables, epilogue and
+// K split of the real kernel code without a GPU.
+// A reusable barrier for n threads; waiters yield (the emulation runs hundreds of threads on a
+// few cores, where sleeping on a condition variable costs more than yielding).
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void wait() {
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.store(gen + 1, std::memory_order_release);
+      return;
+    }
+    while (gen_.load(std::memory_order_acquire) == gen) std::this_thread::yield();
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0}, gen_{0};
+};
+
+struct EmuBlock {
+  Barrier block;
+  std::vector<std::unique_ptr<Barrier>> warp;
+  std::vector<uint32_t> fa, fb;  // per lane: 4 A and 2 B fragment registers
+  explicit EmuBlock(int threads) : block(threads), fa(threads * 4), fb(threads * 2) {
+    for (int w = 0; w < threads / 32; ++w) warp.emplace_back(new Barrier(32));
+  }
+};
+
+float u2f(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+struct EmuCtx {
+  EmuBlock* blk;
+  int t, x, y, z;
+  int tid() const { return t; }
+  int bx() const { return x; }
+  int by() const { return y; }
+  int bz() const { return z; }
+  void sync() const { blk->block.wait(); }
+  // m16n8k8: A (row, k) is register (row >= 8) + 2 (k >= 4) of lane (row % 8) * 4 + k % 4;
+  // B (k, n) is register (k >= 4) of lane n * 4 + k % 4; D q of lane is (g + 8 (q / 2), 2 t + q % 2)
+  void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) const {
+    const int w = t / 32, lane = t % 32;
+    uint32_t* A = &blk->fa[w * 32 * 4];
+    uint32_t* B = &blk->fb[w * 32 * 2];
+    for (int q = 0; q < 4; ++q) A[lane * 4 + q] = a[q];
+    B[lane * 2] = b[0], B[lane * 2 + 1] = b[1];
+    blk->warp[w]->wait();
+    const int g = lane >> 2, tq = lane & 3;
+    for (int q = 0; q < 4; ++q) {
+      const int row = g + 8 * (q >> 1), col = 2 * tq + (q & 1);
+      float s = d[q];
+      for (int k = 0; k < 8; ++k) {
+        const float av = u2f(A[((row % 8) * 4 + k % 4) * 4 + (row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
+        const float bv = u2f(B[(col * 4 + k % 4) * 2 + (k >= 4 ? 1 : 0)]);
+        s = std::fma(av, bv, s);
+      }
+      d[q] = s;
+    }
+    blk->warp[w]->wait();  // every lane has read the posted fragments
+  }
+};
+
+bool full_emulation() {
+  const char* v = std::getenv("C3GAN_TILE_EMULATION");
+  return v && !std::strcmp(v, "full");
+}
+
+// tile_gemm.cuh's run_tiles, with blocks one after another on emulated threads
+template <class CFG, bool TF32, class OpA, class OpB, class Out>
+void emulate_tiles(const OpA& a, const OpB& b, const Out& out, int K, int sms) {
+  using namespace cuda::tile;
+  const int M = a.rows, N = b.rows;
+  if (M <= 0 || N <= 0) return;
+  const Plan p = plan_tiles<CFG>(M, N, K, sms);
+  std::vector<float> ws(p.splits > 1 ? static_cast<size_t>(p.splits) * M * N : 0,
+                        std::numeric_limits<float>::quiet_NaN());
+  // one host thread per CUDA thread, walking every block in turn (a block barrier between blocks)
+  EmuBlock blk(CFG::THREADS);
+  auto sh = std::make_unique<Shared<CFG, OpA, OpB>>();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < CFG::THREADS; ++t)
+    threads.emplace_back([&, t] {
+      for (int z = 0; z < p.splits; ++z)
+        for (int y = 0; y < p.tiles_m; ++y)
+          for (int x = 0; x < p.tiles_n; ++x) {
+            blk.block.wait();
+            if (t == 0) std::memset(static_cast<void*>(sh.get()), 0xff, sizeof(*sh));  // NaN: unwritten reads show
+            blk.block.wait();
+            EmuCtx ctx{&blk, t, x, y, z};
+            tile_block<CFG, TF32>(ctx, *sh, a, b, out, K, p.kchunk, p.splits > 1 ? ws.data() : nullptr);
+          }
+    });
+  for (auto& th : threads) th.join();
+  if (p.splits > 1)
+    for (int64_t i = 0; i < static_cast<int64_t>(M) * N; ++i) splitk_reduce_at(ws.data(), p.splits, M, N, out, i);
+}
+
+// tile_gemm.cuh's tile_gemm: the tile shape by M, the math mode by tf32
+template <class OpA, class OpB, class Out>
+void emulate_gemm(bool tf32, const OpA& a, const OpB& b, const Out& out, int K, int sms = 132) {
+  using namespace cuda::tile;
+  if (a.rows <= 32) {
+    if (tf32) emulate_tiles<SmallM, true>(a, b, out, K, sms);
+    else emulate_tiles<SmallM, false>(a, b, out, K, sms);
+  } else {
+    if (tf32) emulate_tiles<Big, true>(a, b, out, K, sms);
+    else emulate_tiles<Big, false>(a, b, out, K, sms);
+  }
+}
+
+// |got - want| <= (tf32 ? 1e-3 + 3 (K+2) 2^-24 : 2 (K+2) 2^-24) * scale, scale = sum |terms|
+void expect_product(const Vf& got, const Vf& want, const Vf& scale, int64_t K, bool tf32, const std::string& what) {
+  const double rel = tf32 ? 1.0e-3 + 3.0 * (K + 2) * 6.0e-8 : 2.0 * (K + 2) * 6.0e-8;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(got[i]) - want[i]);
+    if (!(err <= rel * scale[i] + 1e-30)) {
+      char b[200];
+      std::snprintf(b, sizeof b, ": element %zu is %.9g, expected %.9g (allowed %.3g)", i, got[i], want[i],
+                    rel * scale[i]);
+      throw Failure(what + b);
+    }
+  }
+}
+
+Vf abs_of(Vf v) {
+  for (float& x : v) x = std::fabs(x);
+  return v;
+}
+
+C3_TEST(cuda_host_tile_kernel_emulated_gemm) {
+  using namespace cuda::gemmop;
+  // one tile, narrow tiles (M <= 32), ragged 2 x 2 tiles, a K split, and the transposed product
+  // gemm.cu uses for N <= 32 < M
+  const int shapes[][3] = {{70, 45, 40}, {20, 130, 33}, {130, 129, 17}, {40, 40, 300}, {100, 20, 50}};
+  uint64_t seed = 42000;
+  for (size_t si = 0; si < std::size(shapes); ++si)
+    for (int t = 0; t < 4; ++t)
+      for (bool tf32 : {true, false}) {
+        // every transpose on the first shape, one on the others (all with C3GAN_TILE_EMULATION=full)
+        if (si > 0 && t != static_cast<int>(si % 4) && !full_emulation()) continue;
+        const auto& sh = shapes[si];
+        const bool ta = t & 1, tb = t & 2;
+        const int M = sh[0], N = sh[1], K = sh[2];
+        Vf A = random_vec(M * K, ++seed), B = random_vec(K * N, ++seed), C = random_vec(M * N, ++seed);
+        const float alpha = 0.75f, beta = t == 3 ? 0.0f : -0.5f;
+        Vf want = C, scale = beta == 0.0f ? Vf(M * N, 0.0f) : abs_of(C);
+        cpu::gemm_reference(ta, tb, M, N, K, alpha, A.data(), B.data(), beta, want.data());
+        const Vf aA = abs_of(A), aB = abs_of(B);
+        cpu::gemm_reference(ta, tb, M, N, K, std::fabs(alpha), aA.data(), aB.data(), std::fabs(beta), scale.data());
+        Vf got = beta == 0.0f ? nan_vec(M * N) : C;
+        const Linear<true> ar{A.data(), M, K, 1}, br{B.data(), N, K, 1};
+        const Linear<false> ac{A.data(), M, 1, M}, bc{B.data(), N, 1, N};
+        const bool swap = N <= 32 && M > 32;
+        const DenseOut out = swap ? DenseOut{got.data(), 1, N, alpha, beta, nullptr}
+                                  : DenseOut{got.data(), N, 1, alpha, beta, nullptr};
+        auto run = [&](const auto& a, const auto& b) {
+          if (swap) emulate_gemm(tf32, b, a, out, K);
+          else emulate_gemm(tf32, a, b, out, K);
+        };
+        if (!ta && !tb) run(ar, bc);
+        if (!ta && tb) run(ar, br);
+        if (ta && !tb) run(ac, bc);
+        if (ta && tb) run(ac, br);
+        char what[120];
+        std::snprintf(what, sizeof what, "emulated tile gemm %s ta=%d tb=%d %dx%dx%d", tf32 ? "tf32" : "fp32", ta, tb,
+                      M, N, K);
+        expect_product(got, want, scale, K, tf32, what);
+      }
+}
+
+C3_TEST(cuda_host_tile_kernel_emulated_conv) {
+  using namespace cuda::gemmop;
+  // 3x3 s1, 4x4 s2, 1x1 s2 (phases without taps), many output channels (wide tiles); with
+  // C3GAN_TILE_EMULATION=full also 4x4 s4 and 3x3 s3 p2
+  const ConvCase cases[] = {{2, 3, 7, 6, 4, 3, 3, 1, 1}, {2, 3, 8, 8, 5, 4, 4, 2, 1},   {1, 4, 9, 7, 3, 1, 1, 2, 0},
+                            {2, 8, 9, 9, 40, 3, 3, 1, 1}, {3, 6, 4, 4, 2, 4, 4, 4, 0}, {1, 3, 11, 13, 7, 3, 3, 3, 2}};
+  uint64_t seed = 43000;
+  for (size_t ci = 0; ci < std::size(cases); ++ci)
+    for (bool tf32 : {true, false}) {
+      if (ci >= 4 && !full_emulation()) continue;
+      const ConvCase& cc = cases[ci];
+      const Conv2dParams p = conv_params(cc);
+      const ConvShape s = conv_shape(p);
+      const std::string what = std::string("emulated tile ") + (tf32 ? "tf32 " : "fp32 ") + conv_name(p);
+      Vf x = random_vec(p.N * p.C * p.H * p.W, ++seed), w = random_vec(p.K * p.C * p.R * p.S, ++seed);
+      Vf b = random_vec(p.K, ++seed), dy = random_vec(p.N * p.K * p.OH * p.OW, ++seed);
+      const Vf ax = abs_of(x), aw = abs_of(w), ab = abs_of(b), ady = abs_of(dy);
+      Vf y_ref(dy.size()), sy(dy.size()), y = nan_vec(dy.size());
+      cpu::conv2d_forward_reference(p, x.data(), w.data(), b.data(), y_ref.data());
+      cpu::conv2d_forward_reference(p, ax.data(), aw.data(), ab.data(), sy.data());
+      emulate_gemm(tf32, conv_weight(s, w.data()), conv_fwd_x(s, x.data()), conv_fwd_out(s, y.data(), b.data()),
+                   s.C * s.R * s.S);
+      expect_product(y, y_ref, sy, s.C * s.R * s.S, tf32, what + " forward");
+      Vf dx_ref(x.size()), sdx(x.size()), dx = nan_vec(x.size());
+      cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), dx_ref.data());
+      cpu::conv2d_backward_data_reference(p, ady.data(), aw.data(), sdx.data());
+      if (bwdd_needs_zero(s)) std::fill(dx.begin(), dx.end(), 0.0f);
+      for_each_bwdd_phase(s, [&](const Phase& ph) {
+        emulate_gemm(tf32, conv_bwdd_w(s, ph, w.data()), conv_bwdd_dy(s, ph, dy.data()),
+                     conv_bwdd_out(s, ph, dx.data()), s.K * ph.Rp * ph.Sp);
+      });
+      expect_product(dx, dx_ref, sdx, s.K * s.R * s.S, tf32, what + " backward data");
+      Vf dw_ref(w.size()), sdw(w.size()), dw = nan_vec(w.size());
+      cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), dw_ref.data());
+      cpu::conv2d_backward_weight_reference(p, ady.data(), ax.data(), sdw.data());
+      // 4 "SMs" so that the tiny product still splits its K = N OH OW
+      emulate_gemm(tf32, conv_bwdw_dy(s, dy.data()), conv_bwdw_x(s, x.data()),
+                   DenseOut{dw.data(), s.C * s.R * s.S, 1, 1.0f, 0.0f, nullptr}, s.N * s.OH * s.OW, 4);
+      expect_product(dw, dw_ref, sdw, s.N * s.OH * s.OW, tf32, what + " backward weight");
+    }
+}
+
 // ---------------------------------------------------------------- CUDA against the CPU backend
 
 // C3GAN_CUDA_VS_CPU_SELFTEST=1 runs these cases with the CPU backend standing in for CUDA: a
@@ -199,8 +543,6 @@ void on_both(const Backend& gpu, F f, Outputs& cpu_out, Outputs& gpu_out) {
   cpu_out = f(cpu_backend());
   gpu_out = f(gpu);
 }
-
-Vf nan_vec(size_t n) { return Vf(n, std::numeric_limits<float>::quiet_NaN()); }
 
 // bitwise equality (NaNs must match bit for bit too)
 void expect_same(const Vf& got, const Vf& want, const std::string& what) {

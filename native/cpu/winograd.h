@@ -1,0 +1,26 @@
+// Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (winograd.cc): 16 multiplies per 2x2 output
+// tile and channel pair instead of 36, as 16 GEMMs on the blocked engine. conv2d.cc routes the
+// shapes where it pays (winograd_applies) here; everything else stays on the implicit GEMM.
+#pragma once
+#include "../core/backend.h"
+
+namespace c3::cpu {
+
+enum class ConvPass { Forward, BackwardData, BackwardWeight };
+
+// 3x3 kernel, stride 1, padding 0..2, and a shape where the 16 GEMMs beat the implicit GEMM:
+// enough channels and enough 2x2 tiles that the transforms and the weights' packing stay small
+// next to the products (the backward-weight pass, whose GEMMs are channels x channels over the
+// tiles, needs more of both). C3GAN_WINOGRAD=0 in the environment turns the path off.
+bool winograd_applies(const Conv2dParams& p, ConvPass pass);
+
+void winograd_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void winograd_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+void winograd_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+
+// For tests and benchmarks: whether winograd_applies may say yes (the environment's choice by
+// default).
+void set_winograd_enabled(bool on);
+bool winograd_enabled();
+
+}  // namespace c3::cpu

@@ -1,0 +1,351 @@
+// The block algorithm of the tile GEMM behind gemm and conv2d (tile_gemm.cuh launches it):
+// out(m, n) = alpha * sum_k A(m, k) B(n, k) + bias[m] + beta * out, where A and B are operand
+// descriptors (conv_gemm.cuh) that compute their addresses on the fly (strided matrices, im2col
+// views). One block computes a BM x BN tile, walking K in BK = 16 slices: global loads for
+// slice k+1 go into registers while slice k is multiplied from shared memory (two shared
+// buffers, one barrier per slice). Operands whose k addresses need divisions (im2col) take them
+// from a small per-slice table that one warp fills two slices ahead. The multiply is TF32
+// mma.sync.m16n8k8 with fp32 accumulation, or FFMA register tiles in the exact-fp32 mode. When
+// the tiles are too few to fill the device, K is split across blocks into a workspace that a
+// second pass sums in a fixed order, so results never depend on timing.
+// Written against a context (thread and block indices, the block barrier, the mma) so that the
+// host tests run the same code over emulated threads; the CUDA context is in tile_gemm.cuh.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "conv_gemm.cuh"
+#include "hd.cuh"
+
+namespace c3::cuda::tile {
+
+using gemmop::Part;
+
+constexpr int BK = 16;
+
+template <int BM_, int BN_, int WM_, int WN_>
+struct Cfg {
+  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_;
+  static constexpr int WARPS_M = BM / WM, WARPS_N = BN / WN, WARPS = WARPS_M * WARPS_N, THREADS = WARPS * 32;
+  static_assert(BM % WM == 0 && BN % WN == 0 && WM % 16 == 0 && WN % 8 == 0, "warp tiles must cover the block");
+};
+using Big = Cfg<128, 128, 64, 32>;    // 8 warps, 64 accumulators per thread
+using SmallM = Cfg<32, 128, 32, 32>;  // 4 warps, for M <= 32 (few output channels)
+
+// A BR x BK slice in shared memory. Operands contiguous along k are stored [row][BK + 4],
+// the others [k][BR + 8]; both paddings make the mma fragment reads conflict-free (the 8 rows
+// of a fragment land 20 or 8 banks apart, the 4 k values 1 or 8 banks apart).
+template <int BR, bool KContig>
+struct Smem {
+  static constexpr int kElems = KContig ? BR * (BK + 4) : BK * (BR + 8);
+  C3_HD static int idx(int i, int k) { return KContig ? i * (BK + 4) + k : k * (BR + 8) + i; }
+};
+
+template <class CFG, class OpA, class OpB>
+struct alignas(16) Shared {
+  float sA[2][Smem<CFG::BM, OpA::kKContig>::kElems];
+  float sB[2][Smem<CFG::BN, OpB::kKContig>::kElems];
+  Part tA[2][OpA::kTable ? BK : 1];
+  Part tB[2][OpB::kTable ? BK : 1];
+};
+
+C3_HD uint32_t f2u(float x) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+#endif
+}
+
+// round to TF32 (11 significant bits), to nearest with ties away from zero (cvt.rna)
+C3_HD float to_tf32(float x) {
+#ifdef __CUDA_ARCH__
+  uint32_t u;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(x));
+  return __uint_as_float(u);
+#else
+  uint32_t u = f2u(x);
+  if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;
+  u &= 0xffffe000u;
+  float y;
+  std::memcpy(&y, &u, 4);
+  return y;
+#endif
+}
+
+C3_HD float load_ro(const float* p) {
+#ifdef __CUDA_ARCH__
+  return __ldg(p);
+#else
+  return *p;
+#endif
+}
+
+template <class Op>
+C3_HD bool in_bounds(const Op& op, const Part& r, const Part& k) {
+  if (!Op::kBounds) return true;
+  return static_cast<unsigned>(r.dh + k.dh) < static_cast<unsigned>(op.H) &&
+         static_cast<unsigned>(r.dw + k.dw) < static_cast<unsigned>(op.W);
+}
+
+// Global -> registers -> shared for one operand. Contiguous-along-k operands: each thread owns
+// one k of the slice and E rows (a warp reads two 64-byte row pieces). The others: each thread
+// owns one row (its address computed once) and E values of k (a warp reads 32 adjacent rows).
+template <class Op, int BR, int THREADS>
+struct Loader {
+  static constexpr bool KC = Op::kKContig;
+  static constexpr int STEP = KC ? THREADS / BK : THREADS / BR;
+  static constexpr int E = KC ? BR / STEP : BK / STEP;
+  static_assert(KC ? (THREADS % BK == 0 && BR % STEP == 0) : (THREADS % BR == 0 && BK % STEP == 0),
+                "thread mapping must tile the slice");
+  using S = Smem<BR, KC>;
+
+  int li, lk;  // the thread's first row / k within the slice
+  Part r;      // row-owning mapping: the thread's row
+  bool rok;
+  float v[E];
+
+  C3_HD void init(const Op& op, int row0, int t) {
+    if (KC) {
+      lk = t % BK, li = t / BK;
+      rok = true;
+      r = Part{0, 0, 0};
+    } else {
+      li = t % BR, lk = t / BR;
+      const int i = row0 + li;
+      rok = i < op.rows;
+      r = op.row(rok ? i : 0);
+    }
+  }
+
+  C3_HD void load(const Op& op, int row0, int k0, int kend, const Part* table) {
+    if (KC) {
+      const int k = k0 + lk;
+      const bool kok = k < kend;
+      const Part kp = Op::kTable ? table[lk] : op.kpart(k);
+C3_UNROLL
+      for (int e = 0; e < E; ++e) {
+        const int i = row0 + li + e * STEP;
+        float x = 0.0f;
+        if (kok && i < op.rows) {
+          const Part rp = op.row(i);
+          if (in_bounds(op, rp, kp)) x = load_ro(op.p + rp.off + kp.off);
+        }
+        v[e] = x;
+      }
+    } else {
+C3_UNROLL
+      for (int e = 0; e < E; ++e) {
+        const int kk = lk + e * STEP;
+        float x = 0.0f;
+        if (rok && k0 + kk < kend) {
+          const Part kp = Op::kTable ? table[kk] : op.kpart(k0 + kk);
+          if (in_bounds(op, r, kp)) x = load_ro(op.p + r.off + kp.off);
+        }
+        v[e] = x;
+      }
+    }
+  }
+
+  template <bool TF32>
+  C3_HD void store(float* smem) const {
+C3_UNROLL
+    for (int e = 0; e < E; ++e) {
+      const int i = KC ? li + e * STEP : li, k = KC ? lk : lk + e * STEP;
+      smem[S::idx(i, k)] = TF32 ? to_tf32(v[e]) : v[e];
+    }
+  }
+};
+
+template <class Op>
+C3_HD void fill_table(const Op& op, Part* table, int k0, int slot) {
+  if (Op::kTable && slot >= 0 && slot < BK) table[slot] = op.kpart(k0 + slot);
+}
+
+template <class Out>
+C3_HD void store_out(const Out& out, int m, int n, float acc) {
+  float v = out.alpha * acc;
+  if (out.bias) v += out.bias[m];
+  const int64_t off = out.offset(m, n);
+  if (out.beta != 0.0f) v += out.beta * out.p[off];
+  out.p[off] = v;
+}
+
+// Calls f(index into acc, m, n) for each accumulator of this thread (tile coordinates).
+template <class CFG, bool TF32, class F>
+C3_HD void for_each_acc(int wm0, int wn0, int lane, F f) {
+  if (TF32) {
+    constexpr int MT = CFG::WM / 16, NT = CFG::WN / 8;
+    const int g = lane >> 2, tq = lane & 3;
+C3_UNROLL
+    for (int mt = 0; mt < MT; ++mt)
+C3_UNROLL
+      for (int nt = 0; nt < NT; ++nt)
+C3_UNROLL
+        for (int q = 0; q < 4; ++q)
+          f((mt * NT + nt) * 4 + q, wm0 + mt * 16 + g + 8 * (q >> 1), wn0 + nt * 8 + 2 * tq + (q & 1));
+  } else {
+    constexpr int TM = CFG::WM / 8, TN = CFG::WN / 4;
+    const int tm = lane & 7, tn = lane >> 3;
+C3_UNROLL
+    for (int i = 0; i < TM; ++i)
+C3_UNROLL
+      for (int j = 0; j < TN; ++j) f(i * TN + j, wm0 + tm + 8 * i, wn0 + tn + 4 * j);
+  }
+}
+
+// acc += this warp's part of the slice. TF32: m16n8k8 fragments as in the PTX ISA, a0 (g, t),
+// a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (k=t, n=g), b1 (k=t+4, n=g), for g = lane / 4,
+// t = lane % 4. FP32: each lane owns rows tm + 8i and columns tn + 4j of the warp tile.
+template <class CFG, bool TF32, class OpA, class OpB, class Ctx>
+C3_HD void multiply_slice(Ctx& ctx, const float* sA, const float* sB, float* acc, int wm0, int wn0, int lane) {
+  using TA = Smem<CFG::BM, OpA::kKContig>;
+  using TB = Smem<CFG::BN, OpB::kKContig>;
+  if (TF32) {
+    constexpr int MT = CFG::WM / 16, NT = CFG::WN / 8;
+    const int g = lane >> 2, tq = lane & 3;
+C3_UNROLL
+    for (int ks = 0; ks < BK; ks += 8) {
+      uint32_t af[MT][4], bf[NT][2];
+C3_UNROLL
+      for (int mt = 0; mt < MT; ++mt) {
+        const int r = wm0 + mt * 16 + g;
+        af[mt][0] = f2u(sA[TA::idx(r, ks + tq)]);
+        af[mt][1] = f2u(sA[TA::idx(r + 8, ks + tq)]);
+        af[mt][2] = f2u(sA[TA::idx(r, ks + tq + 4)]);
+        af[mt][3] = f2u(sA[TA::idx(r + 8, ks + tq + 4)]);
+      }
+C3_UNROLL
+      for (int nt = 0; nt < NT; ++nt) {
+        const int c = wn0 + nt * 8 + g;
+        bf[nt][0] = f2u(sB[TB::idx(c, ks + tq)]);
+        bf[nt][1] = f2u(sB[TB::idx(c, ks + tq + 4)]);
+      }
+C3_UNROLL
+      for (int mt = 0; mt < MT; ++mt)
+C3_UNROLL
+        for (int nt = 0; nt < NT; ++nt) ctx.mma(acc + (mt * NT + nt) * 4, af[mt], bf[nt]);
+    }
+  } else {
+    constexpr int TM = CFG::WM / 8, TN = CFG::WN / 4;
+    const int tm = lane & 7, tn = lane >> 3;
+C3_UNROLL
+    for (int kk = 0; kk < BK; ++kk) {
+      float av[TM], bv[TN];
+C3_UNROLL
+      for (int i = 0; i < TM; ++i) av[i] = sA[TA::idx(wm0 + tm + 8 * i, kk)];
+C3_UNROLL
+      for (int j = 0; j < TN; ++j) bv[j] = sB[TB::idx(wn0 + tn + 4 * j, kk)];
+C3_UNROLL
+      for (int i = 0; i < TM; ++i)
+C3_UNROLL
+        for (int j = 0; j < TN; ++j) acc[i * TN + j] = fmaf(av[i], bv[j], acc[i * TN + j]);
+    }
+  }
+}
+
+// One thread's share of block (ctx.bx(): n tile, ctx.by(): m tile, ctx.bz(): K split).
+// ws == null: write out; else raw partial sums to ws[(z * M + m) * N + n].
+template <class CFG, bool TF32, class OpA, class OpB, class Out, class Ctx>
+C3_HD void tile_block(Ctx& ctx, Shared<CFG, OpA, OpB>& sh, const OpA& a, const OpB& b, const Out& out, int K,
+                      int kchunk, float* ws) {
+  const int t = ctx.tid(), warp = t >> 5, lane = t & 31;
+  const int m0 = ctx.by() * CFG::BM, n0 = ctx.bx() * CFG::BN;
+  const int kbeg = ctx.bz() * kchunk, kend = K < kbeg + kchunk ? K : kbeg + kchunk;
+  const int ktiles = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
+  const int wm0 = (warp / CFG::WARPS_N) * CFG::WM, wn0 = (warp % CFG::WARPS_N) * CFG::WN;
+
+  Loader<OpA, CFG::BM, CFG::THREADS> la;
+  Loader<OpB, CFG::BN, CFG::THREADS> lb;
+  la.init(a, m0, t);
+  lb.init(b, n0, t);
+
+  constexpr int ACC = CFG::WM * CFG::WN / 32;
+  float acc[ACC];
+C3_UNROLL
+  for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
+
+  if (ktiles > 0) {
+    // the A table is filled by threads 0..15, the B table by threads 32..47 (another warp)
+    fill_table(a, sh.tA[0], kbeg, t);
+    fill_table(b, sh.tB[0], kbeg, t - 32);
+    ctx.sync();
+    la.load(a, m0, kbeg, kend, sh.tA[0]);
+    lb.load(b, n0, kbeg, kend, sh.tB[0]);
+    la.template store<TF32>(sh.sA[0]);
+    lb.template store<TF32>(sh.sB[0]);
+    if (ktiles > 1) {
+      fill_table(a, sh.tA[1], kbeg + BK, t);
+      fill_table(b, sh.tB[1], kbeg + BK, t - 32);
+    }
+    ctx.sync();
+    for (int kt = 0; kt < ktiles; ++kt) {
+      const int cur = kt & 1, nxt = cur ^ 1;
+      if (kt + 1 < ktiles) {
+        la.load(a, m0, kbeg + (kt + 1) * BK, kend, sh.tA[nxt]);
+        lb.load(b, n0, kbeg + (kt + 1) * BK, kend, sh.tB[nxt]);
+      }
+      if (kt + 2 < ktiles) {  // table slot cur held slice kt, whose loads are done
+        fill_table(a, sh.tA[cur], kbeg + (kt + 2) * BK, t);
+        fill_table(b, sh.tB[cur], kbeg + (kt + 2) * BK, t - 32);
+      }
+      multiply_slice<CFG, TF32, OpA, OpB>(ctx, sh.sA[cur], sh.sB[cur], acc, wm0, wn0, lane);
+      if (kt + 1 < ktiles) {
+        la.template store<TF32>(sh.sA[nxt]);
+        lb.template store<TF32>(sh.sB[nxt]);
+      }
+      ctx.sync();
+    }
+  }
+
+  const int M = a.rows, N = b.rows;
+  const int z = ctx.bz();
+  for_each_acc<CFG, TF32>(wm0, wn0, lane, [&](int q, int m, int n) {
+    const int gm = m0 + m, gn = n0 + n;
+    if (gm >= M || gn >= N) return;
+    if (ws) ws[(static_cast<int64_t>(z) * M + gm) * N + gn] = acc[q];
+    else store_out(out, gm, gn, acc[q]);
+  });
+}
+
+// The split-K epilogue for output element idx of M x N: the splits summed in order.
+template <class Out>
+C3_HD void splitk_reduce_at(const float* ws, int splits, int M, int N, const Out& out, int64_t idx) {
+  const int64_t MN = static_cast<int64_t>(M) * N;
+  float s = 0.0f;
+  for (int z = 0; z < splits; ++z) s += ws[z * MN + idx];
+  store_out(out, static_cast<int>(idx / N), static_cast<int>(idx % N), s);
+}
+
+struct Plan {
+  int64_t tiles_m, tiles_n;
+  int splits, kchunk;
+};
+
+// Tiles of the product and the K split: split until the grid covers the device about twice,
+// each split keeping at least 4 slices.
+template <class CFG>
+inline Plan plan_tiles(int M, int N, int K, int sms) {
+  Plan p;
+  p.tiles_m = (M + CFG::BM - 1) / CFG::BM;
+  p.tiles_n = (N + CFG::BN - 1) / CFG::BN;
+  const int ktiles = (K + BK - 1) / BK;
+  int chunk_tiles = std::max(ktiles, 1);
+  p.splits = 1;
+  const int64_t tiles = p.tiles_m * p.tiles_n, target = 2 * static_cast<int64_t>(sms);
+  if (tiles < target && ktiles >= 8) {
+    const int64_t want = std::min<int64_t>({(target + tiles - 1) / tiles, ktiles / 4, 64});
+    if (want > 1) {
+      chunk_tiles = static_cast<int>((ktiles + want - 1) / want);
+      p.splits = (ktiles + chunk_tiles - 1) / chunk_tiles;
+    }
+  }
+  p.kchunk = chunk_tiles * BK;
+  return p;
+}
+
+}  // namespace c3::cuda::tile

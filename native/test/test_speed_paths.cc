@@ -1,0 +1,441 @@
+// The CPU fast paths against the plain reference kernels: the GEMM engine with every micro-kernel
+// this CPU can run (portable and AVX2+FMA) on one and two threads, the implicit-GEMM conv2d
+// passes on shapes that reach every special case (strides with gaps, padding wider than the
+// kernel, dense heads, empty channels, blocks crossing KC/MC/NC), Winograd F(2x2, 3x3) with its
+// error measured against float64 next to the implicit GEMM's, and the constant-channel conv
+// (conv2d_code_channels, ops::conv2d_const_channels) against the conv of the tiled input.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../core/ops.h"
+#include "../core/threadpool.h"
+#include "../cpu/gemm_kernels.h"
+#include "../cpu/kernels.h"
+#include "../cpu/winograd.h"
+#include "harness.h"
+
+namespace {
+
+using c3::Backend;
+using c3::Conv2dParams;
+using c3::test::Buf;
+using c3::test::expect_close;
+using c3::test::expect_true;
+using c3::test::random_vec;
+using Vec = std::vector<float>;
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+bool is_cpu(const Backend& be, const char* test) {
+  if (std::string(be.name) == "cpu") return true;
+  std::printf("     note: %s tests CPU kernels only, skipped on %s\n", test, be.name);
+  return false;
+}
+
+// Every micro-kernel this CPU runs; restores the engine's kernel and the pool size afterwards.
+struct KernelSweep {
+  const c3::cpu::MicroKernel& saved = c3::cpu::gemm_micro_kernel();
+  int threads = c3::num_threads();
+  ~KernelSweep() {
+    c3::cpu::set_gemm_micro_kernel(saved);
+    c3::set_num_threads(threads);
+  }
+  std::vector<const c3::cpu::MicroKernel*> kernels() const {
+    std::vector<const c3::cpu::MicroKernel*> ks{&c3::cpu::portable_micro_kernel()};
+    if (const c3::cpu::MicroKernel* k = c3::cpu::avx2_micro_kernel()) ks.push_back(k);
+    return ks;
+  }
+};
+
+std::string tag(const c3::cpu::MicroKernel& k, int threads) {
+  return std::string(" [") + k.name + ", " + std::to_string(threads) + " thread" + (threads > 1 ? "s]" : "]");
+}
+
+// ---------------------------------------------------------------- gemm
+
+C3_TEST(speed_gemm_every_kernel_matches_reference) {
+  if (!is_cpu(be, "speed_gemm_every_kernel_matches_reference")) return;
+  KernelSweep sweep;
+  // edges of the 6x8 and 6x16 tiles, K across KC = 256, M across MC = 144, N across NC = 1024
+  const int64_t shapes[][3] = {{1, 1, 1},     {5, 17, 3},    {6, 16, 256},  {7, 33, 257}, {13, 1, 300},
+                               {150, 40, 520}, {40, 1100, 70}, {300, 50, 9}, {61, 97, 611}};
+  const float ab[][2] = {{1.0f, 0.0f}, {0.5f, -1.5f}, {-2.0f, 1.0f}};
+  uint64_t seed = 70000;
+  for (const c3::cpu::MicroKernel* k : sweep.kernels()) {
+    c3::cpu::set_gemm_micro_kernel(*k);
+    for (int threads : {1, 2}) {
+      c3::set_num_threads(threads);
+      for (auto& s : shapes)
+        for (int t = 0; t < 4; ++t)
+          for (auto& c : ab) {
+            const int64_t M = s[0], N = s[1], K = s[2];
+            const bool ta = t & 1, tb = t & 2;
+            Vec A = random_vec(M * K, ++seed), B = random_vec(K * N, ++seed), C = random_vec(M * N, ++seed);
+            if (c[1] == 0.0f) std::fill(C.begin(), C.end(), kNaN);  // beta 0 must not read C
+            Vec R = C;
+            c3::cpu::gemm(ta, tb, M, N, K, c[0], A.data(), B.data(), c[1], C.data());
+            c3::cpu::gemm_reference(ta, tb, M, N, K, c[0], A.data(), B.data(), c[1], R.data());
+            expect_close(C, R, 1e-4, 2e-6 * (K + 1),
+                         "gemm " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " ta=" +
+                             std::to_string(ta) + " tb=" + std::to_string(tb) + " alpha=" + std::to_string(c[0]) +
+                             " beta=" + std::to_string(c[1]) + tag(*k, threads));
+          }
+    }
+  }
+}
+
+// gemm_strided on sub-matrices of wider rows: the strided packers read only the sub-matrix and
+// the stores leave C's columns past N alone. (The engine's K = 0 path, where every tile still
+// gets its one first store, is reached by the conv case with no input channels below.)
+C3_TEST(speed_gemm_strided_submatrices) {
+  if (!is_cpu(be, "speed_gemm_strided_submatrices")) return;
+  KernelSweep sweep;
+  for (const c3::cpu::MicroKernel* k : sweep.kernels()) {
+    c3::cpu::set_gemm_micro_kernel(*k);
+    // sub-matrices of larger row strides
+    const int64_t M = 23, N = 41, K = 19, lda = 30, ldb = 50, ldc = 45;
+    Vec A = random_vec(M * lda, 1), B = random_vec(K * ldb, 2), C(M * ldc, 3.0f);
+    c3::cpu::gemm_strided(false, false, M, N, K, 1.0f, A.data(), lda, B.data(), ldb, 0.0f, C.data(), ldc);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < ldc; ++j) {
+        double want = 3.0;
+        if (j < N) {
+          want = 0;
+          for (int64_t kk = 0; kk < K; ++kk) want += double(A[i * lda + kk]) * B[kk * ldb + j];
+        }
+        const double got = C[i * ldc + j];
+        expect_true(std::fabs(got - want) <= 1e-4 * (1 + std::fabs(want)),
+                    "gemm_strided element (" + std::to_string(i) + ", " + std::to_string(j) + ") is " +
+                        std::to_string(got) + ", expected " + std::to_string(want) + " (columns past N untouched)" +
+                        tag(*k, c3::num_threads()));
+      }
+  }
+}
+
+// ---------------------------------------------------------------- conv2d
+
+struct ConvCase {
+  int64_t N, C, H, W, K, R, S, stride, pad;
+  bool bias;
+};
+
+Conv2dParams params(const ConvCase& c) {
+  Conv2dParams p{c.N, c.C, c.H, c.W, c.K, c.R, c.S, 0, 0, c.stride, c.pad};
+  p.OH = (c.H + 2 * c.pad - c.R) / c.stride + 1;
+  p.OW = (c.W + 2 * c.pad - c.S) / c.stride + 1;
+  return p;
+}
+
+std::string describe(const Conv2dParams& p) {
+  return "conv N" + std::to_string(p.N) + " C" + std::to_string(p.C) + " " + std::to_string(p.H) + "x" +
+         std::to_string(p.W) + " K" + std::to_string(p.K) + " " + std::to_string(p.R) + "x" + std::to_string(p.S) +
+         " s" + std::to_string(p.stride) + " p" + std::to_string(p.pad);
+}
+
+const ConvCase kCases[] = {
+    {2, 3, 7, 6, 4, 3, 3, 1, 1, true},      // 3x3 s1 p1, odd map
+    {3, 5, 8, 8, 7, 4, 4, 2, 1, false},     // D's 4x4 s2 p1: four backward phases of 2x2 taps
+    {2, 4, 9, 7, 3, 4, 4, 2, 1, true},      // the same on odd maps: uneven phases
+    {2, 6, 4, 4, 5, 4, 4, 4, 0, true},      // D's head: the dense path
+    {2, 3, 5, 6, 4, 4, 4, 4, 0, false},     // stride 4, not dense
+    {1, 4, 9, 7, 3, 1, 1, 2, 0, false},     // 1x1 stride 2: phases no tap reaches (zero gradient)
+    {1, 2, 7, 7, 2, 2, 2, 3, 0, false},     // stride past the kernel: gaps
+    {2, 3, 9, 7, 5, 3, 2, 2, 1, true},      // 3x2 kernel
+    {1, 2, 5, 5, 3, 5, 5, 1, 2, false},     // kernel as large as the map
+    {1, 2, 6, 6, 3, 3, 3, 1, 3, false},     // padding wider than the kernel reaches
+    {1, 3, 11, 13, 7, 3, 3, 3, 2, true},    // stride 3, pad 2
+    {2, 5, 6, 7, 3, 1, 1, 1, 0, true},      // 1x1
+    {2, 0, 5, 5, 3, 3, 3, 1, 1, true},      // no input channels: y is the bias
+    {3, 17, 10, 12, 20, 3, 3, 1, 1, false}, // tile edges in M and N
+    {4, 32, 16, 16, 40, 3, 3, 1, 1, true},  // C*R*S = 288 crosses KC
+    {2, 64, 8, 8, 30, 4, 4, 2, 1, false},   // C*R*S = 1024: several K blocks
+    {16, 8, 4, 4, 12, 3, 3, 1, 1, true},    // 4x4 maps: many images per panel
+};
+
+C3_TEST(speed_conv2d_fast_paths_match_reference) {
+  if (!is_cpu(be, "speed_conv2d_fast_paths_match_reference")) return;
+  KernelSweep sweep;
+  uint64_t seed = 71000;
+  for (const c3::cpu::MicroKernel* k : sweep.kernels()) {
+    c3::cpu::set_gemm_micro_kernel(*k);
+    for (int threads : {1, 2}) {
+      c3::set_num_threads(threads);
+      for (const ConvCase& cc : kCases) {
+        const Conv2dParams p = params(cc);
+        const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
+        Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
+        Vec dy = random_vec(ny, ++seed);
+        const float* bias = cc.bias ? b.data() : nullptr;
+        // outputs start as NaN: every element must be overwritten
+        Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN), ry(ny), rdx(nx), rdw(nw);
+        c3::cpu::conv2d_forward(p, x.data(), w.data(), bias, y.data());
+        c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+        c3::cpu::conv2d_backward_weight(p, dy.data(), x.data(), dw.data());
+        c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
+        c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+        c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+        const std::string what = describe(p) + tag(*k, threads);
+        expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
+        expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
+        expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- winograd
+
+// max |got - want| / max |want|: the error relative to the output's scale
+double scaled_error(const Vec& got, const Vec& want) {
+  double e = 0, m = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    e = std::max(e, std::fabs(double(got[i]) - double(want[i])));
+    m = std::max(m, std::fabs(double(want[i])));
+  }
+  return m > 0 ? e / m : e;
+}
+
+struct WinogradGuard {
+  bool saved = c3::cpu::winograd_enabled();
+  ~WinogradGuard() { c3::cpu::set_winograd_enabled(saved); }
+};
+
+C3_TEST(speed_winograd_matches_direct_conv) {
+  if (!is_cpu(be, "speed_winograd_matches_direct_conv")) return;
+  WinogradGuard wguard;
+  KernelSweep sweep;
+  // The path's shape rules are bypassed (force): every case runs all three passes on Winograd.
+  const ConvCase cases[] = {
+      {2, 16, 4, 4, 16, 3, 3, 1, 1, true},     // D's 4x4 maps
+      {3, 17, 7, 9, 20, 3, 3, 1, 1, false},    // odd maps: half tiles at the edges
+      {2, 16, 1, 1, 16, 3, 3, 1, 1, true},     // a 1x1 map
+      {2, 16, 5, 6, 18, 3, 3, 1, 0, true},     // no padding (backward-data pads 2)
+      {1, 16, 5, 5, 16, 3, 3, 1, 2, false},    // padding 2 (backward-data pads 0)
+      {2, 16, 96, 96, 16, 3, 3, 1, 1, true},   // more tiles than one chunk holds
+      {16, 32, 4, 4, 48, 3, 3, 1, 1, false},   // many images per GEMM
+      {1, 3, 6, 5, 2, 3, 3, 1, 1, true},       // tiny channel counts
+  };
+  double worst_w = 0, worst_g = 0;
+  uint64_t seed = 74000;
+  for (const ConvCase& cc : cases) {
+    const Conv2dParams p = params(cc);
+    const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 9, ny = p.N * p.K * p.OH * p.OW;
+    Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
+    Vec dy = random_vec(ny, ++seed);
+    const float* bias = cc.bias ? b.data() : nullptr;
+    Vec ry(ny), rdx(nx), rdw(nw);
+    c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
+    c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+    c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+    for (bool wino : {true, false}) {
+      for (int threads : {1, 2}) {
+        c3::set_num_threads(threads);
+        Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN);
+        if (wino) {
+          c3::cpu::winograd_forward(p, x.data(), w.data(), bias, y.data());
+          c3::cpu::winograd_backward_data(p, dy.data(), w.data(), dx.data());
+          c3::cpu::winograd_backward_weight(p, dy.data(), x.data(), dw.data());
+        } else {
+          c3::cpu::set_winograd_enabled(false);
+          c3::cpu::conv2d_forward(p, x.data(), w.data(), bias, y.data());
+          c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx.data());
+          c3::cpu::conv2d_backward_weight(p, dy.data(), x.data(), dw.data());
+        }
+        const std::string what = describe(p) + (wino ? " winograd" : " implicit gemm") + tag(c3::cpu::gemm_micro_kernel(), threads);
+        expect_close(y, ry, 1e-4, 2e-5 * (p.C * 9 + 1), what + " forward");
+        expect_close(dx, rdx, 1e-4, 2e-5 * (p.K * 9 + 1), what + " backward_data");
+        expect_close(dw, rdw, 1e-4, 2e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+        double& worst = wino ? worst_w : worst_g;
+        worst = std::max({worst, scaled_error(y, ry), scaled_error(dx, rdx), scaled_error(dw, rdw)});
+      }
+    }
+  }
+  // the routing: which shapes conv2d sends to Winograd, pass by pass
+  c3::cpu::set_winograd_enabled(true);
+  using c3::cpu::ConvPass;
+  auto routes = [](const ConvCase& cc, ConvPass pass) { return c3::cpu::winograd_applies(params(cc), pass); };
+  const ConvCase d256{64, 256, 4, 4, 256, 3, 3, 1, 1, false}, few_tiles{8, 512, 4, 4, 512, 3, 3, 1, 1, false};
+  const ConvCase narrow{64, 4, 32, 32, 8, 3, 3, 1, 1, false}, strided{64, 256, 8, 8, 256, 3, 3, 2, 1, false};
+  const ConvCase g64{8, 64, 64, 64, 64, 3, 3, 1, 1, false};
+  expect_true(routes(d256, ConvPass::Forward) && routes(d256, ConvPass::BackwardData) &&
+                  routes(d256, ConvPass::BackwardWeight), "D's 256-channel 4x4 convs at batch 64 take Winograd");
+  expect_true(!routes(few_tiles, ConvPass::Forward) && !routes(few_tiles, ConvPass::BackwardWeight),
+              "32 tiles are too few for Winograd");
+  expect_true(!routes(narrow, ConvPass::Forward), "4 -> 8 channels stay on the implicit GEMM");
+  expect_true(!routes(strided, ConvPass::Forward), "stride 2 is not Winograd's");
+  expect_true(routes(g64, ConvPass::Forward) && !routes(g64, ConvPass::BackwardWeight),
+              "64 channels: Winograd forward, implicit GEMM weight gradient");
+  c3::cpu::set_winograd_enabled(false);
+  expect_true(!routes(d256, ConvPass::Forward), "set_winograd_enabled(false) turns the path off");
+  // F(2x2, 3x3) only adds, subtracts and halves: its error should stay near the direct sum's
+  expect_true(worst_w < 1e-5, "winograd max scaled error " + std::to_string(worst_w));
+  std::printf("     note: max error / max |output| vs float64: winograd %.2e, implicit gemm %.2e\n", worst_w, worst_g);
+}
+
+// ---------------------------------------------------------------- constant channels
+
+struct CodeCase {
+  int64_t N, Cx, Kc, H, W, K, R;
+};
+
+const CodeCase kCodeCases[] = {
+    {2, 3, 4, 5, 6, 5, 3},   // 3x3 'same'
+    {3, 0, 2, 4, 4, 3, 3},   // only code channels
+    {2, 2, 3, 1, 1, 4, 3},   // a 1x1 image: every position is a border
+    {2, 3, 5, 2, 7, 3, 5},   // 5x5 kernel on a map shorter than the kernel
+    {1, 1, 2, 6, 3, 2, 1},   // 1x1 kernel: no padding
+    {4, 16, 20, 8, 8, 32, 3}, // the image head's shape in small
+    {2, 4, 3, 9, 11, 6, 7},  // 7x7
+};
+
+// xin = concat(x, code tiled over H x W) along channels, on the host
+Vec tiled(const CodeCase& c, const Vec& x, const Vec& code) {
+  const int64_t HW = c.H * c.W, C = c.Cx + c.Kc;
+  Vec xin(c.N * C * HW);
+  for (int64_t n = 0; n < c.N; ++n) {
+    std::copy(x.begin() + n * c.Cx * HW, x.begin() + (n + 1) * c.Cx * HW, xin.begin() + n * C * HW);
+    for (int64_t j = 0; j < c.Kc; ++j)
+      std::fill(xin.begin() + (n * C + c.Cx + j) * HW, xin.begin() + (n * C + c.Cx + j + 1) * HW, code[n * c.Kc + j]);
+  }
+  return xin;
+}
+
+Conv2dParams code_params(const CodeCase& c) {
+  const int64_t pad = (c.R - 1) / 2;
+  return Conv2dParams{c.N, c.Cx + c.Kc, c.H, c.W, c.K, c.R, c.R, c.H, c.W, 1, pad};
+}
+
+std::string describe(const CodeCase& c) {
+  return "const channels N" + std::to_string(c.N) + " Cx" + std::to_string(c.Cx) + " Kc" + std::to_string(c.Kc) + " " +
+         std::to_string(c.H) + "x" + std::to_string(c.W) + " K" + std::to_string(c.K) + " " + std::to_string(c.R) +
+         "x" + std::to_string(c.R);
+}
+
+struct CodeRef {
+  Vec y, dw, dcode;
+};
+
+// the plain conv of the tiled input: y, dw and dcode (= dx of the code channels summed over H, W)
+CodeRef code_reference(const CodeCase& c, const Vec& x, const Vec& code, const Vec& w, const Vec& dy) {
+  const Conv2dParams p = code_params(c);
+  const Vec xin = tiled(c, x, code);
+  CodeRef r{Vec(c.N * c.K * c.H * c.W), Vec(w.size()), Vec(c.N * c.Kc, 0.0f)};
+  Vec dxin(xin.size());
+  c3::cpu::conv2d_forward_reference(p, xin.data(), w.data(), nullptr, r.y.data());
+  c3::cpu::conv2d_backward_weight_reference(p, dy.data(), xin.data(), r.dw.data());
+  c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), dxin.data());
+  const int64_t HW = c.H * c.W;
+  for (int64_t n = 0; n < c.N; ++n)
+    for (int64_t j = 0; j < c.Kc; ++j) {
+      double s = 0;
+      for (int64_t i = 0; i < HW; ++i) s += dxin[(n * p.C + c.Cx + j) * HW + i];
+      r.dcode[n * c.Kc + j] = static_cast<float>(s);
+    }
+  return r;
+}
+
+C3_TEST(speed_conv2d_code_channels_match_tiled_conv) {
+  if (!be.conv2d_code_channels) {
+    std::printf("     note: %s has no conv2d_code_channels (ops fall back to the plain conv)\n", be.name);
+    return;
+  }
+  uint64_t seed = 72000;
+  for (const CodeCase& c : kCodeCases) {
+    const Conv2dParams p = code_params(c);
+    const int64_t RS = c.R * c.R;
+    Vec x = random_vec(c.N * c.Cx * c.H * c.W, ++seed), code = random_vec(c.N * c.Kc, ++seed);
+    Vec w = random_vec(c.K * p.C * RS, ++seed), dy = random_vec(c.N * c.K * c.H * c.W, ++seed);
+    const CodeRef ref = code_reference(c, x, code, w, dy);
+    const std::string what = describe(c);
+    // forward: the kernel adds the code part onto y, here onto the reference's x part
+    Vec wx(c.K * c.Cx * RS);
+    for (int64_t k = 0; k < c.K; ++k)
+      std::copy(w.begin() + k * p.C * RS, w.begin() + (k * p.C + c.Cx) * RS, wx.begin() + k * c.Cx * RS);
+    Conv2dParams px = p;
+    px.C = c.Cx;
+    Vec yx(ref.y.size());
+    c3::cpu::conv2d_forward_reference(px, x.data(), wx.data(), nullptr, yx.data());
+    Buf bcode(be, code), bw(be, w), bdy(be, dy), by(be, yx);
+    be.conv2d_code_channels(false, p, c.Kc, bcode.p(), bw.p(), nullptr, by.p(), nullptr, nullptr);
+    expect_close(by.host(), ref.y, 1e-4, 1e-5 * (p.C * RS + 1), what + " forward");
+    // backward: dw's code part and dcode; dw's x part is left as it was
+    const float sentinel = 7.0f;
+    Buf bdw(be, Vec(w.size(), sentinel)), bdc(be, Vec(code.size(), kNaN));
+    be.conv2d_code_channels(true, p, c.Kc, bcode.p(), bw.p(), bdy.p(), nullptr, bdw.p(), bdc.p());
+    Vec dw = bdw.host(), want_dw = ref.dw;
+    for (int64_t k = 0; k < c.K; ++k)
+      std::fill(want_dw.begin() + k * p.C * RS, want_dw.begin() + (k * p.C + c.Cx) * RS, sentinel);
+    expect_close(dw, want_dw, 1e-4, 1e-5 * (c.N * c.H * c.W + 1), what + " dw (code part; x part untouched)");
+    expect_close(bdc.host(), ref.dcode, 1e-4, 1e-5 * (c.K * RS * c.H * c.W + 1), what + " dcode");
+    // either output may be null
+    Buf bdc2(be, Vec(code.size(), kNaN));
+    be.conv2d_code_channels(true, p, c.Kc, bcode.p(), bw.p(), bdy.p(), nullptr, nullptr, bdc2.p());
+    expect_close(bdc2.host(), ref.dcode, 1e-4, 1e-5 * (c.K * RS * c.H * c.W + 1), what + " dcode without dw");
+  }
+}
+
+// The checked op on this backend (the kernel where the backend has it, the plain conv of the
+// tiled input where it does not) against the same references, and its argument checks.
+C3_TEST(speed_ops_conv2d_const_channels) {
+  namespace ops = c3::ops;
+  const c3::Device d = std::string(be.name) == "cuda" ? c3::Device::CUDA : c3::Device::CPU;
+  uint64_t seed = 73000;
+  for (const CodeCase& c : kCodeCases) {
+    const Conv2dParams p = code_params(c);
+    Vec x = random_vec(c.N * c.Cx * c.H * c.W, ++seed), code = random_vec(c.N * c.Kc, ++seed);
+    Vec w = random_vec(c.K * p.C * c.R * c.R, ++seed), dy = random_vec(c.N * c.K * c.H * c.W, ++seed);
+    const CodeRef ref = code_reference(c, x, code, w, dy);
+    // the reference's dx of the x channels
+    const Vec xin = tiled(c, x, code);
+    Vec dxin(xin.size());
+    c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), dxin.data());
+    Vec want_dx(x.size());
+    const int64_t HW = c.H * c.W;
+    for (int64_t n = 0; n < c.N; ++n)
+      std::copy(dxin.begin() + n * p.C * HW, dxin.begin() + (n * p.C + c.Cx) * HW, want_dx.begin() + n * c.Cx * HW);
+
+    auto host = [](const c3::Tensor& t) {
+      Vec h(static_cast<size_t>(t.numel()));
+      ops::to_host(t, h.data(), h.size());
+      return h;
+    };
+    const c3::Tensor tx = ops::from_host(d, {c.N, c.Cx, c.H, c.W}, x.data(), x.size());
+    const c3::Tensor tc = ops::from_host(d, {c.N, c.Kc}, code.data(), code.size());
+    const c3::Tensor tw = ops::from_host(d, {c.K, p.C, c.R, c.R}, w.data(), w.size());
+    const c3::Tensor tdy = ops::from_host(d, {c.N, c.K, c.H, c.W}, dy.data(), dy.size());
+    const std::string what = "ops " + describe(c);
+    expect_close(host(ops::conv2d_const_channels(tx, tw, tc)), ref.y, 1e-4, 1e-5 * (p.C * c.R * c.R + 1),
+                 what + " forward");
+    const ops::ConstChannelsGrads g = ops::conv2d_const_channels_backward(tdy, tx, tw, tc, true, true, true);
+    expect_close(host(g.dx), want_dx, 1e-4, 1e-5 * (c.K * c.R * c.R + 1), what + " dx");
+    expect_close(host(g.dw), ref.dw, 1e-4, 1e-5 * (c.N * HW + 1), what + " dw");
+    expect_close(host(g.dcode), ref.dcode, 1e-4, 1e-5 * (c.K * c.R * c.R * HW + 1), what + " dcode");
+    const ops::ConstChannelsGrads only = ops::conv2d_const_channels_backward(tdy, tx, tw, tc, false, false, true);
+    expect_true(!only.dx.defined() && !only.dw.defined() && only.dcode.defined(), what + ": only dcode asked for");
+  }
+  // argument checks name the op and the problem
+  auto throws = [&](const std::vector<int64_t>& xs, const std::vector<int64_t>& ws, const std::vector<int64_t>& cs,
+                    const std::string& needle) {
+    const c3::Tensor tx = ops::full(d, xs, 1.0f), tw = ops::full(d, ws, 1.0f), tc = ops::full(d, cs, 1.0f);
+    try {
+      ops::conv2d_const_channels(tx, tw, tc);
+    } catch (const std::exception& e) {
+      const std::string m = e.what();
+      expect_true(m.find("conv2d_const_channels") != std::string::npos && m.find(needle) != std::string::npos,
+                  "error message '" + m + "' should name the op and contain '" + needle + "'");
+      return;
+    }
+    expect_true(false, "conv2d_const_channels should reject " + needle);
+  };
+  throws({2, 3, 4, 4}, {5, 6, 2, 2}, {2, 3}, "odd square kernel");
+  throws({2, 3, 4, 4}, {5, 6, 3, 1}, {2, 3}, "odd square kernel");
+  throws({2, 3, 4, 4}, {5, 7, 3, 3}, {2, 3}, "expects 7 input channels");
+  throws({2, 3, 4, 4}, {5, 6, 3, 3}, {3, 3}, "has 3 rows");
+  throws({2, 3, 4, 4}, {5, 6, 3, 3}, {2, 3, 1}, "rank 2");
+}
+
+}  // namespace
