@@ -219,6 +219,69 @@ class WeightOperands final : public GemmOperands {
   int64_t crs_;
 };
 
+// dx += col2im(w^T dy) with the col2im fused into the store: C (C*R*S x N*OH*OW) = w^T (rows
+// (c, r, s), K deep) . dy (K x pixels), and each finished tile is added straight into dx at
+// (c, oh*stride - pad + r, ow*stride - pad + s). Windows overlap, so the engine keeps each
+// image's columns, all rows of them, on one thread (column_grain, rows_splittable). dx must be
+// zero beforehand.
+class Col2imOperands final : public GemmOperands {
+ public:
+  Col2imOperands(const Conv2dParams& p, const float* w, const Gather& dy, float* dx)
+      : p_(p), w_(w), dy_(dy), dx_(dx), crs_(p.C * p.R * p.S), rows_(p.OH, p.H, p.stride, offsets(p.R, p.pad)),
+        cols_(p.OW, p.W, p.stride, offsets(p.S, p.pad)) {}
+  void pack_a(int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr, float* out) const override {
+    pack_a_strided(w_, 1, crs_, i0, mc, k0, kc, mr, out);  // element (crs, k) is w[k, crs]
+  }
+  void pack_b(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* out) const override {
+    float* line = line_buffer(nc);
+    for (int64_t k = 0; k < kc; ++k) {
+      dy_.line(k0 + k, j0, nc, line);
+      deal_b_row(line, k, kc, nc, nr, out);
+    }
+  }
+  void store(int64_t i0, int64_t j0, int64_t rows, int64_t cols, const float* acc, int64_t ld, bool) const override {
+    const int64_t RS = p_.R * p_.S, plane = p_.OH * p_.OW, st = p_.stride;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t crs = i0 + r, c = crs / RS, tr = (crs / p_.S) % p_.R, ts = crs % p_.S;
+      const int64_t ilo = rows_.lo[tr], ihi = rows_.hi[tr], jlo = cols_.lo[ts], jhi = cols_.hi[ts];
+      const float* t = acc + r * ld;
+      int64_t n = j0 / plane, rem = j0 % plane, oh = rem / p_.OW, ow = rem % p_.OW, done = 0;
+      while (done < cols) {
+        const int64_t seg = std::min(p_.OW - ow, cols - done);
+        if (oh >= ilo && oh < ihi) {
+          // dx row of this output row and tap; columns ow*st + off
+          float* d = dx_ + ((n * p_.C + c) * p_.H + oh * st + rows_.off[tr]) * p_.W + cols_.off[ts];
+          const int64_t a = std::clamp(jlo, ow, ow + seg), b = std::clamp(jhi, ow, ow + seg);
+          const float* src = t + done - ow;  // src[x] is output column x of this run
+          for (int64_t x = a; x < b; ++x) d[x * st] += src[x];
+        }
+        done += seg;
+        ow += seg;
+        if (ow == p_.OW) {
+          ow = 0;
+          if (++oh == p_.OH) oh = 0, ++n;
+        }
+      }
+    }
+  }
+  double pack_cost_b() const override { return 2.0; }
+  int64_t column_grain() const override { return p_.OH * p_.OW; }
+  bool rows_splittable() const override { return false; }
+
+ private:
+  static std::vector<int64_t> offsets(int64_t taps, int64_t pad) {
+    std::vector<int64_t> v(static_cast<size_t>(taps));
+    for (int64_t t = 0; t < taps; ++t) v[t] = t - pad;
+    return v;
+  }
+  const Conv2dParams& p_;
+  const float* w_;
+  const Gather& dy_;
+  float* dx_;
+  int64_t crs_;
+  Axis rows_, cols_;
+};
+
 std::vector<int64_t> tap_offsets(int64_t taps, int64_t first, int64_t step) {
   std::vector<int64_t> v(static_cast<size_t>(taps));
   for (int64_t t = 0; t < taps; ++t) v[t] = first + t * step;
@@ -235,7 +298,23 @@ Gather forward_gather(const Conv2dParams& p, const float* x) {
 // the conv is a dense layer over x viewed as (N, C*H*W), three plain GEMMs.
 bool is_dense(const Conv2dParams& p) { return p.pad == 0 && p.R == p.H && p.S == p.W && p.OH == 1 && p.OW == 1; }
 
+// Backward-data by the fused col2im rather than by stride phases: for strided convs whose
+// input channels are fewer than their output channels (D's downsampling convs), where the col2im
+// product is the larger, better-shaped GEMM (C*R*S rows, dy packed by plain row copies) and the
+// phases' gathers would dominate. Needs a few images to spread over the threads.
+int& data_path() {
+  static int path = -1;
+  return path;
+}
+
+bool use_col2im(const Conv2dParams& p) {
+  if (data_path() >= 0) return data_path() == 1;
+  return p.stride > 1 && p.C < p.K && p.N >= 4;
+}
+
 }  // namespace
+
+void set_conv2d_backward_data_path(int path) { data_path() = path < 0 ? -1 : path > 0 ? 1 : 0; }
 
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
   if (p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0) return;
@@ -261,6 +340,12 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
     return;
   }
   if (winograd_applies(p, ConvPass::BackwardData)) return winograd_backward_data(p, dy, w, dx);
+  if (use_col2im(p)) {
+    std::fill(dx, dx + p.N * p.C * p.H * p.W, 0.0f);
+    const Gather g{dy, p.K, p.OH, p.OW, Axis(p.OH, p.OH, 1, {0}), Axis(p.OW, p.OW, 1, {0})};
+    gemm_run(p.C * p.R * p.S, p.N * p.OH * p.OW, p.K, Col2imOperands(p, w, g, dx));
+    return;
+  }
   const int64_t st = p.stride;
   std::vector<float> wt;
   for (int64_t a = 0; a < st; ++a)

@@ -125,10 +125,11 @@ struct Split {
 
 // How many row and column chunks: enough for every thread to get a few, choosing the split
 // whose repacking (A once per column chunk, B once per row chunk) and imbalance cost least.
-Split choose_split(int64_t M, int64_t N, int64_t K, int mr, int nr, int threads, double cost_a, double cost_b) {
+Split choose_split(int64_t M, int64_t N, int64_t K, int mr, int64_t nr, int threads, double cost_a, double cost_b,
+                   bool split_rows) {
   const double macs = double(M) * double(N) * double(std::max<int64_t>(K, 1));
   if (threads <= 1 || macs < double(kParallelMacs)) return {1, 1};
-  const int64_t max_m = ceil_div(M, mr), max_n = ceil_div(N, nr);
+  const int64_t max_m = split_rows ? ceil_div(M, mr) : 1, max_n = ceil_div(N, nr);
   const int64_t target = kChunksPerThread * threads;
   // rough nanoseconds: ~10 multiply-adds per ns per thread, ~0.5 ns per packed element
   const double compute = macs / 10.0;
@@ -271,13 +272,17 @@ void deal_b_col(const float* line, int64_t c, int64_t kc, int nr, float* out) {
 void gemm_run(int64_t M, int64_t N, int64_t K, const GemmOperands& ops) {
   if (M <= 0 || N <= 0) return;
   const MicroKernel& mk = gemm_micro_kernel();
-  const Split s = choose_split(M, N, K, mk.mr, mk.nr, num_threads(), ops.pack_cost_a(), ops.pack_cost_b());
-  const int64_t pm = ceil_div(M, mk.mr), pn = ceil_div(N, mk.nr);
+  // columns are split in units of whole panels, or of the operands' grain when they ask for one
+  const int64_t grain = ops.column_grain();
+  const int64_t unit = grain > 1 ? grain : mk.nr;
+  const Split s = choose_split(M, N, K, mk.mr, unit, num_threads(), ops.pack_cost_a(), ops.pack_cost_b(),
+                               ops.rows_splittable());
+  const int64_t pm = ceil_div(M, mk.mr), pn = ceil_div(N, unit);
   auto chunk = [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t a = c / s.nn, b = c % s.nn;
       const int64_t i_lo = std::min(M, pm * a / s.nm * mk.mr), i_hi = std::min(M, pm * (a + 1) / s.nm * mk.mr);
-      const int64_t j_lo = std::min(N, pn * b / s.nn * mk.nr), j_hi = std::min(N, pn * (b + 1) / s.nn * mk.nr);
+      const int64_t j_lo = std::min(N, pn * b / s.nn * unit), j_hi = std::min(N, pn * (b + 1) / s.nn * unit);
       if (i_lo < i_hi && j_lo < j_hi) run_chunk(mk, ops, K, i_lo, i_hi, j_lo, j_hi);
     }
   };

@@ -46,6 +46,11 @@ class GemmOperands {
   // per column chunk and B once per row chunk; the split is chosen to repack the cheaper one.
   virtual double pack_cost_a() const { return 1.0; }
   virtual double pack_cost_b() const { return 1.0; }
+  // Threads split C at column multiples of column_grain(), and over rows only where
+  // rows_splittable(): a store that adds into shared outputs (conv2d's fused col2im) keeps the
+  // columns of one image, all rows of them, on one thread.
+  virtual int64_t column_grain() const { return 1; }
+  virtual bool rows_splittable() const { return true; }
 };
 
 // Runs the blocked GEMM on the thread pool (serially when small or nested in a parallel_for).

@@ -33,6 +33,9 @@ void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float*
 void conv2d_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
 void conv2d_backward_data_reference(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight_reference(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+// How conv2d_backward_data works (for tests and benchmarks): -1 chooses by shape (the default),
+// 0 always by stride phases, 1 always by the fused col2im.
+void set_conv2d_backward_data_path(int path);
 
 // batchnorm.cc
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,

@@ -154,6 +154,8 @@ const ConvCase kCases[] = {
     {4, 32, 16, 16, 40, 3, 3, 1, 1, true},  // C*R*S = 288 crosses KC
     {2, 64, 8, 8, 30, 4, 4, 2, 1, false},   // C*R*S = 1024: several K blocks
     {16, 8, 4, 4, 12, 3, 3, 1, 1, true},    // 4x4 maps: many images per panel
+    {6, 8, 10, 10, 16, 4, 4, 2, 1, false},  // fewer input than output channels, strided: fused col2im
+    {5, 3, 9, 7, 7, 3, 3, 2, 1, true},      // the same on odd maps with a 3x3 kernel
 };
 
 C3_TEST(speed_conv2d_fast_paths_match_reference) {
@@ -175,12 +177,21 @@ C3_TEST(speed_conv2d_fast_paths_match_reference) {
         c3::cpu::conv2d_forward(p, x.data(), w.data(), bias, y.data());
         c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx.data());
         c3::cpu::conv2d_backward_weight(p, dy.data(), x.data(), dw.data());
+        // backward-data both ways: by stride phases and by the fused col2im
+        Vec dx_phases(nx, kNaN), dx_col2im(nx, kNaN);
+        c3::cpu::set_conv2d_backward_data_path(0);
+        c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx_phases.data());
+        c3::cpu::set_conv2d_backward_data_path(1);
+        c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx_col2im.data());
+        c3::cpu::set_conv2d_backward_data_path(-1);
         c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
         c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
         c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
         const std::string what = describe(p) + tag(*k, threads);
         expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
         expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
+        expect_close(dx_phases, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data by phases");
+        expect_close(dx_col2im, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data by col2im");
         expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
       }
     }
