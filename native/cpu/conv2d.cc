@@ -7,7 +7,8 @@
 //                     dx (C x pixels of the phase) = w' (C x K*taps) . gather(dy); one phase for
 //                     stride 1, no col2im scatter, every dx element written exactly once
 //   backward-weight:  dw (K x CRS) = dy (K x N*OH*OW) . im2col(x)^T, im2col rows packed as columns
-// 3x3 stride-1 convs with enough channels go to Winograd F(2x2, 3x3) instead (winograd.cc).
+// Stride-1 convs with few channels on the pass's output side go to direct AVX2 loops
+// (conv_direct.cc), 3x3 stride-1 convs with enough channels to Winograd F(2x2, 3x3) (winograd.cc).
 // The threads work inside the engine (chunks of the output). The *_reference functions are plain
 // loops.
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "gemm_kernels.h"
+#include "conv_direct.h"
 #include "kernels.h"
 #include "winograd.h"
 
@@ -298,18 +300,19 @@ Gather forward_gather(const Conv2dParams& p, const float* x) {
 // the conv is a dense layer over x viewed as (N, C*H*W), three plain GEMMs.
 bool is_dense(const Conv2dParams& p) { return p.pad == 0 && p.R == p.H && p.S == p.W && p.OH == 1 && p.OW == 1; }
 
-// Backward-data by the fused col2im rather than by stride phases: for strided convs whose
-// input channels are fewer than their output channels (D's downsampling convs), where the col2im
-// product is the larger, better-shaped GEMM (C*R*S rows, dy packed by plain row copies) and the
-// phases' gathers would dominate. Needs a few images to spread over the threads.
+// -1: choose by shape; 0: stride phases; 1: fused col2im (set_conv2d_backward_data_path)
 int& data_path() {
   static int path = -1;
   return path;
 }
 
+// Backward-data by the fused col2im rather than by stride phases: for strided convs with no more
+// input than output channels (D's downsampling convs), where the col2im product is the larger,
+// better-shaped GEMM (C*R*S rows, dy packed by plain row copies) and the phases' gathers (one
+// GEMM row per input channel) would dominate. Needs a few images to spread over the threads.
 bool use_col2im(const Conv2dParams& p) {
   if (data_path() >= 0) return data_path() == 1;
-  return p.stride > 1 && p.C < p.K && p.N >= 4;
+  return p.stride > 1 && p.C <= p.K && p.N >= 4;
 }
 
 }  // namespace
@@ -326,6 +329,7 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
         for (int64_t k = 0; k < p.K; ++k) y[n * p.K + k] += bias[k];
     return;
   }
+  if (direct_conv_applies(p, ConvPass::Forward)) return direct_conv_forward(p, x, w, bias, y);
   if (winograd_applies(p, ConvPass::Forward)) return winograd_forward(p, x, w, bias, y);
   const Gather g = forward_gather(p, x);
   const Scatter s{y, p.K, p.OH, p.OW, 1, 0, 0, p.OH, p.OW, bias};
@@ -339,6 +343,7 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
     gemm_strided(false, false, p.N, crs, p.K, 1.0f, dy, p.K, w, crs, 0.0f, dx, crs);
     return;
   }
+  if (direct_conv_applies(p, ConvPass::BackwardData)) return direct_conv_backward_data(p, dy, w, dx);
   if (winograd_applies(p, ConvPass::BackwardData)) return winograd_backward_data(p, dy, w, dx);
   if (use_col2im(p)) {
     std::fill(dx, dx + p.N * p.C * p.H * p.W, 0.0f);
@@ -386,6 +391,7 @@ void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float*
     gemm_strided(true, false, p.K, crs, p.N, 1.0f, dy, p.K, x, crs, 0.0f, dw, crs);
     return;
   }
+  if (direct_conv_applies(p, ConvPass::BackwardWeight)) return direct_conv_backward_weight(p, dy, x, dw);
   if (winograd_applies(p, ConvPass::BackwardWeight)) return winograd_backward_weight(p, dy, x, dw);
   const Gather g = forward_gather(p, x);
   gemm_run(p.K, crs, p.N * p.OH * p.OW, WeightOperands(dy, p.K, p.OH * p.OW, g, dw, crs));

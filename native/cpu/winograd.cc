@@ -230,6 +230,8 @@ bool winograd_applies(const Conv2dParams& p, ConvPass pass) {
   const int64_t tiles = Tiles(p.N, p.OH, p.OW).total;
   const int64_t lo = std::min(p.C, p.K), hi = std::max(p.C, p.K);
   if (pass == ConvPass::BackwardWeight) return lo >= kMinWeightChannels && 2 * tiles >= hi;
+  // backward-data's GEMMs are K deep (the forward's, C): a shallow product loses to the others
+  if (pass == ConvPass::BackwardData && p.K < 2 * kMinChannels) return false;
   return lo >= kMinChannels && p.C + p.K >= kMinChannelSum && tiles >= kMinTiles;
 }
 

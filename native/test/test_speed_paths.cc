@@ -2,7 +2,8 @@
 // this CPU can run (portable and AVX2+FMA) on one and two threads, the implicit-GEMM conv2d
 // passes on shapes that reach every special case (strides with gaps, padding wider than the
 // kernel, dense heads, empty channels, blocks crossing KC/MC/NC), Winograd F(2x2, 3x3) with its
-// error measured against float64 next to the implicit GEMM's, and the constant-channel conv
+// error measured against float64 next to the implicit GEMM's, the direct loops for narrow
+// layers, and the constant-channel conv
 // (conv2d_code_channels, ops::conv2d_const_channels) against the conv of the tiled input.
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,7 @@
 
 #include "../core/ops.h"
 #include "../core/threadpool.h"
+#include "../cpu/conv_direct.h"
 #include "../cpu/gemm_kernels.h"
 #include "../cpu/kernels.h"
 #include "../cpu/winograd.h"
@@ -158,12 +160,28 @@ const ConvCase kCases[] = {
     {5, 3, 9, 7, 7, 3, 3, 2, 1, true},      // the same on odd maps with a 3x3 kernel
 };
 
+struct PathGuard {
+  bool wino = c3::cpu::winograd_enabled(), direct = c3::cpu::direct_conv_enabled();
+  ~PathGuard() {
+    c3::cpu::set_winograd_enabled(wino);
+    c3::cpu::set_direct_conv_enabled(direct);
+    c3::cpu::set_conv2d_backward_data_path(-1);
+  }
+};
+
+// The implicit GEMM (Winograd and the direct loops off) with every micro-kernel, then once more
+// with the default routing.
 C3_TEST(speed_conv2d_fast_paths_match_reference) {
   if (!is_cpu(be, "speed_conv2d_fast_paths_match_reference")) return;
   KernelSweep sweep;
+  PathGuard paths;
   uint64_t seed = 71000;
-  for (const c3::cpu::MicroKernel* k : sweep.kernels()) {
-    c3::cpu::set_gemm_micro_kernel(*k);
+  std::vector<const c3::cpu::MicroKernel*> kernels = sweep.kernels();
+  kernels.push_back(nullptr);  // the default routing
+  for (const c3::cpu::MicroKernel* k : kernels) {
+    c3::cpu::set_gemm_micro_kernel(k ? *k : sweep.saved);
+    c3::cpu::set_winograd_enabled(!k);
+    c3::cpu::set_direct_conv_enabled(!k);
     for (int threads : {1, 2}) {
       c3::set_num_threads(threads);
       for (const ConvCase& cc : kCases) {
@@ -187,7 +205,7 @@ C3_TEST(speed_conv2d_fast_paths_match_reference) {
         c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
         c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
         c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
-        const std::string what = describe(p) + tag(*k, threads);
+        const std::string what = describe(p) + (k ? tag(*k, threads) : " [default routing]");
         expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
         expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
         expect_close(dx_phases, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data by phases");
@@ -196,6 +214,64 @@ C3_TEST(speed_conv2d_fast_paths_match_reference) {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------- direct loops
+
+C3_TEST(speed_direct_conv_matches_reference) {
+  if (!is_cpu(be, "speed_direct_conv_matches_reference")) return;
+  if (!c3::cpu::avx2_micro_kernel()) {
+    std::printf("     note: no AVX2+FMA on this CPU: the direct loops are never used\n");
+    return;
+  }
+  KernelSweep sweep;
+  PathGuard paths;
+  const ConvCase cases[] = {
+      {2, 4, 32, 32, 8, 3, 3, 1, 1, true},    // G's 32 px tail: 4 -> 8 on 32x32
+      {3, 1, 7, 9, 1, 3, 3, 1, 1, false},     // one channel each side: an unpaired output channel
+      {2, 3, 5, 13, 5, 3, 3, 1, 0, true},     // no padding; 13 columns: a partial vector
+      {2, 2, 6, 6, 3, 3, 3, 1, 2, false},     // padding 2 (backward-data takes the reference loops)
+      {2, 5, 8, 40, 7, 1, 1, 1, 0, true},     // 1x1, 40 columns: a 32-wide segment and an 8-wide one
+      {1, 3, 9, 17, 4, 2, 2, 1, 1, false},    // 2x2 kernel
+      {2, 3, 4, 33, 3, 3, 2, 1, 1, true},     // 3x2 kernel (backward-data by the reference loops)
+      {2, 16, 16, 16, 16, 3, 3, 1, 1, false}, // 16 -> 16
+      {4, 64, 16, 16, 8, 3, 3, 1, 1, true},   // 64 -> 8 on 16x16 (G's 32 px to_img)
+      {1, 2, 20, 3, 3, 3, 3, 1, 1, false},    // a narrow map: 3 columns, bands of rows
+  };
+  uint64_t seed = 75000;
+  for (int threads : {1, 2}) {
+    c3::set_num_threads(threads);
+    for (const ConvCase& cc : cases) {
+      const Conv2dParams p = params(cc);
+      const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
+      Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
+      Vec dy = random_vec(ny, ++seed);
+      const float* bias = cc.bias ? b.data() : nullptr;
+      Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN), ry(ny), rdx(nx), rdw(nw);
+      c3::cpu::direct_conv_forward(p, x.data(), w.data(), bias, y.data());
+      c3::cpu::direct_conv_backward_data(p, dy.data(), w.data(), dx.data());
+      c3::cpu::direct_conv_backward_weight(p, dy.data(), x.data(), dw.data());
+      c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
+      c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+      c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+      const std::string what = describe(p) + " direct, " + std::to_string(threads) + " thread(s)";
+      expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
+      expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
+      expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+    }
+  }
+  // the routing
+  c3::cpu::set_direct_conv_enabled(true);
+  using c3::cpu::ConvPass;
+  auto routes = [](const ConvCase& cc, ConvPass pass) { return c3::cpu::direct_conv_applies(params(cc), pass); };
+  const ConvCase g4{64, 4, 32, 32, 8, 3, 3, 1, 1, false}, wide{64, 256, 4, 4, 256, 3, 3, 1, 1, false};
+  const ConvCase strided{64, 4, 32, 32, 8, 4, 4, 2, 1, false};
+  expect_true(routes(g4, ConvPass::Forward) && routes(g4, ConvPass::BackwardData) &&
+                  routes(g4, ConvPass::BackwardWeight), "4 -> 8 channels take the direct loops");
+  expect_true(!routes(wide, ConvPass::Forward) && !routes(wide, ConvPass::BackwardWeight), "256 channels do not");
+  expect_true(!routes(strided, ConvPass::Forward), "strided convs do not");
+  c3::cpu::set_direct_conv_enabled(false);
+  expect_true(!routes(g4, ConvPass::Forward), "set_direct_conv_enabled(false) turns the path off");
 }
 
 // ---------------------------------------------------------------- winograd
@@ -210,14 +286,9 @@ double scaled_error(const Vec& got, const Vec& want) {
   return m > 0 ? e / m : e;
 }
 
-struct WinogradGuard {
-  bool saved = c3::cpu::winograd_enabled();
-  ~WinogradGuard() { c3::cpu::set_winograd_enabled(saved); }
-};
-
 C3_TEST(speed_winograd_matches_direct_conv) {
   if (!is_cpu(be, "speed_winograd_matches_direct_conv")) return;
-  WinogradGuard wguard;
+  PathGuard paths;
   KernelSweep sweep;
   // The path's shape rules are bypassed (force): every case runs all three passes on Winograd.
   const ConvCase cases[] = {
@@ -252,6 +323,7 @@ C3_TEST(speed_winograd_matches_direct_conv) {
           c3::cpu::winograd_backward_weight(p, dy.data(), x.data(), dw.data());
         } else {
           c3::cpu::set_winograd_enabled(false);
+          c3::cpu::set_direct_conv_enabled(false);
           c3::cpu::conv2d_forward(p, x.data(), w.data(), bias, y.data());
           c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx.data());
           c3::cpu::conv2d_backward_weight(p, dy.data(), x.data(), dw.data());

@@ -1,0 +1,305 @@
+// Direct stride-1 convolution with AVX2 for layers with few channels on one side (G's last
+// layers: 1-16 channels at 16x16 to 128x128). An implicit GEMM there has a handful of rows, so
+// every packed element is used a handful of times and packing dominates; here the input rows are
+// zero-padded once per band of output rows and each output row is accumulated in registers.
+//   forward:         y[k, oh, ow..ow+31] += w[k, c, r, s] * P[c, oh + r, ow + s ..], two k at a time
+//   backward-data:   the forward on dy with the flipped, transposed kernel (padding R-1-pad)
+//   backward-weight: dw[k, c, r, s] = sum over rows of dy[k, oh, :] . P[c, oh + r, s:], nine
+//                    vector accumulators per (k, c), per-chunk partial sums added at the end
+// Only built for x86 with GCC/Clang (target attributes); elsewhere direct_conv_applies is false.
+#include "conv_direct.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../core/threadpool.h"
+#include "gemm_kernels.h"
+#include "kernels.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define C3_DIRECT_AVX2 1
+#endif
+
+namespace c3::cpu {
+
+namespace {
+
+// Where the direct loops beat the implicit GEMM and Winograd (measured on Zen 1).
+constexpr int64_t kMaxOutChannels = 16;       // forward K, backward-data C
+constexpr int64_t kMaxWeightPairs = 512;      // backward-weight K * C
+constexpr int64_t kForwardBand = 8;           // output rows per work item
+constexpr int64_t kWeightBand = 16;
+
+bool initial_enabled() {
+  const char* e = std::getenv("C3GAN_DIRECT_CONV");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+
+bool& enabled_flag() {
+  static bool on = initial_enabled();
+  return on;
+}
+
+#ifdef C3_DIRECT_AVX2
+
+float* scratch(int which, size_t n) {
+  thread_local std::vector<float> bufs[2];
+  std::vector<float>& v = bufs[which];
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Padded rows [y0, y0 + rows) of a (C, H, W) image: padded row u is input row u - pad, input
+// column j sits at j + pad, each row Wp wide; zero outside the input.
+void pad_rows(const float* img, int64_t C, int64_t H, int64_t W, int64_t pad, int64_t y0, int64_t rows, int64_t Wp,
+              float* out) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t u = 0; u < rows; ++u) {
+      float* d = out + (c * rows + u) * Wp;
+      const int64_t ih = y0 + u - pad;
+      if (ih < 0 || ih >= H) {
+        std::fill(d, d + Wp, 0.0f);
+        continue;
+      }
+      std::fill(d, d + pad, 0.0f);
+      std::memcpy(d + pad, img + (c * H + ih) * W, W * sizeof(float));
+      std::fill(d + pad + W, d + Wp, 0.0f);
+    }
+}
+
+struct FwdShape {
+  int64_t taps;        // C * R * S
+  const int64_t* off;  // per tap (c, r, s): its input's offset in the band, (c * rows + r) * Wp + s
+};
+
+// One output row segment of NV vectors (8 columns each) for output channel k (and k + 1 when
+// PAIR): prow is the band's padded input at (c = 0, row oh - band start, column ow0); w0 and w1
+// are the two channels' kernels, in tap order. Accumulators are named variables, not an array,
+// so they stay in registers across the tap loop.
+template <int NV, bool PAIR>
+__attribute__((target("avx2,fma"))) void fwd_segment(const FwdShape& f, const float* prow, const float* w0,
+                                                    const float* w1, float b0, float b1, float* y0, float* y1,
+                                                    int64_t valid) {
+  __m256 a0 = _mm256_set1_ps(b0), a1 = a0, a2 = a0, a3 = a0;
+  __m256 c0 = _mm256_set1_ps(b1), c1 = c0, c2 = c0, c3 = c0;
+  for (int64_t t = 0; t < f.taps; ++t) {
+    const float* v = prow + f.off[t];
+    const __m256 k0 = _mm256_broadcast_ss(w0 + t);
+    const __m256 v0 = _mm256_loadu_ps(v);
+    a0 = _mm256_fmadd_ps(k0, v0, a0);
+    __m256 v1, v2, v3;
+    if (NV > 1) v1 = _mm256_loadu_ps(v + 8), a1 = _mm256_fmadd_ps(k0, v1, a1);
+    if (NV > 2) v2 = _mm256_loadu_ps(v + 16), a2 = _mm256_fmadd_ps(k0, v2, a2);
+    if (NV > 3) v3 = _mm256_loadu_ps(v + 24), a3 = _mm256_fmadd_ps(k0, v3, a3);
+    if (PAIR) {
+      const __m256 k1 = _mm256_broadcast_ss(w1 + t);
+      c0 = _mm256_fmadd_ps(k1, v0, c0);
+      if (NV > 1) c1 = _mm256_fmadd_ps(k1, v1, c1);
+      if (NV > 2) c2 = _mm256_fmadd_ps(k1, v2, c2);
+      if (NV > 3) c3 = _mm256_fmadd_ps(k1, v3, c3);
+    }
+  }
+  alignas(32) float t[2][32];
+  _mm256_store_ps(t[0], a0);
+  if (NV > 1) _mm256_store_ps(t[0] + 8, a1);
+  if (NV > 2) _mm256_store_ps(t[0] + 16, a2);
+  if (NV > 3) _mm256_store_ps(t[0] + 24, a3);
+  std::memcpy(y0, t[0], valid * sizeof(float));
+  if (PAIR) {
+    _mm256_store_ps(t[1], c0);
+    if (NV > 1) _mm256_store_ps(t[1] + 8, c1);
+    if (NV > 2) _mm256_store_ps(t[1] + 16, c2);
+    if (NV > 3) _mm256_store_ps(t[1] + 24, c3);
+    std::memcpy(y1, t[1], valid * sizeof(float));
+  }
+}
+
+template <bool PAIR>
+void fwd_dispatch(int nv, const FwdShape& f, const float* prow, const float* w0, const float* w1, float b0, float b1,
+                  float* y0, float* y1, int64_t valid) {
+  switch (nv) {
+    case 1: return fwd_segment<1, PAIR>(f, prow, w0, w1, b0, b1, y0, y1, valid);
+    case 2: return fwd_segment<2, PAIR>(f, prow, w0, w1, b0, b1, y0, y1, valid);
+    case 3: return fwd_segment<3, PAIR>(f, prow, w0, w1, b0, b1, y0, y1, valid);
+    default: return fwd_segment<4, PAIR>(f, prow, w0, w1, b0, b1, y0, y1, valid);
+  }
+}
+
+// y (N, K, OH, OW) = the stride-1 correlation of x (N, C, H, W) with w (K, C, R, S), padding pad.
+void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t pad,
+                  int64_t OH, int64_t OW, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t bands = (OH + kForwardBand - 1) / kForwardBand;
+  const int64_t Wp = W + 2 * pad + 16;  // slack: the last vector of a row may read past it
+  const int64_t max_rows = std::min(OH, kForwardBand) + R - 1;
+  // tap offsets for a full band (a shorter last band has fewer rows per channel: its own table)
+  auto offsets = [&](int64_t rows) {
+    std::vector<int64_t> off(static_cast<size_t>(C * R * S));
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t s = 0; s < S; ++s) off[(c * R + r) * S + s] = (c * rows + r) * Wp + s;
+    return off;
+  };
+  const std::vector<int64_t> full_off = offsets(max_rows);
+  parallel_for(N * bands, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<int64_t> short_off;
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t n = item / bands, oh0 = (item % bands) * kForwardBand, oh1 = std::min(OH, oh0 + kForwardBand);
+      const int64_t rows = oh1 - oh0 + R - 1;
+      if (rows != max_rows && short_off.empty()) short_off = offsets(rows);
+      const FwdShape f{C * R * S, rows == max_rows ? full_off.data() : short_off.data()};
+      float* P = scratch(0, static_cast<size_t>(C * rows * Wp));
+      pad_rows(x + n * C * H * W, C, H, W, pad, oh0, rows, Wp, P);
+      for (int64_t oh = oh0; oh < oh1; ++oh)
+        for (int64_t k = 0; k < K; k += 2) {
+          const bool pair = k + 1 < K;
+          const float* w0 = w + k * C * R * S;
+          const float* w1 = pair ? w0 + C * R * S : w0;
+          const float b0 = bias ? bias[k] : 0.0f, b1 = bias && pair ? bias[k + 1] : 0.0f;
+          float* y0 = y + ((n * K + k) * OH + oh) * OW;
+          float* y1 = pair ? y0 + OH * OW : y0;
+          for (int64_t ow0 = 0; ow0 < OW; ow0 += 32) {
+            const int64_t valid = std::min<int64_t>(32, OW - ow0);
+            const int nv = static_cast<int>((valid + 7) / 8);
+            const float* prow = P + (oh - oh0) * Wp + ow0;
+            if (pair) fwd_dispatch<true>(nv, f, prow, w0, w1, b0, b1, y0 + ow0, y1 + ow0, valid);
+            else fwd_dispatch<false>(nv, f, prow, w0, w1, b0, b1, y0 + ow0, y1 + ow0, valid);
+          }
+        }
+    }
+  });
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// partial[k, c, r, s] += sum over the band's rows of dy[k, oh, :] . P[c, oh + r, s:] (R, S <= 3)
+template <int R, int S>
+__attribute__((target("avx2,fma"))) void weight_band(int64_t K, int64_t C, int64_t band, int64_t rowsP, int64_t Wp,
+                                                    int64_t OWv, const float* D, const float* P, float* partial) {
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      __m256 acc[R][S];
+      for (int r = 0; r < R; ++r)
+        for (int s = 0; s < S; ++s) acc[r][s] = _mm256_setzero_ps();
+      for (int64_t u = 0; u < band; ++u) {
+        const float* drow = D + (k * band + u) * OWv;
+        const float* prow = P + (c * rowsP + u) * Wp;
+        for (int64_t j = 0; j < OWv; j += 8) {
+          const __m256 d = _mm256_loadu_ps(drow + j);
+          for (int r = 0; r < R; ++r)
+            for (int s = 0; s < S; ++s)
+              acc[r][s] = _mm256_fmadd_ps(d, _mm256_loadu_ps(prow + r * Wp + j + s), acc[r][s]);
+        }
+      }
+      float* out = partial + (k * C + c) * R * S;
+      for (int r = 0; r < R; ++r)
+        for (int s = 0; s < S; ++s) out[r * S + s] += hsum(acc[r][s]);
+    }
+}
+
+using WeightBandFn = void (*)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const float*, const float*, float*);
+
+WeightBandFn weight_band_for(int64_t R, int64_t S) {
+  static const WeightBandFn fns[3][3] = {{weight_band<1, 1>, weight_band<1, 2>, weight_band<1, 3>},
+                                         {weight_band<2, 1>, weight_band<2, 2>, weight_band<2, 3>},
+                                         {weight_band<3, 1>, weight_band<3, 2>, weight_band<3, 3>}};
+  return fns[R - 1][S - 1];
+}
+
+void backward_weight_avx2(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  const int64_t bands = (p.OH + kWeightBand - 1) / kWeightBand, items = p.N * bands;
+  const int64_t Wp = p.W + 2 * p.pad + 16, OWv = (p.OW + 7) / 8 * 8;
+  const int64_t krs = p.K * p.C * p.R * p.S;
+  // a fixed split into chunks, each with its own partial sums, added in order at the end (so the
+  // result does not depend on which thread ran what)
+  const int64_t chunks = std::min<int64_t>(items, 4 * num_threads());
+  std::vector<float> partial(static_cast<size_t>(chunks * krs), 0.0f);
+  const WeightBandFn band_fn = weight_band_for(p.R, p.S);
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ++ch)
+      for (int64_t item = items * ch / chunks; item < items * (ch + 1) / chunks; ++item) {
+        const int64_t n = item / bands, oh0 = (item % bands) * kWeightBand;
+        const int64_t band = std::min(p.OH, oh0 + kWeightBand) - oh0, rowsP = band + p.R - 1;
+        float* P = scratch(0, static_cast<size_t>(p.C * rowsP * Wp));
+        float* D = scratch(1, static_cast<size_t>(p.K * band * OWv));
+        pad_rows(x + n * p.C * p.H * p.W, p.C, p.H, p.W, p.pad, oh0, rowsP, Wp, P);
+        for (int64_t k = 0; k < p.K; ++k)
+          for (int64_t u = 0; u < band; ++u) {
+            float* d = D + (k * band + u) * OWv;
+            std::memcpy(d, dy + ((n * p.K + k) * p.OH + oh0 + u) * p.OW, p.OW * sizeof(float));
+            std::fill(d + p.OW, d + OWv, 0.0f);  // the tail meets real input columns: must be zero
+          }
+        band_fn(p.K, p.C, band, rowsP, Wp, OWv, D, P, partial.data() + ch * krs);
+      }
+  });
+  for (int64_t i = 0; i < krs; ++i) {
+    double s = 0;
+    for (int64_t ch = 0; ch < chunks; ++ch) s += partial[ch * krs + i];
+    dw[i] = static_cast<float>(s);
+  }
+}
+
+#endif  // C3_DIRECT_AVX2
+
+}  // namespace
+
+void set_direct_conv_enabled(bool on) { enabled_flag() = on; }
+bool direct_conv_enabled() { return enabled_flag(); }
+
+bool direct_conv_applies(const Conv2dParams& p, ConvPass pass) {
+#ifdef C3_DIRECT_AVX2
+  if (!enabled_flag() || !avx2_micro_kernel() || p.stride != 1 || p.R > 3 || p.S > 3 || p.N <= 0 || p.OH <= 0 ||
+      p.OW <= 0 || p.C <= 0 || p.K <= 0)
+    return false;
+  switch (pass) {
+    case ConvPass::Forward: return p.K <= kMaxOutChannels;
+    case ConvPass::BackwardData: return p.C <= kMaxOutChannels && p.R == p.S && p.pad <= p.R - 1;
+    case ConvPass::BackwardWeight: return p.K * p.C <= kMaxWeightPairs;
+  }
+#endif
+  (void)p;
+  (void)pass;
+  return false;
+}
+
+void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+#ifdef C3_DIRECT_AVX2
+  forward_avx2(p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.pad, p.OH, p.OW, x, w, bias, y);
+#else
+  conv2d_forward_reference(p, x, w, bias, y);
+#endif
+}
+
+void direct_conv_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+#ifdef C3_DIRECT_AVX2
+  // dx = dy correlated with wt[c, k] = w[k, c] rotated 180 degrees, padding R-1-pad (S-1-pad)
+  const int64_t RS = p.R * p.S;
+  std::vector<float> wt(static_cast<size_t>(p.C * p.K * RS));
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t c = 0; c < p.C; ++c)
+      for (int64_t i = 0; i < RS; ++i) wt[(c * p.K + k) * RS + i] = w[(k * p.C + c) * RS + RS - 1 - i];
+  // the forward pads both axes by one amount, and R-1-pad differs from S-1-pad for rectangular
+  // kernels: those take the reference loops (direct_conv_applies routes none of them here)
+  if (p.R != p.S || p.pad > p.R - 1) return conv2d_backward_data_reference(p, dy, w, dx);
+  forward_avx2(p.N, p.K, p.OH, p.OW, p.C, p.R, p.S, p.R - 1 - p.pad, p.H, p.W, dy, wt.data(), nullptr, dx);
+#else
+  conv2d_backward_data_reference(p, dy, w, dx);
+#endif
+}
+
+void direct_conv_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+#ifdef C3_DIRECT_AVX2
+  backward_weight_avx2(p, dy, x, dw);
+#else
+  conv2d_backward_weight_reference(p, dy, x, dw);
+#endif
+}
+
+}  // namespace c3::cpu
