@@ -5,18 +5,23 @@
 //   backward-data:    per output phase (a, b) of the stride, dx[.., a::stride, b::stride] is a
 //                     stride-1 correlation of dy with the taps of w that land on that phase, so
 //                     dx (C x pixels of the phase) = w' (C x K*taps) . gather(dy); one phase for
-//                     stride 1, no col2im scatter, every dx element written exactly once
+//                     stride 1, every dx element written exactly once. Strided convs with no
+//                     more input than output channels instead use one GEMM w^T dy whose tiles
+//                     are added straight into dx (col2im fused into the store).
 //   backward-weight:  dw (K x CRS) = dy (K x N*OH*OW) . im2col(x)^T, im2col rows packed as columns
-// Stride-1 convs with few channels on the pass's output side go to direct AVX2 loops
-// (conv_direct.cc), 3x3 stride-1 convs with enough channels to Winograd F(2x2, 3x3) (winograd.cc).
-// The threads work inside the engine (chunks of the output). The *_reference functions are plain
-// loops.
+// Strided convs read x (and the fused col2im writes dx) in a phase layout where every strided
+// row access is contiguous. Kernels that cover the whole unpadded input (OH = OW = 1) are dense
+// GEMMs. Stride-1 convs with few channels on the pass's output side go to direct AVX2 loops
+// (conv_direct.cc), 3x3 stride-1 convs with enough channels and tiles to Winograd F(2x2, 3x3) or
+// F(4x4, 3x3) (winograd.cc). The threads work inside the engine (chunks of the output) and the
+// transforms. The *_reference functions are plain loops.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
-#include "gemm_kernels.h"
+#include "../core/threadpool.h"
 #include "conv_direct.h"
+#include "gemm_kernels.h"
 #include "kernels.h"
 #include "winograd.h"
 
@@ -25,6 +30,54 @@ namespace c3::cpu {
 namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t floor_mod(int64_t a, int64_t b) { return ((a % b) + b) % b; }
+
+// Phase layout for strided convs: each of `rows` rows of W is split into its s phases (columns
+// q, q+s, q+2s, ...), each ceil(W/s) wide and zero-padded, so the conv's strided reads (and the
+// col2im's strided adds) become contiguous.
+void deinterleave_rows(const float* x, int64_t rows, int64_t W, int64_t s, float* xd) {
+  const int64_t pw = ceil_div(W, s);
+  parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* src = x + r * W;
+      for (int64_t q = 0; q < s; ++q) {
+        float* d = xd + (r * s + q) * pw;
+        for (int64_t j = 0; j < pw; ++j) d[j] = j * s + q < W ? src[j * s + q] : 0.0f;
+      }
+    }
+  });
+}
+
+void interleave_rows(const float* xd, int64_t rows, int64_t W, int64_t s, float* x) {
+  const int64_t pw = ceil_div(W, s);
+  parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* dst = x + r * W;
+      for (int64_t q = 0; q < s; ++q) {
+        const float* d = xd + (r * s + q) * pw;
+        for (int64_t j = 0; j * s + q < W; ++j) dst[j * s + q] = d[j];
+      }
+    }
+  });
+}
+
+// Short runs (a row of a small map) are common: a plain loop beats a library call there.
+inline void copy_run(float* d, const float* s, int64_t n) {
+  if (n > 32) {
+    std::memcpy(d, s, n * sizeof(float));
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) d[i] = s[i];
+}
+inline void zero_run(float* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = 0.0f;
+}
+
+float* phase_buffer(int64_t n) {
+  thread_local std::vector<float> v;
+  if (v.size() < static_cast<size_t>(n)) v.resize(n);
+  return v.data();
+}
 
 // One axis of a gather: output o of tap t reads source o * stride + off[t], valid for o in
 // [lo[t], hi[t]) (outside it the source is padding: zero).
@@ -51,6 +104,9 @@ struct Gather {
   const float* src;
   int64_t C, H, W;  // source planes per image and their size
   Axis rows, cols;
+  // > 0: src is in phase layout (deinterleave_rows with the column stride), each phase this
+  // wide, so a strided row read is a contiguous copy
+  int64_t phase_width = 0;
 
   int64_t out_plane() const { return rows.out * cols.out; }
 
@@ -62,19 +118,42 @@ struct Gather {
     int64_t n = j0 / plane, rem = j0 % plane, i = rem / Wo, j = rem % Wo;
     const int64_t ilo = rows.lo[t], ihi = rows.hi[t], jlo = cols.lo[u], jhi = cols.hi[u];
     const int64_t off_r = rows.off[t], off_c = cols.off[u], sc = cols.stride;
+    // a source row of image n, input row ih, as the base that output column jj reads at
+    // [jj] (contiguous: stride 1 or phase layout) or [jj * sc]
+    const bool phased = phase_width > 0;
+    const int64_t q = phased ? floor_mod(off_c, sc) : 0, shift = phased ? (off_c - q) / sc : off_c;
+    const int64_t row_len = phased ? sc * phase_width : W;
+    auto row_at = [&](int64_t img, int64_t ih) { return src + ((img * C + c) * H + ih) * row_len + q * phase_width + shift; };
+    const bool contiguous = phased || sc == 1;
     while (len > 0) {
+      if (j == 0 && len >= Wo) {  // whole output rows: the same columns are valid in each
+        for (; len >= Wo; len -= Wo, out += Wo) {
+          if (i >= ilo && i < ihi) {
+            const float* row = row_at(n, i * rows.stride + off_r);
+            zero_run(out, jlo);
+            if (contiguous) copy_run(out + jlo, row + jlo, jhi - jlo);
+            else
+              for (int64_t jj = jlo; jj < jhi; ++jj) out[jj] = row[jj * sc];
+            zero_run(out + jhi, Wo - jhi);
+          } else {
+            zero_run(out, Wo);
+          }
+          if (++i == rows.out) i = 0, ++n;
+        }
+        continue;
+      }
       const int64_t seg = std::min(Wo - j, len);
       if (i >= ilo && i < ihi) {
         const int64_t a = std::clamp(jlo, j, j + seg), b = std::clamp(jhi, j, j + seg);
-        const float* row = src + ((n * C + c) * H + i * rows.stride + off_r) * W + off_c;
+        const float* row = row_at(n, i * rows.stride + off_r);
         float* o = out - j;  // o[jj] is column jj of this output row
-        std::fill(o + j, o + a, 0.0f);
-        if (sc == 1) std::memcpy(o + a, row + a, (b - a) * sizeof(float));
+        zero_run(o + j, a - j);
+        if (contiguous) copy_run(o + a, row + a, b - a);
         else
           for (int64_t jj = a; jj < b; ++jj) o[jj] = row[jj * sc];
-        std::fill(o + b, o + j + seg, 0.0f);
+        zero_run(o + b, j + seg - b);
       } else {
-        std::fill(out, out + seg, 0.0f);
+        zero_run(out, seg);
       }
       out += seg;
       len -= seg;
@@ -228,9 +307,10 @@ class WeightOperands final : public GemmOperands {
 // zero beforehand.
 class Col2imOperands final : public GemmOperands {
  public:
+  // dx is in phase layout (deinterleave_rows with the stride): the adds are contiguous
   Col2imOperands(const Conv2dParams& p, const float* w, const Gather& dy, float* dx)
-      : p_(p), w_(w), dy_(dy), dx_(dx), crs_(p.C * p.R * p.S), rows_(p.OH, p.H, p.stride, offsets(p.R, p.pad)),
-        cols_(p.OW, p.W, p.stride, offsets(p.S, p.pad)) {}
+      : p_(p), w_(w), dy_(dy), dx_(dx), crs_(p.C * p.R * p.S), pw_(ceil_div(p.W, p.stride)),
+        rows_(p.OH, p.H, p.stride, offsets(p.R, p.pad)), cols_(p.OW, p.W, p.stride, offsets(p.S, p.pad)) {}
   void pack_a(int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr, float* out) const override {
     pack_a_strided(w_, 1, crs_, i0, mc, k0, kc, mr, out);  // element (crs, k) is w[k, crs]
   }
@@ -242,27 +322,45 @@ class Col2imOperands final : public GemmOperands {
     }
   }
   void store(int64_t i0, int64_t j0, int64_t rows, int64_t cols, const float* acc, int64_t ld, bool) const override {
-    const int64_t RS = p_.R * p_.S, plane = p_.OH * p_.OW, st = p_.stride;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t crs = i0 + r, c = crs / RS, tr = (crs / p_.S) % p_.R, ts = crs % p_.S;
-      const int64_t ilo = rows_.lo[tr], ihi = rows_.hi[tr], jlo = cols_.lo[ts], jhi = cols_.hi[ts];
-      const float* t = acc + r * ld;
+    const int64_t plane = p_.OH * p_.OW, st = p_.stride;
+    // the tile's columns as runs along output rows, shared by all its rows
+    struct Run {
+      int64_t n, oh, ow, len, at;
+    };
+    Run runs[32];
+    int nruns = 0;
+    {
       int64_t n = j0 / plane, rem = j0 % plane, oh = rem / p_.OW, ow = rem % p_.OW, done = 0;
       while (done < cols) {
-        const int64_t seg = std::min(p_.OW - ow, cols - done);
-        if (oh >= ilo && oh < ihi) {
-          // dx row of this output row and tap; columns ow*st + off
-          float* d = dx_ + ((n * p_.C + c) * p_.H + oh * st + rows_.off[tr]) * p_.W + cols_.off[ts];
-          const int64_t a = std::clamp(jlo, ow, ow + seg), b = std::clamp(jhi, ow, ow + seg);
-          const float* src = t + done - ow;  // src[x] is output column x of this run
-          for (int64_t x = a; x < b; ++x) d[x * st] += src[x];
-        }
-        done += seg;
-        ow += seg;
+        const int64_t len = std::min(p_.OW - ow, cols - done);
+        runs[nruns++] = Run{n, oh, ow, len, done};
+        done += len;
+        ow += len;
         if (ow == p_.OW) {
           ow = 0;
           if (++oh == p_.OH) oh = 0, ++n;
         }
+      }
+    }
+    // row i0 + r is (c, tr, ts); step the three counters instead of dividing per row
+    int64_t c = i0 / (p_.R * p_.S), tr = (i0 / p_.S) % p_.R, ts = i0 % p_.S;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t ilo = rows_.lo[tr], ihi = rows_.hi[tr], jlo = cols_.lo[ts], jhi = cols_.hi[ts];
+      const int64_t off = cols_.off[ts], q = floor_mod(off, st), shift = (off - q) / st;
+      const float* t = acc + r * ld;
+      for (int k = 0; k < nruns; ++k) {
+        const Run& u = runs[k];
+        if (u.oh < ilo || u.oh >= ihi) continue;
+        // dx row of this output row and tap; column ow*st + off is element ow + off/st of phase
+        // off mod st
+        float* d = dx_ + (((u.n * p_.C + c) * p_.H + u.oh * st + rows_.off[tr]) * st + q) * pw_ + shift;
+        const int64_t a = std::clamp(jlo, u.ow, u.ow + u.len), b = std::clamp(jhi, u.ow, u.ow + u.len);
+        const float* src = t + u.at - u.ow;  // src[x] is output column x of this run
+        for (int64_t x = a; x < b; ++x) d[x] += src[x];
+      }
+      if (++ts == p_.S) {
+        ts = 0;
+        if (++tr == p_.R) tr = 0, ++c;
       }
     }
   }
@@ -280,7 +378,7 @@ class Col2imOperands final : public GemmOperands {
   const float* w_;
   const Gather& dy_;
   float* dx_;
-  int64_t crs_;
+  int64_t crs_, pw_;
   Axis rows_, cols_;
 };
 
@@ -290,10 +388,18 @@ std::vector<int64_t> tap_offsets(int64_t taps, int64_t first, int64_t step) {
   return v;
 }
 
-// im2col of the forward conv as a Gather over x
+// im2col of the forward conv as a Gather over x (strided: over x in phase layout, made here)
 Gather forward_gather(const Conv2dParams& p, const float* x) {
-  return Gather{x, p.C, p.H, p.W, Axis(p.OH, p.H, p.stride, tap_offsets(p.R, -p.pad, 1)),
-                Axis(p.OW, p.W, p.stride, tap_offsets(p.S, -p.pad, 1))};
+  Gather g{x, p.C, p.H, p.W, Axis(p.OH, p.H, p.stride, tap_offsets(p.R, -p.pad, 1)),
+           Axis(p.OW, p.W, p.stride, tap_offsets(p.S, -p.pad, 1))};
+  if (p.stride > 1) {
+    const int64_t rows = p.N * p.C * p.H;
+    float* xd = phase_buffer(rows * p.stride * ceil_div(p.W, p.stride));
+    deinterleave_rows(x, rows, p.W, p.stride, xd);
+    g.src = xd;
+    g.phase_width = ceil_div(p.W, p.stride);
+  }
+  return g;
 }
 
 // A kernel that covers the whole unpadded input once (OH = OW = 1, D's 4x4 heads on 4x4 maps):
@@ -306,13 +412,16 @@ int& data_path() {
   return path;
 }
 
-// Backward-data by the fused col2im rather than by stride phases: for strided convs with no more
-// input than output channels (D's downsampling convs), where the col2im product is the larger,
-// better-shaped GEMM (C*R*S rows, dy packed by plain row copies) and the phases' gathers (one
-// GEMM row per input channel) would dominate. Needs a few images to spread over the threads.
+// Backward-data by the fused col2im rather than by stride phases, where its GEMM is the better
+// shaped one (C*R*S rows over w^T read in place, dy packed by plain row copies). Needs a few
+// images to spread over the threads (each image's columns stay on one thread).
 bool use_col2im(const Conv2dParams& p) {
   if (data_path() >= 0) return data_path() == 1;
-  return p.stride > 1 && p.C <= p.K && p.N >= 4;
+  if (p.N < 4) return false;
+  // strided with no more input than output channels, or any conv whose weights outnumber its
+  // output pixels (D's wide layers on 4x4 maps at small batches): there the phases' per-call
+  // transposed weights and their packing would dominate
+  return (p.stride > 1 && p.C <= p.K) || p.N * p.OH * p.OW <= p.C * p.R * p.S;
 }
 
 }  // namespace
@@ -329,8 +438,9 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
         for (int64_t k = 0; k < p.K; ++k) y[n * p.K + k] += bias[k];
     return;
   }
-  if (direct_conv_applies(p, ConvPass::Forward)) return direct_conv_forward(p, x, w, bias, y);
   if (winograd_applies(p, ConvPass::Forward)) return winograd_forward(p, x, w, bias, y);
+  if (direct_conv_applies(p, ConvPass::Forward)) return direct_conv_forward(p, x, w, bias, y);
+  if (blocked_forward_applies(p)) return blocked_forward(p, x, w, bias, y);
   const Gather g = forward_gather(p, x);
   const Scatter s{y, p.K, p.OH, p.OW, 1, 0, 0, p.OH, p.OW, bias};
   gemm_run(p.K, p.N * p.OH * p.OW, crs, GatherOperands(w, crs, g, s));
@@ -345,10 +455,13 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
   }
   if (direct_conv_applies(p, ConvPass::BackwardData)) return direct_conv_backward_data(p, dy, w, dx);
   if (winograd_applies(p, ConvPass::BackwardData)) return winograd_backward_data(p, dy, w, dx);
-  if (use_col2im(p)) {
-    std::fill(dx, dx + p.N * p.C * p.H * p.W, 0.0f);
+  if (use_col2im(p)) {  // into the phase layout, then back
+    const int64_t rows = p.N * p.C * p.H, phased = rows * p.stride * ceil_div(p.W, p.stride);
+    float* dxd = phase_buffer(phased);
+    std::fill(dxd, dxd + phased, 0.0f);
     const Gather g{dy, p.K, p.OH, p.OW, Axis(p.OH, p.OH, 1, {0}), Axis(p.OW, p.OW, 1, {0})};
-    gemm_run(p.C * p.R * p.S, p.N * p.OH * p.OW, p.K, Col2imOperands(p, w, g, dx));
+    gemm_run(p.C * p.R * p.S, p.N * p.OH * p.OW, p.K, Col2imOperands(p, w, g, dxd));
+    interleave_rows(dxd, rows, p.W, p.stride, dx);
     return;
   }
   const int64_t st = p.stride;

@@ -28,10 +28,14 @@ namespace c3::cpu {
 namespace {
 
 // Where the direct loops beat the implicit GEMM and Winograd (measured on Zen 1).
-constexpr int64_t kMaxOutChannels = 16;       // forward K, backward-data C
+constexpr int64_t kMaxForwardK = 32;          // output channels of the forward
+constexpr int64_t kMaxDataC = 16;             // output channels of backward-data (x's)
 constexpr int64_t kMaxWeightPairs = 512;      // backward-weight K * C
 constexpr int64_t kForwardBand = 8;           // output rows per work item
 constexpr int64_t kWeightBand = 16;
+constexpr int64_t kWeightChunks = 16;         // backward-weight partial sums (work items)
+constexpr int64_t kMinBlockedTaps = 128;      // blocked forward: C*R*S
+constexpr int64_t kMaxFourRowImage = 16384;   // blocked forward with 4-row tiles: padded floats per image
 
 bool initial_enabled() {
   const char* e = std::getenv("C3GAN_DIRECT_CONV");
@@ -102,18 +106,31 @@ __attribute__((target("avx2,fma"))) void fwd_segment(const FwdShape& f, const fl
       if (NV > 3) c3 = _mm256_fmadd_ps(k1, v3, c3);
     }
   }
+  if (valid == 8 * NV) {  // whole vectors: straight to y
+    _mm256_storeu_ps(y0, a0);
+    if (NV > 1) _mm256_storeu_ps(y0 + 8, a1);
+    if (NV > 2) _mm256_storeu_ps(y0 + 16, a2);
+    if (NV > 3) _mm256_storeu_ps(y0 + 24, a3);
+    if (PAIR) {
+      _mm256_storeu_ps(y1, c0);
+      if (NV > 1) _mm256_storeu_ps(y1 + 8, c1);
+      if (NV > 2) _mm256_storeu_ps(y1 + 16, c2);
+      if (NV > 3) _mm256_storeu_ps(y1 + 24, c3);
+    }
+    return;
+  }
   alignas(32) float t[2][32];
   _mm256_store_ps(t[0], a0);
   if (NV > 1) _mm256_store_ps(t[0] + 8, a1);
   if (NV > 2) _mm256_store_ps(t[0] + 16, a2);
   if (NV > 3) _mm256_store_ps(t[0] + 24, a3);
-  std::memcpy(y0, t[0], valid * sizeof(float));
+  for (int64_t i = 0; i < valid; ++i) y0[i] = t[0][i];
   if (PAIR) {
     _mm256_store_ps(t[1], c0);
     if (NV > 1) _mm256_store_ps(t[1] + 8, c1);
     if (NV > 2) _mm256_store_ps(t[1] + 16, c2);
     if (NV > 3) _mm256_store_ps(t[1] + 24, c3);
-    std::memcpy(y1, t[1], valid * sizeof(float));
+    for (int64_t i = 0; i < valid; ++i) y1[i] = t[1][i];
   }
 }
 
@@ -217,9 +234,9 @@ void backward_weight_avx2(const Conv2dParams& p, const float* dy, const float* x
   const int64_t bands = (p.OH + kWeightBand - 1) / kWeightBand, items = p.N * bands;
   const int64_t Wp = p.W + 2 * p.pad + 16, OWv = (p.OW + 7) / 8 * 8;
   const int64_t krs = p.K * p.C * p.R * p.S;
-  // a fixed split into chunks, each with its own partial sums, added in order at the end (so the
-  // result does not depend on which thread ran what)
-  const int64_t chunks = std::min<int64_t>(items, 4 * num_threads());
+  // a fixed split into chunks, each with its own partial sums, added in order at the end: the
+  // result depends neither on which thread ran what nor on how many threads there are
+  const int64_t chunks = std::min<int64_t>(items, kWeightChunks);
   std::vector<float> partial(static_cast<size_t>(chunks * krs), 0.0f);
   const WeightBandFn band_fn = weight_band_for(p.R, p.S);
   parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
@@ -246,6 +263,145 @@ void backward_weight_avx2(const Conv2dParams& p, const float* dy, const float* x
   }
 }
 
+// ---- blocked forward for strided convs: a register tile of 6 output channels x 16 output
+// pixels (one row of 16, two rows of 8 or four rows of 4), the 12 accumulators of the GEMM
+// micro-kernel, fed straight from the input instead of a packed panel. The input is copied
+// once per image into a zero-padded phase layout, P[c, u, q, j] = padded x[c, u, j*s + q], so
+// tap (c, r, t) of output (oh, ow) is P[c, oh*s + r, t mod s, ow + t/s]: 8 consecutive outputs
+// are 8 consecutive floats, with no bounds to check.
+
+struct BlockedShape {
+  int64_t taps;        // C * R * S
+  const int64_t* off;  // per tap: its offset in P from output (0, 0)
+  const float* wp;     // weights as (K/6 panels, taps, 6), zero past K
+  int64_t row_step;    // P offset of the next output row
+};
+
+// Tile kinds: the 16 pixels as ROWS rows of 16 / ROWS (ROWS = 1, 2 or 4) starting at output
+// (oh, ow0); acc[r][..] for channel r of the panel, 16 values in tile order.
+template <int ROWS>
+__attribute__((target("avx2,fma"))) void blocked_tile(const BlockedShape& b, const float* base, const float* wp,
+                                                     float* acc) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const int64_t rs = b.row_step;
+  for (int64_t t = 0; t < b.taps; ++t) {
+    const float* p = base + b.off[t];
+    __m256 v0, v1;
+    if (ROWS == 1) {
+      v0 = _mm256_loadu_ps(p);
+      v1 = _mm256_loadu_ps(p + 8);
+    } else if (ROWS == 2) {
+      v0 = _mm256_loadu_ps(p);
+      v1 = _mm256_loadu_ps(p + rs);
+    } else {
+      v0 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm_loadu_ps(p + rs), 1);
+      v1 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p + 2 * rs)), _mm_loadu_ps(p + 3 * rs), 1);
+    }
+    const float* a = wp + t * 6;
+    __m256 g = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(g, v0, c00);
+    c01 = _mm256_fmadd_ps(g, v1, c01);
+    g = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(g, v0, c10);
+    c11 = _mm256_fmadd_ps(g, v1, c11);
+    g = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(g, v0, c20);
+    c21 = _mm256_fmadd_ps(g, v1, c21);
+    g = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(g, v0, c30);
+    c31 = _mm256_fmadd_ps(g, v1, c31);
+    g = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(g, v0, c40);
+    c41 = _mm256_fmadd_ps(g, v1, c41);
+    g = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(g, v0, c50);
+    c51 = _mm256_fmadd_ps(g, v1, c51);
+  }
+  _mm256_storeu_ps(acc + 0, c00);
+  _mm256_storeu_ps(acc + 8, c01);
+  _mm256_storeu_ps(acc + 16, c10);
+  _mm256_storeu_ps(acc + 24, c11);
+  _mm256_storeu_ps(acc + 32, c20);
+  _mm256_storeu_ps(acc + 40, c21);
+  _mm256_storeu_ps(acc + 48, c30);
+  _mm256_storeu_ps(acc + 56, c31);
+  _mm256_storeu_ps(acc + 64, c40);
+  _mm256_storeu_ps(acc + 72, c41);
+  _mm256_storeu_ps(acc + 80, c50);
+  _mm256_storeu_ps(acc + 88, c51);
+}
+
+using BlockedTileFn = void (*)(const BlockedShape&, const float*, const float*, float*);
+
+void blocked_forward_avx2(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t s = p.stride, Hp = p.H + 2 * p.pad, Wp = p.W + 2 * p.pad;
+  const int64_t pw = (Wp + s - 1) / s, taps = p.C * p.R * p.S, panels = (p.K + 5) / 6;
+  const int64_t plane = Hp * s * pw;  // one channel of P
+  // ROWS rows of 16/ROWS outputs per tile
+  const int rows = p.OW % 16 == 0 ? 1 : p.OW == 8 ? 2 : 4;
+  const int64_t tile_w = 16 / rows;
+  const BlockedTileFn tile = rows == 1 ? blocked_tile<1> : rows == 2 ? blocked_tile<2> : blocked_tile<4>;
+  std::vector<float> wp(static_cast<size_t>(panels * taps * 6), 0.0f);
+  for (int64_t k = 0; k < p.K; ++k)
+    for (int64_t t = 0; t < taps; ++t) wp[((k / 6) * taps + t) * 6 + k % 6] = w[k * taps + t];
+  std::vector<int64_t> off(static_cast<size_t>(taps));
+  for (int64_t c = 0; c < p.C; ++c)
+    for (int64_t r = 0; r < p.R; ++r)
+      for (int64_t t = 0; t < p.S; ++t) off[(c * p.R + r) * p.S + t] = c * plane + (r * s + t % s) * pw + t / s;
+  const BlockedShape shape{taps, off.data(), wp.data(), s * s * pw};
+  // work items: (image, group of panels); several groups when there are few images
+  const int64_t groups = std::min<int64_t>(panels, std::max<int64_t>(1, (4 * num_threads() + p.N - 1) / p.N));
+  parallel_for(p.N * groups, 1, [&](int64_t i0, int64_t i1) {
+    alignas(32) float acc[96];
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t n = item / groups, g = item % groups;
+      const int64_t kp0 = panels * g / groups, kp1 = panels * (g + 1) / groups;
+      // P for image n: zero-padded, phase layout
+      float* P = scratch(0, static_cast<size_t>(p.C * plane));
+      for (int64_t c = 0; c < p.C; ++c) {
+        const float* src = x + (n * p.C + c) * p.H * p.W;
+        for (int64_t u = 0; u < Hp; ++u) {
+          const int64_t ih = u - p.pad;
+          for (int64_t q = 0; q < s; ++q) {
+            float* d = P + c * plane + (u * s + q) * pw;
+            if (ih < 0 || ih >= p.H) {
+              std::fill(d, d + pw, 0.0f);
+              continue;
+            }
+            for (int64_t j = 0; j < pw; ++j) {
+              const int64_t iw = j * s + q - p.pad;
+              d[j] = iw >= 0 && iw < p.W ? src[ih * p.W + iw] : 0.0f;
+            }
+          }
+        }
+      }
+      for (int64_t kp = kp0; kp < kp1; ++kp) {
+        const float* wpp = wp.data() + kp * taps * 6;
+        const int64_t kn = std::min<int64_t>(6, p.K - kp * 6);
+        for (int64_t oh = 0; oh < p.OH; oh += rows)
+          for (int64_t ow0 = 0; ow0 < p.OW; ow0 += tile_w) {
+            // rows past OH (when OH is not a multiple of ROWS) read P rows that exist (zero
+            // padding or real rows) and are not stored
+            const int64_t oh_safe = std::min<int64_t>(oh, p.OH - rows < 0 ? 0 : p.OH - rows);
+            tile(shape, P + oh_safe * shape.row_step + ow0, wpp, acc);
+            for (int64_t r = 0; r < kn; ++r) {
+              const int64_t k = kp * 6 + r;
+              const float b = bias ? bias[k] : 0.0f;
+              for (int64_t i = 0; i < rows; ++i) {
+                const int64_t row = oh_safe + i;
+                if (row < oh || row >= p.OH) continue;
+                float* out = y + ((n * p.K + k) * p.OH + row) * p.OW + ow0;
+                const float* a = acc + r * 16 + i * tile_w;
+                for (int64_t c = 0; c < tile_w; ++c) out[c] = a[c] + b;
+              }
+            }
+          }
+      }
+    }
+  });
+}
+
 #endif  // C3_DIRECT_AVX2
 
 }  // namespace
@@ -259,14 +415,42 @@ bool direct_conv_applies(const Conv2dParams& p, ConvPass pass) {
       p.OW <= 0 || p.C <= 0 || p.K <= 0)
     return false;
   switch (pass) {
-    case ConvPass::Forward: return p.K <= kMaxOutChannels;
-    case ConvPass::BackwardData: return p.C <= kMaxOutChannels && p.R == p.S && p.pad <= p.R - 1;
+    case ConvPass::Forward: return p.K <= kMaxForwardK;
+    case ConvPass::BackwardData: return p.C <= kMaxDataC && p.R == p.S && p.pad <= p.R - 1;
     case ConvPass::BackwardWeight: return p.K * p.C <= kMaxWeightPairs;
   }
 #endif
   (void)p;
   (void)pass;
   return false;
+}
+
+bool blocked_forward_applies(const Conv2dParams& p) {
+#ifdef C3_DIRECT_AVX2
+  // strided convs (stride 1 has Winograd, the direct loops and the implicit GEMM's plain copies),
+  // rows that make whole tiles, enough channels to fill the 6-row panels, and a map no taller
+  // than a tile needs (OH >= rows per tile)
+  const int rows = p.OW % 16 == 0 ? 1 : p.OW == 8 ? 2 : p.OW == 4 ? 4 : 0;
+  if (!enabled_flag() || !avx2_micro_kernel() || p.stride <= 1 || rows == 0 || p.OH < rows || p.K < 6 || p.N <= 0 ||
+      p.C <= 0)
+    return false;
+  // a tile's loop over the taps must be long enough to pay for its setup and stores, and the
+  // four-row tiles (four cache lines per tap) need the image's padded input to stay near L1
+  const int64_t taps = p.C * p.R * p.S;
+  const int64_t image = p.C * (p.H + 2 * p.pad) * (p.W + 2 * p.pad);
+  return taps >= kMinBlockedTaps && (rows < 4 || image <= kMaxFourRowImage);
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+void blocked_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+#ifdef C3_DIRECT_AVX2
+  blocked_forward_avx2(p, x, w, bias, y);
+#else
+  conv2d_forward_reference(p, x, w, bias, y);
+#endif
 }
 
 void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {

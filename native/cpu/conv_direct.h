@@ -7,15 +7,22 @@
 namespace c3::cpu {
 
 // Stride 1, kernel at most 3x3, AVX2+FMA on this CPU, and few output channels of the pass
-// (forward: K; backward-data: C; backward-weight: K * C small). C3GAN_DIRECT_CONV=0 in the
-// environment turns the path off.
+// (forward: K <= 32; backward-data: C <= 16; backward-weight: K * C <= 512). conv2d.cc asks
+// Winograd first in the forward (it wins on small maps) and the direct loops first in
+// backward-data. C3GAN_DIRECT_CONV=0 in the environment turns the path off.
 bool direct_conv_applies(const Conv2dParams& p, ConvPass pass);
 
 void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
 void direct_conv_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void direct_conv_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
-// For tests and benchmarks: whether direct_conv_applies may say yes.
+// The blocked forward for strided convs (D's 4x4 stride-2 convs): the GEMM micro-kernel's 6 x 16
+// register tile fed straight from a zero-padded phase layout of the input, no packing. Needs
+// AVX2, output rows of a multiple of 16, 8 or 4 columns and at least 6 output channels.
+bool blocked_forward_applies(const Conv2dParams& p);
+void blocked_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+
+// For tests and benchmarks: whether direct_conv_applies and blocked_forward_applies may say yes.
 void set_direct_conv_enabled(bool on);
 bool direct_conv_enabled();
 

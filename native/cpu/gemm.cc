@@ -5,7 +5,6 @@
 // an MR x NR micro-kernel (AVX2+FMA 6x16 where the CPU has it, chosen at run time) multiplies a
 // panel of A (L1/L2) by a panel of B (L1).
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -129,24 +128,30 @@ Split choose_split(int64_t M, int64_t N, int64_t K, int mr, int64_t nr, int thre
                    bool split_rows) {
   const double macs = double(M) * double(N) * double(std::max<int64_t>(K, 1));
   if (threads <= 1 || macs < double(kParallelMacs)) return {1, 1};
-  const int64_t max_m = split_rows ? ceil_div(M, mr) : 1, max_n = ceil_div(N, nr);
+  const int64_t pm = ceil_div(M, mr), pn = ceil_div(N, nr);  // row panels, column units
+  const int64_t max_m = split_rows ? pm : 1;
   const int64_t target = kChunksPerThread * threads;
   // rough nanoseconds: ~10 multiply-adds per ns per thread, ~0.5 ns per packed element
   const double compute = macs / 10.0;
   Split best{1, 1};
   double best_cost = -1;
-  for (int64_t nm = 1; nm <= std::min(target, max_m); ++nm) {
-    const int64_t nn = std::min(max_n, ceil_div(target, nm));
-    const int64_t chunks = nm * nn;
-    if (chunks < 2) continue;
-    // the largest chunk's share of the work, rounded to whole panels
-    const double rows = double(ceil_div(max_m, nm) * mr), cols = double(ceil_div(max_n, nn) * nr);
-    const double rounds = double(ceil_div(chunks, threads));
-    const double span = compute * (rows / double(M)) * (cols / double(N)) * rounds;
-    const double pack = 0.5 * double(K) * (double(nn) * double(M) * cost_a + double(nm) * double(N) * cost_b);
-    const double cost = span + pack / threads;
-    if (best_cost < 0 || cost < best_cost) best_cost = cost, best = {nm, nn};
-  }
+  for (int64_t nm = 1; nm <= std::min(target, max_m); ++nm)
+    for (int64_t nn = 1; nn <= std::min(target / nm, pn); ++nn) {
+      const int64_t chunks = nm * nn;
+      if (chunks < std::min<int64_t>(threads, max_m * pn)) continue;
+      // the largest chunk's share of the work, rounded to whole panels, times the rounds the
+      // threads need to get through the chunks
+      const double rows = split_rows ? double(ceil_div(pm, nm) * mr) : double(M);
+      const double cols = double(ceil_div(pn, nn) * nr);
+      const double rounds = double(ceil_div(chunks, threads));
+      const double span = compute * std::min(1.0, rows / double(M)) * std::min(1.0, cols / double(N)) * rounds;
+      const double pack = 0.5 * double(K) * (double(nn) * double(M) * cost_a + double(nm) * double(N) * cost_b);
+      // a little for more chunks: other processes take cores for a while on a shared machine,
+      // and a few chunks per thread let the others take over a late thread's share
+      const double late = 0.25 * compute / double(threads) / double(chunks);
+      const double cost = span + pack / threads + late;
+      if (best_cost < 0 || cost < best_cost) best_cost = cost, best = {nm, nn};
+    }
   return best;
 }
 
@@ -233,17 +238,18 @@ void pack_b_strided(const float* p, int64_t rs, int64_t cs, int64_t k0, int64_t 
     for (int64_t k = 0; k < kc; ++k) deal_b_row(p + (k0 + k) * rs + j0, k, kc, nc, nr, out);
     return;
   }
+  // columns of B are contiguous (op(B) = B^T) or strided: read one column at a time (a stream),
+  // writing it down the panel, which stays in L1
   for (int64_t q = 0; q * nr < nc; ++q) {
     float* dst = out + q * nr * kc;
     const int64_t cols = std::min<int64_t>(nr, nc - q * nr);
     const float* src = p + k0 * rs + (j0 + q * nr) * cs;
-    for (int64_t k = 0; k < kc; ++k) {
-      float* d = dst + k * nr;
-      const float* s = src + k * rs;
-      int64_t c = 0;
-      for (; c < cols; ++c) d[c] = s[c * cs];
-      for (; c < nr; ++c) d[c] = 0.0f;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float* s = src + c * cs;
+      for (int64_t k = 0; k < kc; ++k) dst[k * nr + c] = s[k * rs];
     }
+    for (int64_t c = cols; c < nr; ++c)
+      for (int64_t k = 0; k < kc; ++k) dst[k * nr + c] = 0.0f;
   }
 }
 

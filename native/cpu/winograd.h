@@ -1,6 +1,7 @@
-// Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (winograd.cc): 16 multiplies per 2x2 output
-// tile and channel pair instead of 36, as 16 GEMMs on the blocked engine. conv2d.cc routes the
-// shapes where it pays (winograd_applies) here; everything else stays on the implicit GEMM.
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (winograd.cc): 16 (36)
+// multiplies per 2x2 (4x4) output tile and channel pair instead of 36 (144), as GEMMs on the
+// blocked engine. conv2d.cc routes the shapes where it pays (winograd_applies) here; everything
+// else stays on the implicit GEMM or the direct loops.
 #pragma once
 #include "../core/backend.h"
 
@@ -8,7 +9,7 @@ namespace c3::cpu {
 
 enum class ConvPass { Forward, BackwardData, BackwardWeight };
 
-// 3x3 kernel, stride 1, padding 0..2, and a shape where the 16 GEMMs beat the implicit GEMM:
+// 3x3 kernel, stride 1, padding 0..2, and a shape where the GEMMs beat the implicit GEMM:
 // enough channels and enough 2x2 tiles that the transforms and the weights' packing stay small
 // next to the products (the backward-weight pass, whose GEMMs are channels x channels over the
 // tiles, needs more of both). C3GAN_WINOGRAD=0 in the environment turns the path off.
@@ -22,5 +23,8 @@ void winograd_backward_weight(const Conv2dParams& p, const float* dy, const floa
 // default).
 void set_winograd_enabled(bool on);
 bool winograd_enabled();
+// For tests and benchmarks: the tile size m of F(m x m, 3x3), 2 or 4; 0 chooses by shape (F(4x4)
+// on maps of whole 4x4 tiles with enough of them, else F(2x2); the default).
+void set_winograd_tile(int m);
 
 }  // namespace c3::cpu
