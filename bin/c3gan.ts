@@ -4,7 +4,7 @@ import "../lib/cli/env";
 import { Command, Option } from "commander";
 import * as path from "node:path";
 import { formatDuration, Progress } from "../lib/cli/progress";
-import { native } from "../lib/native";
+import { native, packageRoot } from "../lib/native";
 import { C3Config, describeConfig, loadConfig, parseConfig } from "../lib/train/config";
 import { DEFAULT_CONFIG } from "../lib/train/defaults";
 import { train, evaluateModel, specFromConfig, resolveDevice } from "../lib/train/trainer";
@@ -106,7 +106,9 @@ program
   .description("version, native addon, CPU threads and CUDA status")
   .action(() => {
     const N = native();
-    console.log(`c3gan ${VERSION}\nnative addon ${N.version}\nthreads ${N.numThreads()}\ncuda: ${N.cudaStatus()}`);
+    // the file node-gyp-build chose: a prebuild (prebuilds/<platform>-<arch>/) or a local build
+    const file: string = require("node-gyp-build").path(packageRoot());
+    console.log(`c3gan ${VERSION}\nnative addon ${N.version}\naddon ${file}\nthreads ${N.numThreads()}\ncuda: ${N.cudaStatus()}`);
   });
 
 registerBenchCommand(program);
