@@ -4,6 +4,8 @@
 #   2. every native op case on CUDA in exact-FP32 mode (the cases' tolerances are float32's),
 #      then the cuda_vs_cpu cases (both math modes, against the CPU backend) and the host
 #      index checks, then a compute-sanitizer memcheck pass over the CUDA comparisons;
+#      (the constant-channel kernel's cases are checked to have run; a racecheck of them comes
+#      last, in whatever time the timings leave);
 #   3. timings: GEMM 4096^3 and conv2d on CUB shapes (TF32 and FP32) against the H200 peaks, and
 #      the same convolutions through PyTorch/cuDNN for a ratio when torch is importable.
 # Every step has a time limit (about 5 minutes in all); the summary is printed whatever fails.
@@ -90,6 +92,10 @@ if [ "$TEST_OK" -eq 0 ]; then
   step "cuda status and every op case, exact fp32" 120 env C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda
   test_line "op cases on cuda (fp32 mode, incl. cuda_vs_cpu and host checks)"
   if grep -q "^cuda: unavailable" "$STEP_OUT"; then note "$(grep -m1 "^cuda:" "$STEP_OUT")"; exit 1; fi
+  # the constant-channel kernel (conv_const.cu): its CPU comparison and the op cases on CUDA
+  for c in cuda_vs_cpu_conv2d_code_channels speed_conv2d_code_channels_match_tiled_conv speed_ops_conv2d_const_channels; do
+    grep -qE "^(ok|FAIL) +$c" "$STEP_OUT" || note "    case $c did not run"
+  done
 
   step "cuda_vs_cpu cases with the default math mode (tf32)" 90 "$TEST" --device cuda --filter cuda_
   test_line "cuda_vs_cpu + host checks (tf32 default)"
@@ -174,5 +180,13 @@ PYEOF
   else note "torch reference: exit $STEP_RC: $(tail -n 1 "$STEP_OUT")"; fi
 else
   note "torch reference: python3 with CUDA torch not available, skipped"
+fi
+
+# ---- 4. with the time left: racecheck of conv_const.cu (shared-memory class sums per block) ----
+if [ "${TEST_OK:-1}" -eq 0 ] && command -v compute-sanitizer > /dev/null; then
+  step "compute-sanitizer racecheck of conv2d_code_channels" 45 compute-sanitizer --tool racecheck \
+    --error-exitcode 9 --print-limit 10 "$TEST" --device cuda --filter cuda_vs_cpu_conv2d_code_channels
+  errs=$(grep -m1 -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$STEP_OUT")
+  note "racecheck (conv2d_code_channels): ${errs:-no summary (timed out or did not finish)} (exit $STEP_RC)"
 fi
 exit 0

@@ -4,6 +4,7 @@
 #include "adam.cuh"
 #include "batchnorm.cuh"
 #include "conv2d.cuh"
+#include "conv_const.cuh"
 #include "gemm.cuh"
 #include "grid_sample.cuh"
 #include "layout.cuh"
@@ -35,6 +36,7 @@ const Backend* cuda_backend() {
       cuda::affine_grid_forward, cuda::affine_grid_backward,
       cuda::grid_sample_forward, cuda::grid_sample_backward,
       cuda::adam_step,
+      cuda::conv2d_code_channels,
   };
   return &table;
 }

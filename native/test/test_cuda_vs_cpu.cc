@@ -22,6 +22,7 @@
 #include "../core/rng.h"
 #include "../cpu/kernels.h"
 #include "../cuda/broadcast.cuh"
+#include "../cuda/conv_const.cuh"
 #include "../cuda/conv_gemm.cuh"
 #include "../cuda/philox.cuh"
 #include "../cuda/tile_core.cuh"
@@ -515,6 +516,202 @@ C3_TEST(cuda_host_tile_kernel_emulated_conv) {
     }
 }
 
+// ---------------------------------------------------------------- constant channels (conv_const.cuh)
+
+struct CodeChCase {
+  int64_t N, Cx, Kc, H, W, K, R;  // odd square kernel R x R, stride 1, pad (R - 1) / 2
+};
+
+// 3x3, 5x5, 7x7 and 1x1 kernels; maps shorter than, equal to and longer than the kernel; tails:
+// interior rows wider than a warp, more rows than a block has warps, Kc above 32 lanes; and the
+// empty cases (no batch, no output channels, no code channels)
+const CodeChCase kCodeChCases[] = {
+    {2, 3, 4, 5, 6, 5, 3},  {3, 0, 2, 4, 4, 3, 3},   {2, 2, 3, 1, 1, 4, 3},   {2, 3, 5, 2, 7, 3, 5},
+    {1, 1, 2, 6, 3, 2, 1},  {4, 16, 20, 8, 8, 32, 3}, {2, 4, 3, 9, 11, 6, 7},  {2, 2, 7, 3, 40, 3, 3},
+    {1, 1, 3, 70, 1, 2, 3}, {3, 2, 33, 13, 37, 5, 3}, {2, 1, 2, 3, 3, 2, 3},   {2, 1, 2, 5, 5, 2, 5},
+    {2, 1, 2, 6, 4, 3, 5},  {1, 2, 2, 1, 9, 2, 5},    {0, 2, 3, 4, 4, 2, 3},   {2, 2, 3, 4, 4, 0, 3},
+    {2, 3, 0, 4, 4, 2, 3},
+};
+
+Conv2dParams codech_params(const CodeChCase& c) {
+  const int64_t pad = (c.R - 1) / 2;
+  return Conv2dParams{c.N, c.Cx + c.Kc, c.H, c.W, c.K, c.R, c.R, c.H, c.W, 1, pad};
+}
+
+std::string codech_name(const CodeChCase& c) {
+  char b[160];
+  std::snprintf(b, sizeof b, "code channels N%lld Cx%lld Kc%lld %lldx%lld K%lld %lldx%lld", (long long)c.N,
+                (long long)c.Cx, (long long)c.Kc, (long long)c.H, (long long)c.W, (long long)c.K, (long long)c.R,
+                (long long)c.R);
+  return b;
+}
+
+// Every axis class against conv_const.cc's loops: a class's positions share their in-image
+// taps, the classes partition the axis in order, and the positions where tap t is inside (the
+// CPU's tap_outputs) are exactly those of the classes that see t.
+C3_TEST(cuda_host_code_channels_axis_classes) {
+  for (int taps = 1; taps <= 15; taps += 2)
+    for (int out = 0; out <= 40; ++out) {
+      const int pad = (taps - 1) / 2;
+      const cuda::codech::Axis ax{out, taps, pad};
+      const std::string what = "axis out " + std::to_string(out) + " taps " + std::to_string(taps);
+      const int n = ax.classes();
+      expect_true(n == std::min(out, 2 * pad + 1), what + ": class count");
+      int next = 0;
+      for (int c = 0; c < n; ++c) {
+        expect_true(ax.first(c) == next && ax.end(c) > ax.first(c), what + ": classes partition the axis in order");
+        next = ax.end(c);
+      }
+      expect_true(next == out, what + ": classes cover the axis");
+      for (int o = 0; o < out; ++o) {
+        const int c = ax.cls(o);
+        expect_true(c >= 0 && c < n && ax.first(c) <= o && o < ax.end(c), what + ": position in its class's range");
+        const int lo = std::max(0, pad - o), hi = std::max(lo, std::min(taps, out + pad - o));  // inside_taps
+        expect_true(ax.tap_lo(c) == lo && ax.tap_hi(c) == hi,
+                    what + ": position " + std::to_string(o) + " sees the taps of its class");
+      }
+      for (int t = 0; t < taps; ++t) {
+        const int lo = std::max(0, pad - t), hi = std::max(lo, std::min(out, out + pad - t));  // tap_outputs
+        for (int o = 0; o < out; ++o)
+          expect_true(ax.sees(ax.cls(o), t) == (lo <= o && o < hi),
+                      what + ": tap " + std::to_string(t) + " at position " + std::to_string(o));
+      }
+    }
+}
+
+// conv_const.cu's kernels as plain loops over the same codech functions, with each kernel's
+// partition of the work (the warps of a tap-sum block take rows w, w + warps, ...).
+void emulate_code_channels(bool backward, const Conv2dParams& p, int64_t Kc, const float* code, const float* w,
+                           const float* dy, float* y, float* dw, float* dcode) {
+  using namespace cuda::codech;
+  const Plan q = make_plan(p, Kc);
+  const int ncls = q.classes(), ncr = q.row.classes(), ncs = q.col.classes();
+  const int OHW = q.row.out * q.col.out;
+  if (!backward) {
+    if (Kc == 0 || q.N * q.K * OHW == 0) return;
+    std::vector<double> wsum(static_cast<size_t>(q.K) * ncls * q.Kc);
+    for (int i = 0; i < static_cast<int>(wsum.size()); ++i) wsum[i] = wsum_at(q, w, i);
+    Vf bias(static_cast<size_t>(q.N) * q.K * ncls);
+    for (int b = 0; b < static_cast<int>(bias.size()); ++b) {
+      int64_t co, wo;
+      bias_rows(q, b, co, wo);
+      double acc = 0;
+      for (int j = 0; j < q.Kc; ++j) acc += static_cast<double>(code[co + j]) * wsum[wo + j];
+      bias[b] = static_cast<float>(acc);
+    }
+    const cuda::FastDiv fohw(OHW), fow(q.col.out);
+    for (int i = 0; i < q.N * q.K * OHW; ++i) y[i] += bias[bias_index(q, fohw, fow, i)];
+    return;
+  }
+  if (Kc == 0 || (!dw && !dcode)) return;
+  const int planes = q.N * q.K;
+  Vf D(static_cast<size_t>(planes) * q.RS, std::numeric_limits<float>::quiet_NaN());
+  const int warps = std::min(8, std::max(1, q.row.out));
+  for (int plane = 0; plane < planes; ++plane) {
+    const float* src = dy + static_cast<int64_t>(plane) * OHW;
+    std::vector<double> part(static_cast<size_t>(warps) * ncs, 0.0), E(static_cast<size_t>(ncr) * ncs, NAN);
+    for (int warp = 0; warp < warps; ++warp)
+      for (int h = warp; h < q.row.out; h += warps) {
+        const float* rowp = src + static_cast<int64_t>(h) * q.col.out;
+        double inner = 0;
+        if (q.col.has_interior())
+          for (int x = q.col.pad; x < q.col.out - q.col.pad; ++x) inner += rowp[x];
+        const int cr = q.row.cls(h);
+        const bool interior_row = q.row.has_interior() && cr == q.row.pad;
+        for (int cs = 0; cs < ncs; ++cs) {
+          const double v = col_class_value(q.col, rowp, cs, inner);
+          if (interior_row) part[warp * ncs + cs] += v;
+          else E[cr * ncs + cs] = v;
+        }
+      }
+    if (q.row.has_interior())
+      for (int cs = 0; cs < ncs; ++cs) {
+        double s = 0;
+        for (int wp = 0; wp < warps; ++wp) s += part[wp * ncs + cs];
+        E[q.row.pad * ncs + cs] = s;
+      }
+    for (int t = 0; t < q.RS; ++t) D[static_cast<size_t>(plane) * q.RS + t] = static_cast<float>(tap_sum(q, E.data(), t));
+  }
+  if (dw)
+    for (int i = 0; i < q.K * q.Kc * q.RS; ++i) {
+      int64_t off;
+      const double v = dw_at(q, code, D.data(), i, off);
+      dw[off] = static_cast<float>(v);
+    }
+  if (dcode)
+    for (int e = 0; e < q.N * q.Kc; ++e) {
+      double acc = 0;
+      for (int u = 0; u < q.K * q.RS; ++u) acc += dcode_term(q, w, D.data(), e / q.Kc, e % q.Kc, u);
+      dcode[e] = static_cast<float>(acc);
+    }
+}
+
+// The code-channel results of op(backend or emulation) for one case, with the magnitude scales
+// (the same op over absolute values) that bound the CPU's float rounding.
+struct CodeChRun {
+  Vf y, dw, dcode, dw_only, dcode_only;
+};
+
+using CodeChOp = std::function<void(bool, const Conv2dParams&, int64_t, const float*, const float*, const float*,
+                                    float*, float*, float*)>;
+
+constexpr float kDwSentinel = 7.0f;  // dw's x part must come back as it went in
+
+CodeChRun run_codech_host(const CodeChOp& op, const CodeChCase& c, const Vf& code, const Vf& w, const Vf& dy,
+                          const Vf& y0) {
+  const Conv2dParams p = codech_params(c);
+  CodeChRun r{y0, Vf(w.size(), kDwSentinel), nan_vec(code.size()), Vf(w.size(), kDwSentinel), nan_vec(code.size())};
+  op(false, p, c.Kc, code.data(), w.data(), nullptr, r.y.data(), nullptr, nullptr);
+  op(true, p, c.Kc, code.data(), w.data(), dy.data(), nullptr, r.dw.data(), r.dcode.data());
+  op(true, p, c.Kc, code.data(), w.data(), dy.data(), nullptr, r.dw_only.data(), nullptr);
+  op(true, p, c.Kc, code.data(), w.data(), dy.data(), nullptr, nullptr, r.dcode_only.data());
+  return r;
+}
+
+Vf absval(Vf v) {
+  for (float& x : v) x = std::fabs(x);
+  return v;
+}
+
+struct CodeChData {
+  Vf code, w, dy, y0;
+  Vf sy, sdw, sdcode;  // scales: the CPU op over |inputs| (|y0| for y, 0 in dw's x part)
+};
+
+CodeChData codech_data(const CodeChCase& c, uint64_t seed) {
+  const Conv2dParams p = codech_params(c);
+  CodeChData d;
+  d.code = random_vec(c.N * c.Kc, seed), d.w = random_vec(c.K * p.C * c.R * c.R, seed + 1);
+  d.dy = random_vec(c.N * c.K * c.H * c.W, seed + 2), d.y0 = random_vec(c.N * c.K * c.H * c.W, seed + 3);
+  const Vf ac = absval(d.code), aw = absval(d.w), ady = absval(d.dy);
+  d.sy = absval(d.y0), d.sdw = Vf(d.w.size(), 0.0f), d.sdcode = Vf(d.code.size(), 0.0f);
+  const Backend& cpu = cpu_backend();
+  cpu.conv2d_code_channels(false, p, c.Kc, ac.data(), aw.data(), nullptr, d.sy.data(), nullptr, nullptr);
+  cpu.conv2d_code_channels(true, p, c.Kc, ac.data(), aw.data(), ady.data(), nullptr, d.sdw.data(), d.sdcode.data());
+  return d;
+}
+
+// got against the CPU's results: y to (Kc + 2)-term rounding, dw to N-term, dcode to K*R*S-term
+// (the CPU multiplies in float; these kernels in double), dw's x part exactly the sentinel
+void expect_codech(const CodeChRun& got, const CodeChRun& want, const CodeChData& d, const CodeChCase& c,
+                   const std::string& what) {
+  expect_product(got.y, want.y, d.sy, c.Kc + 2, false, what + " forward (y += code part)");
+  expect_product(got.dw, want.dw, d.sdw, c.N + 2, false, what + " dw (code part; x part untouched)");
+  expect_product(got.dcode, want.dcode, d.sdcode, c.K * c.R * c.R + 2, false, what + " dcode");
+  expect_product(got.dw_only, want.dw, d.sdw, c.N + 2, false, what + " dw without dcode");
+  expect_product(got.dcode_only, want.dcode, d.sdcode, c.K * c.R * c.R + 2, false, what + " dcode without dw");
+}
+
+C3_TEST(cuda_host_code_channels_emulated_kernels) {
+  uint64_t seed = 45000;
+  for (const CodeChCase& c : kCodeChCases) {
+    const CodeChData d = codech_data(c, seed += 4);
+    const CodeChRun want = run_codech_host(cpu::conv2d_code_channels, c, d.code, d.w, d.dy, d.y0);
+    const CodeChRun got = run_codech_host(emulate_code_channels, c, d.code, d.w, d.dy, d.y0);
+    expect_codech(got, want, d, c, "emulated " + codech_name(c));
+  }
+}
+
 // ---------------------------------------------------------------- CUDA against the CPU backend
 
 // C3GAN_CUDA_VS_CPU_SELFTEST=1 runs these cases with the CPU backend standing in for CUDA: a
@@ -803,6 +1000,43 @@ C3_TEST(cuda_vs_cpu_conv2d_all_passes_and_modes) {
   g->conv2d_backward_weight(p, bdy.p(), bx.p(), w2.p());
   expect_same(w2.host(), w1.host(), "conv2d backward weight is deterministic");
 #endif
+}
+
+// The constant-channel kernel (conv2d_code_channels) against the CPU's: forward onto a random y,
+// backward with both outputs, with each alone, dw's x part left alone, and bitwise repeatable.
+C3_TEST(cuda_vs_cpu_conv2d_code_channels) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_conv2d_code_channels");
+  if (!g) return;
+  if (!g->conv2d_code_channels) throw Failure("the CUDA table has no conv2d_code_channels");
+  std::vector<CodeChCase> cases(std::begin(kCodeChCases), std::end(kCodeChCases));
+  // the model's shapes in small: 3x3 heads over 32x32 and 16x16 maps with many classes, a 1x1
+  // conv on a 64x64 map (one class, no border), a 9x9 kernel
+  cases.insert(cases.end(), {{16, 8, 50, 32, 32, 64, 3}, {8, 4, 200, 16, 16, 128, 3}, {4, 2, 10, 64, 64, 8, 1},
+                             {2, 1, 12, 20, 20, 4, 9}, {64, 3, 5, 4, 4, 16, 3}});
+  uint64_t seed = 75000;
+  for (const CodeChCase& c : cases) {
+    const CodeChData d = codech_data(c, seed += 4);
+    const Conv2dParams p = codech_params(c);
+    auto run = [&](const Backend& be) {
+      CodeChRun r;
+      Buf bc(be, d.code), bw(be, d.w), bdy(be, d.dy), by(be, d.y0), bdw(be, Vf(d.w.size(), kDwSentinel)),
+          bdc(be, nan_vec(d.code.size())), bdw1(be, Vf(d.w.size(), kDwSentinel)), bdc1(be, nan_vec(d.code.size()));
+      be.conv2d_code_channels(false, p, c.Kc, bc.p(), bw.p(), nullptr, by.p(), nullptr, nullptr);
+      be.conv2d_code_channels(true, p, c.Kc, bc.p(), bw.p(), bdy.p(), nullptr, bdw.p(), bdc.p());
+      be.conv2d_code_channels(true, p, c.Kc, bc.p(), bw.p(), bdy.p(), nullptr, bdw1.p(), nullptr);
+      be.conv2d_code_channels(true, p, c.Kc, bc.p(), bw.p(), bdy.p(), nullptr, nullptr, bdc1.p());
+      r.y = by.host(), r.dw = bdw.host(), r.dcode = bdc.host(), r.dw_only = bdw1.host(), r.dcode_only = bdc1.host();
+      return r;
+    };
+    const CodeChRun want = run(cpu_backend()), got = run(*g), again = run(*g);
+    const std::string what = codech_name(c);
+    expect_codech(got, want, d, c, what);
+    expect_same(again.y, got.y, what + " forward is deterministic");
+    expect_same(again.dw, got.dw, what + " dw is deterministic");
+    expect_same(again.dcode, got.dcode, what + " dcode is deterministic");
+    expect_same(got.dw_only, got.dw, what + " dw does not depend on dcode being asked for");
+    expect_same(got.dcode_only, got.dcode, what + " dcode does not depend on dw being asked for");
+  }
 }
 
 C3_TEST(cuda_vs_cpu_batchnorm) {

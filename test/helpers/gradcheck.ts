@@ -1,9 +1,13 @@
 // Finite-difference gradient checks: the op runs forward and backward through the tape (float32),
 // the numerical gradient comes from central differences of a float64 reference forward at the
 // same (float32-rounded) inputs. The scalar objective is sum(out * R) for fixed random weights R.
+// The inputs and R are made on the test device (C3GAN_DEVICE, helpers/device.ts), so the op and
+// its backward run there; gradients are read back to the host for the comparison.
 import * as assert from "node:assert/strict";
+import type { DeviceName } from "../../lib/native";
 import { mul, sum } from "../../lib/ops";
 import { Tensor, tidy } from "../../lib/tensor";
+import { testDevice } from "./device";
 import { numel, Rng, RT, scaledMaxError } from "./reference";
 
 export interface GradInput {
@@ -23,6 +27,8 @@ export interface GradcheckCase {
   tol?: number;
   /** allowed scaled max error of the forward output */
   fwdTol?: number;
+  /** where the inputs are made; the test device (C3GAN_DEVICE, cpu by default) unless given */
+  device?: DeviceName;
 }
 
 function hashName(s: string): number {
@@ -41,6 +47,7 @@ export function gradcheck(c: GradcheckCase): number[] {
   const h = c.h ?? 1e-5;
   const tol = c.tol ?? 1e-4;
   const fwdTol = c.fwdTol ?? 1e-4;
+  const device = c.device ?? testDevice();
   const ref0 = c.reference(inputs.map((i) => i.value));
   const rng = new Rng(hashName(c.name));
   const weights = rng.array(numel(ref0.shape), -1, 1);
@@ -51,17 +58,19 @@ export function gradcheck(c: GradcheckCase): number[] {
   };
 
   const analytic = tidy(() => {
-    const ts = inputs.map((i) => Tensor.fromArray(i.value.data, i.value.shape, { requiresGrad: i.grad ?? true }));
+    const ts = inputs.map((i) => Tensor.fromArray(i.value.data, i.value.shape, { device, requiresGrad: i.grad ?? true }));
     const out = c.forward(ts);
     assert.deepEqual(out.shape, ref0.shape, `${c.name}: output shape`);
+    assert.equal(out.device, device, `${c.name}: output device`);
     const fe = scaledMaxError(out.toArray(), ref0.data);
     assert.ok(fe <= fwdTol, `${c.name}: forward scaled max error ${fe} > ${fwdTol}`);
-    const loss = sum(mul(out, Tensor.fromArray(weights, ref0.shape)));
+    const loss = sum(mul(out, Tensor.fromArray(weights, ref0.shape, { device })));
     loss.backward();
     return ts.map((t, k) => {
       if (!(inputs[k].grad ?? true)) return null;
       assert.ok(t.grad, `${c.name}: input ${k} got no gradient`);
       assert.deepEqual(t.grad.shape, t.shape, `${c.name}: input ${k} gradient shape`);
+      assert.equal(t.grad.device, device, `${c.name}: input ${k} gradient device`);
       return t.grad.toArray();
     });
   });
