@@ -22,6 +22,31 @@ export interface NativeGenerator {
   setState(key: bigint, offset: bigint): void;
 }
 
+/**
+ * Memory of one device. liveBytes/peakLiveBytes count live tensors exactly (what V8 is told);
+ * the allocator's figures are rounded to its size classes. The CPU cache keeps in use + cached
+ * at or below limitBytes (9/8 of the in-use high-water mark since the last emptyCache;
+ * C3GAN_CPU_CACHE=0 turns it off). For CUDA the allocator fields are present when a device is
+ * usable.
+ */
+export interface MemoryStats {
+  liveBytes: number;
+  peakLiveBytes: number;
+  inUseBytes?: number;
+  cachedBytes?: number;
+  peakInUseBytes?: number;
+  limitBytes?: number;
+  /** blocks taken from the system or driver (cache misses) */
+  systemAllocs?: number;
+  systemFrees?: number;
+  cacheHits?: number;
+  cacheEnabled?: boolean;
+  /** CPU, glibc only: the C heap in use outside the cache (kernel scratch, Node's own) */
+  mallocBytes?: number;
+  deviceFreeBytes?: number;
+  deviceTotalBytes?: number;
+}
+
 export interface NativeAddon {
   version: string;
   cudaStatus(): string;
@@ -31,6 +56,12 @@ export interface NativeAddon {
   /** bytes held by live tensors on a device */
   liveBytes(device: DeviceName): number;
   liveTensors(): number;
+  /** live tensor bytes, their high-water mark and the device allocator's cache */
+  memoryStats(device: DeviceName): MemoryStats;
+  /** the high-water marks restart from what is live now */
+  resetPeakMemory(device: DeviceName): void;
+  /** returns the allocator's cached (freed, kept for reuse) blocks to the system */
+  emptyCache(device: DeviceName): void;
   /** measured fp32 FMA throughput over `threads` threads (GFLOP/s) */
   peakGflops(seconds: number, threads: number): number;
   /** CPU features the addon sees (e.g. "sse4.2 avx avx2 fma") */

@@ -3,8 +3,19 @@
 namespace c3 {
 
 static std::atomic<int64_t> g_live_bytes[2];
+static std::atomic<int64_t> g_peak_bytes[2];
 
 int64_t live_bytes(Device d) { return g_live_bytes[static_cast<int>(d)].load(); }
+int64_t peak_live_bytes(Device d) { return g_peak_bytes[static_cast<int>(d)].load(); }
+void reset_peak_live_bytes(Device d) { g_peak_bytes[static_cast<int>(d)] = live_bytes(d); }
+
+static void add_live(Device d, int64_t bytes) {
+  const int i = static_cast<int>(d);
+  const int64_t now = g_live_bytes[i] += bytes;
+  int64_t peak = g_peak_bytes[i].load();
+  while (now > peak && !g_peak_bytes[i].compare_exchange_weak(peak, now)) {
+  }
+}
 
 const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
@@ -19,12 +30,12 @@ Storage::Storage(Device d, size_t numel) : device_(d), numel_(numel), data_(null
   const Backend& be = backend_for(d);
   // at least one element so data() is never null, even for empty tensors
   data_ = static_cast<float*>(be.alloc((numel ? numel : 1) * sizeof(float)));
-  g_live_bytes[static_cast<int>(d)] += static_cast<int64_t>(numel * sizeof(float));
+  add_live(d, static_cast<int64_t>(numel * sizeof(float)));
 }
 
 Storage::~Storage() {
   backend_for(device_).free(data_);
-  g_live_bytes[static_cast<int>(device_)] -= static_cast<int64_t>(numel_ * sizeof(float));
+  add_live(device_, -static_cast<int64_t>(numel_ * sizeof(float)));
 }
 
 int64_t shape_numel(const Shape& s, const char* op) {

@@ -16,6 +16,9 @@ const char* device_name(Device d);
 
 // Bytes currently held by live storages, per device (reported to V8 and in memory statistics).
 int64_t live_bytes(Device d);
+// High-water mark of live_bytes since the last reset_peak_live_bytes (or the start).
+int64_t peak_live_bytes(Device d);
+void reset_peak_live_bytes(Device d);
 
 class Storage {
  public:

@@ -1,28 +1,21 @@
-// Host memory for the CPU backend and the simple streaming kernels (fill, axpy, affine).
-#include <cstdlib>
+// Host memory for the CPU backend (cached: host_alloc.cc) and the simple streaming kernels (fill,
+// axpy, affine).
 #include <cstring>
-#include <string>
 
-#include "../core/error.h"
 #include "../core/threadpool.h"
+#include "host_alloc.h"
 #include "kernels.h"
 
 namespace c3::cpu {
 
 namespace {
-constexpr size_t kAlign = 64;      // a cache line, and enough for any SIMD width
 constexpr int64_t kGrain = 1 << 15;  // elements per chunk: below this a thread wake-up costs more
 }  // namespace
 
-void* alloc(size_t bytes) {
-  // aligned_alloc wants a multiple of the alignment; zero bytes still gets a valid pointer
-  size_t rounded = bytes == 0 ? kAlign : (bytes + kAlign - 1) / kAlign * kAlign;
-  void* p = rounded < bytes ? nullptr : std::aligned_alloc(kAlign, rounded);
-  if (!p) throw OutOfMemory("alloc", "could not allocate " + std::to_string(bytes) + " bytes");
-  return p;
-}
+// through the caching allocator (host_alloc.cc): 64-byte aligned, zero bytes still valid
+void* alloc(size_t bytes) { return host_alloc(bytes); }
 
-void free(void* p) { std::free(p); }
+void free(void* p) { host_free(p); }
 
 void upload(float* dst, const float* host, size_t n) {
   if (n) std::memcpy(dst, host, n * sizeof(float));

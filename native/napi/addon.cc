@@ -7,6 +7,7 @@ namespace c3::napi {
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_bench(Napi::Env env, Napi::Object exports);
 void register_linalg(Napi::Env env, Napi::Object exports);
+void register_memory(Napi::Env env, Napi::Object exports);
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -22,6 +23,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c3::napi::register_ops(env, exports);
   c3::napi::register_bench(env, exports);
   c3::napi::register_linalg(env, exports);
+  c3::napi::register_memory(env, exports);
   return exports;
 }
 
