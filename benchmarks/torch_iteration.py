@@ -4,16 +4,21 @@ base_layer.py, train.py), generalised to other sizes exactly as lib/model/spec.t
 
 usage: torch_iteration.py --size S --ngf N --ndf N --k K --batch B --threads T --runs R
 prints one JSON line: {"seconds": [...], "threads": T, "torch": version}
+With --serve: builds the model, runs the warm-up iteration, prints {"ready": true, "threads": T,
+"torch": version}, then for each line {"runs": R} on stdin times R iterations and prints
+{"seconds": [...]} (so `c3gan bench --compare torch` alternates runs without re-spawning).
 """
-import argparse, json, math, os, time
+import argparse, json, math, os, sys, time
 
 ap = argparse.ArgumentParser()
 for a, d in [("size", 32), ("ngf", 128), ("ndf", 32), ("k", 20), ("batch", 64), ("threads", 0), ("runs", 3),
              ("zdim", 64), ("czdim", 8)]:
     ap.add_argument("--" + a, type=int, default=d)
+ap.add_argument("--serve", action="store_true")
 args = ap.parse_args()
 threads = args.threads or os.cpu_count()
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see torchEnv in lib/bench/torch.ts
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -123,8 +128,17 @@ def iteration():
         + F.relu(0.1 - mm).mean() + F.relu(mm - 0.9).mean() + be.mean()
     loss.backward(); oG.step()
 
+def timed(runs):
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter(); iteration(); times.append(time.perf_counter() - t0)
+    return times
+
 iteration()  # warm-up
-times = []
-for _ in range(args.runs):
-    t0 = time.perf_counter(); iteration(); times.append(time.perf_counter() - t0)
-print(json.dumps({"seconds": times, "threads": threads, "torch": torch.__version__}))
+if args.serve:
+    print(json.dumps({"ready": True, "threads": threads, "torch": torch.__version__}), flush=True)
+    for line in sys.stdin:
+        if line.strip():
+            print(json.dumps({"seconds": timed(int(json.loads(line).get("runs", 1)))}), flush=True)
+else:
+    print(json.dumps({"seconds": timed(args.runs), "threads": threads, "torch": torch.__version__}))

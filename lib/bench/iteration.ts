@@ -2,6 +2,7 @@
 // random inputs: what `c3gan bench` reports, optionally side by side with PyTorch.
 import { C3GAN } from "../model/c3gan";
 import { ModelSpec } from "../model/spec";
+import { BENCH_CONFIGS } from "./configs";
 import type { DeviceName } from "../native";
 import { Adam } from "../optim/adam";
 import { Generator, Tensor, tidy } from "../tensor";
@@ -13,22 +14,17 @@ export interface IterationConfig {
   batch: number;
 }
 
-/** The configurations the speed targets name (CUB: the official model with K = 200 x 2). */
-export const ITERATION_CONFIGS: IterationConfig[] = [
-  { name: "32px-ngf128-ndf32-K20-b64", spec: { imageSize: 32, channels: 3, ngf: 128, ndf: 32, zDim: 64, czDim: 8, numClusters: 20 }, batch: 64 },
-  { name: "64px-ngf256-ndf64-K20-b32", spec: { imageSize: 64, channels: 3, ngf: 256, ndf: 64, zDim: 64, czDim: 8, numClusters: 20 }, batch: 32 },
-  { name: "cub-128px-b8", spec: { imageSize: 128, channels: 3, ngf: 512, ndf: 64, zDim: 64, czDim: 8, numClusters: 400 }, batch: 8 },
-  { name: "cub-128px-b64", spec: { imageSize: 128, channels: 3, ngf: 512, ndf: 64, zDim: 64, czDim: 8, numClusters: 400 }, batch: 64 },
-];
+/** The configurations the speed targets name (lib/bench/configs.ts). */
+export const ITERATION_CONFIGS: IterationConfig[] = BENCH_CONFIGS;
 
-export interface Timing {
+export interface IterationTiming {
   median: number;
   min: number;
   max: number;
   runs: number[];
 }
 
-export function summarize(runs: number[]): Timing {
+export function summarize(runs: number[]): IterationTiming {
   const s = [...runs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;

@@ -61,3 +61,19 @@ export function timeIt<T>(run: () => T, cleanup: (result: T) => void, options: T
 export function rate(work: number, t: Timing): number {
   return work / t.median;
 }
+
+/**
+ * One Timing from several rounds of the same measurement (c3gan and PyTorch alternate round by
+ * round): the median of the round medians (a busy round moves it less than pooling would), the
+ * overall min and max, runs and time added up.
+ */
+export function mergeTimings(rounds: Timing[]): Timing {
+  if (rounds.length === 0) throw new Error("stats: no rounds to merge");
+  return {
+    runs: rounds.reduce((s, t) => s + t.runs, 0),
+    median: median(rounds.map((t) => t.median)),
+    min: Math.min(...rounds.map((t) => t.min)),
+    max: Math.max(...rounds.map((t) => t.max)),
+    total: rounds.reduce((s, t) => s + t.total, 0),
+  };
+}
