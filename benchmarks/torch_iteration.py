@@ -1,8 +1,8 @@
-"""One official C3-GAN training iteration in PyTorch (CPU), timed: the side-by-side reference
+"""One official C3-GAN training iteration in PyTorch (CPU, or CUDA with --device cuda), timed: the side-by-side reference
 for `c3gan bench --compare torch`. The architecture and step follow naver-ai/c3-gan (model.py,
 base_layer.py, train.py), generalised to other sizes exactly as lib/model/spec.ts does.
 
-usage: torch_iteration.py --size S --ngf N --ndf N --k K --batch B --threads T --runs R
+usage: torch_iteration.py --size S --ngf N --ndf N --k K --batch B --threads T --runs R [--device cpu|cuda]
 prints one JSON line: {"seconds": [...], "threads": T, "torch": version}
 With --serve: builds the model, runs the warm-up iteration, prints {"ready": true, "threads": T,
 "torch": version}, then for each line {"runs": R} on stdin times R iterations and prints
@@ -15,6 +15,7 @@ for a, d in [("size", 32), ("ngf", 128), ("ndf", 32), ("k", 20), ("batch", 64), 
              ("zdim", 64), ("czdim", 8)]:
     ap.add_argument("--" + a, type=int, default=d)
 ap.add_argument("--serve", action="store_true")
+ap.add_argument("--device", default="cpu")  # cuda: eager PyTorch with cuDNN at its default TF32 settings
 args = ap.parse_args()
 threads = args.threads or os.cpu_count()
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
@@ -24,6 +25,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 torch.set_num_threads(threads)
 torch.manual_seed(0)
+if args.device not in ("cpu", "cuda"):
+    sys.exit(f"torch_iteration.py: --device must be cpu or cuda, got {args.device}")
+if args.device == "cuda" and not torch.cuda.is_available():
+    sys.exit("torch_iteration.py: --device cuda, but this torch has no usable CUDA")
+dev = torch.device(args.device)
+def sync():
+    if dev.type == "cuda": torch.cuda.synchronize()
 
 class GLU(nn.Module):
     def forward(self, x):
@@ -84,35 +92,36 @@ class D(nn.Module):
         self.cent = nn.Linear(K, t)
     def forward(self, x): h = self.base(x); return self.info(h).flatten(1), self.rf(h).flatten(1)
 
-netG, netD = G(), D()
+netG, netD = G().to(dev), D().to(dev)
 oG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
 oD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
 B, S, T = args.batch, args.size, 0.1
-eye = torch.eye(K)
+eye = torch.eye(K, device=dev)
 
 def codes():
-    c = torch.zeros(B, K)
-    idx = torch.randperm(K)[:B] if K >= B else torch.randint(0, K, (B,))
-    c[torch.arange(B), idx] = 1
-    return torch.randn(B, zd), torch.randn(B, cd), c, idx
+    c = torch.zeros(B, K, device=dev)
+    idx = torch.randperm(K, device=dev)[:B] if K >= B else torch.randint(0, K, (B,), device=dev)
+    c[torch.arange(B, device=dev), idx] = 1
+    return torch.randn(B, zd, device=dev), torch.randn(B, cd, device=dev), c, idx
 
 def grid():
-    s = torch.empty(B, 1).uniform_(0.8, 1.5); r = torch.empty(B, 1).uniform_(-15, 15) / 180 * math.pi
-    tx = torch.empty(B, 1).uniform_(-0.15, 0.15); ty = torch.empty(B, 1).uniform_(-0.15, 0.15)
+    e = lambda: torch.empty(B, 1, device=dev)
+    s = e().uniform_(0.8, 1.5); r = e().uniform_(-15, 15) / 180 * math.pi
+    tx = e().uniform_(-0.15, 0.15); ty = e().uniform_(-0.15, 0.15)
     th = torch.cat([s * r.cos(), -s * r.sin(), tx, s * r.sin(), s * r.cos(), ty], 1).view(B, 2, 3)
     return F.affine_grid(th, (B, 3, S, S), align_corners=True)
 
 def cos_logits(f, c): return F.normalize(f, dim=1) @ F.normalize(c, dim=1).T / T
 
 def iteration():
-    real, aug = torch.rand(B, 3, S, S) * 2 - 1, torch.rand(B, 3, S, S) * 2 - 1
+    real, aug = torch.rand(B, 3, S, S, device=dev) * 2 - 1, torch.rand(B, 3, S, S, device=dev) * 2 - 1
     z, cz, c, idx = codes()
     m, fake = netG(z, cz, c, grid())
     oD.zero_grad()
     ri, ra = netD(real); fi, fa = netD(fake.detach()); cemb = netD.cent(eye); mi, _ = netD((m * fake).detach()); ai, _ = netD(aug)
     feat = F.normalize(torch.cat([ri, ai]), dim=1); sim = feat @ feat.T
-    mask = torch.eye(2 * B, dtype=torch.bool); sim = sim[~mask].view(2 * B, -1) / T
-    pos = torch.cat([torch.arange(B - 1, 2 * B - 1), torch.arange(0, B)])
+    mask = torch.eye(2 * B, dtype=torch.bool, device=dev); sim = sim[~mask].view(2 * B, -1) / T
+    pos = torch.cat([torch.arange(B - 1, 2 * B - 1, device=dev), torch.arange(0, B, device=dev)])
     p = F.softmax(cos_logits(ri, cemb), 1)
     loss = F.relu(1 - ra).mean() + F.relu(1 + fa).mean() + 5 * F.cross_entropy(cos_logits(fi, cemb), idx) \
         + F.cross_entropy(cos_logits(mi, cemb), idx) + F.cross_entropy(sim, pos) \
@@ -131,12 +140,12 @@ def iteration():
 def timed(runs):
     times = []
     for _ in range(runs):
-        t0 = time.perf_counter(); iteration(); times.append(time.perf_counter() - t0)
+        sync(); t0 = time.perf_counter(); iteration(); sync(); times.append(time.perf_counter() - t0)
     return times
 
 iteration()  # warm-up
 if args.serve:
-    print(json.dumps({"ready": True, "threads": threads, "torch": torch.__version__}), flush=True)
+    print(json.dumps({"ready": True, "threads": threads, "torch": torch.__version__, "device": args.device}), flush=True)
     for line in sys.stdin:
         if line.strip():
             print(json.dumps({"seconds": timed(int(json.loads(line).get("runs", 1)))}), flush=True)

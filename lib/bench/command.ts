@@ -65,7 +65,6 @@ export function benchOptions(raw: Record<string, unknown>): BenchOptions {
   if (device !== "cpu" && device !== "cuda") throw new Error(`--device must be cpu or cuda, got '${device}'`);
   const compare = str("compare");
   if (compare !== undefined && compare !== "torch") throw new Error(`--compare takes 'torch', got '${compare}'`);
-  if (compare && device === "cuda" && !ops) throw new Error("--compare torch with --device cuda: the PyTorch iteration (torch_iteration.py) runs on the CPU only; use --ops");
   const configs = resolveConfigs(str("configs") ?? (ops ? DEFAULT_CONFIG_NAMES : ITERATION_DEFAULT_CONFIGS).join(","));
   return {
     ops, configs, quick, device, json: raw.json === true,
@@ -121,7 +120,8 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
         // builds the model and runs its own warm-up iteration before it says ready
         const started = await TorchWorker.start(o.python, benchScript("torch_iteration.py"), ["--serve",
           "--size", String(s.imageSize), "--ngf", String(s.ngf), "--ndf", String(s.ndf), "--k", String(s.numClusters),
-          "--batch", String(cfg.batch), "--threads", String(machine.threads), "--zdim", String(s.zDim), "--czdim", String(s.czDim)],
+          "--batch", String(cfg.batch), "--threads", String(machine.threads), "--zdim", String(s.zDim), "--czdim", String(s.czDim),
+          "--device", o.device],
         machine.threads);
         worker = started.worker;
         torchInfo = started.info;

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The Node side of the CUDA check on a GPU machine: the second command of a lease, right after
+# benchmarks/device-check.sh (which needs only cmake and nvcc). Prepare here with
+# `bash scripts/device-carry.sh` and carry what it prints (dist, the CUDA addon, node.xz).
+#   1. the TypeScript op tests on CUDA (C3GAN_DEVICE=cuda): every op against float64 references,
+#      the gradient checks, PyTorch parity fixtures, error paths, memory accounting;
+#   2. one training iteration at the CUB config (128 px, batch 64, K 400), c3gan and PyTorch
+#      eager with cuDNN (default TF32 settings) alternating in one run: `c3gan bench --compare torch`;
+#   3. 1,000 iterations at the 32 px config: device memory must stay flat.
+# Every step has a time limit (about 9 minutes in all); the summary is printed whatever fails.
+# The log goes to $OUT/device-node.log when $OUT is set.
+set -u
+cd "$(dirname "$0")/.."
+LOG=/dev/null
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT" && LOG="$OUT/device-node.log"; fi
+: > "$LOG" 2>/dev/null || LOG=/dev/null
+START=$(date +%s)
+DEADLINE=$((START + ${C3GAN_DEVICE_NODE_SECONDS:-540}))
+declare -a SUMMARY=()
+say() { echo "$*" | tee -a "$LOG"; }
+note() { SUMMARY+=("$*"); }
+finish() {
+  say ""
+  say "==== device-node summary ($(( $(date +%s) - START )) s) ===="
+  for line in ${SUMMARY[@]+"${SUMMARY[@]}"}; do say "$line"; done
+  [ "${#SUMMARY[@]}" -eq 0 ] && say "(no step completed)"
+}
+trap finish EXIT
+
+# step NAME SECONDS CMD...: CMD under a time limit (cut to what the budget has left)
+step() {
+  local name=$1 limit=$2
+  shift 2
+  STEP_OUT=$(mktemp)
+  local left=$((DEADLINE - $(date +%s)))
+  [ "$left" -lt "$limit" ] && limit=$left
+  say ""
+  if [ "$limit" -lt 10 ]; then
+    say "---- $name: skipped, the budget is spent"
+    echo "skipped: out of time" > "$STEP_OUT"
+    STEP_RC=124
+    return
+  fi
+  say "---- $name (limit ${limit}s): $*"
+  timeout --kill-after=5 "$limit" "$@" > "$STEP_OUT" 2>&1
+  STEP_RC=$?
+  cat "$STEP_OUT" >> "$LOG"
+  tail -n 40 "$STEP_OUT"
+  if [ "$STEP_RC" -eq 124 ] || [ "$STEP_RC" -eq 137 ]; then say "($name: timed out after ${limit}s)"; fi
+}
+
+NODE=""
+if command -v node > /dev/null; then NODE=$(command -v node)
+elif [ -f build-carry/node.xz ]; then
+  xz -dc build-carry/node.xz > /tmp/c3gan-node && chmod +x /tmp/c3gan-node && NODE=/tmp/c3gan-node
+fi
+if [ -z "$NODE" ] || [ ! -f build/Release/c3gan.node ] || [ ! -f dist/bin/c3gan.js ]; then
+  note "not run: needs node (or build-carry/node.xz), build/Release/c3gan.node and dist/ (bash scripts/device-carry.sh, then carry them)"
+  exit 1
+fi
+say "c3gan device-node check, $(date -u +%Y-%m-%dT%H:%M:%SZ), node $($NODE --version)"
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
+step info 30 "$NODE" dist/bin/c3gan.js info
+note "info: $(grep '^cuda:' "$STEP_OUT" || tail -n 1 "$STEP_OUT")"
+if ! grep -q '^cuda: available' "$STEP_OUT"; then note "CUDA is not available to the addon: nothing else to check"; exit 1; fi
+
+# ---- 1. the TypeScript op tests on CUDA ----
+TESTS="dist/test/ops.test.js dist/test/gradcheck.test.js dist/test/const-channels.test.js dist/test/parity.test.js dist/test/errors.test.js dist/test/memory.test.js"
+step "op tests on CUDA" 200 env C3GAN_DEVICE=cuda "$NODE" --test --test-concurrency=1 --test-reporter=tap $TESTS
+note "op tests on CUDA (exit $STEP_RC): $(grep -E '^# (tests|pass|fail|skipped) ' "$STEP_OUT" | tr '\n' ' ')"
+while read -r l; do note "    $l"; done < <(grep -E '^not ok|^    not ok' "$STEP_OUT" | head -n 20)
+
+# ---- 2. the CUB iteration, c3gan vs PyTorch + cuDNN ----
+PY=python3
+COMPARE=()
+if $PY -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' > /dev/null 2>&1; then
+  COMPARE=(--compare torch --python "$PY")
+else
+  note "PyTorch with CUDA not importable: the iteration runs without the side-by-side"
+fi
+step "CUB iteration" 180 "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 5 "${COMPARE[@]}"
+note "CUB iteration (exit $STEP_RC): $(grep -E 'cub-128px-b64' "$STEP_OUT" | tail -n 1)"
+
+# ---- 3. memory over 1,000 iterations ----
+step "memory over 1000 iterations" 150 "$NODE" dist/benchmarks/memory-flat.js --device cuda --config 32px-ngf128-ndf32-K20-b64 --iterations 1000 --seconds 120
+note "memory (exit $STEP_RC): $(grep -E 'iterations in|memory' "$STEP_OUT" | tr '\n' ' ')"
