@@ -14,7 +14,7 @@ if [ ! -f build-carry/node.xz ] || [ "$node_bin" -nt build-carry/node.xz ]; then
   mv build-carry/node.xz.tmp build-carry/node.xz
 fi
 npm run --silent build:ts
-C3GAN_CUDA=ON npm run --silent build:native
+npm run --silent build:native  # CUDA AUTO: nvcc is on PATH above
 if ! node -e "process.exit(/has no CUDA backend/.test(require('./dist/lib/native').native().cudaStatus()) ? 1 : 0)"; then
   echo "build/Release/c3gan.node has no CUDA backend" >&2
   exit 1
