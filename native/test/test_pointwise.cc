@@ -1,21 +1,21 @@
 // Tests of the pointwise, row-wise, NT-Xent and grid-sample kernels on the backend under test:
 // forward against float64 re-implementations written here, backward against central finite
-// differences of sum(w * y) taken on those float64 forwards.
+// differences of sum(w * y) taken on those float64 forwards. At the end, CPU only: every fast path
+// of the GLU, ReLU/LeakyReLU, binary and batch-norm kernels (each inner-loop table, one and two
+// threads, odd lengths and tails) against the plain reference loops they keep.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "../core/threadpool.h"
 #include "../cpu/kernels.h"
+#include "../cpu/batchnorm_kernels.h"  // the plain reference loops and the inner-loop tables
+#include "../cpu/pointwise_kernels.h"
 #include "harness.h"
-
-namespace c3::cpu {  // the plain loops kept beside the fast broadcast kernels (cpu/pointwise.cc)
-void binary_forward_reference(BinaryOp op, const BroadcastIndex& idx, const float* a, const float* b, float* y);
-void expand_reference(const BroadcastIndex& idx, const float* x, float* y);
-void sum_to_reference(const BroadcastIndex& idx, const float* x, float* y, size_t y_numel);
-}  // namespace c3::cpu
 
 namespace {
 
@@ -844,6 +844,349 @@ C3_TEST(grid_sample_identity) {
   be.affine_grid_forward(N, H, W, bt.p(), bg.p());
   be.grid_sample_forward(N, C, H, W, H, W, bx.p(), bg.p(), by.p());
   expect_close(by.host(), to_d(x), 1e-5, 1e-6, "grid_sample of the identity grid");
+}
+
+
+// ---------------------------------------------------------------- CPU fast paths vs plain loops
+
+bool cpu_only(const Backend& be, const char* test) {
+  if (std::string(be.name) == "cpu") return true;
+  std::printf("     note: %s tests CPU kernels only, skipped on %s\n", test, be.name);
+  return false;
+}
+
+// Every inner-loop table this CPU runs (pointwise and batch norm together), on 1, 2 and 5
+// threads (5: the batch-norm rows split over threads rather than channels); restores the tables
+// and the pool size.
+struct TableSweep {
+  const cpu::PointwiseKernels& saved = cpu::pointwise_kernels();
+  const cpu::BatchnormKernels& saved_bn = cpu::batchnorm_kernels();
+  int threads = num_threads();
+  ~TableSweep() {
+    cpu::set_pointwise_kernels(saved);
+    cpu::set_batchnorm_kernels(saved_bn);
+    set_num_threads(threads);
+  }
+  template <class F>
+  void run(F f) {
+    std::vector<std::pair<const cpu::PointwiseKernels*, const cpu::BatchnormKernels*>> ks{
+        {&cpu::portable_pointwise_kernels(), &cpu::portable_batchnorm_kernels()}};
+    if (cpu::avx2_pointwise_kernels() && cpu::avx2_batchnorm_kernels())
+      ks.push_back({cpu::avx2_pointwise_kernels(), cpu::avx2_batchnorm_kernels()});
+    for (const auto& [k, kb] : ks)
+      for (int t : {1, 2, 5}) {
+        cpu::set_pointwise_kernels(*k);
+        cpu::set_batchnorm_kernels(*kb);
+        set_num_threads(t);
+        f(std::string(" [") + k->name + ", " + std::to_string(t) + " thread" + (t > 1 ? "s]" : "]"));
+      }
+  }
+};
+
+// Results of one table on several thread counts: the same bits on each (a fixed split of the work).
+struct SameAcrossThreads {
+  std::vector<std::pair<std::string, Vf>> first;  // per table, the first result
+  void check(const std::string& tag, const Vf& v, const std::string& what);
+};
+
+// Same bits (NaN matching NaN): for kernels whose fast loops do the same float operations.
+void expect_same_bits(const Vf& got, const Vf& want, const std::string& what) {
+  expect_true(got.size() == want.size(), what + ": size");
+  for (size_t i = 0; i < got.size(); ++i) {
+    const bool same = std::memcmp(&got[i], &want[i], sizeof(float)) == 0 || (std::isnan(got[i]) && std::isnan(want[i]));
+    if (!same)
+      throw Failure(what + ": element " + std::to_string(i) + " is " + std::to_string(got[i]) + ", expected " +
+                    std::to_string(want[i]));
+  }
+}
+
+void SameAcrossThreads::check(const std::string& tag, const Vf& v, const std::string& what) {
+  const std::string table = tag.substr(0, tag.find(','));
+  for (const auto& [t, w] : first)
+    if (t == table) return expect_same_bits(v, w, what + " across thread counts" + tag);
+  first.push_back({table, v});
+}
+
+// Values that hit every branch: signed zeros, infinities, NaN, tiny and huge ones, among random ones.
+Vf with_specials(Vf v) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const float sp[] = {0.0f, -0.0f, inf, -inf, nan, 1e-40f, -1e-40f, 90.0f, -90.0f, 1e30f, -1e30f, 88.5f, -87.5f};
+  for (size_t i = 0; i < v.size(); i += 7) v[i] = sp[(i / 7) % (sizeof(sp) / sizeof(sp[0]))];
+  return v;
+}
+
+C3_TEST(fast_glu_matches_reference) {
+  if (!cpu_only(be, "fast_glu_matches_reference")) return;
+  TableSweep sweep;
+  // (outer, half, inner): inner 1 (GLU over a Linear's features), odd tails, several tasks
+  const int64_t shapes[][3] = {{1, 1, 1}, {3, 5, 1}, {2, 7, 3}, {4, 9, 17}, {8, 256, 1}, {2, 16, 33}, {3, 40, 700}};
+  uint64_t seed = 2000;
+  for (auto& s : shapes) {
+    const int64_t outer = s[0], half = s[1], inner = s[2], n = outer * half * inner;
+    const std::string name = "glu (" + std::to_string(outer) + ", " + std::to_string(half) + ", " +
+                             std::to_string(inner) + ")";
+    const Vf x = random_vec(2 * n, ++seed, -12, 12), dy = random_vec(n, ++seed);
+    Vf yr(n), dxr(2 * n);
+    cpu::glu_forward_reference(outer, half, inner, x.data(), yr.data());
+    cpu::glu_backward_reference(outer, half, inner, dy.data(), x.data(), dxr.data());
+    sweep.run([&](const std::string& tag) {
+      Vf y(n), dx(2 * n);
+      cpu::glu_forward(outer, half, inner, x.data(), y.data());
+      cpu::glu_backward(outer, half, inner, dy.data(), x.data(), dx.data());
+      // the AVX2 sigmoid is a polynomial exp (about 1 ulp), the reference std::exp; db has
+      // 1 - s, where a few ulp of s near 1 are absolute errors of ~1e-7 times |dy * a| <= 12
+      expect_close(y, yr, 1e-6, 1e-30, name + " forward" + tag);
+      expect_close(dx, dxr, 1e-6, 4e-6, name + " backward" + tag);
+    });
+  }
+}
+
+C3_TEST(fast_glu_sigmoid_range) {
+  if (!cpu_only(be, "fast_glu_sigmoid_range")) return;
+  TableSweep sweep;
+  // a = 1: y is sigmoid(b) itself, over the whole range where it is neither 0 nor 1
+  const int64_t n = 4001;
+  Vf x(2 * n, 1.0f);
+  for (int64_t i = 0; i < n; ++i) x[n + i] = -100.0f + 200.0f * static_cast<float>(i) / (n - 1);
+  Vd want(n);
+  for (int64_t i = 0; i < n; ++i) want[i] = 1.0 / (1.0 + std::exp(-static_cast<double>(x[n + i])));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const Vf special = {1, 1, 1, 1, 1, 1, 1, 1, 1, nan, inf, -inf, 0.0f, -0.0f, 1e-40f, nan, 5.0f, nan};
+  sweep.run([&](const std::string& tag) {
+    Vf y(n);
+    cpu::glu_forward(1, 1, n, x.data(), y.data());
+    expect_close(y, want, 5e-7, 1e-37, "sigmoid via glu" + tag);
+    Vf ys(9);  // 8 in the vector loop, 1 in the tail
+    cpu::glu_forward(1, 1, 9, special.data(), ys.data());
+    expect_true(std::isnan(ys[0]) && std::isnan(ys[6]) && std::isnan(ys[8]), "sigmoid(NaN) is NaN" + tag);
+    expect_close(Vf(ys.begin() + 1, ys.begin() + 6), Vd{1, 0, 0.5, 0.5, 0.5}, 1e-7, 1e-37, "sigmoid at inf, 0" + tag);
+    expect_close(Vf{ys[7]}, Vd{1.0 / (1.0 + std::exp(-5.0))}, 5e-7, 0, "sigmoid(5)" + tag);
+  });
+}
+
+C3_TEST(fast_relu_leaky_match_reference) {
+  if (!cpu_only(be, "fast_relu_leaky_match_reference")) return;
+  TableSweep sweep;
+  uint64_t seed = 2100;
+  for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{31}, size_t{1000}, size_t{70001}}) {
+    const Vf x = with_specials(random_vec(n, ++seed, -3, 3)), dy = with_specials(random_vec(n, ++seed));
+    for (UnaryOp op : {UnaryOp::Relu, UnaryOp::LeakyRelu}) {
+      const std::string name = std::string(op == UnaryOp::Relu ? "relu" : "leaky_relu") + " n=" + std::to_string(n);
+      Vf yr(n), dxr(n);
+      cpu::unary_forward_reference(op, n, x.data(), 0.2f, yr.data());
+      cpu::unary_backward_reference(op, n, dy.data(), x.data(), yr.data(), 0.2f, dxr.data());
+      sweep.run([&](const std::string& tag) {
+        Vf y(n), dx(n);
+        cpu::unary_forward(op, n, x.data(), 0.2f, y.data());
+        cpu::unary_backward(op, n, dy.data(), x.data(), y.data(), 0.2f, dx.data());
+        expect_same_bits(y, yr, name + " forward" + tag);
+        expect_same_bits(dx, dxr, name + " backward" + tag);
+      });
+    }
+  }
+}
+
+// Every inner-stride case of the binary walk (both contiguous, either one broadcast, both) with
+// odd lengths, against the plain multi-index loop; then in place (y is a).
+C3_TEST(fast_binary_matches_reference) {
+  if (!cpu_only(be, "fast_binary_matches_reference")) return;
+  TableSweep sweep;
+  const std::pair<Shape, Shape> cases[] = {
+      {{37}, {37}},         {{37}, {1}},          {{1}, {37}},          {{1}, {1}},
+      {{3, 1, 19}, {3, 1, 19}}, {{5, 3, 21}, {5, 1, 21}}, {{5, 3, 21}, {1, 3, 1}}, {{4, 1}, {1, 9}},
+      {{8, 3, 4099}, {8, 1, 4099}}, {{2, 5, 3}, {2, 5, 1}}, {{70000}, {70000}},
+  };
+  const char* names[] = {"add", "sub", "mul", "div"};
+  uint64_t seed = 2200;
+  for (const auto& [sa, sb] : cases) {
+    Shape out;
+    const BroadcastIndex idx = binary_index(sa, sb, out);
+    const Vf a = with_specials(random_vec(numel(sa), ++seed, -2, 2)), b = divisor_vec(numel(sb), ++seed);
+    for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div}) {
+      const std::string name = std::string(names[static_cast<int>(op)]) + " " + shape_name(sa) + " with " +
+                               shape_name(sb);
+      Vf yr(numel(out));
+      cpu::binary_forward_reference(op, idx, a.data(), b.data(), yr.data());
+      sweep.run([&](const std::string& tag) {
+        Vf y(numel(out));
+        cpu::binary_forward(op, idx, a.data(), b.data(), y.data());
+        expect_same_bits(y, yr, name + tag);
+        if (numel(out) == numel(sa)) {
+          Vf inplace = a;
+          cpu::binary_forward(op, idx, inplace.data(), b.data(), inplace.data());
+          expect_same_bits(inplace, yr, name + " in place" + tag);
+        }
+      });
+    }
+  }
+}
+
+// sum_to against its plain loop: a few rows (float, in the loop's order) give the same bits,
+// longer reductions (double) stay within float rounding of it
+C3_TEST(fast_sum_to_matches_reference) {
+  if (!cpu_only(be, "fast_sum_to_matches_reference")) return;
+  TableSweep sweep;
+  const std::pair<Shape, Shape> few[] = {{{8, 3, 4099}, {8, 1, 4099}}, {{2, 5, 3, 7}, {2, 1, 3, 7}},
+                                         {{4, 2, 257}, {1, 2, 257}}, {{3, 7}, {1, 7}}};
+  const std::pair<Shape, Shape> many[] = {{{9, 3, 300}, {1, 3, 300}}, {{4, 5, 6, 70}, {4, 1, 1, 70}}, {{64, 33}, {1, 1}}};
+  uint64_t seed = 2250;
+  for (bool exact : {true, false})
+    for (const auto& [sx, sy] : exact ? std::vector<std::pair<Shape, Shape>>(std::begin(few), std::end(few))
+                                      : std::vector<std::pair<Shape, Shape>>(std::begin(many), std::end(many))) {
+      const BroadcastIndex idx = sum_to_index(sx, sy);
+      const Vf x = random_vec(numel(sx), ++seed, -2, 2);
+      Vf want(numel(sy));
+      cpu::sum_to_reference(idx, x.data(), want.data(), want.size());
+      sweep.run([&](const std::string& tag) {
+        Vf y(numel(sy), 123.0f);
+        cpu::sum_to(idx, x.data(), y.data(), y.size());
+        const std::string what = "sum_to " + shape_name(sx) + " to " + shape_name(sy) + tag;
+        if (exact) expect_same_bits(y, want, what);
+        else expect_close(y, want, 1e-5, 1e-5, what);
+      });
+    }
+}
+
+// ---- batch norm: the blocked, threaded kernels against the serial double loops
+
+struct BnCase {
+  int64_t N, C, HW;
+  float lo, hi;  // input range: an offset one checks the shifted sums
+};
+
+std::string bn_name(const BnCase& c) {
+  return "batchnorm N" + std::to_string(c.N) + " C" + std::to_string(c.C) + " HW" + std::to_string(c.HW) + " x in [" +
+         std::to_string(c.lo) + ", " + std::to_string(c.hi) + ")";
+}
+
+// column mode (HW < 32: 1, odd, the threshold, group edges, N past the float row block), row mode
+// (32 and up: chunks of whole rows, several chunks, pieces of long rows with a tail; by channels
+// or with the chunks and rows split, per thread count), N * HW small, one value per channel
+const BnCase kBnCases[] = {
+    {8, 5, 1, -1, 3},       {64, 300, 1, -1, 1},     {70, 9, 3, -2, 2},       {3, 4, 30, -1, 3},
+    {6, 5, 31, -1, 1},      {6, 5, 32, -1, 1},       {5, 3, 63, -1, 1},       {4, 2, 65, -1, 1},
+    {2, 3, 1000, -1, 3},    {2, 3, 4097, -1, 1},     {1, 2, 5000, 100, 101},  {64, 40, 16, 50, 51},
+    {2, 1, 1, -1, 1},       {1, 3, 1, -1, 1},        {1, 2, 3, -1, 1},        {8, 33, 16, -1, 1},
+    {3, 2, 20000, -3, -1},  {40, 300, 2, 1000, 1001}, {2, 9, 300, -1, 1},     {3, 20, 257, 5, 6},
+    {50, 9, 100, -1, 1},    {4, 12, 255, -1, 1},
+};
+
+C3_TEST(fast_batchnorm_forward_matches_reference) {
+  if (!cpu_only(be, "fast_batchnorm_forward_matches_reference")) return;
+  TableSweep sweep;
+  uint64_t seed = 2300;
+  for (const BnCase& c : kBnCases) {
+    const int64_t n = c.N * c.C * c.HW;
+    const Vf x = random_vec(n, ++seed, c.lo, c.hi), g = random_vec(c.C, ++seed, 0.5f, 1.5f);
+    const Vf b = random_vec(c.C, ++seed), rm0 = random_vec(c.C, ++seed), rv0 = random_vec(c.C, ++seed, 0.5f, 2);
+    Vf yr(n), mr(c.C), ir(c.C), rmr = rm0, rvr = rv0;
+    cpu::batchnorm_forward_train_reference(c.N, c.C, c.HW, x.data(), g.data(), b.data(), rmr.data(), rvr.data(), 0.1f,
+                                           1e-5f, yr.data(), mr.data(), ir.data());
+    Vf er(n);
+    cpu::batchnorm_forward_eval_reference(c.N, c.C, c.HW, x.data(), g.data(), b.data(), rm0.data(), rv0.data(), 1e-5f,
+                                          er.data());
+    double xmax = 0;
+    for (float v : x) xmax = std::max(xmax, static_cast<double>(std::fabs(v)));
+    SameAcrossThreads ys;
+    sweep.run([&](const std::string& tag) {
+      const std::string what = bn_name(c) + tag;
+      Vf y(n), m(c.C), is(c.C), rm = rm0, rv = rv0;
+      cpu::batchnorm_forward_train(c.N, c.C, c.HW, x.data(), g.data(), b.data(), rm.data(), rv.data(), 0.1f, 1e-5f,
+                                   y.data(), m.data(), is.data());
+      // float sums over chunks, double across them: the mean within a few ulp of the inputs'
+      // size, the variance to ~1e-6, y to ~1e-5 (it carries x's rounding at an offset)
+      expect_close(m, mr, 1e-6, 1e-6 * xmax, what + " save_mean");
+      expect_close(is, ir, 2e-6, 0, what + " save_invstd");
+      expect_close(rm, rmr, 1e-6, 1e-6 * xmax, what + " running_mean");
+      expect_close(rv, rvr, 2e-6, 0, what + " running_var");
+      expect_close(y, yr, 1e-5, 2e-5 + 2e-6 * xmax * ir[0], what + " y");
+      ys.check(tag, y, what + " y");
+      Vf e(n);
+      cpu::batchnorm_forward_eval(c.N, c.C, c.HW, x.data(), g.data(), b.data(), rm0.data(), rv0.data(), 1e-5f,
+                                  e.data());
+      expect_same_bits(e, er, what + " eval");
+    });
+  }
+}
+
+// null gamma, beta, running and saved statistics are allowed
+C3_TEST(fast_batchnorm_forward_optional_arguments) {
+  if (!cpu_only(be, "fast_batchnorm_forward_optional_arguments")) return;
+  for (int64_t HW : {1, 100}) {
+    const int64_t N = 4, C = 3, n = N * C * HW;
+    const Vf x = random_vec(n, 2400 + HW);
+    Vf yr(n), y(n);
+    cpu::batchnorm_forward_train_reference(N, C, HW, x.data(), nullptr, nullptr, nullptr, nullptr, 0.1f, 1e-5f,
+                                           yr.data(), nullptr, nullptr);
+    cpu::batchnorm_forward_train(N, C, HW, x.data(), nullptr, nullptr, nullptr, nullptr, 0.1f, 1e-5f, y.data(),
+                                 nullptr, nullptr);
+    expect_close(y, yr, 1e-5, 2e-5, "batchnorm without affine and statistics HW" + std::to_string(HW));
+  }
+}
+
+C3_TEST(fast_batchnorm_backward_matches_reference) {
+  if (!cpu_only(be, "fast_batchnorm_backward_matches_reference")) return;
+  TableSweep sweep;
+  uint64_t seed = 2500;
+  for (const BnCase& c : kBnCases) {
+    const int64_t n = c.N * c.C * c.HW;
+    const Vf x = random_vec(n, ++seed, c.lo, c.hi), dy = random_vec(n, ++seed), g = random_vec(c.C, ++seed, 0.5f, 1.5f);
+    Vf mean(c.C), invstd(c.C), y(n);
+    cpu::batchnorm_forward_train_reference(c.N, c.C, c.HW, x.data(), g.data(), nullptr, nullptr, nullptr, 0.1f, 1e-5f,
+                                           y.data(), mean.data(), invstd.data());
+    for (bool training : {true, false}) {
+      Vf dxr(n), dgr(c.C), dbr(c.C);
+      cpu::batchnorm_backward_reference(c.N, c.C, c.HW, training, dy.data(), x.data(), g.data(), mean.data(),
+                                        invstd.data(), dxr.data(), dgr.data(), dbr.data());
+      // the size the dx terms have: |a dy| and |b (x - mean)| are up to about gamma * invstd
+      double scale = 0;
+      for (int64_t ch = 0; ch < c.C; ++ch) scale = std::max(scale, static_cast<double>(g[ch] * invstd[ch]));
+      double gsum = 0;
+      for (float v : dy) gsum = std::max(gsum, static_cast<double>(std::fabs(v)));
+      const double per_channel = static_cast<double>(c.N * c.HW);
+      SameAcrossThreads dxs;
+      sweep.run([&](const std::string& tag) {
+        const std::string what = bn_name(c) + (training ? " backward train" : " backward eval") + tag;
+        Vf dx(n), dg(c.C), db(c.C);
+        cpu::batchnorm_backward(c.N, c.C, c.HW, training, dy.data(), x.data(), g.data(), mean.data(), invstd.data(),
+                                dx.data(), dg.data(), db.data());
+        expect_close(db, dbr, 1e-5, 1e-6 * std::sqrt(per_channel) * gsum, what + " dbeta");
+        expect_close(dg, dgr, 1e-5, 1e-6 * std::sqrt(per_channel) * gsum, what + " dgamma");
+        expect_close(dx, dxr, 1e-5, 2e-6 * scale * gsum, what + " dx");
+        dxs.check(tag, dx, what + " dx");
+        // without the parameter gradients, and without dx
+        Vf dx2(n), dg2(c.C);
+        cpu::batchnorm_backward(c.N, c.C, c.HW, training, dy.data(), x.data(), g.data(), mean.data(), invstd.data(),
+                                dx2.data(), nullptr, nullptr);
+        expect_same_bits(dx2, dx, what + " dx without dgamma/dbeta");
+        cpu::batchnorm_backward(c.N, c.C, c.HW, training, dy.data(), x.data(), g.data(), mean.data(), invstd.data(),
+                                nullptr, dg2.data(), nullptr);
+        expect_same_bits(dg2, dg, what + " dgamma without dx");
+      });
+    }
+  }
+}
+
+// A long channel far from zero: the statistics stay close to float64 ones (float sums only over
+// short blocks, double across them).
+C3_TEST(fast_batchnorm_statistics_accuracy) {
+  if (!cpu_only(be, "fast_batchnorm_statistics_accuracy")) return;
+  for (int64_t HW : {1, 16384}) {
+    const int64_t N = HW == 1 ? 200000 : 12, C = 1, n = N * C * HW;
+    Vf x = random_vec(n, 2600, 999.0f, 1001.0f);
+    double s = 0, ss = 0;
+    for (float v : x) s += v;
+    const double mean = s / n;
+    for (float v : x) ss += (v - mean) * (v - mean);
+    const double invstd = 1.0 / std::sqrt(ss / n + 1e-5);
+    Vf y(n), m(1), is(1);
+    cpu::batchnorm_forward_train(N, C, HW, x.data(), nullptr, nullptr, nullptr, nullptr, 0.1f, 1e-5f, y.data(),
+                                 m.data(), is.data());
+    const std::string what = "batchnorm statistics, 1000 +- 1, HW " + std::to_string(HW);
+    expect_close(m, Vd{mean}, 2e-7, 0, what + " mean");
+    expect_close(is, Vd{invstd}, 2e-6, 0, what + " invstd");
+  }
 }
 
 }  // namespace
