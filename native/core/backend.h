@@ -129,9 +129,11 @@ struct Backend {
   void (*grid_sample_backward)(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                const float* dy, const float* x, const float* grid, float* dx, float* dgrid);
 
-  // PyTorch Adam (L2 weight decay added to the gradient), in place; step counts from 1
-  void (*adam_step)(size_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1,
-                    float beta2, float eps, float weight_decay, int64_t step);
+  // PyTorch Adam (L2 weight decay added to the gradient), in place; step counts from 1. The
+  // hyperparameters come in double, as PyTorch holds them (Python floats): 1 - beta2 and the bias
+  // corrections are formed in double and only then rounded to float, as there.
+  void (*adam_step)(size_t n, float* param, const float* grad, float* m, float* v, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, int64_t step);
 
   // Constant channels of a conv2d: of p.C input channels the last Kc hold code[n, j] (N, Kc) at
   // every position; stride 1, p.pad = (R-1)/2 = (S-1)/2 (odd square kernel, 'same' size), zero

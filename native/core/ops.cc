@@ -728,8 +728,8 @@ GridSampleGrads grid_sample_backward(const Tensor& dy, const Tensor& x, const Te
   return g;
 }
 
-void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2, float eps,
-                float weight_decay, int64_t step) {
+void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
+                double eps, double weight_decay, int64_t step) {
   const char* op = "adam";
   for (const Tensor* t : std::initializer_list<const Tensor*>{&param, &grad, &m, &v}) need_defined(*t, op, "tensor");
   check(grad.shape == param.shape && m.shape == param.shape && v.shape == param.shape, op,

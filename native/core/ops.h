@@ -101,8 +101,8 @@ struct GridSampleGrads {
 GridSampleGrads grid_sample_backward(const Tensor& dy, const Tensor& x, const Tensor& grid, bool need_dx,
                                      bool need_dgrid);
 
-void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
-                float eps, float weight_decay, int64_t step);
+void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
+                double eps, double weight_decay, int64_t step);
 
 // conv2d(concat(x, code tiled over H x W) along channels, w), stride 1, 'same' padding, without
 // the tiled input: x (N, Cx, H, W), code (N, Kc), w (K, Cx + Kc, R, R), R odd, pad (R-1)/2. The

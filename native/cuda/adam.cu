@@ -28,15 +28,17 @@ __global__ void adam_kernel(int64_t n, float* __restrict__ param, const float* _
 
 }  // namespace
 
-void adam_step(size_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
-               float eps, float weight_decay, int64_t step) {
-  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+void adam_step(size_t n, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
+               double eps, double weight_decay, int64_t step) {
+  // the same float constants as the CPU step (cpu/adam.cc), formed in double as PyTorch does
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(step));
   const float step_size = static_cast<float>(lr / bc1);
   const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   const int64_t count = static_cast<int64_t>(n);
-  launch("adam", adam_kernel, grid_for(count, 256), 256, 0, count, param, grad, m, v, beta1, beta2, 1.0f - beta1,
-         1.0f - beta2, eps, weight_decay, step_size, bc2_sqrt);
+  launch("adam", adam_kernel, grid_for(count, 256), 256, 0, count, param, grad, m, v, static_cast<float>(beta1),
+         static_cast<float>(beta2), static_cast<float>(1.0 - beta1), static_cast<float>(1.0 - beta2),
+         static_cast<float>(eps), static_cast<float>(weight_decay), step_size, bc2_sqrt);
 }
 
 }  // namespace c3::cuda

@@ -5,7 +5,7 @@
 
 namespace c3::cuda {
 
-void adam_step(size_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
-               float eps, float weight_decay, int64_t step);
+void adam_step(size_t n, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
+               double eps, double weight_decay, int64_t step);
 
 }  // namespace c3::cuda

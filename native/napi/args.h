@@ -68,10 +68,13 @@ class Args {
     return v.As<Napi::Number>().DoubleValue();
   }
 
-  float finite(size_t i, const char* name) const {
+  float finite(size_t i, const char* name) const { return static_cast<float>(finite_double(i, name)); }
+
+  // for hyperparameters that PyTorch keeps as Python floats (Adam's): no rounding to float here
+  double finite_double(size_t i, const char* name) const {
     double d = number(i, name);
     if (!std::isfinite(d)) range_error(std::string("argument '") + name + "' must be finite, got " + std::to_string(d));
-    return static_cast<float>(d);
+    return d;
   }
 
   int64_t integer(size_t i, const char* name, int64_t lo, int64_t hi) const {

@@ -302,8 +302,9 @@ C3_OP(Conv2dConstChannels, "conv2dConstChannels")
 C3_END
 
 C3_OP(AdamStep, "adamStep")
-  ops::adam_step_(a.tensor(0, "param"), a.tensor(1, "grad"), a.tensor(2, "m"), a.tensor(3, "v"), a.finite(4, "lr"),
-                  a.finite(5, "beta1"), a.finite(6, "beta2"), a.finite(7, "eps"), a.finite(8, "weightDecay"),
+  ops::adam_step_(a.tensor(0, "param"), a.tensor(1, "grad"), a.tensor(2, "m"), a.tensor(3, "v"), a.finite_double(4, "lr"),
+                  a.finite_double(5, "beta1"), a.finite_double(6, "beta2"), a.finite_double(7, "eps"),
+                  a.finite_double(8, "weightDecay"),
                   a.integer(9, "step", 1, int64_t(1) << 50));
   return env.Undefined();
 C3_END
