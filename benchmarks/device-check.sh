@@ -10,49 +10,11 @@
 #      the same convolutions through PyTorch/cuDNN for a ratio when torch is importable.
 # Every step has a time limit (about 5 minutes in all); the summary is printed whatever fails.
 # The log goes to $OUT/device-check.log when $OUT is set. Usage: bash benchmarks/device-check.sh
-set -u
 cd "$(dirname "$0")/.."
-LOG=/dev/null
-if [ -n "${OUT:-}" ]; then mkdir -p "$OUT" && LOG="$OUT/device-check.log"; fi
-: > "$LOG" 2>/dev/null || LOG=/dev/null
+CHECK_NAME=device-check CHECK_SECONDS=285  # the whole check stays under 5 minutes
+. benchmarks/device-steps.sh
 BUILD=${C3GAN_DEVICE_CHECK_BUILD:-build-gpu}  # the build folder (override to reuse one)
 JOBS=$(nproc 2>/dev/null || echo 8)
-START=$(date +%s)
-declare -a SUMMARY=()
-
-say() { echo "$*" | tee -a "$LOG"; }
-note() { SUMMARY+=("$*"); }
-finish() {
-  say ""
-  say "==== device-check summary ($(( $(date +%s) - START )) s) ===="
-  for line in ${SUMMARY[@]+"${SUMMARY[@]}"}; do say "$line"; done
-  [ "${#SUMMARY[@]}" -eq 0 ] && say "(no step completed)"
-}
-trap finish EXIT
-
-# step NAME SECONDS CMD...: runs CMD with a time limit, output to the screen and the log;
-# sets STEP_RC and STEP_OUT (the output file)
-DEADLINE=$((START + 285))  # the whole check stays under 5 minutes
-step() {
-  local name=$1 limit=$2
-  shift 2
-  STEP_OUT=$(mktemp)
-  local left=$((DEADLINE - $(date +%s)))
-  [ "$left" -lt "$limit" ] && limit=$left
-  say ""
-  if [ "$limit" -lt 5 ]; then
-    say "---- $name: skipped, the 5-minute budget is spent"
-    echo "skipped: out of time" > "$STEP_OUT"
-    STEP_RC=124
-    return
-  fi
-  say "---- $name (limit ${limit}s): $*"
-  timeout --kill-after=5 "$limit" "$@" > "$STEP_OUT" 2>&1
-  STEP_RC=$?
-  cat "$STEP_OUT" | tee -a "$LOG" > /dev/null
-  tail -n 60 "$STEP_OUT"
-  if [ "$STEP_RC" -eq 124 ] || [ "$STEP_RC" -eq 137 ]; then say "($name: timed out after ${limit}s)"; fi
-}
 
 # the "N passed, M failed" line of an op-test run, or what went wrong
 test_line() {

@@ -9,45 +9,9 @@
 #   3. 1,000 iterations at the 32 px config: device memory must stay flat.
 # Every step has a time limit (about 9 minutes in all); the summary is printed whatever fails.
 # The log goes to $OUT/device-node.log when $OUT is set.
-set -u
 cd "$(dirname "$0")/.."
-LOG=/dev/null
-if [ -n "${OUT:-}" ]; then mkdir -p "$OUT" && LOG="$OUT/device-node.log"; fi
-: > "$LOG" 2>/dev/null || LOG=/dev/null
-START=$(date +%s)
-DEADLINE=$((START + ${C3GAN_DEVICE_NODE_SECONDS:-540}))
-declare -a SUMMARY=()
-say() { echo "$*" | tee -a "$LOG"; }
-note() { SUMMARY+=("$*"); }
-finish() {
-  say ""
-  say "==== device-node summary ($(( $(date +%s) - START )) s) ===="
-  for line in ${SUMMARY[@]+"${SUMMARY[@]}"}; do say "$line"; done
-  [ "${#SUMMARY[@]}" -eq 0 ] && say "(no step completed)"
-}
-trap finish EXIT
-
-# step NAME SECONDS CMD...: CMD under a time limit (cut to what the budget has left)
-step() {
-  local name=$1 limit=$2
-  shift 2
-  STEP_OUT=$(mktemp)
-  local left=$((DEADLINE - $(date +%s)))
-  [ "$left" -lt "$limit" ] && limit=$left
-  say ""
-  if [ "$limit" -lt 10 ]; then
-    say "---- $name: skipped, the budget is spent"
-    echo "skipped: out of time" > "$STEP_OUT"
-    STEP_RC=124
-    return
-  fi
-  say "---- $name (limit ${limit}s): $*"
-  timeout --kill-after=5 "$limit" "$@" > "$STEP_OUT" 2>&1
-  STEP_RC=$?
-  cat "$STEP_OUT" >> "$LOG"
-  tail -n 40 "$STEP_OUT"
-  if [ "$STEP_RC" -eq 124 ] || [ "$STEP_RC" -eq 137 ]; then say "($name: timed out after ${limit}s)"; fi
-}
+CHECK_NAME=device-node CHECK_SECONDS=${C3GAN_DEVICE_NODE_SECONDS:-540}
+. benchmarks/device-steps.sh
 
 NODE=""
 if command -v node > /dev/null; then NODE=$(command -v node)
