@@ -128,15 +128,39 @@ export function affine(x: Tensor, scale: number, shift: number): Tensor {
   return finish("affine", y, [x], () => (dy) => [N.affine(dy, scale, 0)]);
 }
 
+/**
+ * Which of x and y the backward of `op` reads (native unary_backward): a node keeps only that
+ * one (neither for neg). relu and leaky relu with slope >= 0 test x > 0, and y > 0 exactly where
+ * x > 0 (-0, NaN and an underflowing slope * x included), so they keep y, which the next layer
+ * usually keeps too; a negative slope flips the sign, so it keeps x.
+ */
+function unarySaves(op: UnaryOpName, alpha: number): "x" | "y" | "none" {
+  switch (op) {
+    case "relu":
+    case "tanh":
+    case "sigmoid":
+    case "exp":
+    case "sqrt":
+      return "y";
+    case "leaky_relu":
+      return alpha >= 0 ? "y" : "x";
+    case "neg":
+      return "none";
+    default:
+      return "x";
+  }
+}
+
 function unaryOp(op: UnaryOpName, name: string, x: Tensor, alpha = 0): Tensor {
   checkTensor(x, name, "x");
   const N = native();
   const xh = x.use(name);
   const y = N.unary(op, xh, alpha);
   return finish(name, y, [x], (c) => {
-    const xs = c.share(xh);
-    const ys = c.share(y);
-    return (dy) => [N.unaryBackward(op, dy, xs, ys, alpha)];
+    const what = unarySaves(op, alpha);
+    const s = what === "none" ? null : c.share(what === "x" ? xh : y);
+    // the kernel gets the saved tensor (or dy, same shape, unread) for both x and y
+    return (dy) => [N.unaryBackward(op, dy, s ?? dy, s ?? dy, alpha)];
   });
 }
 
@@ -520,13 +544,8 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
   });
 }
 
-/**
- * Batch norm of (N, C) or (N, C, H, W) over all dims but C. Training uses the batch statistics and
- * updates runningMean/runningVar in place (momentum, unbiased variance); eval uses the running ones.
- */
-export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-  training: boolean, momentum = 0.1, eps = 1e-5): Tensor {
-  const op = "batchNorm";
+function checkBatchNorm(op: string, x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+  training: boolean, momentum: number, eps: number): void {
   checkTensor(x, op, "input");
   checkTensor(weight, op, "weight");
   checkTensor(bias, op, "bias");
@@ -549,6 +568,16 @@ export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
   if (training && numelOf(xShape) / Math.max(C, 1) <= 1) {
     throw new Error(`${op}: training needs more than one value per channel, got input ${shapeStr(xShape)}`);
   }
+}
+
+/**
+ * Batch norm of (N, C) or (N, C, H, W) over all dims but C. Training uses the batch statistics and
+ * updates runningMean/runningVar in place (momentum, unbiased variance); eval uses the running ones.
+ */
+export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+  training: boolean, momentum = 0.1, eps = 1e-5): Tensor {
+  const op = "batchNorm";
+  checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
   const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);
@@ -560,6 +589,70 @@ export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
     const gs = c.share(gh);
     return (dy) => {
       const [dx, dg, db] = N.batchNormBackward(dy, xs, gs, saveMean, saveInvstd, Boolean(training));
+      if (!nx) dx.dispose();
+      if (!ng) dg.dispose();
+      if (!nb) db.dispose();
+      return [nx ? dx : null, ng ? dg : null, nb ? db : null];
+    };
+  }, [saveMean, saveInvstd]);
+}
+
+/**
+ * glu(batchNorm(x, ...), dim) as one op that keeps x but not the batch-norm output: backward
+ * recomputes that output with the same forward kernel on the same x, weight and bias (copies
+ * taken at forward time; in eval mode the running statistics too), which is deterministic, so
+ * values and gradients are bit for bit those of the two ops. Costs one batch-norm forward in
+ * backward; saves a full-size tensor per conv -> BN -> GLU block for as long as the tape lives.
+ */
+export function batchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+  training: boolean, momentum = 0.1, eps = 1e-5, dim = 1): Tensor {
+  const op = "batchNormGlu";
+  checkTensor(x, op, "input");
+  checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
+  const N = native();
+  const xShape = x.shape;
+  const d = normDim(dim, xShape.length, op, xShape);
+  if (xShape[d] % 2 !== 0) throw new Error(`${op}: dim ${d} of shape ${shapeStr(xShape)} has odd size ${xShape[d]}`);
+  const xh = x.use(op);
+  const gh = weight.use(op);
+  const bh = bias.use(op);
+  const train = Boolean(training);
+  const [yb, saveMean, saveInvstd] = N.batchNorm(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum, eps);
+  let y: NativeTensor;
+  try {
+    y = N.glu(yb, d);
+  } catch (e) {
+    for (const h of [yb, saveMean, saveInvstd]) h.dispose();
+    throw e;
+  }
+  yb.dispose();
+  return finish(op, y, [x, weight, bias], (c) => {
+    const [nx, ng, nb] = c.needs;
+    const xs = c.share(xh);
+    const own = (h: NativeTensor): NativeTensor => (c.saved.push(h), h);
+    const gs = own(N.clone(gh));
+    const bs = own(N.clone(bh));
+    // training normalises by the batch statistics (the running ones only get updated: scratch
+    // copies here); eval by the running ones, copied as they are now
+    const rm = own(N.clone(runningMean.use(op)));
+    const rv = own(N.clone(runningVar.use(op)));
+    return (dy) => {
+      const [yr, m, v] = N.batchNorm(xs, gs, bs, rm, rv, train, 0, eps);
+      m.dispose();
+      v.dispose();
+      let dyb: NativeTensor;
+      try {
+        dyb = N.gluBackward(dy, yr, d);
+      } finally {
+        yr.dispose();
+      }
+      let grads: NativeTensor[];
+      try {
+        grads = N.batchNormBackward(dyb, xs, gs, saveMean, saveInvstd, train);
+      } finally {
+        dyb.dispose();
+      }
+      const [dx, dg, db] = grads;
       if (!nx) dx.dispose();
       if (!ng) dg.dispose();
       if (!nb) db.dispose();

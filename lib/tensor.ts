@@ -82,6 +82,22 @@ function collectTensors(v: unknown, out: Set<Tensor>, seen: Set<unknown>): void 
  * marked keep(). Scopes nest. fn must be synchronous.
  */
 export function tidy<T>(fn: () => T): T {
+  return runScope(fn, null);
+}
+
+/**
+ * @internal tidy() around a function returning one Tensor, and whether that Tensor was made
+ * inside fn (not its input, a kept tensor or one from outside): what a caller chaining layers
+ * may dispose once the next layer has used it.
+ */
+export function tidyMade(fn: () => Tensor): [Tensor, boolean] {
+  const made: Tensor[] = [];
+  const t = runScope(fn, made);
+  return [t, made.includes(t)];
+}
+
+/** tidy(); `moved`, when given, receives the Tensors made in the scope that moved to the parent */
+function runScope<T>(fn: () => T, moved: Tensor[] | null): T {
   if (typeof fn !== "function") throw new Error("tidy: expects a function");
   const scope: Tensor[] = [];
   scopes.push(scope);
@@ -103,8 +119,10 @@ export function tidy<T>(fn: () => T): T {
   const parent = scopes.length ? scopes[scopes.length - 1] : null;
   for (const t of scope) {
     if (t._kept || t.disposed) continue;
-    if (keepSet.has(t)) parent?.push(t);
-    else t.dispose();
+    if (keepSet.has(t)) {
+      parent?.push(t);
+      moved?.push(t);
+    } else t.dispose();
   }
   return result;
 }

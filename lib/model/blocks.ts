@@ -2,7 +2,7 @@
 // parameter names match the official state dict (e.g. an upBlock's conv is ".1", its BN ".2").
 import { Conv2d, BatchNorm2d, GLU, Layer, Module, Sequential } from "../nn";
 import * as F from "../ops";
-import { Generator, Tensor } from "../tensor";
+import { Generator, Tensor, tidy } from "../tensor";
 import type { DeviceName } from "../native";
 
 export interface BuildOptions {
@@ -63,7 +63,7 @@ export class ResBlock extends Module implements Layer {
     );
   }
   forward(x: Tensor): Tensor {
-    return F.add(x, this.block.forward(x));
+    return tidy(() => F.add(x, this.block.forward(x)));
   }
 }
 

@@ -1,8 +1,8 @@
 // The generator (model.py): a background net and a foreground net fed the same z; the
 // foreground also gets the cluster code c (one-hot) and its noise cz, and outputs a mask.
-import { BatchNorm1d, Conv2d, GLU, Linear, Module, Sequential } from "../nn";
+import { BatchNorm1d, Conv2d, forwardChain, GLU, Layer, Linear, Module, Sequential } from "../nn";
 import * as F from "../ops";
-import { Tensor } from "../tensor";
+import { Tensor, tidy } from "../tensor";
 import { BuildOptions, conv3x3, multiResBlock, sameBlock, Tanh, upBlock } from "./blocks";
 import { generatorWidths, ModelSpec } from "./spec";
 
@@ -32,8 +32,8 @@ export class BackgroundGenerator extends Module {
     this.layers = this.registerModule("layers", layers);
   }
   forward(z: Tensor): Tensor {
-    const seed = F.reshape(this.fc.forward(z), [z.shape[0], this.spec.ngf, 4, 4]);
-    return this.layers.forward(seed);
+    const seed = tidy(() => F.reshape(this.fc.forward(z), [z.shape[0], this.spec.ngf, 4, 4]));
+    return forwardChain(seed, this.layers.items(), true);
   }
 }
 
@@ -69,38 +69,43 @@ export class ForegroundGenerator extends Module {
 
   /** returns the mask (B,1,S,S) and the foreground image (B,channels,S,S), unperturbed */
   forward(z: Tensor, c: Tensor, cz: Tensor): { mask: Tensor; image: Tensor } {
-    const B = z.shape[0];
-    const cd = this.spec.czDim;
-    // c' = mu + exp(log std) * noise: the reparameterised code, tiled over the 4x4 seed map
-    const emb = this.emb_c.forward(c);
-    const code = F.add(F.slice(emb, 1, 0, cd), F.mul(F.exp(F.slice(emb, 1, cd, 2 * cd)), cz));
-    const codeMap = F.expand(F.reshape(code, [B, cd, 1, 1]), [B, cd, 4, 4]);
-    const seed = F.reshape(this.fc.forward(z), [B, this.spec.ngf, 4, 4]);
-    const feat = this.base.forward(F.concat([seed, codeMap], 1));
-    const mask = F.sigmoid(this.to_mask.forward(feat));
-    return { mask, image: this.imageHead(feat, c) };
+    // each intermediate is freed once used (the tape keeps its own handles on what it needs)
+    return tidy(() => {
+      const B = z.shape[0];
+      const cd = this.spec.czDim;
+      // c' = mu + exp(log std) * noise: the reparameterised code, tiled over the 4x4 seed map
+      const input = tidy(() => {
+        const emb = this.emb_c.forward(c);
+        const code = F.add(F.slice(emb, 1, 0, cd), F.mul(F.exp(F.slice(emb, 1, cd, 2 * cd)), cz));
+        const codeMap = F.expand(F.reshape(code, [B, cd, 1, 1]), [B, cd, 4, 4]);
+        const seed = F.reshape(this.fc.forward(z), [B, this.spec.ngf, 4, 4]);
+        return F.concat([seed, codeMap], 1);
+      });
+      const feat = forwardChain(input, this.base.items(), true);
+      const mask = tidy(() => F.sigmoid(this.to_mask.forward(feat)));
+      const head = tidy(() => this.imageHeadConv(feat, c));
+      feat.dispose();
+      const first = this.to_img.get(0) as Sequential;
+      const rest: Layer[] = [...first.items().slice(1), ...this.to_img.items().slice(1)];
+      return { mask, image: forwardChain(head, rest, true) };
+    });
   }
 
   /**
-   * to_img over concat(feat, c tiled over the map). Its first conv (to_img.0.0) runs as
+   * to_img's first conv (to_img.0.0) over concat(feat, c tiled over the map), run as
    * conv2dConstChannels: the K one-hot code channels are constant over the map, so they are a
    * per-position bias instead of K of its K + c input channels (most of G's FLOPs at K = 400).
    */
-  private imageHead(feat: Tensor, c: Tensor): Tensor {
+  private imageHeadConv(feat: Tensor, c: Tensor): Tensor {
     const first = this.to_img.get(0) as Sequential;
     const conv = first.get(0) as Conv2d;
     const k = conv.weight.shape[2];
-    let y: Tensor;
     if (conv.stride === 1 && conv.weight.shape[3] === k && k % 2 === 1 && conv.padding === (k - 1) / 2) {
-      y = F.conv2dConstChannels(feat, conv.weight, c);
-      if (conv.bias) y = F.add(y, F.reshape(conv.bias, [1, conv.bias.shape[0], 1, 1]));
-    } else {
-      const [B, K] = c.shape;
-      y = conv.forward(F.concat([feat, F.expand(F.reshape(c, [B, K, 1, 1]), [B, K, feat.shape[2], feat.shape[3]])], 1));
+      const y = F.conv2dConstChannels(feat, conv.weight, c);
+      return conv.bias ? F.add(y, F.reshape(conv.bias, [1, conv.bias.shape[0], 1, 1])) : y;
     }
-    for (let i = 1; i < first.length; i++) y = first.get(i).forward(y);
-    for (let i = 1; i < this.to_img.length; i++) y = this.to_img.get(i).forward(y);
-    return y;
+    const [B, K] = c.shape;
+    return conv.forward(F.concat([feat, F.expand(F.reshape(c, [B, K, 1, 1]), [B, K, feat.shape[2], feat.shape[3]])], 1));
   }
 }
 
@@ -125,13 +130,15 @@ export class C3Generator extends Module {
    * foreground are warped by it (bilinear, zero padding) before compositing.
    */
   forward(z: Tensor, cz: Tensor, c: Tensor, grid: Tensor | null = null): GeneratorOutput {
-    const background = this.bg_gen.forward(z);
-    let { mask, image: foreground } = this.fg_gen.forward(z, c, cz);
-    if (grid) {
-      mask = F.gridSample(mask, grid);
-      foreground = F.gridSample(foreground, grid);
-    }
-    const final = F.add(F.mul(background, F.sub(1, mask)), F.mul(foreground, mask));
-    return { background, mask, foreground, final };
+    return tidy(() => {
+      const background = this.bg_gen.forward(z);
+      let { mask, image: foreground } = this.fg_gen.forward(z, c, cz);
+      if (grid) {
+        mask = F.gridSample(mask, grid);
+        foreground = F.gridSample(foreground, grid);
+      }
+      const final = F.add(F.mul(background, F.sub(1, mask)), F.mul(foreground, mask));
+      return { background, mask, foreground, final };
+    });
   }
 }

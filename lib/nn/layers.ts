@@ -1,8 +1,8 @@
 // The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, Sequential, with PyTorch's parameter names
 // and default initialisation.
 import { DeviceName, native } from "../native";
-import { batchNorm, conv2d, glu, linear } from "../ops";
-import { defaultGenerator, Generator, shapeStr, Tensor } from "../tensor";
+import { batchNorm, batchNormGlu, conv2d, glu, linear } from "../ops";
+import { defaultGenerator, Generator, shapeStr, Tensor, tidyMade } from "../tensor";
 import { defaultUniform_ } from "./init";
 import { Layer, Module } from "./module";
 
@@ -118,6 +118,22 @@ abstract class BatchNormBase extends Module implements Layer {
   }
 
   forward(x: Tensor): Tensor {
+    this.checkInput(x);
+    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
+    this.countBatch();
+    return y;
+  }
+
+  /** glu(this.forward(x), dim) without keeping the normalised tensor (ops.batchNormGlu) */
+  forwardGlu(x: Tensor, dim = 1): Tensor {
+    this.checkInput(x);
+    const y = batchNormGlu(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum,
+      this.eps, dim);
+    this.countBatch();
+    return y;
+  }
+
+  private checkInput(x: Tensor): void {
     const where = this.constructor.name;
     if (!(x instanceof Tensor)) throw new Error(`${where}: input must be a Tensor`);
     if (x.ndim !== this.rank) {
@@ -126,15 +142,15 @@ abstract class BatchNormBase extends Module implements Layer {
     if (x.shape[1] !== this.numFeatures) {
       throw new Error(`${where}(${this.numFeatures}): input ${shapeStr(x.shape)} has ${x.shape[1]} channels`);
     }
-    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
-    if (this.training) {
-      const N = native();
-      const h = this.numBatchesTracked.use(where);
-      const next = N.affine(h, 1, 1);
-      N.copy(h, next);
-      next.dispose();
-    }
-    return y;
+  }
+
+  private countBatch(): void {
+    if (!this.training) return;
+    const N = native();
+    const h = this.numBatchesTracked.use(this.constructor.name);
+    const next = N.affine(h, 1, 1);
+    N.copy(h, next);
+    next.dispose();
   }
 }
 
@@ -156,7 +172,39 @@ export class GLU extends Module implements Layer {
   }
 }
 
-/** Chains layers; children are named "0", "1", ... as in PyTorch. */
+/**
+ * x through `layers` in order, keeping only what is still needed. Each layer runs in its own tidy
+ * scope (what it makes besides its result is freed when it returns), and each result is
+ * disposed as soon as the next layer has used it, unless the layer did not make it (it returned
+ * its input, a kept tensor or one from elsewhere). That is safe under autograd: a tape node holds
+ * its own handles on what its backward needs, so disposing frees only memory nothing needs (in
+ * a no-grad forward, every activation but the current one). x itself is disposed only with
+ * `disposeInput` (the caller hands it over). A BatchNorm followed by a GLU runs as one op that
+ * does not keep the normalised tensor (ops.batchNormGlu, bit for bit the same). A layer here must
+ * not keep its input or result past its forward call.
+ */
+export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput = false): Tensor {
+  let y = x;
+  let owned = disposeInput;
+  for (let i = 0; i < layers.length; i++) {
+    const l = layers[i];
+    const next = layers[i + 1];
+    const prev = y;
+    // only the library's own forwards (a subclass overriding one is run as it is)
+    const fuse = l instanceof BatchNormBase && l.forward === BatchNormBase.prototype.forward && next instanceof GLU &&
+      next.forward === GLU.prototype.forward;
+    const [r, made] = tidyMade(() => (fuse ? l.forwardGlu(prev, next.dim) : l.forward(prev)));
+    if (fuse) i++;
+    y = r;
+    if (y !== prev) {
+      if (owned) prev.dispose();
+      owned = made;
+    }
+  }
+  return y;
+}
+
+/** Chains layers; children are named "0", "1", ... as in PyTorch. forward() is forwardChain(). */
 export class Sequential extends Module implements Layer {
   private readonly layers: (Module & Layer)[] = [];
 
@@ -184,9 +232,12 @@ export class Sequential extends Module implements Layer {
     return l;
   }
 
+  /** the layers in order */
+  items(): readonly (Module & Layer)[] {
+    return this.layers;
+  }
+
   forward(x: Tensor): Tensor {
-    let y = x;
-    for (const l of this.layers) y = l.forward(y);
-    return y;
+    return forwardChain(x, this.layers);
   }
 }

@@ -42,10 +42,18 @@ export function sampleStepInputs(gen: Generator, model: C3GAN, B: number, pert: 
   return { codes, grid };
 }
 
-/** The D step on a batch of real images and their augmented views (both (B, C, S, S)). */
+/**
+ * The D step on a batch of real images and their augmented views (both (B, C, S, S)). D's
+ * gradients are freed after its update (each step starts by zeroing them anyway), so they do
+ * not stay alive through the G step; the *With variants keep them for inspection.
+ */
 export function discriminatorStep(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, gen: Generator,
   o: StepOptions): DLosses {
-  return tidy(() => discriminatorStepWith(model, opt, real, aug, sampleStepInputs(gen, model, real.shape[0], o.perturbation), o));
+  try {
+    return tidy(() => discriminatorStepWith(model, opt, real, aug, sampleStepInputs(gen, model, real.shape[0], o.perturbation), o));
+  } finally {
+    opt.zeroGrad();
+  }
 }
 
 /** The D step with given random inputs (parity tests feed PyTorch's). */
@@ -55,6 +63,9 @@ export function discriminatorStepWith(model: C3GAN, opt: Adam, real: Tensor, aug
   const { codes, grid: g } = inputs;
   return tidy(() => {
     const fake = noGrad(() => G.forward(codes.z, codes.cz, codes.c, g));
+    // D sees only the composite and the mask
+    fake.background.dispose();
+    fake.foreground.dispose();
     opt.zeroGrad();
     const hReal = D.encode(real);
     const realInfo = D.info(hReal);
@@ -82,9 +93,13 @@ export function discriminatorStepWith(model: C3GAN, opt: Adam, real: Tensor, aug
   });
 }
 
-/** The G step: fresh codes and perturbation, D in training mode but not updated. */
+/** The G step: fresh codes and perturbation, D in training mode but not updated; G's gradients freed after. */
 export function generatorStep(model: C3GAN, opt: Adam, batch: number, gen: Generator, o: StepOptions): GLosses {
-  return tidy(() => generatorStepWith(model, opt, sampleStepInputs(gen, model, batch, o.perturbation), o));
+  try {
+    return tidy(() => generatorStepWith(model, opt, sampleStepInputs(gen, model, batch, o.perturbation), o));
+  } finally {
+    opt.zeroGrad();
+  }
 }
 
 /** The G step with given random inputs. */
