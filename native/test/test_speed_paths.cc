@@ -270,6 +270,7 @@ C3_TEST(speed_direct_conv_matches_reference) {
       {2, 3, 4, 33, 3, 3, 2, 1, 1, true},     // 3x2 kernel (backward-data by the reference loops)
       {2, 16, 16, 16, 16, 3, 3, 1, 1, false}, // 16 -> 16
       {4, 64, 16, 16, 8, 3, 3, 1, 1, true},   // 64 -> 8 on 16x16 (G's 32 px to_img)
+      {2, 64, 32, 32, 16, 3, 3, 1, 1, false}, // 64 -> 16 on 32x32: K * C = 1024, the widest direct weight gradient
       {1, 2, 20, 3, 3, 3, 3, 1, 1, false},    // a narrow map: 3 columns, bands of rows
   };
   uint64_t seed = 75000;
@@ -308,6 +309,8 @@ C3_TEST(speed_direct_conv_matches_reference) {
               "16 -> 32 channels: a direct forward and backward-data (16 input-gradient channels)");
   expect_true(routes(g32t, ConvPass::Forward) && !routes(g32t, ConvPass::BackwardData),
               "32 -> 16 channels: a direct forward, but 32 input-gradient channels are too many");
+  const ConvCase g64{32, 64, 32, 32, 16, 3, 3, 1, 1, false};
+  expect_true(routes(g64, ConvPass::BackwardWeight), "64 -> 16 channels: a direct weight gradient (K * C = 1024)");
   expect_true(!routes(strided, ConvPass::Forward), "strided convs do not");
   c3::cpu::set_direct_conv_enabled(false);
   expect_true(!routes(g4, ConvPass::Forward), "set_direct_conv_enabled(false) turns the path off");
