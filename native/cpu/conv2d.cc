@@ -16,7 +16,9 @@
 // F(4x4, 3x3) (winograd.cc). The threads work inside the engine (chunks of the output) and the
 // transforms. The *_reference functions are plain loops.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "../core/threadpool.h"
@@ -406,9 +408,16 @@ Gather forward_gather(const Conv2dParams& p, const float* x) {
 // the conv is a dense layer over x viewed as (N, C*H*W), three plain GEMMs.
 bool is_dense(const Conv2dParams& p) { return p.pad == 0 && p.R == p.H && p.S == p.W && p.OH == 1 && p.OW == 1; }
 
-// -1: choose by shape; 0: stride phases; 1: fused col2im (set_conv2d_backward_data_path)
+// -1: choose by shape; 0: stride phases; 1: fused col2im (set_conv2d_backward_data_path, or
+// C3GAN_CONV_DATA_PATH=phases|col2im for measuring one against the other)
+int initial_data_path() {
+  const char* e = std::getenv("C3GAN_CONV_DATA_PATH");
+  if (!e) return -1;
+  const std::string v(e);
+  return v == "phases" ? 0 : v == "col2im" ? 1 : -1;
+}
 int& data_path() {
-  static int path = -1;
+  static int path = initial_data_path();
   return path;
 }
 
