@@ -18,20 +18,11 @@ ap.add_argument("--serve", action="store_true")
 ap.add_argument("--device", default="cpu")  # cuda: eager PyTorch with cuDNN at its default TF32 settings
 args = ap.parse_args()
 threads = args.threads or os.cpu_count()
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see torchEnv in lib/bench/torch.ts
-import torch
+from torch_setup import load_torch
+
+torch, dev, sync = load_torch("torch_iteration.py", threads, args.device)
 import torch.nn as nn
 import torch.nn.functional as F
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-if args.device not in ("cpu", "cuda"):
-    sys.exit(f"torch_iteration.py: --device must be cpu or cuda, got {args.device}")
-if args.device == "cuda" and not torch.cuda.is_available():
-    sys.exit("torch_iteration.py: --device cuda, but this torch has no usable CUDA")
-dev = torch.device(args.device)
-def sync():
-    if dev.type == "cuda": torch.cuda.synchronize()
 
 class GLU(nn.Module):
     def forward(self, x):

@@ -34,22 +34,11 @@ ap.add_argument("--serve", action="store_true")
 ap.add_argument("--row", default=None)
 args = ap.parse_args()
 threads = args.threads or os.cpu_count()
-for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(v, str(threads))
-# libgomp's default spin-then-sleep waits whole scheduler slices on an oversubscribed machine
-# (see torchEnv in lib/bench/torch.ts); set before torch loads libgomp
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import torch
+from torch_setup import load_torch
+
+torch, dev, sync = load_torch("torch_ops.py", threads, args.device)
 import torch.nn.functional as F
 
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-if args.device not in ("cpu", "cuda"):
-    sys.exit(f"torch_ops.py: --device must be cpu or cuda, got {args.device}")
-if args.device == "cuda" and not torch.cuda.is_available():
-    sys.exit("torch_ops.py: --device cuda, but this torch has no usable CUDA")
-dev = torch.device(args.device)
-sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
 aten = torch.ops.aten
 
 
