@@ -64,6 +64,12 @@ export interface NativeAddon {
   emptyCache(device: DeviceName): void;
   /** measured fp32 FMA throughput over `threads` threads (GFLOP/s) */
   peakGflops(seconds: number, threads: number): number;
+  /**
+   * For benchmarks and tests: switch a CPU conv path, process-wide. "winograd" 0|1,
+   * "winogradTile" 0 (by shape)|2|4, "winogradS2" 0|1, "direct" 0|1, "dataPath" -1 (by shape)|0
+   * (stride phases)|1 (fused col2im).
+   */
+  setConvPath(name: "winograd" | "winogradTile" | "winogradS2" | "direct" | "dataPath", value: number): void;
   /** CPU features the addon sees (e.g. "sse4.2 avx avx2 fma") */
   cpuFeatures(): string;
   /** in place: Q (positive-diagonal thin QR) of a row-major m x n Float64Array, m >= n */

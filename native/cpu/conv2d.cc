@@ -448,6 +448,7 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
     return;
   }
   if (winograd_applies(p, ConvPass::Forward)) return winograd_forward(p, x, w, bias, y);
+  if (winograd_s2_applies(p, ConvPass::Forward)) return winograd_s2_forward(p, x, w, bias, y);
   if (direct_conv_applies(p, ConvPass::Forward)) return direct_conv_forward(p, x, w, bias, y);
   if (blocked_forward_applies(p)) return blocked_forward(p, x, w, bias, y);
   const Gather g = forward_gather(p, x);
@@ -464,6 +465,7 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
   }
   if (direct_conv_applies(p, ConvPass::BackwardData)) return direct_conv_backward_data(p, dy, w, dx);
   if (winograd_applies(p, ConvPass::BackwardData)) return winograd_backward_data(p, dy, w, dx);
+  if (winograd_s2_applies(p, ConvPass::BackwardData)) return winograd_s2_backward_data(p, dy, w, dx);
   if (use_col2im(p)) {  // into the phase layout, then back
     const int64_t rows = p.N * p.C * p.H, phased = rows * p.stride * ceil_div(p.W, p.stride);
     float* dxd = phase_buffer(phased);
@@ -515,6 +517,7 @@ void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float*
   }
   if (direct_conv_applies(p, ConvPass::BackwardWeight)) return direct_conv_backward_weight(p, dy, x, dw);
   if (winograd_applies(p, ConvPass::BackwardWeight)) return winograd_backward_weight(p, dy, x, dw);
+  if (winograd_s2_applies(p, ConvPass::BackwardWeight)) return winograd_s2_backward_weight(p, dy, x, dw);
   const Gather g = forward_gather(p, x);
   gemm_run(p.K, crs, p.N * p.OH * p.OW, WeightOperands(dy, p.K, p.OH * p.OW, g, dw, crs));
 }

@@ -1,4 +1,4 @@
-// Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (winograd.cc): 16 (36)
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (winograd.cc) and F(2x2, 2x2) for 4x4 stride-2 ones (winograd_s2.cc): 16 (36)
 // multiplies per 2x2 (4x4) output tile and channel pair instead of 36 (144), as GEMMs on the
 // blocked engine. conv2d.cc routes the shapes where it pays (winograd_applies) here; everything
 // else stays on the implicit GEMM or the direct loops.
@@ -23,6 +23,16 @@ void winograd_backward_weight(const Conv2dParams& p, const float* dy, const floa
 // default).
 void set_winograd_enabled(bool on);
 bool winograd_enabled();
+// 4x4 stride-2 convolutions as Winograd F(2x2, 2x2) over their four input phases
+// (winograd_s2.cc), where the channels and tiles make it pay. C3GAN_WINOGRAD_S2=0 in the
+// environment turns the path off.
+bool winograd_s2_applies(const Conv2dParams& p, ConvPass pass);
+void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+void winograd_s2_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+void set_winograd_s2_enabled(bool on);
+bool winograd_s2_enabled();
+
 // For tests and benchmarks: the tile size m of F(m x m, 3x3), 2 or 4; 0 chooses by shape (F(4x4)
 // on maps of whole 4x4 tiles with enough of them, else F(2x2); the default).
 void set_winograd_tile(int m);

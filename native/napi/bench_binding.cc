@@ -1,8 +1,12 @@
 // Benchmark helpers exported to JS: the measured fp32 peak and the CPU's SIMD features, so
-// benchmarks can print each op's throughput as a share of what this machine can do.
+// benchmarks can print each op's throughput as a share of what this machine can do, and the CPU
+// conv path switches, so one process can time one path against another in alternation.
 #include <napi.h>
 
+#include "../cpu/conv_direct.h"
+#include "../cpu/kernels.h"
 #include "../cpu/peak.h"
+#include "../cpu/winograd.h"
 #include "args.h"
 
 namespace c3::napi {
@@ -24,11 +28,31 @@ Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), c3::cpu::cpu_features()); });
 }
 
+// setConvPath(name, value): "winograd" 0|1, "winogradTile" 0 (by shape)|2|4, "winogradS2" 0|1,
+// "direct" 0|1, "dataPath" -1 (by shape)|0 (stride phases)|1 (fused col2im). Process-wide, not
+// thread-safe against running convs: for benchmarks and tests.
+Napi::Value SetConvPath(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Args a(info, "setConvPath");
+    if (info.Length() < 1 || !info[0].IsString()) a.type_error("argument 'name' must be a string");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    const int v = static_cast<int>(a.integer(1, "value", -1, 4));
+    if (name == "winograd") c3::cpu::set_winograd_enabled(v != 0);
+    else if (name == "winogradTile") c3::cpu::set_winograd_tile(v);
+    else if (name == "winogradS2") c3::cpu::set_winograd_s2_enabled(v != 0);
+    else if (name == "direct") c3::cpu::set_direct_conv_enabled(v != 0);
+    else if (name == "dataPath") c3::cpu::set_conv2d_backward_data_path(v);
+    else a.range_error("unknown conv path '" + name + "' (winograd, winogradTile, winogradS2, direct, dataPath)");
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
 void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("peakGflops", Napi::Function::New(env, PeakGflops, "peakGflops"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
+  exports.Set("setConvPath", Napi::Function::New(env, SetConvPath, "setConvPath"));
 }
 
 }  // namespace c3::napi

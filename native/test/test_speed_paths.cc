@@ -158,19 +158,23 @@ const ConvCase kCases[] = {
     {2, 64, 8, 8, 30, 4, 4, 2, 1, false},   // C*R*S = 1024: several K blocks
     {16, 8, 4, 4, 12, 3, 3, 1, 1, true},    // 4x4 maps: many images per panel
     {6, 8, 10, 10, 16, 4, 4, 2, 1, false},  // fewer input than output channels, strided: fused col2im
+    {4, 16, 32, 32, 128, 4, 4, 2, 1, true},  // Winograd over the stride phases: forward, weight gradient
+    {2, 128, 16, 16, 128, 4, 4, 2, 1, false}, // the same for backward-data
     {5, 3, 9, 7, 7, 3, 3, 2, 1, true},      // the same on odd maps with a 3x3 kernel
 };
 
 struct PathGuard {
-  bool wino = c3::cpu::winograd_enabled(), direct = c3::cpu::direct_conv_enabled();
+  bool wino = c3::cpu::winograd_enabled(), wino_s2 = c3::cpu::winograd_s2_enabled(),
+       direct = c3::cpu::direct_conv_enabled();
   ~PathGuard() {
     c3::cpu::set_winograd_enabled(wino);
+    c3::cpu::set_winograd_s2_enabled(wino_s2);
     c3::cpu::set_direct_conv_enabled(direct);
     c3::cpu::set_conv2d_backward_data_path(-1);
   }
 };
 
-// The implicit GEMM (Winograd and the direct loops off) with every micro-kernel, then once more
+// The implicit GEMM (both Winograd paths and the direct loops off) with every micro-kernel, then once more
 // with the default routing.
 C3_TEST(speed_conv2d_fast_paths_match_reference) {
   if (!is_cpu(be, "speed_conv2d_fast_paths_match_reference")) return;
@@ -182,6 +186,7 @@ C3_TEST(speed_conv2d_fast_paths_match_reference) {
   for (const c3::cpu::MicroKernel* k : kernels) {
     c3::cpu::set_gemm_micro_kernel(k ? *k : sweep.saved);
     c3::cpu::set_winograd_enabled(!k);
+    c3::cpu::set_winograd_s2_enabled(!k);
     c3::cpu::set_direct_conv_enabled(!k);
     for (int threads : {1, 2}) {
       c3::set_num_threads(threads);
@@ -416,6 +421,7 @@ C3_TEST(speed_winograd_matches_direct_conv) {
           c3::cpu::winograd_backward_weight(p, dy.data(), x.data(), dw.data());
         } else {
           c3::cpu::set_winograd_enabled(false);
+          c3::cpu::set_winograd_s2_enabled(false);
           c3::cpu::set_direct_conv_enabled(false);
           c3::cpu::conv2d_forward(p, x.data(), w.data(), bias, y.data());
           c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx.data());
@@ -436,13 +442,17 @@ C3_TEST(speed_winograd_matches_direct_conv) {
   c3::cpu::set_winograd_enabled(true);
   using c3::cpu::ConvPass;
   auto routes = [](const ConvCase& cc, ConvPass pass) { return c3::cpu::winograd_applies(params(cc), pass); };
-  const ConvCase d256{64, 256, 4, 4, 256, 3, 3, 1, 1, false}, few_tiles{8, 512, 4, 4, 512, 3, 3, 1, 1, false};
+  const ConvCase d256{64, 256, 4, 4, 256, 3, 3, 1, 1, false}, few_tiles{4, 512, 4, 4, 512, 3, 3, 1, 1, false};
+  const ConvCase d512_b8{8, 512, 4, 4, 512, 3, 3, 1, 1, false}, d512_b32{32, 512, 4, 4, 512, 3, 3, 1, 1, false};
   const ConvCase narrow{64, 4, 32, 32, 8, 3, 3, 1, 1, false}, strided{64, 256, 8, 8, 256, 3, 3, 2, 1, false};
   const ConvCase g64{8, 64, 64, 64, 64, 3, 3, 1, 1, false};
   expect_true(routes(d256, ConvPass::Forward) && routes(d256, ConvPass::BackwardData) &&
                   routes(d256, ConvPass::BackwardWeight), "D's 256-channel 4x4 convs at batch 64 take Winograd");
   expect_true(!routes(few_tiles, ConvPass::Forward) && !routes(few_tiles, ConvPass::BackwardWeight),
-              "32 tiles are too few for Winograd");
+              "16 tiles are too few for Winograd");
+  expect_true(routes(d512_b8, ConvPass::Forward) && routes(d512_b8, ConvPass::BackwardData) &&
+                  routes(d512_b8, ConvPass::BackwardWeight), "D's 512-channel 4x4 convs at batch 8 (32 tiles) take Winograd");
+  expect_true(routes(d512_b32, ConvPass::BackwardWeight), "D's 512-channel 4x4 weight gradient at batch 32 takes Winograd");
   expect_true(!routes(narrow, ConvPass::Forward), "4 -> 8 channels stay off Winograd");
   expect_true(!routes(strided, ConvPass::Forward), "stride 2 is not Winograd's");
   expect_true(routes(g64, ConvPass::Forward) && !routes(g64, ConvPass::BackwardWeight),
@@ -454,6 +464,72 @@ C3_TEST(speed_winograd_matches_direct_conv) {
   expect_true(worst[1] < 1e-4, "winograd F(4x4) max scaled error " + std::to_string(worst[1]));
   std::printf("     note: max error / max |output| vs float64: winograd F(2x2) %.2e, F(4x4) %.2e, implicit gemm %.2e\n",
               worst[0], worst[1], worst[2]);
+}
+
+// ---------------------------------------------------------------- winograd, 4x4 stride 2
+
+C3_TEST(speed_winograd_s2_matches_direct_conv) {
+  if (!is_cpu(be, "speed_winograd_s2_matches_direct_conv")) return;
+  PathGuard paths;
+  KernelSweep sweep;
+  // The shape rules are bypassed: every case runs the three passes of the phase split.
+  const ConvCase cases[] = {
+      {2, 16, 8, 8, 32, 4, 4, 2, 1, true},     // D's layers: even maps, padding 1
+      {3, 5, 9, 7, 6, 4, 4, 2, 1, false},      // odd maps: a last row and column no tap of some phase reaches
+      {2, 4, 10, 10, 3, 4, 4, 2, 0, true},     // no padding
+      {2, 3, 8, 6, 5, 4, 4, 2, 2, false},      // padding 2
+      {1, 2, 9, 9, 4, 4, 4, 2, 3, true},       // padding 3: phases that start past the input
+      {2, 8, 4, 4, 8, 4, 4, 2, 1, false},      // 2x2 output: one tile per image
+      {2, 4, 66, 66, 8, 4, 4, 2, 1, false},    // more tiles than one chunk holds
+      {1, 3, 4, 5, 2, 4, 4, 2, 1, false},      // output 2x2 from a 4x5 map
+  };
+  double worst = 0;
+  uint64_t seed = 75000;
+  for (const ConvCase& cc : cases) {
+    const Conv2dParams p = params(cc);
+    const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 16, ny = p.N * p.K * p.OH * p.OW;
+    Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
+    Vec dy = random_vec(ny, ++seed);
+    const float* bias = cc.bias ? b.data() : nullptr;
+    Vec ry(ny), rdx(nx), rdw(nw);
+    c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
+    c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+    c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+    for (int threads : {1, 2}) {
+      c3::set_num_threads(threads);
+      Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN);
+      c3::cpu::winograd_s2_forward(p, x.data(), w.data(), bias, y.data());
+      c3::cpu::winograd_s2_backward_data(p, dy.data(), w.data(), dx.data());
+      c3::cpu::winograd_s2_backward_weight(p, dy.data(), x.data(), dw.data());
+      const std::string what = describe(p) + " winograd s2" + tag(c3::cpu::gemm_micro_kernel(), threads);
+      expect_close(y, ry, 1e-4, 2e-5 * (p.C * 16 + 1), what + " forward");
+      expect_close(dx, rdx, 1e-4, 2e-5 * (p.K * 16 + 1), what + " backward_data");
+      expect_close(dw, rdw, 1e-4, 2e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+      worst = std::max({worst, scaled_error(y, ry), scaled_error(dx, rdx), scaled_error(dw, rdw)});
+    }
+  }
+  // the routing, pass by pass, on the model's shapes
+  c3::cpu::set_winograd_s2_enabled(true);
+  using c3::cpu::ConvPass;
+  auto routes = [](const ConvCase& cc, ConvPass pass) { return c3::cpu::winograd_s2_applies(params(cc), pass); };
+  const ConvCase d64px{32, 128, 16, 16, 256, 4, 4, 2, 1, false}, first{32, 3, 64, 64, 64, 4, 4, 2, 1, false};
+  const ConvCase narrow_out{64, 32, 16, 16, 64, 4, 4, 2, 1, false}, small_map{64, 64, 8, 8, 128, 4, 4, 2, 1, false};
+  const ConvCase few_tiles{8, 512, 8, 8, 512, 4, 4, 2, 1, false}, s1{32, 128, 16, 16, 256, 4, 4, 1, 1, false};
+  expect_true(routes(d64px, ConvPass::Forward) && routes(d64px, ConvPass::BackwardData) &&
+                  routes(d64px, ConvPass::BackwardWeight), "D's 128 -> 256 at 64 px takes the phase split");
+  expect_true(!routes(first, ConvPass::Forward) && !routes(first, ConvPass::BackwardWeight),
+              "3 input channels stay on the implicit GEMM");
+  expect_true(!routes(narrow_out, ConvPass::Forward) && routes(narrow_out, ConvPass::BackwardWeight),
+              "64 outputs: direct forward, Winograd weight gradient");
+  expect_true(!routes(small_map, ConvPass::BackwardData), "64 channels on a 4x4 output: implicit backward-data");
+  expect_true(!routes(few_tiles, ConvPass::BackwardWeight) && routes(few_tiles, ConvPass::Forward),
+              "32 tiles: no Winograd weight gradient");
+  expect_true(!routes(s1, ConvPass::Forward), "stride 1 is not the phase split's");
+  c3::cpu::set_winograd_s2_enabled(false);
+  expect_true(!routes(d64px, ConvPass::Forward), "set_winograd_s2_enabled(false) turns the path off");
+  // F(2x2, 2x2)'s transforms are integer: the error stays near the direct sum's
+  expect_true(worst < 1e-5, "winograd s2 max scaled error " + std::to_string(worst));
+  std::printf("     note: max error / max |output| vs float64: winograd 4x4 stride 2 %.2e\n", worst);
 }
 
 // ---------------------------------------------------------------- constant channels

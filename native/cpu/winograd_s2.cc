@@ -1,0 +1,175 @@
+// 4x4 stride-2 convolutions (D's downsampling convs) as Winograd F(2x2, 2x2). Splitting the kernel
+// taps by parity, r = 2t + a and s = 2u + b, turns
+//   y[k, oy, ox] = sum_{c, r, s} w[k, c, r, s] x[c, 2 oy - pad + r, 2 ox - pad + s]
+// into a 2x2 stride-1 correlation over four phase planes per input channel:
+//   P[c*4 + a*2 + b, i, j] = x[c, 2i + a - pad, 2j + b - pad]   (zero outside x; OH+1 x OW+1)
+//   w'[k, c*4 + a*2 + b, t, u] = w[k, c, 2t + a, 2u + b]
+// so every pass is the stride-1 machinery of winograd_core.h on 4C channels: 9 multiplies per
+// 2x2 output tile and channel pair instead of 16 (1.78x fewer), with integer transforms (F22).
+//   backward-data:   per phase of x (row and column parity), a 2x2 correlation of dy with the
+//                    taps that reach it: four stride-1 convs C <- K whose tiles cover x once
+//   backward-weight: dw' by the stride-1 backward-weight over P, then the taps put back in place
+#include <cstdlib>
+#include <cstring>
+
+#include "winograd.h"
+#include "winograd_core.h"
+
+namespace c3::cpu {
+namespace {
+
+// Where the products beat the implicit GEMM and the blocked direct forward (measured on Zen 1,
+// the model's shapes at batch 8 to 64, alternating in one process): the forward needs wide
+// outputs (at K = 64 the direct loops win), backward-data enough channels for its four
+// per-phase products, backward-weight enough tiles to accumulate over.
+constexpr int64_t kMinChannels = 16, kMinForwardK = 128, kMinDataC = 128, kMinDataCLargeMap = 64, kLargeMap = 8,
+                  kMinWeightTiles = 64;
+
+bool initial_enabled() {
+  const char* e = std::getenv("C3GAN_WINOGRAD_S2");
+  return !(e && std::strcmp(e, "0") == 0);
+}
+bool& enabled_flag() {
+  static bool on = initial_enabled();
+  return on;
+}
+
+float* buffer(int which, size_t n) {
+  thread_local std::vector<float> bufs[2];
+  std::vector<float>& v = bufs[which];
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// The stride-1 2x2 conv over the phases of p's input.
+Conv2dParams phase_params(const Conv2dParams& p) {
+  Conv2dParams q = p;
+  q.C = 4 * p.C;
+  q.H = p.OH + 1;
+  q.W = p.OW + 1;
+  q.R = q.S = 2;
+  q.stride = 1;
+  q.pad = 0;
+  return q;
+}
+
+// Element e = (a*2 + b)*4 + t*2 + u of a kernel in phase order is tap (2t + a, 2u + b) of the 4x4.
+inline int tap_of(int e) {
+  const int ab = e >> 2, tu = e & 3;
+  return ((tu >> 1) * 2 + (ab >> 1)) * 4 + (tu & 1) * 2 + (ab & 1);
+}
+
+// w' from w: each (k, c) kernel's 16 taps reordered in place of its block
+void phase_weights(const Conv2dParams& p, const float* w, float* wp) {
+  parallel_for(p.K * p.C, 256, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int e = 0; e < 16; ++e) wp[i * 16 + e] = w[i * 16 + tap_of(e)];
+  });
+}
+
+void unphase_weights(const Conv2dParams& p, const float* wp, float* w) {
+  parallel_for(p.K * p.C, 256, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int e = 0; e < 16; ++e) w[i * 16 + tap_of(e)] = wp[i * 16 + e];
+  });
+}
+
+// P (N, 4C, PH, PW) from x (N, C, H, W)
+void split_phases(const Conv2dParams& p, const float* x, float* P) {
+  const int64_t PH = p.OH + 1, PW = p.OW + 1;
+  parallel_for(p.N * p.C, 4, [&](int64_t i0, int64_t i1) {
+    for (int64_t nc = i0; nc < i1; ++nc) {
+      const float* plane = x + nc * p.H * p.W;
+      for (int ab = 0; ab < 4; ++ab) {
+        const int64_t a = ab >> 1, b = ab & 1;
+        float* d = P + (nc * 4 + ab) * PH * PW;
+        for (int64_t i = 0; i < PH; ++i) {
+          const int64_t row = 2 * i + a - p.pad;
+          float* dr = d + i * PW;
+          if (row < 0 || row >= p.H) {
+            std::memset(dr, 0, PW * sizeof(float));
+            continue;
+          }
+          const float* src = plane + row * p.W;
+          for (int64_t j = 0; j < PW; ++j) {
+            const int64_t col = 2 * j + b - p.pad;
+            dr[j] = col >= 0 && col < p.W ? src[col] : 0.0f;
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void set_winograd_s2_enabled(bool on) { enabled_flag() = on; }
+bool winograd_s2_enabled() { return enabled_flag(); }
+
+bool winograd_s2_applies(const Conv2dParams& p, ConvPass pass) {
+  if (!enabled_flag() || p.R != 4 || p.S != 4 || p.stride != 2 || p.pad < 0 || p.pad > 3 || p.N <= 0 || p.OH <= 0 ||
+      p.OW <= 0 || p.C < kMinChannels)
+    return false;
+  switch (pass) {
+    case ConvPass::Forward: return p.K >= kMinForwardK;
+    case ConvPass::BackwardData: return p.C >= kMinDataC || (p.C >= kMinDataCLargeMap && p.OH >= kLargeMap);
+    case ConvPass::BackwardWeight: return wino::Tiles(p.N, p.OH, p.OW, 2).total >= kMinWeightTiles;
+  }
+  return false;
+}
+
+void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+  const Conv2dParams q = phase_params(p);
+  float* P = buffer(0, static_cast<size_t>(q.N * q.C * q.H * q.W));
+  float* wp = buffer(1, static_cast<size_t>(p.K * p.C * 16));
+  split_phases(p, x, P);
+  phase_weights(p, w, wp);
+  wino::forward_m<wino::F22>(q, P, wp, bias, y);
+}
+
+void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  // Per phase (al, be) of x: row 2m + al takes dy rows i - 1 and i, i = m + (al + pad) / 2, through
+  // kernel rows 2 + a and a, a = (al + pad) mod 2 (columns alike): a 2x2 correlation of dy with
+  // its own offset, whose outputs are exactly that phase's positions (tiles as in the forward).
+  constexpr int A = wino::F22::A;
+  float* U = wino::scratch(2, static_cast<size_t>(A * A * p.K * p.C));
+  for (int al = 0; al < 2; ++al)
+    for (int be = 0; be < 2; ++be) {
+      const int64_t Hp = (p.H - al + 1) / 2, Wp = (p.W - be + 1) / 2;
+      if (Hp <= 0 || Wp <= 0) continue;
+      const int64_t a = (al + p.pad) & 1, b = (be + p.pad) & 1;
+      const int64_t pad_y = 1 - (al + p.pad) / 2, pad_x = 1 - (be + p.pad) / 2;
+      // g (C, K, 2, 2): g[c, k, q, r] = w[k, c, 2(1 - q) + a, 2(1 - r) + b]
+      float* g = buffer(1, static_cast<size_t>(p.C * p.K * 4));
+      parallel_for(p.C * p.K, 256, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t c = i / p.K, k = i % p.K;
+          const float* src = w + (k * p.C + c) * 16;
+          for (int q = 0; q < 2; ++q)
+            for (int r = 0; r < 2; ++r) g[i * 4 + q * 2 + r] = src[(2 * (1 - q) + a) * 4 + 2 * (1 - r) + b];
+        }
+      });
+      wino::transform_weights<wino::F22>(p.C, p.K, g, false, U);
+      float* part = buffer(0, static_cast<size_t>(p.N * p.C * Hp * Wp));
+      wino::winograd_conv<wino::F22>(p.N, p.K, p.OH, p.OW, p.C, pad_y, pad_x, Hp, Wp, dy, U, nullptr, part);
+      parallel_for(p.N * p.C, 16, [&](int64_t i0, int64_t i1) {
+        for (int64_t nc = i0; nc < i1; ++nc) {
+          const float* s = part + nc * Hp * Wp;
+          float* d = dx + nc * p.H * p.W + al * p.W + be;
+          for (int64_t m = 0; m < Hp; ++m)
+            for (int64_t l = 0; l < Wp; ++l) d[2 * m * p.W + 2 * l] = s[m * Wp + l];
+        }
+      });
+    }
+}
+
+void winograd_s2_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  const Conv2dParams q = phase_params(p);
+  float* P = buffer(0, static_cast<size_t>(q.N * q.C * q.H * q.W));
+  float* dwp = buffer(1, static_cast<size_t>(p.K * p.C * 16));
+  split_phases(p, x, P);
+  wino::backward_weight_m<wino::F22>(q, dy, P, dwp);
+  unphase_weights(p, dwp, dw);
+}
+
+}  // namespace c3::cpu
