@@ -1,13 +1,13 @@
 // The Winograd machinery shared by the 3x3 stride-1 path (winograd.cc) and the 4x4 stride-2
 // path (winograd_s2.cc): the F(m x m, r x r) transform matrices, the tile grid, the transforms of
-// weights, inputs, outputs and output gradients (8 tiles or kernels at a time, AVX2 or baseline
-// copies chosen at run time) and the three passes of a stride-1 r x r convolution built on them:
+// weights, inputs, outputs and output gradients (one tile of 8 images, or 8 kernels, at a time;
+// AVX2 or baseline copies chosen at run time) and the three passes of a stride-1 r x r convolution built on them:
 //   U = G g G^T (weights, a x a),  V = B^T d B (input patch, a x a),  Y = A^T (U . V) A (m x m),
 // with the channel sums as a^2 GEMMs on the blocked engine, one per transform position xi:
 // M[xi] (K x tiles) = U[xi] (K x C) V[xi] (C x tiles).
 //   backward-data:   the same forward on dy with the flipped, transposed kernel (pad r - 1 - pad)
 //   backward-weight: dU[xi] (K x C) = sum over tiles of (A dY A^T)[xi] (K x tiles) V[xi]^T, dg = G^T dU G
-// Tiles are processed in chunks that keep V and M near 8 MiB.
+// Tiles are processed in chunks of whole 8-image blocks that keep V and M near 8 MiB.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -25,7 +25,7 @@ namespace c3::cpu::wino {
 constexpr int64_t kChunkFloats = int64_t(1) << 21;
 
 inline float* scratch(int which, size_t n) {
-  thread_local std::vector<float> bufs[3];
+  thread_local std::vector<float> bufs[4];
   std::vector<float>& v = bufs[which];
   if (v.size() < n) v.resize(n);
   return v.data();
@@ -116,135 +116,273 @@ C3_INLINE void copy_lanes(float* dst, const float* src, int64_t lanes) {
   for (int64_t l = 0; l < lanes; ++l) dst[l] = src[l];
 }
 
-// The position of tile t in its image: image n, top-left output (oy, ox).
-inline void tile_origin(const Tiles& g, int64_t t, int64_t m, int64_t& n, int64_t& oy, int64_t& ox) {
-  n = t / g.per_image;
-  const int64_t rem = t % g.per_image;
-  oy = m * (rem / g.tw);
-  ox = m * (rem % g.tw);
-}
-
-// ---- weights: U[xi, k, c] (a^2 x K x C) = G g G^T of each r x r kernel g = w[k, c] (flipped and
-// transposed from w[c, k] when `flip`, for the backward-data pass); items of 8 kernels
-struct WeightJob {
-  int64_t K, C;
-  const float* w;
-  bool flip;
-  float* U;
+// ---- the image-interleaved layout of the input, output and gradient transforms
+// Tiles are ordered t = ((b * th + ti) * tw + tj) * L + l: image block b holds images b*L .. b*L+L-1
+// (lane l; lanes past the batch are zeros in, discarded out). A plane of L images is interleaved
+// once (L floats per pixel, one 8x8 transpose per 8 pixels), padded with zeros so every patch is
+// inside it, and each tile's a x a patch is then a^2 vector loads: no gathers, no bounds tests,
+// the same on 4x4 maps as on 128x128 ones. Chunks of the GEMMs' columns are whole image blocks.
+struct Grid {
+  int64_t N, th, tw, per_image, blocks;
+  Grid(int64_t n, int64_t OH, int64_t OW, int64_t m)
+      : N(n), th((OH + m - 1) / m), tw((OW + m - 1) / m), per_image(th * tw), blocks((n + L - 1) / L) {}
+  int64_t tiles(int64_t nblocks) const { return nblocks * per_image * L; }
 };
 
-template <class F>
-C3_INLINE void weights_body(const WeightJob& j, int64_t i0, int64_t i1) {
-  constexpr int A = F::A, R = F::R;
-  const int64_t KC = j.K * j.C;
-  for (int64_t item = i0; item < i1; ++item) {
-    const int64_t first = item * L, lanes = std::min<int64_t>(L, KC - first);
-    float g[R * R][L] = {};
-    for (int64_t l = 0; l < lanes; ++l) {
-      const int64_t i = first + l, k = i / j.C, c = i % j.C;
-      for (int e = 0; e < R * R; ++e) g[e][l] = j.flip ? j.w[(c * j.K + k) * R * R + R * R - 1 - e] : j.w[i * R * R + e];
+// dst[w * L + l] = src[l][w] for w < n, and the reverse (winograd_lanes.cc; AVX2 8x8 transposes
+// where the CPU has them)
+void interleave_lanes(const float* const* src, int64_t n, float* dst);
+void deinterleave_lanes(const float* src, int64_t n, float* const* dst);
+
+// Per-thread buffers of the transforms: 0 an interleaved plane, 1 zeros (the rows of images past
+// the batch; never written), 2 a sink for the outputs of those images.
+inline float* lane_buffer(int which, size_t n) {
+  thread_local std::vector<float> bufs[3];
+  std::vector<float>& v = bufs[which];
+  if (v.size() < n) v.assign(n, 0.0f);
+  return v.data();
+}
+
+// Interleaves rows [0, rows) of the L planes of block b (plane of image n at base + n * stride)
+// into buf (rows_out x cols_out x L): output (r, q) is input (r - pad_y, q - pad_x), zero outside.
+inline void interleave_plane(const float* base, int64_t stride, int64_t N, int64_t b, int64_t H, int64_t W,
+                             int64_t pad_y, int64_t pad_x, int64_t rows_out, int64_t cols_out, float* buf) {
+  const float* zero = lane_buffer(1, static_cast<size_t>(W));
+  const int64_t q0 = std::clamp<int64_t>(pad_x, 0, cols_out), q1 = std::clamp<int64_t>(W + pad_x, q0, cols_out);
+  const float* src[L];
+  for (int64_t r = 0; r < rows_out; ++r) {
+    float* row = buf + r * cols_out * L;
+    const int64_t y = r - pad_y;
+    if (y < 0 || y >= H || q1 == q0) {
+      std::memset(row, 0, static_cast<size_t>(cols_out * L) * sizeof(float));
+      continue;
     }
-    float t[A][R][L];  // G g
-    for (int a = 0; a < A; ++a)
-      for (int s = 0; s < R; ++s)
-        for (int l = 0; l < L; ++l) {
-          float v = 0;
-          for (int r = 0; r < R; ++r) v += F::G[a][r] * g[r * R + s][l];
-          t[a][s][l] = v;
+    std::memset(row, 0, static_cast<size_t>(q0 * L) * sizeof(float));
+    std::memset(row + q1 * L, 0, static_cast<size_t>((cols_out - q1) * L) * sizeof(float));
+    for (int l = 0; l < L; ++l) {
+      const int64_t n = b * L + l;
+      src[l] = n < N ? base + n * stride + y * W + (q0 - pad_x) : zero;
+    }
+    interleave_lanes(src, q1 - q0, row + q0 * L);
+  }
+}
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// ---- pre-packed products: the input transform writes V straight into the micro-kernel's B
+// panels (gemm_kernels.h: nr columns, the reduction in blocks of kDepthBlock rows) and U is
+// packed into A panels once per call, so the a^2 GEMMs of every chunk do nothing but multiply.
+constexpr int64_t kDepthBlock = 256;  // a 256 x 16 B panel is 16 KiB: in L1 while A streams
+
+// Where row d of a (depth x cols) B operand puts column col: panels of nr columns within blocks
+// of kDepthBlock rows (row-major when nr == 0: one row of cols floats).
+struct PanelRow {
+  int64_t base, panel, nr, cols;
+  PanelRow(int64_t d, int64_t depth, int64_t cols_pad, int n)  // packed
+      : nr(n), cols(cols_pad) {
+    const int64_t kb = d / kDepthBlock * kDepthBlock;
+    base = kb * cols_pad + (d - kb) * nr;
+    panel = std::min(kDepthBlock, depth - kb) * nr;
+  }
+  PanelRow(int64_t d, int64_t c) : base(d * c), panel(0), nr(0), cols(c) {}  // row-major
+  // column col of this row (col % 8 == 0 keeps 8 columns contiguous: nr is a multiple of 8)
+  int64_t at(int64_t col) const { return nr ? base + col / nr * panel + col % nr : base + col; }
+};
+
+// C rows [0, rows) x columns of panels [q0, q1) = A (rows x depth, A panels of mr rows as
+// pack_a_strided lays them, per depth block) times B (depth x cols_pad, B panels); C row-major
+// with leading dimension ldc, `cols` real columns.
+inline void gemm_panels(const MicroKernel& mk, int64_t rows, int64_t depth, int64_t cols, int64_t cols_pad,
+                        const float* Ap, const float* Bp, int64_t q0, int64_t q1, float* C, int64_t ldc) {
+  alignas(64) float acc[16 * 32];
+  const int mr = mk.mr, nr = mk.nr;
+  const int64_t rows_pad = round_up(rows, mr);
+  for (int64_t kb = 0; kb < depth; kb += kDepthBlock) {
+    const int64_t len = std::min(kDepthBlock, depth - kb);
+    const float* a = Ap + kb * rows_pad;
+    const float* b = Bp + kb * cols_pad;
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t c0 = q * nr, nc = std::min<int64_t>(nr, cols - c0);
+      for (int64_t r0 = 0; r0 < rows; r0 += mr) {
+        mk.run(len, a + r0 * len, b + q * len * nr, acc);
+        const int64_t nrow = std::min<int64_t>(mr, rows - r0);
+        for (int64_t r = 0; r < nrow; ++r) {
+          float* dst = C + (r0 + r) * ldc + c0;
+          const float* src = acc + r * nr;
+          if (kb == 0) std::memcpy(dst, src, static_cast<size_t>(nc) * sizeof(float));
+          else
+            for (int64_t i = 0; i < nc; ++i) dst[i] += src[i];
         }
+      }
+    }
+  }
+}
+
+// A vector of L floats (GCC/Clang vector extension: one ymm op under AVX2, two xmm ops on the
+// baseline), for the transforms' arithmetic on a tile of L images.
+typedef float Lanes __attribute__((vector_size(L * sizeof(float))));
+// Lanes are passed only between always-inline functions, so no call ever uses the ABI that
+// GCC warns about for 32-byte vectors without AVX.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+C3_INLINE Lanes load_lanes(const float* p) {
+  Lanes v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+C3_INLINE void store_lanes(float* p, const Lanes& v) { std::memcpy(p, &v, sizeof v); }
+
+// sum over i < n of coef(i) * x(i): the coefficients are the transform matrices' constants, so
+// once the loops are unrolled zero terms vanish and +-1 terms need no multiply
+template <class Coef, class X>
+C3_INLINE Lanes lane_sum(int n, Coef coef, X x) {
+  Lanes s = {};
+  bool first = true;
+#pragma GCC unroll 8
+  for (int i = 0; i < n; ++i) {
+    const float c = coef(i);
+    if (c == 0.0f) continue;
+    const Lanes t = c == 1.0f ? x(i) : c == -1.0f ? -x(i) : c * x(i);
+    if (first) s = t, first = false;
+    else s += t;
+  }
+  return s;
+}
+
+// v (A x A) = B^T d B of a patch whose rows start `ld` lane-vectors apart
+template <class F>
+C3_INLINE void input_tile(const float* d, int64_t ld, Lanes* v) {
+  constexpr int A = F::A;
+  Lanes t[A][A];  // B^T d
+#pragma GCC unroll 8
+  for (int a = 0; a < A; ++a)
+#pragma GCC unroll 8
+    for (int col = 0; col < A; ++col)
+      t[a][col] = lane_sum(A, [&](int i) { return F::BT[a][i]; }, [&](int i) { return load_lanes(d + (i * ld + col) * L); });
+#pragma GCC unroll 8
+  for (int a = 0; a < A; ++a)
+#pragma GCC unroll 8
+    for (int b = 0; b < A; ++b) v[a * A + b] = lane_sum(A, [&](int i) { return F::BT[b][i]; }, [&](int i) { return t[a][i]; });
+}
+
+// ---- weights, straight into the GEMMs' A panels: Ap[xi] holds U[xi] (rows x depth) as
+// pack_a_strided lays out an A operand (panels of mr rows in blocks of kDepthBlock columns),
+// where U[xi][row][d] = (G g G^T)[xi] of the r x r kernel g that taps(row, d, g) reads. Lanes are
+// 8 kernels of one row (consecutive d), whose A-panel places are mr floats apart.
+template <class F, class Taps>
+C3_INLINE void weights_body(int64_t rows, int64_t depth, int mr, const Taps& taps, float* Ap, int64_t i0, int64_t i1) {
+  constexpr int A = F::A, R = F::R;
+  const int64_t groups = (depth + L - 1) / L, rows_pad = round_up(rows, mr), position = rows_pad * depth;
+  for (int64_t item = i0; item < i1; ++item) {
+    const int64_t row = item / groups, d0 = item % groups * L, lanes = std::min<int64_t>(L, depth - d0);
+    float g[R * R][L] = {};
+    float one[R * R];
+    for (int64_t l = 0; l < lanes; ++l) {
+      taps(row, d0 + l, one);
+      for (int e = 0; e < R * R; ++e) g[e][l] = one[e];
+    }
+    Lanes t[A][R];  // G g
+#pragma GCC unroll 8
     for (int a = 0; a < A; ++a)
+#pragma GCC unroll 8
+      for (int s2 = 0; s2 < R; ++s2)
+        t[a][s2] = lane_sum(R, [&](int r) { return F::G[a][r]; }, [&](int r) { return load_lanes(g[r * R + s2]); });
+    // d0 is a multiple of 8 and kDepthBlock of 8: the lanes share a depth block
+    const int64_t kb = d0 / kDepthBlock * kDepthBlock, len = std::min(kDepthBlock, depth - kb);
+    float* at = Ap + kb * rows_pad + row / mr * len * mr + row % mr + (d0 - kb) * mr;
+#pragma GCC unroll 8
+    for (int a = 0; a < A; ++a)
+#pragma GCC unroll 8
       for (int b = 0; b < A; ++b) {
         float u[L];
-        for (int l = 0; l < L; ++l) {
-          float v = 0;
-          for (int s = 0; s < R; ++s) v += t[a][s][l] * F::G[b][s];
-          u[l] = v;
-        }
-        copy_lanes(j.U + (a * A + b) * KC + first, u, lanes);
+        store_lanes(u, lane_sum(R, [&](int s2) { return F::G[b][s2]; }, [&](int s2) { return t[a][s2]; }));
+        float* o = at + (a * A + b) * position;
+        for (int64_t l = 0; l < lanes; ++l) o[l * mr] = u[l];
       }
   }
 }
-C3_VARIANTS(weights, (const WeightJob& j, int64_t i0, int64_t i1), (j, i0, i1))
 
-template <class F>
-void transform_weights(int64_t K, int64_t C, const float* w, bool flip, float* U) {
-  const WeightJob job{K, C, w, flip, U};
-  parallel_for((K * C + L - 1) / L, 32, [&](int64_t i0, int64_t i1) { C3_DISPATCH(weights, job, i0, i1); });
+#ifdef C3_WINO_AVX2
+template <class F, class Taps>
+__attribute__((target("avx2,fma"))) void weights_avx2(int64_t rows, int64_t depth, int mr, const Taps& taps, float* Ap,
+                                                      int64_t i0, int64_t i1) {
+  weights_body<F>(rows, depth, mr, taps, Ap, i0, i1);
+}
+#endif
+template <class F, class Taps>
+void weights_base(int64_t rows, int64_t depth, int mr, const Taps& taps, float* Ap, int64_t i0, int64_t i1) {
+  weights_body<F>(rows, depth, mr, taps, Ap, i0, i1);
 }
 
-// ---- input: V (a^2 x C x tc) for tiles [t0, t0 + tc) of a (N, C, H, W) input padded by pad_y
-// rows above and pad_x columns left (and with zeros wherever a patch leaves the input):
-// V[xi, c, t - t0] = (B^T d B)[xi] of tile t's a x a patch d (zero outside the input); items of
-// (channel, 8 tiles)
+// Ap (a^2 positions of round_up(rows, mr) x depth) for the current micro-kernel's mr.
+template <class F, class Taps>
+void transform_weights(int64_t rows, int64_t depth, const Taps& taps, float* Ap) {
+  const int mr = gemm_micro_kernel().mr;
+  parallel_for(rows * ((depth + L - 1) / L), 16, [&](int64_t i0, int64_t i1) {
+#ifdef C3_WINO_AVX2
+    if (use_avx2()) return weights_avx2<F>(rows, depth, mr, taps, Ap, i0, i1);
+#endif
+    weights_base<F>(rows, depth, mr, taps, Ap, i0, i1);
+  });
+}
+
+// The a^2 A panels' floats for a (rows x depth) U.
+template <class F>
+size_t packed_weights_size(int64_t rows, int64_t depth) {
+  return static_cast<size_t>(F::A * F::A * round_up(rows, gemm_micro_kernel().mr) * depth);
+}
+
+// ---- input: V (a^2 x C x tc) for image blocks [b0, b0 + nb) of a (N, C, H, W) input padded by
+// pad_y rows above and pad_x columns left (zeros wherever a patch leaves the input):
+// V[xi, c, t] = (B^T d B)[xi] of tile t's a x a patch d; items of (channel, image block)
 struct InputJob {
   const float* x;
   int64_t C, H, W, pad_y, pad_x;
-  const Tiles* g;
-  int64_t t0, tc, groups;
+  const Grid* g;
+  int64_t b0, nb, tc;
+  int nr;  // 0: V[xi] row-major (C x tc); else in nr-wide B panels (C x tc_pad, tc_pad = tc rounded up to nr)
   float* V;
 };
 
 template <class F>
 C3_INLINE void input_body(const InputJob& j, int64_t i0, int64_t i1) {
   constexpr int A = F::A, M = F::M;
+  const Grid& g = *j.g;
+  const int64_t PH = g.th * M + A - M, PW = g.tw * M + A - M;
+  float* buf = lane_buffer(0, static_cast<size_t>(PH * PW * L));
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t c = item / j.groups, first = (item % j.groups) * L, lanes = std::min<int64_t>(L, j.tc - first);
-    float d[A * A][L] = {};
-    for (int64_t l = 0; l < lanes; ++l) {
-      int64_t n, oy, ox;
-      tile_origin(*j.g, j.t0 + first + l, M, n, oy, ox);
-      const int64_t y0 = oy - j.pad_y, x0 = ox - j.pad_x;
-      const float* plane = j.x + (n * j.C + c) * j.H * j.W;
-      if (y0 >= 0 && x0 >= 0 && y0 + A <= j.H && x0 + A <= j.W) {
-        for (int a = 0; a < A; ++a)
-          for (int b = 0; b < A; ++b) d[a * A + b][l] = plane[(y0 + a) * j.W + x0 + b];
-      } else {
-        for (int a = 0; a < A; ++a) {
-          const int64_t yy = y0 + a;
-          if (yy < 0 || yy >= j.H) continue;
-          for (int b = 0; b < A; ++b) {
-            const int64_t xx = x0 + b;
-            if (xx >= 0 && xx < j.W) d[a * A + b][l] = plane[yy * j.W + xx];
-          }
-        }
-      }
-    }
-    float t[A][A][L];  // B^T d
-    for (int a = 0; a < A; ++a)
-      for (int b = 0; b < A; ++b)
-        for (int l = 0; l < L; ++l) {
-          float v = 0;
-          for (int i = 0; i < A; ++i) v += F::BT[a][i] * d[i * A + b][l];
-          t[a][b][l] = v;
-        }
-    for (int a = 0; a < A; ++a)
-      for (int b = 0; b < A; ++b) {
-        float v[L];
-        for (int l = 0; l < L; ++l) {
-          float s = 0;
-          for (int i = 0; i < A; ++i) s += t[a][i][l] * F::BT[b][i];
-          v[l] = s;
-        }
-        copy_lanes(j.V + (a * A + b) * j.C * j.tc + c * j.tc + first, v, lanes);
+    const int64_t c = item / j.nb, b = j.b0 + item % j.nb;
+    interleave_plane(j.x + c * j.H * j.W, j.C * j.H * j.W, g.N, b, j.H, j.W, j.pad_y, j.pad_x, PH, PW, buf);
+    const int64_t first = (b - j.b0) * g.per_image * L;
+    const PanelRow row = j.nr ? PanelRow(c, j.C, round_up(j.tc, j.nr), j.nr) : PanelRow(c, j.tc);
+    const int64_t plane = j.C * row.cols;  // floats per transform position
+    for (int64_t ti = 0; ti < g.th; ++ti)
+      for (int64_t tj = 0; tj < g.tw; ++tj) {
+        Lanes v[A * A];
+        input_tile<F>(buf + (ti * M * PW + tj * M) * L, PW, v);
+        float* o = j.V + row.at(first + (ti * g.tw + tj) * L);
+        for (int e = 0; e < A * A; ++e) store_lanes(o + e * plane, v[e]);
       }
   }
 }
 C3_VARIANTS(input, (const InputJob& j, int64_t i0, int64_t i1), (j, i0, i1))
 
 template <class F>
-void transform_input(const float* x, int64_t C, int64_t H, int64_t W, int64_t pad_y, int64_t pad_x, const Tiles& g, int64_t t0,
-                     int64_t tc, float* V) {
-  const InputJob job{x, C, H, W, pad_y, pad_x, &g, t0, tc, (tc + L - 1) / L, V};
-  parallel_for(C * job.groups, 4, [&](int64_t i0, int64_t i1) { C3_DISPATCH(input, job, i0, i1); });
+void transform_input(const float* x, int64_t C, int64_t H, int64_t W, int64_t pad_y, int64_t pad_x, const Grid& g,
+                     int64_t b0, int64_t nb, int nr, float* V) {
+  const InputJob job{x, C, H, W, pad_y, pad_x, &g, b0, nb, g.tiles(nb), nr, V};
+  parallel_for(C * nb, 1, [&](int64_t i0, int64_t i1) { C3_DISPATCH(input, job, i0, i1); });
 }
 
-// ---- output: y tiles [t0, t0 + tc) = A^T M A (+ bias) from M (a^2 x K x tc), into
-// (N, K, OH, OW); items of (channel, 8 tiles)
+// ---- output: y (N, K, OH, OW) of image blocks [b0, b0 + nb) = A^T M A (+ bias) from
+// M (a^2 x K x tc); items of (channel, image block)
 struct OutputJob {
   const float* Mx;
   int64_t K, OH, OW;
-  const Tiles* g;
-  int64_t t0, tc, groups;
+  const Grid* g;
+  int64_t b0, nb, tc;
   const float* bias;
   float* y;
 };
@@ -252,87 +390,86 @@ struct OutputJob {
 template <class F>
 C3_INLINE void output_body(const OutputJob& j, int64_t i0, int64_t i1) {
   constexpr int A = F::A, M = F::M;
+  const Grid& g = *j.g;
+  const int64_t RW = g.tw * M;  // the interleaved rows of whole tiles
+  float* buf = lane_buffer(0, static_cast<size_t>(g.th * M * RW * L));
+  float* sink = lane_buffer(2, static_cast<size_t>(j.OW));  // rows of missing images
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t k = item / j.groups, first = (item % j.groups) * L, lanes = std::min<int64_t>(L, j.tc - first);
-    float m[A * A][L] = {};
-    for (int e = 0; e < A * A; ++e) copy_lanes(m[e], j.Mx + e * j.K * j.tc + k * j.tc + first, lanes);
-    float s[M][A][L];  // A^T m
-    for (int a = 0; a < M; ++a)
-      for (int b = 0; b < A; ++b)
-        for (int l = 0; l < L; ++l) {
-          float v = 0;
-          for (int i = 0; i < A; ++i) v += F::AT[a][i] * m[i * A + b][l];
-          s[a][b][l] = v;
-        }
+    const int64_t k = item / j.nb, b = j.b0 + item % j.nb;
     const float bias = j.bias ? j.bias[k] : 0.0f;
-    float out[M][M][L];
-    for (int a = 0; a < M; ++a)
-      for (int b = 0; b < M; ++b)
-        for (int l = 0; l < L; ++l) {
-          float v = bias;
-          for (int i = 0; i < A; ++i) v += s[a][i][l] * F::AT[b][i];
-          out[a][b][l] = v;
+    const float* in = j.Mx + k * j.tc + (b - j.b0) * g.per_image * L;
+    for (int64_t ti = 0; ti < g.th; ++ti)
+      for (int64_t tj = 0; tj < g.tw; ++tj) {
+        const float* m = in + (ti * g.tw + tj) * L;
+        Lanes t[M][A];  // A^T m
+#pragma GCC unroll 8
+        for (int a = 0; a < M; ++a)
+#pragma GCC unroll 8
+          for (int col = 0; col < A; ++col)
+            t[a][col] = lane_sum(A, [&](int i) { return F::AT[a][i]; },
+                                 [&](int i) { return load_lanes(m + (i * A + col) * j.K * j.tc); });
+#pragma GCC unroll 8
+        for (int a = 0; a < M; ++a) {
+          float* row = buf + ((ti * M + a) * RW + tj * M) * L;
+#pragma GCC unroll 8
+          for (int c2 = 0; c2 < M; ++c2)
+            store_lanes(row + c2 * L, bias + lane_sum(A, [&](int i) { return F::AT[c2][i]; }, [&](int i) { return t[a][i]; }));
         }
-    for (int64_t l = 0; l < lanes; ++l) {
-      int64_t n, oy, ox;
-      tile_origin(*j.g, j.t0 + first + l, M, n, oy, ox);
-      float* plane = j.y + (n * j.K + k) * j.OH * j.OW;
-      const int64_t rows = std::min<int64_t>(M, j.OH - oy), cols = std::min<int64_t>(M, j.OW - ox);
-      for (int64_t a = 0; a < rows; ++a)
-        for (int64_t b = 0; b < cols; ++b) plane[(oy + a) * j.OW + ox + b] = out[a][b][l];
+      }
+    float* dst[L];
+    for (int64_t oy = 0; oy < j.OH; ++oy) {
+      for (int l = 0; l < L; ++l) {
+        const int64_t n = b * L + l;
+        dst[l] = n < g.N ? j.y + ((n * j.K + k) * j.OH + oy) * j.OW : sink;
+      }
+      deinterleave_lanes(buf + oy * RW * L, j.OW, dst);
     }
   }
 }
 C3_VARIANTS(output, (const OutputJob& j, int64_t i0, int64_t i1), (j, i0, i1))
 
 template <class F>
-void transform_output(const float* Mx, int64_t K, int64_t OH, int64_t OW, const Tiles& g, int64_t t0, int64_t tc,
+void transform_output(const float* Mx, int64_t K, int64_t OH, int64_t OW, const Grid& g, int64_t b0, int64_t nb,
                       const float* bias, float* y) {
-  const OutputJob job{Mx, K, OH, OW, &g, t0, tc, (tc + L - 1) / L, bias, y};
-  parallel_for(K * job.groups, 4, [&](int64_t i0, int64_t i1) { C3_DISPATCH(output, job, i0, i1); });
+  const OutputJob job{Mx, K, OH, OW, &g, b0, nb, g.tiles(nb), bias, y};
+  parallel_for(K * nb, 1, [&](int64_t i0, int64_t i1) { C3_DISPATCH(output, job, i0, i1); });
 }
 
 // ---- backward-weight: Y (a^2 x K x tc) = A dY A^T of each m x m dy tile (zero past the output's
-// edge); items of (channel, 8 tiles)
+// edge) of image blocks [b0, b0 + nb); items of (channel, image block)
 struct GradJob {
   const float* dy;
   int64_t K, OH, OW;
-  const Tiles* g;
-  int64_t t0, tc, groups;
+  const Grid* g;
+  int64_t b0, nb, tc;
   float* Y;
 };
 
 template <class F>
 C3_INLINE void grad_body(const GradJob& j, int64_t i0, int64_t i1) {
   constexpr int A = F::A, M = F::M;
+  const Grid& g = *j.g;
+  const int64_t RH = g.th * M, RW = g.tw * M;
+  float* buf = lane_buffer(0, static_cast<size_t>(RH * RW * L));
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t k = item / j.groups, first = (item % j.groups) * L, lanes = std::min<int64_t>(L, j.tc - first);
-    float d[M * M][L] = {};
-    for (int64_t l = 0; l < lanes; ++l) {
-      int64_t n, oy, ox;
-      tile_origin(*j.g, j.t0 + first + l, M, n, oy, ox);
-      const float* plane = j.dy + (n * j.K + k) * j.OH * j.OW;
-      const int64_t rows = std::min<int64_t>(M, j.OH - oy), cols = std::min<int64_t>(M, j.OW - ox);
-      for (int64_t a = 0; a < rows; ++a)
-        for (int64_t b = 0; b < cols; ++b) d[a * M + b][l] = plane[(oy + a) * j.OW + ox + b];
-    }
-    float r[A][M][L];  // A d: r[i][b] = sum_a AT[a][i] d[a][b]
-    for (int i = 0; i < A; ++i)
-      for (int b = 0; b < M; ++b)
-        for (int l = 0; l < L; ++l) {
-          float v = 0;
-          for (int a = 0; a < M; ++a) v += F::AT[a][i] * d[a * M + b][l];
-          r[i][b][l] = v;
-        }
-    for (int i = 0; i < A; ++i)
-      for (int q = 0; q < A; ++q) {
-        float v[L];
-        for (int l = 0; l < L; ++l) {
-          float s = 0;
-          for (int b = 0; b < M; ++b) s += r[i][b][l] * F::AT[b][q];
-          v[l] = s;
-        }
-        copy_lanes(j.Y + (i * A + q) * j.K * j.tc + k * j.tc + first, v, lanes);
+    const int64_t k = item / j.nb, b = j.b0 + item % j.nb;
+    interleave_plane(j.dy + k * j.OH * j.OW, j.K * j.OH * j.OW, g.N, b, j.OH, j.OW, 0, 0, RH, RW, buf);
+    float* out = j.Y + k * j.tc + (b - j.b0) * g.per_image * L;
+    for (int64_t ti = 0; ti < g.th; ++ti)
+      for (int64_t tj = 0; tj < g.tw; ++tj) {
+        const float* d = buf + (ti * M * RW + tj * M) * L;
+        Lanes r[A][M];  // A d: r[i][col] = sum_a AT[a][i] d[a][col]
+#pragma GCC unroll 8
+        for (int i = 0; i < A; ++i)
+#pragma GCC unroll 8
+          for (int col = 0; col < M; ++col)
+            r[i][col] = lane_sum(M, [&](int a) { return F::AT[a][i]; }, [&](int a) { return load_lanes(d + (a * RW + col) * L); });
+        float* o = out + (ti * g.tw + tj) * L;
+#pragma GCC unroll 8
+        for (int i = 0; i < A; ++i)
+#pragma GCC unroll 8
+          for (int q = 0; q < A; ++q)
+            store_lanes(o + (i * A + q) * j.K * j.tc, lane_sum(M, [&](int col) { return F::AT[col][q]; }, [&](int col) { return r[i][col]; }));
       }
   }
 }
@@ -375,72 +512,100 @@ C3_INLINE void kernel_grad_body(const KernelGradJob& j, int64_t i0, int64_t i1) 
 C3_VARIANTS(kernel_grad, (const KernelGradJob& j, int64_t i0, int64_t i1), (j, i0, i1))
 
 // Tiles per chunk: V and M together near kChunkFloats.
-inline int64_t chunk_tiles(int64_t total, int64_t cin, int64_t cout, int a) {
-  const int64_t per_tile = int64_t(a) * a * (cin + cout);
-  int64_t tc = std::max<int64_t>(64, kChunkFloats / std::max<int64_t>(1, per_tile));
-  tc = (tc + 15) / 16 * 16;
-  return std::min(tc, total);
+// Image blocks per chunk: V and the products near kChunkFloats.
+inline int64_t chunk_blocks(const Grid& g, int64_t cin, int64_t cout, int a) {
+  const int64_t per_block = int64_t(a) * a * (cin + cout) * g.per_image * L;
+  return std::clamp<int64_t>(kChunkFloats / std::max<int64_t>(1, per_block), 1, g.blocks);
 }
 
-// y (N, K, OH, OW) = the r x r stride-1 correlation of x (N, C, H, W) padded by pad_y rows above
-// and pad_x columns left (zeros past the other edges as the output size needs), whose
-// transformed kernels are U (a^2 x K x C).
+// Runs body(e, lo, hi) for each transform position e < positions over [0, extent) cut into
+// ranges (multiples of `unit`) when the positions alone would leave a thread idle at the end:
+// F(2x2, 2x2)'s 9 GEMMs on 2 threads would run 5 against 4.
+template <class Body>
+void over_positions(int positions, int64_t extent, int64_t unit, const Body& body) {
+  const int threads = num_threads();
+  int parts = 1;
+  double best = 1e30;
+  for (int s = 1; s <= 4; ++s) {
+    if (s > 1 && extent < 2 * s * unit) break;
+    const int64_t items = int64_t(positions) * s;
+    const double imbalance = double((items + threads - 1) / threads) * threads / double(items);
+    if (imbalance < best - 1e-9) best = imbalance, parts = s;
+  }
+  const int64_t per = (extent + parts * unit - 1) / (parts * unit) * unit;
+  parallel_for(int64_t(positions) * parts, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t e = i / parts, lo = std::min(extent, (i % parts) * per), hi = std::min(extent, lo + per);
+      if (lo < hi) body(e, lo, hi);
+    }
+  });
+}
+
 template <class F>
-void winograd_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t pad_y, int64_t pad_x, int64_t OH, int64_t OW,
-                   const float* x, const float* U, const float* bias, float* y) {
+void winograd_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t pad_y, int64_t pad_x, int64_t OH,
+                   int64_t OW, const float* x, const float* Ap, const float* bias, float* y) {
   constexpr int A = F::A, M = F::M;
-  const Tiles g(N, OH, OW, M);
-  const int64_t tc_max = chunk_tiles(g.total, C, K, A);
-  float* V = scratch(0, static_cast<size_t>(A * A * C * tc_max));
+  const MicroKernel& mk = gemm_micro_kernel();
+  const Grid g(N, OH, OW, M);
+  const int64_t nb_max = chunk_blocks(g, C, K, A), tc_max = round_up(g.tiles(nb_max), mk.nr);
+  float* V = scratch(0, static_cast<size_t>(A * A * C * tc_max));  // B panels per position
   float* Mx = scratch(1, static_cast<size_t>(A * A * K * tc_max));
-  for (int64_t t0 = 0; t0 < g.total; t0 += tc_max) {
-    const int64_t tc = std::min(tc_max, g.total - t0);
-    transform_input<F>(x, C, H, W, pad_y, pad_x, g, t0, tc, V);
-    // one GEMM per thread at a time: a^2 independent products balance well over the pool
-    parallel_for(A * A, 1, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e)
-        gemm_strided(false, false, K, tc, C, 1.0f, U + e * K * C, C, V + e * C * tc, tc, 0.0f, Mx + e * K * tc, tc);
+  for (int64_t b0 = 0; b0 < g.blocks; b0 += nb_max) {
+    const int64_t nb = std::min(nb_max, g.blocks - b0), tc = g.tiles(nb), tc_pad = round_up(tc, mk.nr);
+    if (tc_pad > tc)  // the columns past the tiles: zeros, never stale floats (NaN, denormals)
+      for (int64_t e = 0; e < A * A; ++e)
+        for (int64_t c = 0; c < C; ++c)
+          std::memset(V + e * C * tc_pad + PanelRow(c, C, tc_pad, mk.nr).at(tc), 0, static_cast<size_t>(tc_pad - tc) * sizeof(float));
+    transform_input<F>(x, C, H, W, pad_y, pad_x, g, b0, nb, mk.nr, V);
+    const int64_t Kp = round_up(K, mk.mr);
+    over_positions(A * A, tc_pad / mk.nr, 1, [&](int64_t e, int64_t q0, int64_t q1) {
+      gemm_panels(mk, K, C, tc, tc_pad, Ap + e * Kp * C, V + e * C * tc_pad, q0, q1, Mx + e * K * tc, tc);
     });
-    transform_output<F>(Mx, K, OH, OW, g, t0, tc, bias, y);
+    transform_output<F>(Mx, K, OH, OW, g, b0, nb, bias, y);
   }
 }
 
 template <class F>
 void forward_m(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-  constexpr int A = F::A;
-  float* U = scratch(2, static_cast<size_t>(A * A * p.K * p.C));
-  transform_weights<F>(p.K, p.C, w, false, U);
-  winograd_conv<F>(p.N, p.C, p.H, p.W, p.K, p.pad, p.pad, p.OH, p.OW, x, U, bias, y);
+  constexpr int RR = F::R * F::R;
+  float* Ap = scratch(2, packed_weights_size<F>(p.K, p.C));
+  transform_weights<F>(p.K, p.C, [&](int64_t k, int64_t c, float* g) {
+    std::memcpy(g, w + (k * p.C + c) * RR, RR * sizeof(float));
+  }, Ap);
+  winograd_conv<F>(p.N, p.C, p.H, p.W, p.K, p.pad, p.pad, p.OH, p.OW, x, Ap, bias, y);
 }
 
+// the same forward on dy with each kernel flipped and the channels swapped
 template <class F>
 void backward_data_m(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-  // dx = dy correlated with w[k, c] rotated by 180 degrees, summed over k, padding r - 1 - pad
-  constexpr int A = F::A;
-  float* U = scratch(2, static_cast<size_t>(A * A * p.K * p.C));
-  transform_weights<F>(p.C, p.K, w, true, U);
-  winograd_conv<F>(p.N, p.K, p.OH, p.OW, p.C, F::R - 1 - p.pad, F::R - 1 - p.pad, p.H, p.W, dy, U, nullptr, dx);
+  constexpr int RR = F::R * F::R;
+  float* Ap = scratch(2, packed_weights_size<F>(p.C, p.K));
+  transform_weights<F>(p.C, p.K, [&](int64_t c, int64_t k, float* g) {
+    const float* src = w + (k * p.C + c) * RR;
+    for (int e = 0; e < RR; ++e) g[e] = src[RR - 1 - e];
+  }, Ap);
+  winograd_conv<F>(p.N, p.K, p.OH, p.OW, p.C, F::R - 1 - p.pad, F::R - 1 - p.pad, p.H, p.W, dy, Ap, nullptr, dx);
 }
 
 template <class F>
 void backward_weight_m(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
   constexpr int A = F::A, M = F::M;
-  const Tiles g(p.N, p.OH, p.OW, M);
+  const Grid g(p.N, p.OH, p.OW, M);
   const int64_t C = p.C, K = p.K;
-  const int64_t tc_max = chunk_tiles(g.total, C, K, A);
-  float* V = scratch(0, static_cast<size_t>(A * A * C * tc_max));   // (a^2, C, tiles)
-  float* Y = scratch(1, static_cast<size_t>(A * A * K * tc_max));   // (a^2, K, tiles)
-  float* dU = scratch(2, static_cast<size_t>(A * A * K * C));       // (a^2, K, C)
-  for (int64_t t0 = 0; t0 < g.total; t0 += tc_max) {
-    const int64_t tc = std::min(tc_max, g.total - t0);
-    transform_input<F>(x, C, p.H, p.W, p.pad, p.pad, g, t0, tc, V);
-    const GradJob job{dy, K, p.OH, p.OW, &g, t0, tc, (tc + L - 1) / L, Y};
-    parallel_for(K * job.groups, 4, [&](int64_t i0, int64_t i1) { C3_DISPATCH(grad, job, i0, i1); });
-    // dU[xi] (K x C) (+)= Y[xi] (K x tc) V[xi]^T
-    const float beta = t0 == 0 ? 0.0f : 1.0f;
-    parallel_for(A * A, 1, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e)
-        gemm_strided(false, true, K, C, tc, 1.0f, Y + e * K * tc, tc, V + e * C * tc, tc, beta, dU + e * K * C, C);
+  const int64_t nb_max = chunk_blocks(g, C, K, A), tc_max = g.tiles(nb_max);
+  float* V = scratch(0, static_cast<size_t>(A * A * C * tc_max));  // (a^2, C, tiles)
+  float* Y = scratch(1, static_cast<size_t>(A * A * K * tc_max));  // (a^2, K, tiles)
+  float* dU = scratch(2, static_cast<size_t>(A * A * K * C));      // (a^2, K, C)
+  for (int64_t b0 = 0; b0 < g.blocks; b0 += nb_max) {
+    const int64_t nb = std::min(nb_max, g.blocks - b0), tc = g.tiles(nb);
+    transform_input<F>(x, C, p.H, p.W, p.pad, p.pad, g, b0, nb, 0, V);
+    const GradJob job{dy, K, p.OH, p.OW, &g, b0, nb, tc, Y};
+    parallel_for(K * nb, 1, [&](int64_t i0, int64_t i1) { C3_DISPATCH(grad, job, i0, i1); });
+    const float beta = b0 == 0 ? 0.0f : 1.0f;
+    // the sums run over the tiles: positions are cut by rows of dU, never by the sum
+    over_positions(A * A, K, 8, [&](int64_t e, int64_t lo, int64_t hi) {
+      gemm_strided(false, true, hi - lo, C, tc, 1.0f, Y + e * K * tc + lo * tc, tc, V + e * C * tc, tc, beta,
+                   dU + e * K * C + lo * C, C);
     });
   }
   const KernelGradJob job{dU, K * C, dw};

@@ -18,12 +18,13 @@
 namespace c3::cpu {
 namespace {
 
-// Where the products beat the implicit GEMM and the blocked direct forward (measured on Zen 1,
-// the model's shapes at batch 8 to 64, alternating in one process): the forward needs wide
-// outputs (at K = 64 the direct loops win), backward-data enough channels for its four
-// per-phase products, backward-weight enough tiles to accumulate over.
-constexpr int64_t kMinChannels = 16, kMinForwardK = 128, kMinDataC = 128, kMinDataCLargeMap = 64, kLargeMap = 8,
-                  kMinWeightTiles = 64;
+// Where the products beat the implicit GEMM and the blocked direct forward (measured on Zen 4 and
+// Zen 1, the model's shapes at batch 8 to 64, alternating in one process): the forward needs wide
+// outputs (at K = 64 the direct loops win) and, on 4x4 outputs, wide inputs; backward-data needs
+// enough channels and enough tiles per phase for its four per-phase products (512 -> 512 on 8x8
+// maps at batch 8 has 32 and loses 2x); backward-weight needs wide inputs.
+constexpr int64_t kMinChannels = 16, kMinForwardK = 128, kMinForwardCSmallMap = 128, kMinDataC = 128,
+                  kMinDataCLargeMap = 64, kLargeMap = 8, kMinPhaseTiles = 64, kMinWeightC = 128, kMinWeightTiles = 64;
 
 bool initial_enabled() {
   const char* e = std::getenv("C3GAN_WINOGRAD_S2");
@@ -59,14 +60,7 @@ inline int tap_of(int e) {
   return ((tu >> 1) * 2 + (ab >> 1)) * 4 + (tu & 1) * 2 + (ab & 1);
 }
 
-// w' from w: each (k, c) kernel's 16 taps reordered in place of its block
-void phase_weights(const Conv2dParams& p, const float* w, float* wp) {
-  parallel_for(p.K * p.C, 256, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i)
-      for (int e = 0; e < 16; ++e) wp[i * 16 + e] = w[i * 16 + tap_of(e)];
-  });
-}
-
+// w from w' (the weight gradient over the phases): each (k, c) kernel's taps back in place
 void unphase_weights(const Conv2dParams& p, const float* wp, float* w) {
   parallel_for(p.K * p.C, 256, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
@@ -110,10 +104,12 @@ bool winograd_s2_applies(const Conv2dParams& p, ConvPass pass) {
   if (!enabled_flag() || p.R != 4 || p.S != 4 || p.stride != 2 || p.pad < 0 || p.pad > 3 || p.N <= 0 || p.OH <= 0 ||
       p.OW <= 0 || p.C < kMinChannels)
     return false;
+  const int64_t tiles = wino::Tiles(p.N, p.OH, p.OW, 2).total;  // of the forward, and of each phase backward
   switch (pass) {
-    case ConvPass::Forward: return p.K >= kMinForwardK;
-    case ConvPass::BackwardData: return p.C >= kMinDataC || (p.C >= kMinDataCLargeMap && p.OH >= kLargeMap);
-    case ConvPass::BackwardWeight: return wino::Tiles(p.N, p.OH, p.OW, 2).total >= kMinWeightTiles;
+    case ConvPass::Forward: return p.K >= kMinForwardK && (p.OH >= kLargeMap || p.C >= kMinForwardCSmallMap);
+    case ConvPass::BackwardData:
+      return tiles >= kMinPhaseTiles && (p.C >= kMinDataC || (p.C >= kMinDataCLargeMap && p.OH >= kLargeMap));
+    case ConvPass::BackwardWeight: return p.C >= kMinWeightC && tiles >= kMinWeightTiles;
   }
   return false;
 }
@@ -121,37 +117,35 @@ bool winograd_s2_applies(const Conv2dParams& p, ConvPass pass) {
 void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
   const Conv2dParams q = phase_params(p);
   float* P = buffer(0, static_cast<size_t>(q.N * q.C * q.H * q.W));
-  float* wp = buffer(1, static_cast<size_t>(p.K * p.C * 16));
   split_phases(p, x, P);
-  phase_weights(p, w, wp);
-  wino::forward_m<wino::F22>(q, P, wp, bias, y);
+  // the 2x2 kernel of phase channel c*4 + ab is taps (2t + a, 2u + b) of w[k, c]
+  float* Ap = wino::scratch(2, wino::packed_weights_size<wino::F22>(q.K, q.C));
+  wino::transform_weights<wino::F22>(q.K, q.C, [&](int64_t k, int64_t d, float* g) {
+    const float* src = w + (k * p.C + d / 4) * 16;
+    for (int e = 0; e < 4; ++e) g[e] = src[tap_of((d % 4) * 4 + e)];
+  }, Ap);
+  wino::winograd_conv<wino::F22>(q.N, q.C, q.H, q.W, q.K, 0, 0, q.OH, q.OW, P, Ap, bias, y);
 }
 
 void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   // Per phase (al, be) of x: row 2m + al takes dy rows i - 1 and i, i = m + (al + pad) / 2, through
   // kernel rows 2 + a and a, a = (al + pad) mod 2 (columns alike): a 2x2 correlation of dy with
   // its own offset, whose outputs are exactly that phase's positions (tiles as in the forward).
-  constexpr int A = wino::F22::A;
-  float* U = wino::scratch(2, static_cast<size_t>(A * A * p.K * p.C));
+  float* Ap = wino::scratch(2, wino::packed_weights_size<wino::F22>(p.C, p.K));
   for (int al = 0; al < 2; ++al)
     for (int be = 0; be < 2; ++be) {
       const int64_t Hp = (p.H - al + 1) / 2, Wp = (p.W - be + 1) / 2;
       if (Hp <= 0 || Wp <= 0) continue;
       const int64_t a = (al + p.pad) & 1, b = (be + p.pad) & 1;
       const int64_t pad_y = 1 - (al + p.pad) / 2, pad_x = 1 - (be + p.pad) / 2;
-      // g (C, K, 2, 2): g[c, k, q, r] = w[k, c, 2(1 - q) + a, 2(1 - r) + b]
-      float* g = buffer(1, static_cast<size_t>(p.C * p.K * 4));
-      parallel_for(p.C * p.K, 256, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t c = i / p.K, k = i % p.K;
-          const float* src = w + (k * p.C + c) * 16;
-          for (int q = 0; q < 2; ++q)
-            for (int r = 0; r < 2; ++r) g[i * 4 + q * 2 + r] = src[(2 * (1 - q) + a) * 4 + 2 * (1 - r) + b];
-        }
-      });
-      wino::transform_weights<wino::F22>(p.C, p.K, g, false, U);
+      // the 2x2 kernel from dy channel k to this phase of x channel c: g[q][r] = w[k, c, 2(1 - q) + a, 2(1 - r) + b]
+      wino::transform_weights<wino::F22>(p.C, p.K, [&](int64_t c, int64_t k, float* g) {
+        const float* src = w + (k * p.C + c) * 16;
+        for (int q = 0; q < 2; ++q)
+          for (int r = 0; r < 2; ++r) g[q * 2 + r] = src[(2 * (1 - q) + a) * 4 + 2 * (1 - r) + b];
+      }, Ap);
       float* part = buffer(0, static_cast<size_t>(p.N * p.C * Hp * Wp));
-      wino::winograd_conv<wino::F22>(p.N, p.K, p.OH, p.OW, p.C, pad_y, pad_x, Hp, Wp, dy, U, nullptr, part);
+      wino::winograd_conv<wino::F22>(p.N, p.K, p.OH, p.OW, p.C, pad_y, pad_x, Hp, Wp, dy, Ap, nullptr, part);
       parallel_for(p.N * p.C, 16, [&](int64_t i0, int64_t i1) {
         for (int64_t nc = i0; nc < i1; ++nc) {
           const float* s = part + nc * Hp * Wp;

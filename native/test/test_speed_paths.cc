@@ -393,7 +393,8 @@ C3_TEST(speed_winograd_matches_direct_conv) {
       {2, 16, 1, 1, 16, 3, 3, 1, 1, true},     // a 1x1 map
       {2, 16, 5, 6, 18, 3, 3, 1, 0, true},     // no padding (backward-data pads 2)
       {1, 16, 5, 5, 16, 3, 3, 1, 2, false},    // padding 2 (backward-data pads 0)
-      {2, 16, 96, 96, 16, 3, 3, 1, 1, true},   // more tiles than one chunk holds
+      {2, 16, 96, 96, 16, 3, 3, 1, 1, true},   // one 8-image block over the chunk budget
+      {17, 16, 40, 40, 16, 3, 3, 1, 1, false}, // three chunks of one block, the last part-filled
       {16, 32, 4, 4, 48, 3, 3, 1, 1, false},   // many images per GEMM
       {2, 24, 8, 8, 40, 3, 3, 1, 1, true},     // 8x8 maps: four F(4x4) tiles
       {1, 3, 6, 5, 2, 3, 3, 1, 1, true},       // tiny channel counts
@@ -480,7 +481,8 @@ C3_TEST(speed_winograd_s2_matches_direct_conv) {
       {2, 3, 8, 6, 5, 4, 4, 2, 2, false},      // padding 2
       {1, 2, 9, 9, 4, 4, 4, 2, 3, true},       // padding 3: phases that start past the input
       {2, 8, 4, 4, 8, 4, 4, 2, 1, false},      // 2x2 output: one tile per image
-      {2, 4, 66, 66, 8, 4, 4, 2, 1, false},    // more tiles than one chunk holds
+      {2, 4, 66, 66, 8, 4, 4, 2, 1, false},    // a large map
+      {11, 8, 12, 10, 8, 4, 4, 2, 1, true},    // two 8-image blocks, the second part-filled
       {1, 3, 4, 5, 2, 4, 4, 2, 1, false},      // output 2x2 from a 4x5 map
   };
   double worst = 0;
@@ -519,11 +521,16 @@ C3_TEST(speed_winograd_s2_matches_direct_conv) {
                   routes(d64px, ConvPass::BackwardWeight), "D's 128 -> 256 at 64 px takes the phase split");
   expect_true(!routes(first, ConvPass::Forward) && !routes(first, ConvPass::BackwardWeight),
               "3 input channels stay on the implicit GEMM");
-  expect_true(!routes(narrow_out, ConvPass::Forward) && routes(narrow_out, ConvPass::BackwardWeight),
-              "64 outputs: direct forward, Winograd weight gradient");
-  expect_true(!routes(small_map, ConvPass::BackwardData), "64 channels on a 4x4 output: implicit backward-data");
-  expect_true(!routes(few_tiles, ConvPass::BackwardWeight) && routes(few_tiles, ConvPass::Forward),
-              "32 tiles: no Winograd weight gradient");
+  expect_true(!routes(narrow_out, ConvPass::Forward) && !routes(narrow_out, ConvPass::BackwardWeight),
+              "32 -> 64: direct forward, implicit weight gradient");
+  expect_true(!routes(small_map, ConvPass::BackwardData) && !routes(small_map, ConvPass::Forward),
+              "64 channels on a 4x4 output: implicit forward and backward-data");
+  const ConvCase d64px_last{32, 256, 8, 8, 512, 4, 4, 2, 1, false};
+  expect_true(routes(d64px_last, ConvPass::Forward) && routes(d64px_last, ConvPass::BackwardData) &&
+                  routes(d64px_last, ConvPass::BackwardWeight), "256 -> 512 on a 4x4 output at batch 32: all three");
+  expect_true(!routes(few_tiles, ConvPass::BackwardWeight) && !routes(few_tiles, ConvPass::BackwardData) &&
+                  routes(few_tiles, ConvPass::Forward),
+              "32 tiles: Winograd forward only");
   expect_true(!routes(s1, ConvPass::Forward), "stride 1 is not the phase split's");
   c3::cpu::set_winograd_s2_enabled(false);
   expect_true(!routes(d64px, ConvPass::Forward), "set_winograd_s2_enabled(false) turns the path off");
