@@ -84,13 +84,13 @@ C3_TEST(host_alloc_bounds_cached_bytes) {
   c3::cpu::host_set_cache_enabled(true);
   c3::cpu::host_empty_cache();
   const HostMemoryStats s0 = host_memory_stats();
-  expect_true(s0.cached_bytes == 0 && s0.limit_bytes == s0.in_use_bytes + s0.in_use_bytes / 8,
+  expect_true(s0.cached_bytes == 0 && s0.limit_bytes == s0.in_use_bytes + s0.in_use_bytes / 4,
               "empty_cache drops every block and restarts the bound");
   void* a = host_alloc(8 * MiB);
   expect_bounded("after the first block");
   host_free(a);
   expect_true(host_memory_stats().cached_bytes == int64_t(8 * MiB), "the 8 MiB block is cached");
-  // a new size class would take the footprint past 9/8 of the high-water mark: the old block goes
+  // a new size class would take the footprint past 5/4 of the high-water mark: the old block goes
   void* b = host_alloc(4 * MiB);
   const HostMemoryStats s1 = host_memory_stats();
   expect_true(s1.cached_bytes == 0, "the cached block was evicted to stay under the bound");
@@ -109,6 +109,31 @@ C3_TEST(host_alloc_bounds_cached_bytes) {
   expect_bounded("at the end");
   c3::cpu::host_empty_cache();
   expect_true(host_memory_stats().cached_bytes == 0, "empty_cache releases everything");
+}
+
+C3_TEST(host_alloc_takes_the_next_class_up) {
+  if (std::string(be.name) != "cpu") return;
+  c3::cpu::host_set_cache_enabled(true);
+  c3::cpu::host_empty_cache();
+  const size_t big = host_size_class(9 * MiB);
+  void* a = host_alloc(9 * MiB);
+  host_free(a);
+  // 8 MiB has its own class, 1/8 below 9 MiB's: the cached 9 MiB block serves it
+  const HostMemoryStats s0 = host_memory_stats();
+  void* b = host_alloc(8 * MiB);
+  const HostMemoryStats s1 = host_memory_stats();
+  expect_true(b == a && s1.cache_hits == s0.cache_hits + 1 && s1.system_allocs == s0.system_allocs,
+              "a block of the next class up is reused");
+  expect_true(s1.in_use_bytes == s0.in_use_bytes + int64_t(big) && s1.cached_bytes == 0,
+              "and counted at its own size");
+  host_free(b);
+  expect_true(host_memory_stats().cached_bytes == int64_t(big), "it goes back to the cache at its own size");
+  // 4 MiB would waste more than a quarter of it: a new block
+  void* c = host_alloc(4 * MiB);
+  expect_true(c != a && host_memory_stats().system_allocs == s1.system_allocs + 1, "a much larger block is not taken");
+  host_free(c);
+  expect_bounded("at the end");
+  c3::cpu::host_empty_cache();
 }
 
 C3_TEST(host_alloc_off_switch) {
