@@ -245,10 +245,37 @@ class GatherOperands final : public GemmOperands {
 
 // dw (K x CRS) = dy (K x N*OHW) . im2col(x)^T: A's rows are dy's channel rows (contiguous per
 // image), B's columns are im2col rows, gathered like the forward's.
+// Of a 4x4 kernel, when the micro-kernel's panel is 16 wide: B panel of input channel ch (its 16
+// taps) over output positions [k0, k0 + kc), row k = the 4x4 patch of x under position k0 + k
+// (zeros outside x), as four 4-float copies instead of sixteen strided scalar stores.
+void pack_patches4(const Conv2dParams& p, const float* x, int64_t ch, int64_t k0, int64_t kc, float* dst) {
+  const int64_t ohw = p.OH * p.OW;
+  int64_t n = k0 / ohw, oy = k0 % ohw / p.OW, ox = k0 % p.OW;
+  for (int64_t k = 0; k < kc; ++k, dst += 16) {
+    const float* plane = x + (n * p.C + ch) * p.H * p.W;
+    const int64_t iy = oy * p.stride - p.pad, ix = ox * p.stride - p.pad;
+    if (iy >= 0 && ix >= 0 && iy + 4 <= p.H && ix + 4 <= p.W) {
+      for (int r = 0; r < 4; ++r) std::memcpy(dst + r * 4, plane + (iy + r) * p.W + ix, 4 * sizeof(float));
+    } else {
+      for (int r = 0; r < 4; ++r)
+        for (int s2 = 0; s2 < 4; ++s2) {
+          const int64_t yy = iy + r, xx = ix + s2;
+          dst[r * 4 + s2] = yy >= 0 && yy < p.H && xx >= 0 && xx < p.W ? plane[yy * p.W + xx] : 0.0f;
+        }
+    }
+    if (++ox == p.OW) {
+      ox = 0;
+      if (++oy == p.OH) oy = 0, ++n;
+    }
+  }
+}
+
 class WeightOperands final : public GemmOperands {
  public:
-  WeightOperands(const float* dy, int64_t K, int64_t ohw, const Gather& g, float* dw, int64_t crs)
-      : dy_(dy), K_(K), ohw_(ohw), g_(g), dw_(dw), crs_(crs) {}
+  // x and p give the 4x4 kernels' patch packing (pack_patches4); g the general gather
+  WeightOperands(const float* dy, int64_t K, int64_t ohw, const Gather& g, float* dw, int64_t crs,
+                 const Conv2dParams& p, const float* x)
+      : dy_(dy), K_(K), ohw_(ohw), g_(g), dw_(dw), crs_(crs), p_(p), x_(x) {}
   void pack_a(int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr, float* out) const override {
     for (int64_t q = 0; q * mr < mc; ++q) {
       float* dst = out + q * mr * kc;
@@ -270,6 +297,10 @@ class WeightOperands final : public GemmOperands {
     }
   }
   void pack_b(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* out) const override {
+    if (p_.R == 4 && p_.S == 4 && nr == 16 && j0 % 16 == 0 && nc % 16 == 0) {  // a panel per channel
+      for (int64_t q = 0; q < nc / 16; ++q) pack_patches4(p_, x_, j0 / 16 + q, k0, kc, out + q * 16 * kc);
+      return;
+    }
     float* line = line_buffer(kc);
     for (int64_t c = 0; c < nc; ++c) {
       g_.line(j0 + c, k0, kc, line);
@@ -300,6 +331,8 @@ class WeightOperands final : public GemmOperands {
   const Gather& g_;
   float* dw_;
   int64_t crs_;
+  const Conv2dParams& p_;
+  const float* x_;
 };
 
 // dx += col2im(w^T dy) with the col2im fused into the store: C (C*R*S x N*OH*OW) = w^T (rows
@@ -519,7 +552,7 @@ void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float*
   if (winograd_applies(p, ConvPass::BackwardWeight)) return winograd_backward_weight(p, dy, x, dw);
   if (winograd_s2_applies(p, ConvPass::BackwardWeight)) return winograd_s2_backward_weight(p, dy, x, dw);
   const Gather g = forward_gather(p, x);
-  gemm_run(p.K, crs, p.N * p.OH * p.OW, WeightOperands(dy, p.K, p.OH * p.OW, g, dw, crs));
+  gemm_run(p.K, crs, p.N * p.OH * p.OW, WeightOperands(dy, p.K, p.OH * p.OW, g, dw, crs, p, x));
 }
 
 void conv2d_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {

@@ -18,6 +18,7 @@
 #include "../core/threadpool.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
+#include "winograd_cache.h"
 
 namespace c3::cpu::wino {
 
@@ -565,26 +566,36 @@ void winograd_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_
   }
 }
 
+// The packed weights of a call: transformed by transform_weights, or the same panels from an
+// earlier call whose weights compare equal (winograd_cache.h). `pass` tells the uses of one
+// weight tensor apart (forward, backward-data, the stride-2 phases).
+template <class F, class Taps>
+Packed cached_weights(int pass, const float* w, size_t n, int64_t rows, int64_t depth, const Taps& taps) {
+  const int mr = gemm_micro_kernel().mr;
+  const uint64_t key = cache_key({reinterpret_cast<uintptr_t>(w), uint64_t(F::M * 16 + F::R), uint64_t(pass),
+                                  uint64_t(rows), uint64_t(depth), uint64_t(mr)});
+  return packed_weights(key, w, n, packed_weights_size<F>(rows, depth),
+                        [&](float* Ap) { transform_weights<F>(rows, depth, taps, Ap); });
+}
+
 template <class F>
 void forward_m(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
   constexpr int RR = F::R * F::R;
-  float* Ap = scratch(2, packed_weights_size<F>(p.K, p.C));
-  transform_weights<F>(p.K, p.C, [&](int64_t k, int64_t c, float* g) {
+  const Packed Ap = cached_weights<F>(0, w, p.K * p.C * RR, p.K, p.C, [&](int64_t k, int64_t c, float* g) {
     std::memcpy(g, w + (k * p.C + c) * RR, RR * sizeof(float));
-  }, Ap);
-  winograd_conv<F>(p.N, p.C, p.H, p.W, p.K, p.pad, p.pad, p.OH, p.OW, x, Ap, bias, y);
+  });
+  winograd_conv<F>(p.N, p.C, p.H, p.W, p.K, p.pad, p.pad, p.OH, p.OW, x, Ap->data(), bias, y);
 }
 
 // the same forward on dy with each kernel flipped and the channels swapped
 template <class F>
 void backward_data_m(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   constexpr int RR = F::R * F::R;
-  float* Ap = scratch(2, packed_weights_size<F>(p.C, p.K));
-  transform_weights<F>(p.C, p.K, [&](int64_t c, int64_t k, float* g) {
+  const Packed Ap = cached_weights<F>(1, w, p.K * p.C * RR, p.C, p.K, [&](int64_t c, int64_t k, float* g) {
     const float* src = w + (k * p.C + c) * RR;
     for (int e = 0; e < RR; ++e) g[e] = src[RR - 1 - e];
-  }, Ap);
-  winograd_conv<F>(p.N, p.K, p.OH, p.OW, p.C, F::R - 1 - p.pad, F::R - 1 - p.pad, p.H, p.W, dy, Ap, nullptr, dx);
+  });
+  winograd_conv<F>(p.N, p.K, p.OH, p.OW, p.C, F::R - 1 - p.pad, F::R - 1 - p.pad, p.H, p.W, dy, Ap->data(), nullptr, dx);
 }
 
 template <class F>

@@ -119,19 +119,17 @@ void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, 
   float* P = buffer(0, static_cast<size_t>(q.N * q.C * q.H * q.W));
   split_phases(p, x, P);
   // the 2x2 kernel of phase channel c*4 + ab is taps (2t + a, 2u + b) of w[k, c]
-  float* Ap = wino::scratch(2, wino::packed_weights_size<wino::F22>(q.K, q.C));
-  wino::transform_weights<wino::F22>(q.K, q.C, [&](int64_t k, int64_t d, float* g) {
+  const wino::Packed Ap = wino::cached_weights<wino::F22>(0, w, p.K * p.C * 16, q.K, q.C, [&](int64_t k, int64_t d, float* g) {
     const float* src = w + (k * p.C + d / 4) * 16;
     for (int e = 0; e < 4; ++e) g[e] = src[tap_of((d % 4) * 4 + e)];
-  }, Ap);
-  wino::winograd_conv<wino::F22>(q.N, q.C, q.H, q.W, q.K, 0, 0, q.OH, q.OW, P, Ap, bias, y);
+  });
+  wino::winograd_conv<wino::F22>(q.N, q.C, q.H, q.W, q.K, 0, 0, q.OH, q.OW, P, Ap->data(), bias, y);
 }
 
 void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   // Per phase (al, be) of x: row 2m + al takes dy rows i - 1 and i, i = m + (al + pad) / 2, through
   // kernel rows 2 + a and a, a = (al + pad) mod 2 (columns alike): a 2x2 correlation of dy with
   // its own offset, whose outputs are exactly that phase's positions (tiles as in the forward).
-  float* Ap = wino::scratch(2, wino::packed_weights_size<wino::F22>(p.C, p.K));
   for (int al = 0; al < 2; ++al)
     for (int be = 0; be < 2; ++be) {
       const int64_t Hp = (p.H - al + 1) / 2, Wp = (p.W - be + 1) / 2;
@@ -139,13 +137,14 @@ void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const flo
       const int64_t a = (al + p.pad) & 1, b = (be + p.pad) & 1;
       const int64_t pad_y = 1 - (al + p.pad) / 2, pad_x = 1 - (be + p.pad) / 2;
       // the 2x2 kernel from dy channel k to this phase of x channel c: g[q][r] = w[k, c, 2(1 - q) + a, 2(1 - r) + b]
-      wino::transform_weights<wino::F22>(p.C, p.K, [&](int64_t c, int64_t k, float* g) {
+      const wino::Packed Ap = wino::cached_weights<wino::F22>(1 + al * 2 + be, w, p.K * p.C * 16, p.C, p.K,
+                                                              [&](int64_t c, int64_t k, float* g) {
         const float* src = w + (k * p.C + c) * 16;
         for (int q = 0; q < 2; ++q)
           for (int r = 0; r < 2; ++r) g[q * 2 + r] = src[(2 * (1 - q) + a) * 4 + 2 * (1 - r) + b];
-      }, Ap);
+      });
       float* part = buffer(0, static_cast<size_t>(p.N * p.C * Hp * Wp));
-      wino::winograd_conv<wino::F22>(p.N, p.K, p.OH, p.OW, p.C, pad_y, pad_x, Hp, Wp, dy, Ap, nullptr, part);
+      wino::winograd_conv<wino::F22>(p.N, p.K, p.OH, p.OW, p.C, pad_y, pad_x, Hp, Wp, dy, Ap->data(), nullptr, part);
       parallel_for(p.N * p.C, 16, [&](int64_t i0, int64_t i1) {
         for (int64_t nc = i0; nc < i1; ++nc) {
           const float* s = part + nc * Hp * Wp;

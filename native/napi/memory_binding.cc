@@ -5,6 +5,7 @@
 
 #include "../core/tensor.h"
 #include "../cpu/host_alloc.h"
+#include "../cpu/winograd_cache.h"
 #include "args.h"
 #ifdef C3GAN_HAVE_CUDA
 #include "../cuda/cuda.h"
@@ -82,7 +83,10 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Args a(info, "emptyCache");
     const c3::Device d = a.device(0, "device");
-    if (d == c3::Device::CPU) c3::cpu::host_empty_cache();
+    if (d == c3::Device::CPU) {
+      c3::cpu::host_empty_cache();
+      c3::cpu::wino::clear_weight_cache();
+    }
 #ifdef C3GAN_HAVE_CUDA
     if (d == c3::Device::CUDA && c3::cuda_available()) c3::cuda_empty_cache();
 #endif

@@ -19,6 +19,7 @@
 #include "../cpu/gemm_kernels.h"
 #include "../cpu/kernels.h"
 #include "../cpu/winograd.h"
+#include "../cpu/winograd_cache.h"
 #include "harness.h"
 
 namespace {
@@ -537,6 +538,46 @@ C3_TEST(speed_winograd_s2_matches_direct_conv) {
   // F(2x2, 2x2)'s transforms are integer: the error stays near the direct sum's
   expect_true(worst < 1e-5, "winograd s2 max scaled error " + std::to_string(worst));
   std::printf("     note: max error / max |output| vs float64: winograd 4x4 stride 2 %.2e\n", worst);
+}
+
+// ---------------------------------------------------------------- transformed-weight cache
+
+C3_TEST(speed_winograd_weight_cache) {
+  if (!is_cpu(be, "speed_winograd_weight_cache")) return;
+  namespace wino = c3::cpu::wino;
+  PathGuard paths;
+  c3::cpu::set_winograd_enabled(true);
+  wino::set_weight_cache_bytes(size_t(64) << 20);
+  wino::clear_weight_cache();
+  const ConvCase cc{3, 16, 8, 8, 24, 3, 3, 1, 1, false};
+  const Conv2dParams p = params(cc);
+  const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 9, ny = p.N * p.K * p.OH * p.OW;
+  Vec x = random_vec(nx, 76001), w = random_vec(nw, 76002), dy = random_vec(ny, 76003);
+  Vec y1(ny), y2(ny), ry(ny), dx1(nx), dx2(nx), rdx(nx);
+  const wino::WeightCacheStats s0 = wino::weight_cache_stats();
+  c3::cpu::winograd_forward(p, x.data(), w.data(), nullptr, y1.data());
+  c3::cpu::winograd_forward(p, x.data(), w.data(), nullptr, y2.data());
+  c3::cpu::winograd_backward_data(p, dy.data(), w.data(), dx1.data());
+  c3::cpu::winograd_backward_data(p, dy.data(), w.data(), dx2.data());
+  const wino::WeightCacheStats s1 = wino::weight_cache_stats();
+  expect_true(s1.hits == s0.hits + 2 && s1.misses == s0.misses + 2, "the second forward and backward-data reuse the panels");
+  expect_true(y1 == y2 && dx1 == dx2, "reused panels give the same bits");
+  // an optimiser step writes the weights in place: same pointer, new values
+  for (float& v : w) v *= 0.5f;
+  c3::cpu::winograd_forward(p, x.data(), w.data(), nullptr, y1.data());
+  c3::cpu::winograd_backward_data(p, dy.data(), w.data(), dx1.data());
+  c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), nullptr, ry.data());
+  c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+  const wino::WeightCacheStats s2 = wino::weight_cache_stats();
+  expect_true(s2.hits == s1.hits && s2.misses == s1.misses + 2, "changed weights are transformed again");
+  expect_close(y1, ry, 1e-4, 1e-4 * (p.C * 9 + 1), "forward after the weights changed");
+  expect_close(dx1, rdx, 1e-4, 1e-4 * (p.K * 9 + 1), "backward-data after the weights changed");
+  expect_true(s2.entries == 2 && s2.bytes > 0, "one entry per use of the weights");
+  wino::set_weight_cache_bytes(0);
+  expect_true(wino::weight_cache_stats().entries == 0, "a zero budget drops every entry");
+  c3::cpu::winograd_forward(p, x.data(), w.data(), nullptr, y2.data());
+  expect_true(y1 == y2 && wino::weight_cache_stats().entries == 0, "with the cache off the results are the same");
+  wino::set_weight_cache_bytes(size_t(128) << 20);
 }
 
 // ---------------------------------------------------------------- constant channels
