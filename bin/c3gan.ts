@@ -103,12 +103,13 @@ program
 
 program
   .command("info")
-  .description("version, native addon, CPU threads and CUDA status")
+  .description("version, native addon, CPU threads and kernels, CUDA status")
   .action(() => {
     const N = native();
     // the file node-gyp-build chose: a prebuild (prebuilds/<platform>-<arch>/) or a local build
     const file: string = require("node-gyp-build").path(packageRoot());
-    console.log(`c3gan ${VERSION}\nnative addon ${N.version}\naddon ${file}\nthreads ${N.numThreads()}\ncuda: ${N.cudaStatus()}`);
+    console.log(`c3gan ${VERSION}\nnative addon ${N.version}\naddon ${file}\nthreads ${N.numThreads()}\n` +
+      `cpu: ${N.cpuFeatures()}; gemm kernel ${N.gemmKernel()}\ncuda: ${N.cudaStatus()}`);
   });
 
 registerBenchCommand(program);

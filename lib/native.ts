@@ -72,6 +72,8 @@ export interface NativeAddon {
   setConvPath(name: "winograd" | "winogradTile" | "winogradS2" | "direct" | "dataPath", value: number): void;
   /** CPU features the addon sees (e.g. "sse4.2 avx avx2 fma") */
   cpuFeatures(): string;
+  /** the CPU GEMM micro-kernel in use (e.g. "avx2-fma 6x16"; C3GAN_GEMM_KERNEL picks another) */
+  gemmKernel(): string;
   /** in place: Q (positive-diagonal thin QR) of a row-major m x n Float64Array, m >= n */
   orthonormalColumns(a: Float64Array, m: number, n: number): void;
 

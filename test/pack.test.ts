@@ -95,6 +95,7 @@ test("the packed tarball with its prebuild installs and runs where no compiler i
   const info = sh(c3gan, ["info"], { cwd: app, env });
   assert.match(info, new RegExp(`addon ${path.join(installed, "prebuilds").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
   assert.match(info, /cuda: (available|unavailable)/);
+  assert.match(info, /gemm kernel (portable 6x8|avx2-fma 6x16|avx512f 6x32)/);
 
   const cfg = parseConfig({
     name: "pack-test", dataset: { format: "synthetic", numClasses: 2, perClass: 4, testPerClass: 2, seed: 1 },

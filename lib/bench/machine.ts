@@ -48,7 +48,8 @@ export function machineInfo(addon: NativeAddon): Machine {
     cpuModel: cpuModel(),
     cores: os.cpus().length,
     threads: addon.numThreads(),
-    features: typeof addon.cpuFeatures === "function" ? addon.cpuFeatures() : "",
+    features: (typeof addon.cpuFeatures === "function" ? addon.cpuFeatures() : "") +
+      (typeof addon.gemmKernel === "function" ? `; gemm kernel ${addon.gemmKernel()}` : ""),
     loadAverage: loadAverage(),
     node: process.version,
     addonVersion: addon.version,

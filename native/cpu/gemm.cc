@@ -49,9 +49,24 @@ void portable_kernel(int64_t kc, const float* __restrict a, const float* __restr
 
 const MicroKernel kPortable = {"portable 6x8", PMR, PNR, portable_kernel};
 
+bool cpu_is_intel() {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel");
+#else
+  return false;
+#endif
+}
+
 const MicroKernel* initial_kernel() {
   const char* env = std::getenv("C3GAN_GEMM_KERNEL");
   if (env && std::strcmp(env, "portable") == 0) return &kPortable;
+  if (env && std::strcmp(env, "avx2") == 0 && avx2_micro_kernel()) return avx2_micro_kernel();
+  if (env && std::strcmp(env, "avx512") == 0 && avx512_micro_kernel()) return avx512_micro_kernel();
+  // AVX-512 where 512-bit FMAs run at full width (Intel's server cores: twice AVX2's rate); AMD's
+  // Zen 4 splits them in two, and there the 6x16 AVX2 kernel measured the same with half the
+  // column padding on narrow layers
+  if (avx512_micro_kernel() && cpu_is_intel()) return avx512_micro_kernel();
   const MicroKernel* k = avx2_micro_kernel();
   return k ? k : &kPortable;
 }
@@ -259,6 +274,8 @@ void deal_b_row(const float* line, int64_t k, int64_t kc, int64_t nc, int nr, fl
   const int64_t panel = int64_t(nr) * kc;
   if (nr == 16) {  // the AVX2 kernel's width: fixed-size copies the compiler turns into vector moves
     for (int64_t q = 0; q < full; ++q) std::memcpy(dst + q * panel, line + q * 16, 16 * sizeof(float));
+  } else if (nr == 32) {  // the AVX-512 kernel's
+    for (int64_t q = 0; q < full; ++q) std::memcpy(dst + q * panel, line + q * 32, 32 * sizeof(float));
   } else {
     for (int64_t q = 0; q < full; ++q) std::memcpy(dst + q * panel, line + q * nr, nr * sizeof(float));
   }

@@ -19,8 +19,11 @@ struct MicroKernel {
 const MicroKernel& portable_micro_kernel();
 // AVX2 + FMA 6x16 (gemm_avx2.cc); null when the compiler cannot build it or this CPU lacks it.
 const MicroKernel* avx2_micro_kernel();
-// The kernel the engine uses: AVX2 where the CPU has it (checked once at run time), else portable;
-// C3GAN_GEMM_KERNEL=portable in the environment forces the portable one.
+// AVX-512F 6x32 (gemm_avx512.cc); null likewise.
+const MicroKernel* avx512_micro_kernel();
+// The kernel the engine uses, chosen once at run time: AVX-512 on Intel CPUs that have it, AVX2
+// where the CPU has it, else portable; C3GAN_GEMM_KERNEL=portable|avx2|avx512 in the
+// environment picks one (when this CPU runs it).
 const MicroKernel& gemm_micro_kernel();
 // For tests and benchmarks: use `k` from now on (not thread-safe against running GEMMs).
 void set_gemm_micro_kernel(const MicroKernel& k);

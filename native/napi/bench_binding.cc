@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include "../cpu/conv_direct.h"
+#include "../cpu/gemm_kernels.h"
 #include "../cpu/kernels.h"
 #include "../cpu/peak.h"
 #include "../cpu/winograd.h"
@@ -26,6 +27,10 @@ Napi::Value PeakGflops(const Napi::CallbackInfo& info) {
 
 Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), c3::cpu::cpu_features()); });
+}
+
+Napi::Value GemmKernel(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), c3::cpu::gemm_micro_kernel().name); });
 }
 
 // setConvPath(name, value): "winograd" 0|1, "winogradTile" 0 (by shape)|2|4, "winogradS2" 0|1,
@@ -52,6 +57,7 @@ Napi::Value SetConvPath(const Napi::CallbackInfo& info) {
 void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("peakGflops", Napi::Function::New(env, PeakGflops, "peakGflops"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures, "cpuFeatures"));
+  exports.Set("gemmKernel", Napi::Function::New(env, GemmKernel, "gemmKernel"));
   exports.Set("setConvPath", Napi::Function::New(env, SetConvPath, "setConvPath"));
 }
 

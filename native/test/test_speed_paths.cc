@@ -51,6 +51,7 @@ struct KernelSweep {
   std::vector<const c3::cpu::MicroKernel*> kernels() const {
     std::vector<const c3::cpu::MicroKernel*> ks{&c3::cpu::portable_micro_kernel()};
     if (const c3::cpu::MicroKernel* k = c3::cpu::avx2_micro_kernel()) ks.push_back(k);
+    if (const c3::cpu::MicroKernel* k = c3::cpu::avx512_micro_kernel()) ks.push_back(k);
     return ks;
   }
 };
