@@ -56,6 +56,9 @@ Packed packed_weights(uint64_t key, const float* w, size_t n, size_t floats, con
     fill(out->data());
     return out;
   }
+  // a miss refills the entry of this key when there is one (the same weights' place after an
+  // optimiser step), reusing its buffers unless a running call still holds the old panels
+  Entry e{key, {}, nullptr};
   for (auto it = c.lru.begin(); it != c.lru.end(); ++it) {
     if (it->key != key) continue;
     if (it->weights.size() == n && it->packed->size() == floats &&
@@ -64,26 +67,16 @@ Packed packed_weights(uint64_t key, const float* w, size_t n, size_t floats, con
       c.lru.splice(c.lru.end(), c.lru, it);
       return it->packed;
     }
-    // the same weights' place with new values (an optimiser step): refill this entry, reusing
-    // its buffers unless a running call still holds the old panels
-    ++c.stats.misses;
-    Entry e = std::move(*it);
+    e = std::move(*it);
     c.bytes -= e.bytes();
     c.lru.erase(it);
-    g.unlock();
-    if (e.packed.use_count() != 1 || e.packed->size() != floats) e.packed = std::make_shared<std::vector<float>>(floats);
-    e.weights.assign(w, w + n);
-    fill(e.packed->data());
-    Packed out = e.packed;
-    g.lock();
-    c.bytes += e.bytes();
-    c.lru.push_back(std::move(e));
-    c.trim();
-    return out;
+    break;
   }
   ++c.stats.misses;
   g.unlock();
-  Entry e{key, std::vector<float>(w, w + n), std::make_shared<std::vector<float>>(floats)};
+  if (!e.packed || e.packed.use_count() != 1 || e.packed->size() != floats)
+    e.packed = std::make_shared<std::vector<float>>(floats);
+  e.weights.assign(w, w + n);
   fill(e.packed->data());
   Packed out = e.packed;
   g.lock();
