@@ -85,7 +85,15 @@ void p_invstd(int64_t n, const double* var, double eps, double* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = 1.0 / std::sqrt(var[i] + eps);
 }
 
-const BatchnormKernels kPortable = {"portable", p_sum, p_shifted_sums, p_grad_sums, p_invstd};
+void row_affine(const float* x, int64_t n, float a, float b, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
+}
+
+void row_dx(const float* dy, const float* x, int64_t n, float a, float b, float m, float k, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = a * dy[i] + b * (x[i] - m) + k;
+}
+
+const BatchnormKernels kPortable = {"portable", p_sum, p_shifted_sums, p_grad_sums, p_invstd, row_affine, row_dx};
 
 const BatchnormKernels*& active_kernels() {
   static const BatchnormKernels* k = avx2_batchnorm_kernels() ? avx2_batchnorm_kernels() : &kPortable;
@@ -216,14 +224,6 @@ void chunk_grad(const BatchnormKernels& k, const Chunks& ch, int64_t C, int64_t 
   s1 += a, s2 += b;
 }
 
-void row_affine(const float* x, int64_t n, float a, float b, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + b;
-}
-
-void row_dx(const float* dy, const float* x, int64_t n, float a, float b, float m, float k, float* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = a * dy[i] + b * (x[i] - m) + k;
-}
-
 // Whole channels per task when they keep every thread busy; else chunks, then rows, over threads.
 bool by_channels(int64_t C) { return C >= 4 * static_cast<int64_t>(num_threads()); }
 
@@ -242,7 +242,7 @@ void forward_rows(int64_t N, int64_t C, int64_t HW, const float* x, const TrainA
         double work;
         float scale, shift;
         finish_channels(k, t, c, 1, count, &m.mean, &m.m2, &work, &scale, &shift);
-        for (int64_t n = 0; n < N; ++n) row_affine(x + (n * C + c) * HW, HW, scale, shift, y + (n * C + c) * HW);
+        for (int64_t n = 0; n < N; ++n) k.affine(x + (n * C + c) * HW, HW, scale, shift, y + (n * C + c) * HW);
       }
     });
     return;
@@ -260,7 +260,7 @@ void forward_rows(int64_t N, int64_t C, int64_t HW, const float* x, const TrainA
   std::vector<float> scale(C), shift(C);
   finish_channels(k, t, 0, C, count, mean.data(), m2.data(), work.data(), scale.data(), shift.data());
   parallel_for(N * C, grain_for(HW), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) row_affine(x + r * HW, HW, scale[r % C], shift[r % C], y + r * HW);
+    for (int64_t r = r0; r < r1; ++r) k.affine(x + r * HW, HW, scale[r % C], shift[r % C], y + r * HW);
   });
 }
 
@@ -280,7 +280,7 @@ void backward_rows(int64_t N, int64_t C, int64_t HW, const float* dy, const floa
         if (!dx) continue;
         for (int64_t n = 0; n < N; ++n) {
           const int64_t off = (n * C + c) * HW;
-          row_dx(dy + off, x + off, HW, a, b, t.save_mean[c], kk, dx + off);
+          k.dx(dy + off, x + off, HW, a, b, t.save_mean[c], kk, dx + off);
         }
       }
     });
@@ -300,7 +300,7 @@ void backward_rows(int64_t N, int64_t C, int64_t HW, const float* dy, const floa
   parallel_for(N * C, grain_for(HW), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t c = r % C;
-      row_dx(dy + r * HW, x + r * HW, HW, a[c], b[c], t.save_mean[c], kk[c], dx + r * HW);
+      k.dx(dy + r * HW, x + r * HW, HW, a[c], b[c], t.save_mean[c], kk[c], dx + r * HW);
     }
   });
 }
@@ -465,7 +465,7 @@ void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, co
   }
   if (HW >= kShortHW) {
     parallel_for(N * C, grain_for(HW), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) row_affine(x + r * HW, HW, sc[r % C], sh[r % C], y + r * HW);
+      for (int64_t r = r0; r < r1; ++r) batchnorm_kernels().affine(x + r * HW, HW, sc[r % C], sh[r % C], y + r * HW);
     });
     return;
   }

@@ -1,9 +1,10 @@
-// AVX2 + FMA reductions of the batch-norm kernels (the table in batchnorm_kernels.h): four 8-lane
+// AVX2 + FMA reductions and runs of the batch-norm kernels (the table in batchnorm_kernels.h): four 8-lane
 // accumulators per sum, kept across the rows of a chunk, and scalar tails; 1/sqrt four doubles at
 // a time (vsqrtpd and vdivpd round as their scalar forms do). Compiled with a target attribute,
 // not a -m flag, so one binary runs everywhere; batchnorm.cc uses them only after
 // __builtin_cpu_supports says yes.
 #include <cmath>
+#include <cstdint>
 #include <utility>
 
 #include "batchnorm_kernels.h"
@@ -111,12 +112,62 @@ C3_AVX2 void invstd(int64_t n, const double* var, double eps, double* out) {
   for (; i < n; ++i) out[i] = 1.0 / std::sqrt(var[i] + eps);
 }
 
+// Runs at least this long (floats) are written with streaming stores: 64 KiB and more, as in the
+// long rows of a 128 px layer, whose outputs leave the caches anyway.
+constexpr int64_t kStreamRun = 16384;
+
+// x * a + b rounded twice, as the plain loop and the eval reference compute it (eval outputs are
+// bit-identical to the reference): a multiply and an add, never one FMA, so compiled for AVX2
+// without FMA (GCC would contract the pair otherwise)
+#define C3_AVX2_NO_FMA __attribute__((target("avx2")))
+C3_AVX2_NO_FMA inline __m256 affine8(const float* x, __m256 a, __m256 b) {
+  return _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x), a), b);
+}
+
+C3_AVX2_NO_FMA void affine(const float* x, int64_t n, float a, float b, float* y) {
+  const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b);
+  int64_t i = 0;
+  if (n >= kStreamRun) {
+    for (; i < n && (reinterpret_cast<uintptr_t>(y + i) & 31); ++i) y[i] = x[i] * a + b;
+    for (; i + 16 <= n; i += 16) {
+      _mm256_stream_ps(y + i, affine8(x + i, av, bv));
+      _mm256_stream_ps(y + i + 8, affine8(x + i + 8, av, bv));
+    }
+    _mm_sfence();
+  }
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_ps(y + i, affine8(x + i, av, bv));
+    _mm256_storeu_ps(y + i + 8, affine8(x + i + 8, av, bv));
+  }
+  for (; i < n; ++i) y[i] = x[i] * a + b;
+}
+
+C3_AVX2 void dx(const float* dy, const float* x, int64_t n, float a, float b, float m, float k, float* out) {
+  const __m256 av = _mm256_set1_ps(a), bv = _mm256_set1_ps(b), mv = _mm256_set1_ps(m), kv = _mm256_set1_ps(k);
+  int64_t i = 0;
+  if (n >= kStreamRun) {  // long runs: streaming stores, no read of dx's old lines
+    for (; i < n && (reinterpret_cast<uintptr_t>(out + i) & 31); ++i) out[i] = std::fma(a, dy[i], std::fma(b, x[i] - m, k));
+    for (; i + 16 <= n; i += 16) {
+      const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv);
+      _mm256_stream_ps(out + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(dy + i), _mm256_fmadd_ps(bv, d0, kv)));
+      _mm256_stream_ps(out + i + 8, _mm256_fmadd_ps(av, _mm256_loadu_ps(dy + i + 8), _mm256_fmadd_ps(bv, d1, kv)));
+    }
+    _mm_sfence();
+  }
+  for (; i + 16 <= n; i += 16) {
+    const __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mv);
+    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(dy + i), _mm256_fmadd_ps(bv, d0, kv)));
+    _mm256_storeu_ps(out + i + 8, _mm256_fmadd_ps(av, _mm256_loadu_ps(dy + i + 8), _mm256_fmadd_ps(bv, d1, kv)));
+  }
+  for (; i < n; ++i) out[i] = std::fma(a, dy[i], std::fma(b, x[i] - m, k));
+}
+
 bool cpu_has_avx2_fma() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-const BatchnormKernels kAvx2 = {"avx2-fma", sum, shifted_sums, grad_sums, invstd};
+const BatchnormKernels kAvx2 = {"avx2-fma", sum, shifted_sums, grad_sums, invstd, affine, dx};
 
 }  // namespace
 

@@ -1,4 +1,4 @@
-// The reductions of the batch-norm kernels (batchnorm.cc) as a small table: plain loops and
+// The reductions and per-run passes of the batch-norm kernels (batchnorm.cc) as a small table: plain loops and
 // AVX2 + FMA ones (batchnorm_avx2.cc), chosen once at run time like the GEMM micro-kernel. Each
 // sum covers one chunk, `rows` runs of `len` floats `ld` apart (at most a few thousand floats),
 // in float across vector lanes; the caller adds chunks in double. The *_reference functions are
@@ -20,6 +20,10 @@ struct BatchnormKernels {
                     float* s2);
   // out[i] = 1 / sqrt(var[i] + eps), correctly rounded double operations (out may be var)
   void (*invstd)(int64_t n, const double* var, double eps, double* out);
+  // y[i] = x[i] * a + b over one run (the normalising pass)
+  void (*affine)(const float* x, int64_t n, float a, float b, float* y);
+  // dx[i] = a * dy[i] + b * (x[i] - m) + k over one run (the backward's second pass)
+  void (*dx)(const float* dy, const float* x, int64_t n, float a, float b, float m, float k, float* dx);
 };
 
 // Plain loops (always available).
