@@ -498,6 +498,7 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
   }
   if (direct_conv_applies(p, ConvPass::BackwardData)) return direct_conv_backward_data(p, dy, w, dx);
   if (winograd_applies(p, ConvPass::BackwardData)) return winograd_backward_data(p, dy, w, dx);
+  if (blocked_backward_data_applies(p)) return blocked_backward_data(p, dy, w, dx);
   if (winograd_s2_applies(p, ConvPass::BackwardData)) return winograd_s2_backward_data(p, dy, w, dx);
   if (use_col2im(p)) {  // into the phase layout, then back
     const int64_t rows = p.N * p.C * p.H, phased = rows * p.stride * ceil_div(p.W, p.stride);

@@ -36,6 +36,8 @@ constexpr int64_t kWeightBand = 16;
 constexpr int64_t kWeightChunks = 16;         // backward-weight partial sums (work items)
 constexpr int64_t kMinBlockedTaps = 128;      // blocked forward: C*R*S
 constexpr int64_t kMaxFourRowImage = 16384;   // blocked forward with 4-row tiles: padded floats per image
+constexpr int64_t kMaxBlockedDataImage = 1 << 18;    // blocked backward-data: padded dy floats per image (1 MiB)
+constexpr int64_t kMaxBlockedDataWeights = 1 << 18;  // and weight floats (1 MiB)
 
 bool initial_enabled() {
   const char* e = std::getenv("C3GAN_DIRECT_CONV");
@@ -402,6 +404,86 @@ void blocked_forward_avx2(const Conv2dParams& p, const float* x, const float* w,
   });
 }
 
+// Backward-data of a 4x4 stride-2 conv as four stride-1 2x2 convs, one per phase (a, b) of dx
+// (rows 2i + a, columns 2j + b), on the blocked tiles: dx[c, 2i + a, 2j + b] = sum over (k, t, u)
+// of w[k, c, r0 + 2t, s0 + 2u] dy[k, i + ba - t, j + bb - u], with r0 = (a + pad) mod 2 and
+// ba = (a + pad - r0) / 2 (columns alike). dy is copied once per image into a zero-padded plane,
+// so every tap is an offset; no packing, no col2im, and each dx element is written once.
+void blocked_backward_data_avx2(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  const int64_t Hp = (p.H + 1) / 2, Wp = (p.W + 1) / 2;  // phase sizes (phase 1 may be one shorter)
+  const int rows = Wp % 16 == 0 ? 1 : Wp == 8 ? 2 : 4;
+  const int64_t tile_w = 16 / rows, taps = p.K * 4, panels = (p.C + 5) / 6;
+  // the taps' offsets per axis: base - t over both phases; the padded plane must hold them all
+  int64_t lo = 0, hi = 0;
+  for (int a = 0; a < 2; ++a) {
+    const int64_t r0 = (a + p.pad) % 2, base = (a + p.pad - r0) / 2;
+    lo = std::min(lo, base - 1);
+    hi = std::max(hi, base);
+  }
+  const int64_t pt = -lo, ph = std::max<int64_t>(0, Hp - 1 + hi - (p.OH - 1)), pwr = std::max<int64_t>(0, Wp - 1 + hi - (p.OW - 1));
+  const int64_t DH = p.OH + pt + ph, DW = p.OW + pt + pwr, plane = DH * DW;
+  const BlockedTileFn tile = rows == 1 ? blocked_tile<1> : rows == 2 ? blocked_tile<2> : blocked_tile<4>;
+  // per phase: the weight panels (C/6 panels, taps, 6) and the tap offsets
+  std::vector<float> wp(static_cast<size_t>(4 * panels * taps * 6), 0.0f);
+  std::vector<int64_t> off(static_cast<size_t>(4 * taps));
+  for (int ab = 0; ab < 4; ++ab) {
+    const int64_t a = ab >> 1, b = ab & 1, ra = (a + p.pad) % 2, rb = (b + p.pad) % 2;
+    const int64_t ba = (a + p.pad - ra) / 2, bb = (b + p.pad - rb) / 2;
+    for (int64_t k = 0; k < p.K; ++k)
+      for (int64_t t = 0; t < 2; ++t)
+        for (int64_t u = 0; u < 2; ++u) {
+          const int64_t tap = (k * 2 + t) * 2 + u;
+          off[ab * taps + tap] = k * plane + (ba - t) * DW + (bb - u);
+          for (int64_t c = 0; c < p.C; ++c)
+            wp[((ab * panels + c / 6) * taps + tap) * 6 + c % 6] = w[((k * p.C + c) * 4 + ra + 2 * t) * 4 + rb + 2 * u];
+        }
+  }
+  const int64_t groups = std::min<int64_t>(panels, std::max<int64_t>(1, (4 * num_threads() + p.N - 1) / p.N));
+  parallel_for(p.N * groups, 1, [&](int64_t i0, int64_t i1) {
+    alignas(32) float acc[96];
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t n = item / groups, g = item % groups;
+      const int64_t cp0 = panels * g / groups, cp1 = panels * (g + 1) / groups;
+      float* D = scratch(0, static_cast<size_t>(p.K * plane));
+      for (int64_t k = 0; k < p.K; ++k) {
+        float* d = D + k * plane;
+        std::fill(d, d + pt * DW, 0.0f);
+        for (int64_t y = 0; y < p.OH; ++y) {
+          float* row = d + (pt + y) * DW;
+          std::fill(row, row + pt, 0.0f);
+          std::memcpy(row + pt, dy + ((n * p.K + k) * p.OH + y) * p.OW, static_cast<size_t>(p.OW) * sizeof(float));
+          std::fill(row + pt + p.OW, row + DW, 0.0f);
+        }
+        std::fill(d + (pt + p.OH) * DW, d + plane, 0.0f);
+      }
+      for (int ab = 0; ab < 4; ++ab) {
+        const int64_t a = ab >> 1, b = ab & 1;
+        const int64_t ha = (p.H - a + 1) / 2, wb = (p.W - b + 1) / 2;  // this phase's rows and columns
+        const BlockedShape shape{taps, off.data() + ab * taps, nullptr, DW};
+        for (int64_t cp = cp0; cp < cp1; ++cp) {
+          const float* wpp = wp.data() + (ab * panels + cp) * taps * 6;
+          const int64_t cn = std::min<int64_t>(6, p.C - cp * 6);
+          for (int64_t i = 0; i < ha; i += rows)
+            for (int64_t j0 = 0; j0 < wb; j0 += tile_w) {
+              const int64_t i_safe = std::min<int64_t>(i, std::max<int64_t>(0, Hp - rows));
+              tile(shape, D + (pt + i_safe) * DW + pt + j0, wpp, acc);
+              for (int64_t r = 0; r < cn; ++r) {
+                float* plane_out = dx + (n * p.C + cp * 6 + r) * p.H * p.W;
+                for (int64_t q = 0; q < rows; ++q) {
+                  const int64_t row = i_safe + q;
+                  if (row < i || row >= ha) continue;
+                  float* out = plane_out + (2 * row + a) * p.W + b;
+                  const float* src = acc + r * 16 + q * tile_w;
+                  for (int64_t c = 0; c < tile_w && j0 + c < wb; ++c) out[2 * (j0 + c)] = src[c];
+                }
+              }
+            }
+        }
+      }
+    }
+  });
+}
+
 #endif  // C3_DIRECT_AVX2
 
 }  // namespace
@@ -442,6 +524,33 @@ bool blocked_forward_applies(const Conv2dParams& p) {
 #else
   (void)p;
   return false;
+#endif
+}
+
+bool blocked_backward_data_applies(const Conv2dParams& p) {
+#ifdef C3_DIRECT_AVX2
+  // 4x4 stride 2 (D's downsampling convs), phases of whole 16-, 8- or 4-wide tiles, a tap loop
+  // long enough for the tiles' setup and stores, the padded dy of an image near L2, and weights
+  // that stay in L2 (each tile reads all of its panel's: D's 512 -> 512 at 128 px, 16 MiB of them,
+  // ran at a third of the Winograd path's rate; 64 -> 128 and smaller beat both GEMM paths)
+  const int64_t Hp = (p.H + 1) / 2, Wp = (p.W + 1) / 2;
+  const int rows = Wp % 16 == 0 ? 1 : Wp == 8 ? 2 : Wp == 4 ? 4 : 0;
+  if (!enabled_flag() || !avx2_micro_kernel() || p.stride != 2 || p.R != 4 || p.S != 4 || p.pad < 0 || p.pad > 3 ||
+      rows == 0 || Hp < rows || p.C < 6 || p.N <= 0 || p.K <= 0 || p.OH <= 0 || p.OW <= 0 || p.W % 2 != 0)
+    return false;
+  const int64_t image = p.K * (p.OH + 4) * (p.OW + 4);
+  return p.K * 4 >= kMinBlockedTaps && image <= kMaxBlockedDataImage && p.K * p.C * 16 <= kMaxBlockedDataWeights;
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+void blocked_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+#ifdef C3_DIRECT_AVX2
+  blocked_backward_data_avx2(p, dy, w, dx);
+#else
+  (void)p, (void)dy, (void)w, (void)dx;
 #endif
 }
 

@@ -22,7 +22,13 @@ void direct_conv_backward_weight(const Conv2dParams& p, const float* dy, const f
 bool blocked_forward_applies(const Conv2dParams& p);
 void blocked_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
 
-// For tests and benchmarks: whether direct_conv_applies and blocked_forward_applies may say yes.
+// Backward-data of 4x4 stride-2 convs on the same tiles: four stride-1 2x2 convs, one per phase
+// of dx, fed from a zero-padded copy of dy (no packing, no col2im). Needs AVX2, phases of a
+// multiple of 16, 8 or 4 columns, and at least 6 input channels.
+bool blocked_backward_data_applies(const Conv2dParams& p);
+void blocked_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+
+// For tests and benchmarks: whether direct_conv_applies and blocked_*_applies may say yes.
 void set_direct_conv_enabled(bool on);
 bool direct_conv_enabled();
 

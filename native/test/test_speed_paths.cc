@@ -541,6 +541,46 @@ C3_TEST(speed_winograd_s2_matches_direct_conv) {
   std::printf("     note: max error / max |output| vs float64: winograd 4x4 stride 2 %.2e\n", worst);
 }
 
+// ---------------------------------------------------------------- blocked backward-data, 4x4 stride 2
+
+C3_TEST(speed_blocked_backward_data_matches_reference) {
+  if (!is_cpu(be, "speed_blocked_backward_data_matches_reference")) return;
+  if (!c3::cpu::avx2_micro_kernel()) {
+    std::printf("     note: blocked backward-data skipped, no AVX2 on this CPU\n");
+    return;
+  }
+  PathGuard paths;
+  KernelSweep sweep;
+  const ConvCase cases[] = {
+      {2, 8, 32, 32, 40, 4, 4, 2, 1, false},   // 16-wide phases: one-row tiles
+      {3, 7, 16, 16, 33, 4, 4, 2, 1, false},   // 8-wide: two-row tiles; a part panel of channels
+      {2, 12, 8, 8, 32, 4, 4, 2, 1, false},    // 4-wide: four-row tiles
+      {2, 6, 16, 16, 32, 4, 4, 2, 2, false},   // padding 2
+      {2, 6, 16, 16, 32, 4, 4, 2, 0, false},   // no padding
+      {1, 6, 16, 16, 32, 4, 4, 2, 3, false},   // padding 3
+      {1, 9, 15, 16, 32, 4, 4, 2, 1, false},   // odd height: the second row phase is one shorter
+  };
+  uint64_t seed = 77000;
+  for (const ConvCase& cc : cases) {
+    const Conv2dParams p = params(cc);
+    expect_true(c3::cpu::blocked_backward_data_applies(p), describe(p) + " takes the blocked backward-data");
+    const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 16, ny = p.N * p.K * p.OH * p.OW;
+    Vec w = random_vec(nw, ++seed), dy = random_vec(ny, ++seed), rdx(nx);
+    c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+    for (int threads : {1, 2}) {
+      c3::set_num_threads(threads);
+      Vec dx(nx, kNaN);  // every element is written
+      c3::cpu::blocked_backward_data(p, dy.data(), w.data(), dx.data());
+      expect_close(dx, rdx, 1e-4, 2e-5 * (p.K * 16 + 1), describe(p) + " blocked backward_data, " + std::to_string(threads) + " threads");
+    }
+  }
+  const ConvCase odd_width{1, 6, 16, 15, 32, 4, 4, 2, 1, false}, narrow{2, 8, 8, 8, 8, 4, 4, 2, 1, false};
+  const ConvCase wide{8, 512, 8, 8, 512, 4, 4, 2, 1, false};
+  expect_true(!c3::cpu::blocked_backward_data_applies(params(wide)), "16 MiB of weights stay on the Winograd path");
+  expect_true(!c3::cpu::blocked_backward_data_applies(params(odd_width)), "odd widths stay on the GEMM paths");
+  expect_true(!c3::cpu::blocked_backward_data_applies(params(narrow)), "a short tap loop (K * 4 < 128) stays on the GEMM paths");
+}
+
 // ---------------------------------------------------------------- transformed-weight cache
 
 C3_TEST(speed_winograd_weight_cache) {
