@@ -552,6 +552,7 @@ void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float*
   if (direct_conv_applies(p, ConvPass::BackwardWeight)) return direct_conv_backward_weight(p, dy, x, dw);
   if (winograd_applies(p, ConvPass::BackwardWeight)) return winograd_backward_weight(p, dy, x, dw);
   if (winograd_s2_applies(p, ConvPass::BackwardWeight)) return winograd_s2_backward_weight(p, dy, x, dw);
+  if (phased_direct_applies(p)) return phased_direct_backward_weight(p, dy, x, dw);
   const Gather g = forward_gather(p, x);
   gemm_run(p.K, crs, p.N * p.OH * p.OW, WeightOperands(dy, p.K, p.OH * p.OW, g, dw, crs, p, x));
 }

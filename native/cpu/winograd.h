@@ -32,6 +32,11 @@ void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const flo
 void winograd_s2_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 void set_winograd_s2_enabled(bool on);
 bool winograd_s2_enabled();
+// The same phase split for 4x4 stride-2 convs of few channel pairs (K * 4C <= 512: D's first
+// layer at 32 px) into the direct stride-1 weight-gradient loops of conv_direct.h. C3GAN_WINOGRAD_S2=0
+// turns it off with the rest of the phase path.
+bool phased_direct_applies(const Conv2dParams& p);
+void phased_direct_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
 // For tests and benchmarks: the tile size m of F(m x m, 3x3), 2 or 4; 0 chooses by shape (F(4x4)
 // on maps of whole 4x4 tiles with enough of them, else F(2x2); the default).

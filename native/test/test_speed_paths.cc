@@ -512,8 +512,25 @@ C3_TEST(speed_winograd_s2_matches_direct_conv) {
       worst = std::max({worst, scaled_error(y, ry), scaled_error(dx, rdx), scaled_error(dw, rdw)});
     }
   }
-  // the routing, pass by pass, on the model's shapes
+  // the weight gradient of few channel pairs by the direct loops over the phases
   c3::cpu::set_winograd_s2_enabled(true);
+  const ConvCase narrow_cases[] = {{2, 3, 32, 32, 32, 4, 4, 2, 1, false}, {1, 2, 9, 11, 16, 4, 4, 2, 3, false},
+                                   {3, 3, 12, 12, 8, 4, 4, 2, 0, false}};
+  for (const ConvCase& cc : narrow_cases) {
+    const Conv2dParams p = params(cc);
+    if (!c3::cpu::phased_direct_applies(p)) {  // the direct loops need AVX2
+      expect_true(!c3::cpu::avx2_micro_kernel(), describe(p) + " takes the phased direct weight gradient");
+      continue;
+    }
+    const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 16, ny = p.N * p.K * p.OH * p.OW;
+    Vec x = random_vec(nx, ++seed), dy = random_vec(ny, ++seed), rdw(nw), dw(nw, kNaN);
+    c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+    c3::cpu::phased_direct_backward_weight(p, dy.data(), x.data(), dw.data());
+    expect_close(dw, rdw, 1e-4, 2e-5 * (p.N * p.OH * p.OW + 1), describe(p) + " phased direct backward_weight");
+  }
+  const ConvCase first64{32, 3, 64, 64, 64, 4, 4, 2, 1, false};
+  expect_true(!c3::cpu::phased_direct_applies(params(first64)), "3 -> 64 (768 phase pairs) stays on the implicit GEMM");
+  // the routing, pass by pass, on the model's shapes
   using c3::cpu::ConvPass;
   auto routes = [](const ConvCase& cc, ConvPass pass) { return c3::cpu::winograd_s2_applies(params(cc), pass); };
   const ConvCase d64px{32, 128, 16, 16, 256, 4, 4, 2, 1, false}, first{32, 3, 64, 64, 64, 4, 4, 2, 1, false};
