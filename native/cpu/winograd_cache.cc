@@ -24,7 +24,7 @@ struct Cache {
 
   Cache() {
     const char* e = std::getenv("C3GAN_WINOGRAD_CACHE_MB");
-    const long mb = e ? std::strtol(e, nullptr, 10) : 128;
+    const long mb = e ? std::strtol(e, nullptr, 10) : 512;
     budget = size_t(mb < 0 ? 0 : mb) << 20;
   }
 
@@ -52,7 +52,7 @@ Packed packed_weights(uint64_t key, const float* w, size_t n, size_t floats, con
   if (c.budget < need) {  // off, or too big to keep: made fresh for this call
     ++c.stats.misses;
     g.unlock();
-    Packed out = std::make_shared<std::vector<float>>(floats);
+    Packed out = std::make_shared<Panels>(floats);
     fill(out->data());
     return out;
   }
@@ -75,7 +75,7 @@ Packed packed_weights(uint64_t key, const float* w, size_t n, size_t floats, con
   ++c.stats.misses;
   g.unlock();
   if (!e.packed || e.packed.use_count() != 1 || e.packed->size() != floats)
-    e.packed = std::make_shared<std::vector<float>>(floats);
+    e.packed = std::make_shared<Panels>(floats);
   e.weights.assign(w, w + n);
   fill(e.packed->data());
   Packed out = e.packed;
@@ -91,6 +91,12 @@ void set_weight_cache_bytes(size_t bytes) {
   std::lock_guard<std::mutex> g(c.mu);
   c.budget = bytes;
   c.trim();
+}
+
+size_t weight_cache_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  return c.budget;
 }
 
 WeightCacheStats weight_cache_stats() {

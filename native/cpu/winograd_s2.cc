@@ -152,21 +152,29 @@ void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const flo
   // Per phase (al, be) of x: row 2m + al takes dy rows i - 1 and i, i = m + (al + pad) / 2, through
   // kernel rows 2 + a and a, a = (al + pad) mod 2 (columns alike): a 2x2 correlation of dy with
   // its own offset, whose outputs are exactly that phase's positions (tiles as in the forward).
+  // The four phases' panels are one cache entry (one copy of w to compare against).
+  const size_t per_phase = wino::packed_weights_size<wino::F22>(p.C, p.K);
+  const uint64_t key = wino::cache_key({reinterpret_cast<uintptr_t>(w), 0x5202, uint64_t(p.C), uint64_t(p.K),
+                                        uint64_t(p.pad), uint64_t(gemm_micro_kernel().mr)});
+  const wino::Packed panels = wino::packed_weights(key, w, p.K * p.C * 16, 4 * per_phase, [&](float* out) {
+    for (int ph = 0; ph < 4; ++ph) {
+      const int64_t a = ((ph >> 1) + p.pad) & 1, b = ((ph & 1) + p.pad) & 1;
+      // the 2x2 kernel from dy channel k to this phase of x channel c: g[q][r] = w[k, c, 2(1 - q) + a, 2(1 - r) + b]
+      wino::transform_weights<wino::F22>(p.C, p.K, [&](int64_t c, int64_t k, float* g) {
+        const float* src = w + (k * p.C + c) * 16;
+        for (int q = 0; q < 2; ++q)
+          for (int r = 0; r < 2; ++r) g[q * 2 + r] = src[(2 * (1 - q) + a) * 4 + 2 * (1 - r) + b];
+      }, out + ph * per_phase);
+    }
+  });
   for (int al = 0; al < 2; ++al)
     for (int be = 0; be < 2; ++be) {
       const int64_t Hp = (p.H - al + 1) / 2, Wp = (p.W - be + 1) / 2;
       if (Hp <= 0 || Wp <= 0) continue;
-      const int64_t a = (al + p.pad) & 1, b = (be + p.pad) & 1;
       const int64_t pad_y = 1 - (al + p.pad) / 2, pad_x = 1 - (be + p.pad) / 2;
-      // the 2x2 kernel from dy channel k to this phase of x channel c: g[q][r] = w[k, c, 2(1 - q) + a, 2(1 - r) + b]
-      const wino::Packed Ap = wino::cached_weights<wino::F22>(1 + al * 2 + be, w, p.K * p.C * 16, p.C, p.K,
-                                                              [&](int64_t c, int64_t k, float* g) {
-        const float* src = w + (k * p.C + c) * 16;
-        for (int q = 0; q < 2; ++q)
-          for (int r = 0; r < 2; ++r) g[q * 2 + r] = src[(2 * (1 - q) + a) * 4 + 2 * (1 - r) + b];
-      });
+      const float* Ap = panels->data() + (al * 2 + be) * per_phase;
       float* part = buffer(0, static_cast<size_t>(p.N * p.C * Hp * Wp));
-      wino::winograd_conv<wino::F22>(p.N, p.K, p.OH, p.OW, p.C, pad_y, pad_x, Hp, Wp, dy, Ap->data(), nullptr, part);
+      wino::winograd_conv<wino::F22>(p.N, p.K, p.OH, p.OW, p.C, pad_y, pad_x, Hp, Wp, dy, Ap, nullptr, part);
       parallel_for(p.N * p.C, 16, [&](int64_t i0, int64_t i1) {
         for (int64_t nc = i0; nc < i1; ++nc) {
           const float* s = part + nc * Hp * Wp;

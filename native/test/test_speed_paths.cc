@@ -605,6 +605,7 @@ C3_TEST(speed_winograd_weight_cache) {
   namespace wino = c3::cpu::wino;
   PathGuard paths;
   c3::cpu::set_winograd_enabled(true);
+  const size_t budget = wino::weight_cache_bytes();
   wino::set_weight_cache_bytes(size_t(64) << 20);
   wino::clear_weight_cache();
   const ConvCase cc{3, 16, 8, 8, 24, 3, 3, 1, 1, false};
@@ -635,7 +636,7 @@ C3_TEST(speed_winograd_weight_cache) {
   expect_true(wino::weight_cache_stats().entries == 0, "a zero budget drops every entry");
   c3::cpu::winograd_forward(p, x.data(), w.data(), nullptr, y2.data());
   expect_true(y1 == y2 && wino::weight_cache_stats().entries == 0, "with the cache off the results are the same");
-  wino::set_weight_cache_bytes(size_t(128) << 20);
+  wino::set_weight_cache_bytes(budget);
 }
 
 // ---------------------------------------------------------------- constant channels
