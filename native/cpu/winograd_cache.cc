@@ -49,12 +49,13 @@ Packed packed_weights(uint64_t key, const float* w, size_t n, size_t floats, con
   Cache& c = cache();
   std::unique_lock<std::mutex> g(c.mu);
   const size_t need = (n + floats) * sizeof(float);
-  if (c.budget < need) {  // off, or too big to keep: made fresh for this call
+  if (c.budget < need) {  // off, or too big to keep: this thread's spare, refilled for this call
     ++c.stats.misses;
     g.unlock();
-    Packed out = std::make_shared<Panels>(floats);
-    fill(out->data());
-    return out;
+    thread_local Packed spare;
+    if (!spare || spare.use_count() != 1 || spare->size() < floats) spare = std::make_shared<Panels>(floats);
+    fill(spare->data());
+    return spare;
   }
   // a miss refills the entry of this key when there is one (the same weights' place after an
   // optimiser step), reusing its buffers unless a running call still holds the old panels

@@ -26,7 +26,7 @@ namespace c3::cpu::wino {
 constexpr int64_t kChunkFloats = int64_t(1) << 21;
 
 inline float* scratch(int which, size_t n) {
-  thread_local std::vector<float> bufs[4];
+  thread_local std::vector<float> bufs[3];
   std::vector<float>& v = bufs[which];
   if (v.size() < n) v.resize(n);
   return v.data();
