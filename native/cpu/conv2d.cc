@@ -498,8 +498,11 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
   }
   if (direct_conv_applies(p, ConvPass::BackwardData)) return direct_conv_backward_data(p, dy, w, dx);
   if (winograd_applies(p, ConvPass::BackwardData)) return winograd_backward_data(p, dy, w, dx);
+  // the blocked direct loops beat the phase split's F(2x2, 2x2), not its F(4x4, 2x2)
+  const bool s2 = winograd_s2_applies(p, ConvPass::BackwardData);
+  if (s2 && winograd_s2_tile(p, ConvPass::BackwardData) == 4) return winograd_s2_backward_data(p, dy, w, dx);
   if (blocked_backward_data_applies(p)) return blocked_backward_data(p, dy, w, dx);
-  if (winograd_s2_applies(p, ConvPass::BackwardData)) return winograd_s2_backward_data(p, dy, w, dx);
+  if (s2) return winograd_s2_backward_data(p, dy, w, dx);
   if (use_col2im(p)) {  // into the phase layout, then back
     const int64_t rows = p.N * p.C * p.H, phased = rows * p.stride * ceil_div(p.W, p.stride);
     float* dxd = phase_buffer(phased);

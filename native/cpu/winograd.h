@@ -1,4 +1,5 @@
-// Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (winograd.cc) and F(2x2, 2x2) for 4x4 stride-2 ones (winograd_s2.cc): 16 (36)
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) for 3x3 stride-1 convolutions (winograd.cc) and F(2x2, 2x2)
+// and F(4x4, 2x2) for 4x4 stride-2 ones (winograd_s2.cc): for 3x3, 16 (36)
 // multiplies per 2x2 (4x4) output tile and channel pair instead of 36 (144), as GEMMs on the
 // blocked engine. conv2d.cc routes the shapes where it pays (winograd_applies) here; everything
 // else stays on the implicit GEMM or the direct loops.
@@ -32,6 +33,11 @@ void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const flo
 void winograd_s2_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 void set_winograd_s2_enabled(bool on);
 bool winograd_s2_enabled();
+// For tests and benchmarks: the tile size m of the stride-2 path's F(m x m, 2x2), 2 or 4; 0
+// chooses by shape (F(4x4) on maps of whole 4x4 tiles with enough of them; the default).
+void set_winograd_s2_tile(int m);
+// The m that pass `pass` of p takes.
+int winograd_s2_tile(const Conv2dParams& p, ConvPass pass);
 // The same phase split for 4x4 stride-2 convs of few channel pairs (K * 4C <= 512: D's first
 // layer at 32 px) into the direct stride-1 weight-gradient loops of conv_direct.h. C3GAN_WINOGRAD_S2=0
 // turns it off with the rest of the phase path.

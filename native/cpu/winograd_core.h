@@ -63,6 +63,19 @@ struct F22 {
   static constexpr float AT[2][3] = {{1, 1, 0}, {0, 1, 1}};
 };
 
+// F(4x4, 2x2), points 0, 1, -1, 2 and infinity: 25 multiplies per 4x4 tile instead of F(2x2)'s
+// 4 x 9 (1.44x fewer). The fractions sit in G (the weights, transformed once per step); B^T has
+// small integers, A^T entries up to 8, so it loses a few bits against F22's exact sums
+// (native/test/test_speed_paths.cc bounds it against the float64 direct conv).
+struct F42 {
+  static constexpr int M = 4, R = 2, A = 5;
+  static constexpr float BT[5][5] = {
+      {2, -1, -2, 1, 0}, {0, -2, -1, 1, 0}, {0, 2, -3, 1, 0}, {0, -1, 0, 1, 0}, {0, 2, -1, -2, 1}};
+  static constexpr float G[5][2] = {
+      {0.5f, 0}, {-0.5f, -0.5f}, {-1.0f / 6, 1.0f / 6}, {1.0f / 6, 1.0f / 3}, {0, 1}};
+  static constexpr float AT[4][5] = {{1, 1, 1, 1, 0}, {0, 1, -1, 2, 0}, {0, 1, 1, 4, 0}, {0, 1, -1, 8, 1}};
+};
+
 // The tile grid of an output of OH x OW: tiles of m x m, `per_image` of them per image.
 struct Tiles {
   int64_t th, tw, per_image, total;
