@@ -125,6 +125,13 @@ export interface NativeAddon {
   batchNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor, saveMean: NativeTensor,
     saveInvstd: NativeTensor, training: boolean): NativeTensor[];
 
+  /** glu(batchNorm(x), 1) in one pass: returns [y (N, C/2, ...), saveMean, saveInvstd] */
+  batchNormGlu(x: NativeTensor, gamma: NativeTensor, beta: NativeTensor, runningMean: NativeTensor,
+    runningVar: NativeTensor, training: boolean, momentum: number, eps: number): NativeTensor[];
+  /** returns [dx, dgamma, dbeta], recomputing the normalised values from x */
+  batchNormGluBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor, beta: NativeTensor,
+    saveMean: NativeTensor, saveInvstd: NativeTensor, training: boolean): NativeTensor[];
+
   glu(x: NativeTensor, dim: number): NativeTensor;
   gluBackward(dy: NativeTensor, x: NativeTensor, dim: number): NativeTensor;
   upsample2x(x: NativeTensor): NativeTensor;

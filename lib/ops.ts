@@ -598,25 +598,61 @@ export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
 }
 
 /**
- * glu(batchNorm(x, ...), dim) as one op that keeps x but not the batch-norm output: backward
- * recomputes that output with the same forward kernel on the same x, weight and bias (copies
- * taken at forward time; in eval mode the running statistics too), which is deterministic, so
- * values and gradients are bit for bit those of the two ops. Costs one batch-norm forward in
- * backward; saves a full-size tensor per conv -> BN -> GLU block for as long as the tape lives.
+ * glu(batchNorm(x, ...), dim) as one op that keeps x but not the batch-norm output. Over the
+ * channels (dim 1, the model's conv -> BN -> GLU blocks) it runs the native one-pass kernel: the
+ * statistics, then one pass reading x and writing the GLU's output (backend.h bn_glu_forward),
+ * where the two ops write and re-read the full-size normalised tensor; backward recomputes the
+ * normalised values from x and the saved statistics and feeds their gradient to batch norm's
+ * backward. Its values match the two ops to float rounding (the affine map is rounded from the
+ * saved statistics). Over another dim it is the two ops, recomputing the batch-norm output in
+ * backward. Either way it saves a full-size tensor per block for as long as the tape lives.
  */
 export function batchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
   training: boolean, momentum = 0.1, eps = 1e-5, dim = 1): Tensor {
   const op = "batchNormGlu";
   checkTensor(x, op, "input");
   checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
-  const N = native();
   const xShape = x.shape;
   const d = normDim(dim, xShape.length, op, xShape);
   if (xShape[d] % 2 !== 0) throw new Error(`${op}: dim ${d} of shape ${shapeStr(xShape)} has odd size ${xShape[d]}`);
+  return d === 1
+    ? fusedBatchNormGlu(x, weight, bias, runningMean, runningVar, Boolean(training), momentum, eps)
+    : batchNormThenGlu(x, weight, bias, runningMean, runningVar, Boolean(training), momentum, eps, d);
+}
+
+function fusedBatchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+  train: boolean, momentum: number, eps: number): Tensor {
+  const op = "batchNormGlu";
+  const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);
   const bh = bias.use(op);
-  const train = Boolean(training);
+  const [y, saveMean, saveInvstd] = N.batchNormGlu(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum, eps);
+  return finish(op, y, [x, weight, bias], (c) => {
+    const [nx, ng, nb] = c.needs;
+    const xs = c.share(xh);
+    // the affine map as it was at forward time (an optimiser step may change the parameters first)
+    const gs = N.clone(gh);
+    c.saved.push(gs);
+    const bs = N.clone(bh);
+    c.saved.push(bs);
+    return (dy) => {
+      const [dx, dg, db] = N.batchNormGluBackward(dy, xs, gs, bs, saveMean, saveInvstd, train);
+      if (!nx) dx.dispose();
+      if (!ng) dg.dispose();
+      if (!nb) db.dispose();
+      return [nx ? dx : null, ng ? dg : null, nb ? db : null];
+    };
+  }, [saveMean, saveInvstd]);
+}
+
+function batchNormThenGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
+  train: boolean, momentum: number, eps: number, d: number): Tensor {
+  const op = "batchNormGlu";
+  const N = native();
+  const xh = x.use(op);
+  const gh = weight.use(op);
+  const bh = bias.use(op);
   const [yb, saveMean, saveInvstd] = N.batchNorm(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum, eps);
   let y: NativeTensor;
   try {

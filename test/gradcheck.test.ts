@@ -119,7 +119,7 @@ test("gradcheck: conv2d, linear, matmul", { skip }, () => {
   }
 });
 
-test("gradcheck: batchNorm (training and eval), glu, upsample2x", { skip }, () => {
+test("gradcheck: batchNorm (training and eval), batchNormGlu, glu, upsample2x", { skip }, () => {
   for (const shape of [[5, 3], [2, 3, 3, 2]]) {
     const x = rng.rt(shape, -2, 2);
     const g = rng.rt([3], 0.5, 1.5);
@@ -132,6 +132,24 @@ test("gradcheck: batchNorm (training and eval), glu, upsample2x", { skip }, () =
         forward: ([p, q, r]) => ops.batchNorm(p, q, r, Tensor.fromArray(rm.data, [3], { device }),
           Tensor.fromArray(rv.data, [3], { device }), training),
         reference: ([p, q, r]) => R.batchNorm(p, q, r, rm, rv, training).y,
+      });
+    }
+  }
+  // batch norm then GLU as one op: over the channels the native one-pass kernel, over the last
+  // dim the two ops; (N, C) inputs are BatchNorm1d + GLU (rows of one value per channel)
+  for (const [shape, dim] of [[[5, 4], 1], [[2, 4, 3, 5], 1], [[2, 4, 3, 2], 3]] as [number[], number][]) {
+    const C = shape[1];
+    const x = rng.rt(shape, -2, 2);
+    const g = rng.rt([C], 0.5, 1.5);
+    const b = rng.rt([C]);
+    const rm = rng.rt([C]);
+    const rv = rng.rt([C], 0.5, 2);
+    for (const training of [true, false]) {
+      gradcheck({
+        name: `batchNormGlu ${shape} dim ${dim} training=${training}`, inputs: [x, g, b],
+        forward: ([p, q, r]) => ops.batchNormGlu(p, q, r, Tensor.fromArray(rm.data, [C], { device }),
+          Tensor.fromArray(rv.data, [C], { device }), training, 0.1, 1e-5, dim),
+        reference: ([p, q, r]) => R.glu(R.batchNorm(p, q, r, rm, rv, training).y, dim),
       });
     }
   }

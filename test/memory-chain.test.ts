@@ -108,8 +108,23 @@ function same(a: Float32Array, b: Float32Array, what: string): void {
   }
 }
 
+/**
+ * Equal to float rounding (the fused BN -> GLU rounds its affine map from the saved statistics):
+ * within rtol of the larger of b's own scale and `scale` (a gradient that is zero up to
+ * cancellation, a conv bias in front of a BN, is measured against its net's largest gradient).
+ */
+function close(a: Float32Array, b: Float32Array, what: string, rtol = 1e-5, scale = 0): void {
+  assert.equal(a.length, b.length, what);
+  for (const v of b) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < a.length; i++) {
+    if (!(Math.abs(a[i] - b[i]) <= rtol * (Math.abs(b[i]) + scale))) assert.fail(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
+  }
+}
+
+const largest = (xs: Float32Array[]): number => Math.max(...xs.map((x) => x.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+
 for (const training of [true, false]) {
-  test(`a chain that frees intermediates and fuses BN -> GLU is bit for bit the plain ops (${training ? "train" : "eval"})`, () => {
+  test(`a chain that frees intermediates and fuses BN -> GLU matches the plain ops (${training ? "train" : "eval"})`, () => {
     const [A, B] = [block(new Generator(7)), block(new Generator(7))];
     A.train(training);
     B.train(training);
@@ -135,11 +150,13 @@ for (const training of [true, false]) {
     });
     const a = run(A, (t) => A.forward(t));
     const b = run(B, (t) => plain(B, t));
-    same(a.y, b.y, "y");
-    same(a.dx, b.dx, "dx");
-    a.grads.forEach((g, i) => same(g, b.grads[i], `grad ${A.namedParameters()[i][0]}`));
+    close(a.y, b.y, "y");
+    close(a.dx, b.dx, "dx", 1e-4);
+    const top = largest(b.grads);
+    a.grads.forEach((g, i) => close(g, b.grads[i], `grad ${A.namedParameters()[i][0]}`, 1e-4, top));
     const bufA = A.namedBuffers(), bufB = B.namedBuffers();
-    bufA.forEach(([n, t], i) => same(t.toArray(), bufB[i][1].toArray(), `buffer ${n}`));
+    // the fused BN's own statistics are the plain op's bit for bit; the next BN sees rounding
+    bufA.forEach(([n, t], i) => (n.startsWith("1.") ? same : close)(t.toArray(), bufB[i][1].toArray(), `buffer ${n}`));
     for (const m of [A, B]) m.dispose();
     x.dispose();
     dy.dispose();
@@ -154,7 +171,7 @@ test("Linear -> BatchNorm1d -> GLU (fused) matches the plain ops, and keeps no n
     const ya = A.forward(x);
     const lin = B.get(0) as Linear, bn = B.get(1) as BatchNorm1d;
     const yb = F.glu(F.batchNorm(F.linear(x, lin.weight, lin.bias), bn.weight, bn.bias, bn.runningMean, bn.runningVar, true), 1);
-    same(ya.toArray(), yb.toArray(), "y");
+    close(ya.toArray(), yb.toArray(), "y");
     // one full-size saved tensor (x) where batchNorm + glu keep two (x, and the normalised one)
     const full = (t: Tensor) => t._node!.saved.filter((h) => h.numel === 48).length;
     assert.equal(ya._node!.op, "batchNormGlu");
@@ -165,7 +182,7 @@ test("Linear -> BatchNorm1d -> GLU (fused) matches the plain ops, and keeps no n
     x.zeroGrad();
     F.sum(F.square(yb)).backward();
     const gb = [x.grad!.toArray(), ...B.parameters().map((p) => p.grad!.toArray())];
-    ga.forEach((g, i) => same(g, gb[i], `grad ${i}`));
+    ga.forEach((g, i) => close(g, gb[i], `grad ${i}`, 1e-4, largest(gb)));
   });
   for (const m of [A, B]) m.dispose();
   x.dispose();

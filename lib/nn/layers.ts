@@ -180,7 +180,7 @@ export class GLU extends Module implements Layer {
  * its own handles on what its backward needs, so disposing frees only memory nothing needs (in
  * a no-grad forward, every activation but the current one). x itself is disposed only with
  * `disposeInput` (the caller hands it over). A BatchNorm followed by a GLU runs as one op that
- * does not keep the normalised tensor (ops.batchNormGlu, bit for bit the same). A layer here must
+ * does not keep the normalised tensor (ops.batchNormGlu: one pass, equal to float rounding). A layer here must
  * not keep its input or result past its forward call.
  */
 export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput = false): Tensor {

@@ -60,7 +60,8 @@ struct Backend {
   void (*conv2d_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
   void (*conv2d_backward_weight)(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
-  // batch norm over (N, C, HW): statistics per channel across N and HW
+  // batch norm over (N, C, HW): statistics per channel across N and HW; y may be null (the
+  // statistics only, for bn_glu_forward)
   void (*batchnorm_forward_train)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                   const float* beta, float* running_mean, float* running_var, float momentum,
                                   float eps, float* y, float* save_mean, float* save_invstd);
@@ -76,6 +77,16 @@ struct Backend {
   // GLU over a dim of size 2*half: x viewed as (outer, 2*half, inner); y = a * sigmoid(b)
   void (*glu_forward)(int64_t outer, int64_t half, int64_t inner, const float* x, float* y);
   void (*glu_backward)(int64_t outer, int64_t half, int64_t inner, const float* dy, const float* x, float* dx);
+
+  // Batch norm's affine then GLU over the channels, in one pass from the statistics of the
+  // C = 2 * half channels: with z = x * s[c] + t[c], s = float(gamma * invstd), t = float(beta -
+  // mean * gamma * invstd) (double products, as batchnorm_glu_coefficients), y (N, half, HW) =
+  // z[:, :half] * sigmoid(z[:, half:]). The backward recomputes z from x the same way and gives
+  // the gradient at z, dz (N, C, HW), for batchnorm_backward.
+  void (*bn_glu_forward)(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
+                         const float* mean, const float* invstd, float* y);
+  void (*bn_glu_backward)(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x, const float* gamma,
+                          const float* beta, const float* mean, const float* invstd, float* dz);
 
   // elementwise; alpha is LeakyReLU's slope (unused otherwise). backward gets both x and y.
   void (*unary_forward)(UnaryOp op, size_t n, const float* x, float alpha, float* y);

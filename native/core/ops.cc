@@ -416,11 +416,11 @@ static void need_vec(const Tensor& t, int64_t C, const char* op, const char* arg
   check(t.ndim() == 1 && t.dim(0) == C, op, "'", arg, "' must be (", C, "), got ", shape_str(t.shape));
 }
 
-BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                               Tensor& running_var, bool training, float momentum, float eps) {
-  const char* op = "batch_norm";
+// The arguments of a batch-norm forward (op names the caller in errors); N, C, HW out.
+static void check_batchnorm(const char* op, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                            const Tensor& running_mean, const Tensor& running_var, bool training, float momentum,
+                            float eps, int64_t& N, int64_t& C, int64_t& HW) {
   need_defined(x, op, "input");
-  int64_t N, C, HW;
   bn_dims(x, op, N, C, HW);
   need_vec(gamma, C, op, "weight");
   need_vec(beta, C, op, "bias");
@@ -431,6 +431,27 @@ BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tenso
   check(std::isfinite(eps) && eps > 0, op, "eps must be positive and finite, got ", eps);
   if (training)
     check(N * HW > 1, op, "training needs more than one value per channel, got input ", shape_str(x.shape));
+}
+
+// What backward needs in eval mode: the running mean and 1/sqrt(running var + eps).
+static void eval_statistics(const Backend& be, Device device, int64_t C, const Tensor& running_mean,
+                            const Tensor& running_var, float eps, Tensor& save_mean, Tensor& save_invstd) {
+  be.copy(save_mean.data(), running_mean.data(), C);
+  be.affine(C, running_var.data(), 1.0f, eps, save_invstd.data());
+  be.unary_forward(UnaryOp::Sqrt, C, save_invstd.data(), 0.0f, save_invstd.data());
+  Tensor one = full(device, {C}, 1.0f);
+  BroadcastIndex idx;
+  fill_index_shape(idx, {C});
+  idx.stride_a[0] = 1;
+  idx.stride_b[0] = 1;
+  be.binary_forward(BinaryOp::Div, idx, one.data(), save_invstd.data(), save_invstd.data());
+}
+
+BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                               Tensor& running_var, bool training, float momentum, float eps) {
+  const char* op = "batch_norm";
+  int64_t N, C, HW;
+  check_batchnorm(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, N, C, HW);
   BatchNormOut out{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   const Backend& be = x.be();
   if (training) {
@@ -440,18 +461,57 @@ BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tenso
   } else {
     be.batchnorm_forward_eval(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(), running_var.data(),
                               eps, out.y.data());
-    // what backward needs in eval mode: running mean and 1/sqrt(running var + eps)
-    be.copy(out.save_mean.data(), running_mean.data(), C);
-    be.affine(C, running_var.data(), 1.0f, eps, out.save_invstd.data());
-    be.unary_forward(UnaryOp::Sqrt, C, out.save_invstd.data(), 0.0f, out.save_invstd.data());
-    Tensor one = full(x.device(), {C}, 1.0f);
-    BroadcastIndex idx;
-    fill_index_shape(idx, {C});
-    idx.stride_a[0] = 1;
-    idx.stride_b[0] = 1;
-    be.binary_forward(BinaryOp::Div, idx, one.data(), out.save_invstd.data(), out.save_invstd.data());
+    eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
   }
   return out;
+}
+
+BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                                   Tensor& running_var, bool training, float momentum, float eps) {
+  const char* op = "batch_norm_glu";
+  int64_t N, C, HW;
+  check_batchnorm(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, N, C, HW);
+  check(C % 2 == 0, op, "the GLU halves the channels: dim 1 of ", shape_str(x.shape), " must be even");
+  Shape out_shape = x.shape;
+  out_shape[1] /= 2;
+  BatchNormOut out{Tensor(x.device(), out_shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
+  const Backend& be = x.be();
+  if (training)
+    be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
+                               running_var.data(), momentum, eps, nullptr, out.save_mean.data(),
+                               out.save_invstd.data());
+  else
+    eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
+  be.bn_glu_forward(N, C / 2, HW, x.data(), gamma.data(), beta.data(), out.save_mean.data(), out.save_invstd.data(),
+                    out.y.data());
+  return out;
+}
+
+BatchNormGrads batchnorm_glu_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      const Tensor& save_mean, const Tensor& save_invstd, bool training) {
+  const char* op = "batch_norm_glu_backward";
+  need_defined(dy, op, "dy");
+  need_defined(x, op, "input");
+  int64_t N, C, HW;
+  bn_dims(x, op, N, C, HW);
+  check(C % 2 == 0, op, "dim 1 of the input ", shape_str(x.shape), " must be even");
+  Shape half_shape = x.shape;
+  half_shape[1] /= 2;
+  check(dy.shape == half_shape, op, "dy ", shape_str(dy.shape), " does not match the output ", shape_str(half_shape));
+  need_vec(gamma, C, op, "weight");
+  need_vec(beta, C, op, "bias");
+  need_vec(save_mean, C, op, "save_mean");
+  need_vec(save_invstd, C, op, "save_invstd");
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&dy, &gamma, &beta, &save_mean, &save_invstd}) same_device(x, *t, op);
+  const Backend& be = x.be();
+  // the gradient at the normalised values, then batch norm's backward from it
+  Tensor dz(x.device(), x.shape, op);
+  be.bn_glu_backward(N, C / 2, HW, dy.data(), x.data(), gamma.data(), beta.data(), save_mean.data(),
+                     save_invstd.data(), dz.data());
+  BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
+  be.batchnorm_backward(N, C, HW, training, dz.data(), x.data(), gamma.data(), save_mean.data(), save_invstd.data(),
+                        g.dx.data(), g.dgamma.data(), g.dbeta.data());
+  return g;
 }
 
 BatchNormGrads batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,

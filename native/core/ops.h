@@ -59,6 +59,12 @@ struct BatchNormGrads {
 };
 BatchNormGrads batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
                                   const Tensor& save_invstd, bool training);
+// glu(batch_norm(x), 1) in one pass over x: y (N, C/2, ...) and the statistics (as batchnorm_forward's)
+BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                                   Tensor& running_var, bool training, float momentum, float eps);
+// its gradients from dy (N, C/2, ...), recomputing the normalised values from x
+BatchNormGrads batchnorm_glu_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      const Tensor& save_mean, const Tensor& save_invstd, bool training);
 
 Tensor glu(const Tensor& x, int dim);
 Tensor glu_backward(const Tensor& dy, const Tensor& x, int dim);

@@ -242,7 +242,7 @@ void forward_rows(int64_t N, int64_t C, int64_t HW, const float* x, const TrainA
         double work;
         float scale, shift;
         finish_channels(k, t, c, 1, count, &m.mean, &m.m2, &work, &scale, &shift);
-        for (int64_t n = 0; n < N; ++n) k.affine(x + (n * C + c) * HW, HW, scale, shift, y + (n * C + c) * HW);
+        for (int64_t n = 0; y && n < N; ++n) k.affine(x + (n * C + c) * HW, HW, scale, shift, y + (n * C + c) * HW);
       }
     });
     return;
@@ -259,6 +259,7 @@ void forward_rows(int64_t N, int64_t C, int64_t HW, const float* x, const TrainA
   }
   std::vector<float> scale(C), shift(C);
   finish_channels(k, t, 0, C, count, mean.data(), m2.data(), work.data(), scale.data(), shift.data());
+  if (!y) return;
   parallel_for(N * C, grain_for(HW), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) k.affine(x + r * HW, HW, scale[r % C], shift[r % C], y + r * HW);
   });
@@ -393,6 +394,7 @@ void forward_columns(int64_t N, int64_t C, int64_t HW, const float* x, const Tra
       s.t2[c] = std::max(0.0, s.t2[c] - s1 * d);
     }
     finish_channels(k, t, c0, g, count, s.t1.data(), s.t2.data(), s.work.data(), s.ch2.data(), s.ch3.data());
+    if (!y) return;
     const float* sc = per_column(g, HW, s.ch2.data(), s.col2);
     const float* sh = per_column(g, HW, s.ch3.data(), s.col3);
     // pass 3: normalise

@@ -47,6 +47,16 @@ void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const f
                         const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
                         float* dgamma, float* dbeta);
 
+// bn_glu.cc (backend.h: batch norm's affine then GLU, one pass)
+void bn_glu_forward(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
+                    const float* mean, const float* invstd, float* y);
+void bn_glu_backward(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x, const float* gamma,
+                     const float* beta, const float* mean, const float* invstd, float* dz);
+void bn_glu_forward_reference(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma,
+                              const float* beta, const float* mean, const float* invstd, float* y);
+void bn_glu_backward_reference(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x,
+                               const float* gamma, const float* beta, const float* mean, const float* invstd, float* dz);
+
 // pointwise.cc
 void glu_forward(int64_t outer, int64_t half, int64_t inner, const float* x, float* y);
 void glu_backward(int64_t outer, int64_t half, int64_t inner, const float* dy, const float* x, float* dx);

@@ -243,8 +243,23 @@ void p_binary(BinaryOp op, int64_t n, const float* a, int64_t sa, const float* b
   }
 }
 
+void p_affine_glu_forward(int64_t n, const float* xa, const float* xb, const AffinePair& c, float* y) {
+  for (int64_t i = 0, j = 0; i < n; ++i, j += c.step)
+    y[i] = std::fma(xa[i], c.sa[j], c.ta[j]) * sigmoid(std::fma(xb[i], c.sb[j], c.tb[j]));
+}
+
+void p_affine_glu_backward(int64_t n, const float* g, const float* xa, const float* xb, const AffinePair& c, float* dza,
+                           float* dzb) {
+  for (int64_t i = 0, j = 0; i < n; ++i, j += c.step) {
+    const float za = std::fma(xa[i], c.sa[j], c.ta[j]), s = sigmoid(std::fma(xb[i], c.sb[j], c.tb[j]));
+    dza[i] = g[i] * s;
+    dzb[i] = g[i] * za * s * (1.0f - s);
+  }
+}
+
 const PointwiseKernels kPortable = {"portable",      p_glu_forward,   p_glu_backward,  p_relu_forward,
-                                    p_relu_backward, p_leaky_forward, p_leaky_backward, p_binary};
+                                    p_relu_backward, p_leaky_forward, p_leaky_backward, p_binary,
+                                    p_affine_glu_forward, p_affine_glu_backward};
 
 const PointwiseKernels*& active_kernels() {
   static const PointwiseKernels* k = avx2_pointwise_kernels() ? avx2_pointwise_kernels() : &kPortable;

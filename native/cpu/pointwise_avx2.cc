@@ -72,6 +72,45 @@ C3_AVX2 void glu_backward(int64_t n, const float* g, const float* a, const float
   }
 }
 
+// the coefficients of elements i .. i + 7: one broadcast value (step 0) or eight
+struct Coef8 {
+  __m256 sa, ta, sb, tb;
+};
+C3_AVX2 inline Coef8 coef8(const AffinePair& c, int64_t i) {
+  if (c.step == 0) return {_mm256_set1_ps(*c.sa), _mm256_set1_ps(*c.ta), _mm256_set1_ps(*c.sb), _mm256_set1_ps(*c.tb)};
+  return {_mm256_loadu_ps(c.sa + i), _mm256_loadu_ps(c.ta + i), _mm256_loadu_ps(c.sb + i), _mm256_loadu_ps(c.tb + i)};
+}
+
+C3_AVX2 void affine_glu_forward(int64_t n, const float* xa, const float* xb, const AffinePair& c, float* y) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const Coef8 k = coef8(c, i);
+    const __m256 za = _mm256_fmadd_ps(_mm256_loadu_ps(xa + i), k.sa, k.ta);
+    const __m256 zb = _mm256_fmadd_ps(_mm256_loadu_ps(xb + i), k.sb, k.tb);
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(za, sigmoid256(zb)));
+  }
+  for (int64_t j = i * c.step; i < n; ++i, j += c.step)
+    y[i] = std::fma(xa[i], c.sa[j], c.ta[j]) * sigmoid1(std::fma(xb[i], c.sb[j], c.tb[j]));
+}
+
+C3_AVX2 void affine_glu_backward(int64_t n, const float* g, const float* xa, const float* xb, const AffinePair& c,
+                                 float* dza, float* dzb) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const Coef8 k = coef8(c, i);
+    const __m256 za = _mm256_fmadd_ps(_mm256_loadu_ps(xa + i), k.sa, k.ta);
+    const __m256 s = sigmoid256(_mm256_fmadd_ps(_mm256_loadu_ps(xb + i), k.sb, k.tb)), gv = _mm256_loadu_ps(g + i);
+    _mm256_storeu_ps(dza + i, _mm256_mul_ps(gv, s));
+    _mm256_storeu_ps(dzb + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(gv, za), s), _mm256_sub_ps(one, s)));
+  }
+  for (int64_t j = i * c.step; i < n; ++i, j += c.step) {
+    const float za = std::fma(xa[i], c.sa[j], c.ta[j]), s = sigmoid1(std::fma(xb[i], c.sb[j], c.tb[j]));
+    dza[i] = g[i] * s;
+    dzb[i] = g[i] * za * s * (1.0f - s);
+  }
+}
+
 C3_AVX2 void relu_forward(int64_t n, const float* x, float* y) {
   const __m256 zero = _mm256_setzero_ps();
   int64_t i = 0;
@@ -165,8 +204,9 @@ bool cpu_has_avx2_fma() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-const PointwiseKernels kAvx2 = {"avx2-fma",   glu_forward,   glu_backward,  relu_forward,
-                                relu_backward, leaky_forward, leaky_backward, binary};
+const PointwiseKernels kAvx2 = {"avx2-fma",    glu_forward,   glu_backward,   relu_forward,
+                                relu_backward, leaky_forward, leaky_backward, binary,
+                                affine_glu_forward, affine_glu_backward};
 
 }  // namespace
 

@@ -11,6 +11,13 @@
 
 namespace c3::cpu {
 
+// The affine maps of a GLU's two halves: element i of a run takes sa[i * step] etc. (step 0: one
+// coefficient for the whole run, a channel's row; 1: one per element, short rows laid side by side).
+struct AffinePair {
+  const float *sa, *ta, *sb, *tb;
+  int64_t step;
+};
+
 struct PointwiseKernels {
   const char* name;
   // y = a * sigmoid(b)
@@ -24,6 +31,11 @@ struct PointwiseKernels {
   void (*leaky_backward)(int64_t n, const float* dy, const float* x, float alpha, float* dx);
   // y[j] = a[j * sa] op b[j * sb] for j < n, with sa, sb each 0 or 1; y may be a or b itself
   void (*binary)(BinaryOp op, int64_t n, const float* a, int64_t sa, const float* b, int64_t sb, float* y);
+  // batch norm's affine into the GLU (bn_glu.cc): za = fma(xa, sa, ta), zb = fma(xb, sb, tb),
+  // y = za * sigmoid(zb); backward, from g: dza = g * s, dzb = g * za * s * (1 - s)
+  void (*affine_glu_forward)(int64_t n, const float* xa, const float* xb, const AffinePair& c, float* y);
+  void (*affine_glu_backward)(int64_t n, const float* g, const float* xa, const float* xb, const AffinePair& c,
+                              float* dza, float* dzb);
 };
 
 // Plain loops (always available).

@@ -3,6 +3,7 @@
 #include "../core/backend.h"
 #include "adam.cuh"
 #include "batchnorm.cuh"
+#include "bn_glu.cuh"
 #include "conv2d.cuh"
 #include "conv_const.cuh"
 #include "gemm.cuh"
@@ -26,6 +27,7 @@ const Backend* cuda_backend() {
       cuda::conv2d_forward, cuda::conv2d_backward_data, cuda::conv2d_backward_weight,
       cuda::batchnorm_forward_train, cuda::batchnorm_forward_eval, cuda::batchnorm_backward,
       cuda::glu_forward, cuda::glu_backward,
+      cuda::bn_glu_forward, cuda::bn_glu_backward,
       cuda::unary_forward, cuda::unary_backward, cuda::binary_forward, cuda::expand, cuda::sum_to,
       cuda::upsample2x_forward, cuda::upsample2x_backward,
       cuda::copy_block,

@@ -217,6 +217,7 @@ void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, c
   launch("batch_norm", train_finalize, (c + kThreads - 1) / kThreads, kThreads, 0, c, p.slices, count, hw,
          part.as<double2>(), x, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
          ss.as<float2>());
+  if (!y) return;  // the statistics only (bn_glu_forward normalises)
   const int total = n * c * hw;
   launch("batch_norm", apply_affine, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw), FastDiv(c), x,
          static_cast<const float2*>(ss.as<float2>()), y);

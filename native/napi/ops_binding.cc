@@ -205,6 +205,20 @@ C3_OP(BatchNormBackward, "batchNormBackward")
   return wrap_list(env, {g.dx, g.dgamma, g.dbeta});
 C3_END
 
+C3_OP(BatchNormGlu, "batchNormGlu")
+  ops::BatchNormOut o = ops::batchnorm_glu_forward(a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "bias"),
+                                                   a.tensor(3, "runningMean"), a.tensor(4, "runningVar"),
+                                                   a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"));
+  return wrap_list(env, {o.y, o.save_mean, o.save_invstd});
+C3_END
+
+C3_OP(BatchNormGluBackward, "batchNormGluBackward")
+  ops::BatchNormGrads g = ops::batchnorm_glu_backward(a.tensor(0, "dy"), a.tensor(1, "input"), a.tensor(2, "weight"),
+                                                      a.tensor(3, "bias"), a.tensor(4, "saveMean"),
+                                                      a.tensor(5, "saveInvstd"), a.boolean(6, "training"));
+  return wrap_list(env, {g.dx, g.dgamma, g.dbeta});
+C3_END
+
 C3_OP(Glu, "glu")
   return wrap(env, ops::glu(a.tensor(0, "input"), static_cast<int>(a.integer(1, "dim", -6, 5))));
 C3_END
@@ -350,7 +364,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"unaryBackward", UnaryBackward}, {"binary", Binary}, {"expand", Expand}, {"sumTo", SumTo}, {"sum", Sum},
       {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight},
       {"linear", Linear}, {"linearBackwardData", LinearBackwardData}, {"linearBackwardWeight", LinearBackwardWeight},
-      {"matmul", Matmul}, {"batchNorm", BatchNorm}, {"batchNormBackward", BatchNormBackward}, {"glu", Glu},
+      {"matmul", Matmul}, {"batchNorm", BatchNorm}, {"batchNormBackward", BatchNormBackward},
+      {"batchNormGlu", BatchNormGlu}, {"batchNormGluBackward", BatchNormGluBackward}, {"glu", Glu},
       {"gluBackward", GluBackward}, {"upsample2x", Upsample2x}, {"upsample2xBackward", Upsample2xBackward},
       {"concat", Concat}, {"slice", Slice}, {"sliceBackward", SliceBackward}, {"l2normalize", L2Normalize},
       {"l2normalizeBackward", L2NormalizeBackward}, {"softmax", Softmax}, {"softmaxBackward", SoftmaxBackward},

@@ -1090,6 +1090,31 @@ C3_TEST(cuda_vs_cpu_batchnorm) {
     }
 }
 
+C3_TEST(cuda_vs_cpu_bn_glu) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_bn_glu");
+  if (!g) return;
+  // long rows and short ones (BatchNorm1d's HW = 1); expf may differ from the CPU's by an ulp or two
+  const int64_t shapes[][3] = {{8, 5, 1}, {4, 16, 7}, {16, 32, 256}, {2, 3, 1000}};
+  uint64_t seed = 81000;
+  for (auto& s : shapes) {
+    const int64_t N = s[0], half = s[1], HW = s[2], n = N * half * HW;
+    Vf x = random_vec(2 * n, ++seed, -3, 3), gm = random_vec(2 * half, ++seed, 0.5f, 1.5f);
+    Vf bt = random_vec(2 * half, ++seed), mean = random_vec(2 * half, ++seed), invstd = random_vec(2 * half, ++seed, 0.5f, 2.0f);
+    Vf dy = random_vec(n, ++seed);
+    const std::string what = "bn_glu N" + std::to_string(N) + " half" + std::to_string(half) + " HW" + std::to_string(HW);
+    Outputs c, d;
+    on_both(*g, [&](const Backend& be) {
+      Buf bx(be, x), bg(be, gm), bb(be, bt), bm(be, mean), bi(be, invstd), bdy(be, dy), by(be, nan_vec(n)),
+          bdz(be, nan_vec(2 * n));
+      be.bn_glu_forward(N, half, HW, bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), by.p());
+      be.bn_glu_backward(N, half, HW, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz.p());
+      return Outputs{by.host(), bdz.host()};
+    }, c, d);
+    expect_close(d[0], c[0], 1e-5, 1e-6, what + " forward");
+    expect_close(d[1], c[1], 1e-5, 4e-6, what + " backward");
+  }
+}
+
 C3_TEST(cuda_vs_cpu_pointwise) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_pointwise");
   if (!g) return;

@@ -182,6 +182,59 @@ C3_TEST(glu_large) {
   expect_fwd(by.host(), glu_ref(to_d(x), outer, half, inner), "glu large forward");
 }
 
+// ---- batch norm's affine then GLU (bn_glu_*) ----
+
+struct BnGluCase {
+  int64_t N, half, HW;
+  Vf x, gamma, beta, mean, invstd;
+  BnGluCase(int64_t n, int64_t h, int64_t hw, uint64_t seed) : N(n), half(h), HW(hw) {
+    x = random_vec(N * 2 * half * HW, seed, -3, 3);
+    gamma = random_vec(2 * half, seed + 1, 0.5f, 1.5f);
+    beta = random_vec(2 * half, seed + 2);
+    mean = random_vec(2 * half, seed + 3, -0.5f, 0.5f);
+    invstd = random_vec(2 * half, seed + 4, 0.5f, 2.0f);
+  }
+  std::string name() const {
+    return "bn_glu (" + std::to_string(N) + ", " + std::to_string(half) + ", " + std::to_string(HW) + ")";
+  }
+  // the normalised value of element i (channel c) in double
+  double z(const Vd& xd, int64_t i) const {
+    const int64_t c = i / HW % (2 * half);
+    return (xd[i] - mean[c]) * static_cast<double>(invstd[c]) * gamma[c] + beta[c];
+  }
+  Vd forward(const Vd& xd) const {
+    Vd y(N * half * HW);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = 0; j < half * HW; ++j) {
+        const int64_t a = n * 2 * half * HW + j, b = a + half * HW;
+        y[n * half * HW + j] = z(xd, a) / (1 + std::exp(-z(xd, b)));
+      }
+    return y;
+  }
+};
+
+C3_TEST(bn_glu_forward_backward) {
+  const int64_t shapes[][3] = {{3, 4, 20}, {5, 6, 1}, {2, 3, 7}, {2, 8, 64}};
+  uint64_t seed = 3000;
+  for (auto& sh : shapes) {
+    const BnGluCase t(sh[0], sh[1], sh[2], seed += 10);
+    const int64_t n = t.N * t.half * t.HW;
+    Vf w = random_vec(n, seed + 5);
+    Buf bx(be, t.x), bg(be, t.gamma), bb(be, t.beta), bm(be, t.mean), bi(be, t.invstd), by(be, n), bw(be, w),
+        bdz(be, 2 * n);
+    be.bn_glu_forward(t.N, t.half, t.HW, bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), by.p());
+    expect_fwd(by.host(), t.forward(to_d(t.x)), t.name() + " forward");
+    // dz is the gradient at the normalised values: d/dx = dz * gamma * invstd
+    be.bn_glu_backward(t.N, t.half, t.HW, bw.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz.p());
+    Vf dx = bdz.host();
+    for (size_t i = 0; i < dx.size(); ++i) {
+      const int64_t c = static_cast<int64_t>(i) / t.HW % (2 * t.half);
+      dx[i] = static_cast<float>(dx[i] * static_cast<double>(t.gamma[c]) * t.invstd[c]);
+    }
+    expect_grad(dx, t.x, w, [&](const Vd& xd) { return t.forward(xd); }, t.name() + " backward");
+  }
+}
+
 // ---- unary ----
 
 double unary_ref(UnaryOp op, double x, double alpha) {
@@ -937,6 +990,38 @@ C3_TEST(fast_glu_matches_reference) {
       // 1 - s, where a few ulp of s near 1 are absolute errors of ~1e-7 times |dy * a| <= 12
       expect_close(y, yr, 1e-6, 1e-30, name + " forward" + tag);
       expect_close(dx, dxr, 1e-6, 4e-6, name + " backward" + tag);
+    });
+  }
+}
+
+C3_TEST(fast_bn_glu_matches_reference) {
+  if (!cpu_only(be, "fast_bn_glu_matches_reference")) return;
+  TableSweep sweep;
+  // rows of HW (long: a run per channel row; short: samples laid side by side), odd tails
+  const int64_t shapes[][3] = {{1, 1, 1}, {4, 5, 1}, {3, 7, 3}, {2, 9, 15}, {2, 3, 16}, {3, 4, 33}, {2, 16, 1024}};
+  uint64_t seed = 2500;
+  for (auto& sh : shapes) {
+    const BnGluCase t(sh[0], sh[1], sh[2], seed += 10);
+    const int64_t n = t.N * t.half * t.HW;
+    const Vf dy = random_vec(n, seed + 5);
+    Vf yr(n), dzr(2 * n);
+    cpu::bn_glu_forward_reference(t.N, t.half, t.HW, t.x.data(), t.gamma.data(), t.beta.data(), t.mean.data(),
+                                  t.invstd.data(), yr.data());
+    cpu::bn_glu_backward_reference(t.N, t.half, t.HW, dy.data(), t.x.data(), t.gamma.data(), t.beta.data(),
+                                   t.mean.data(), t.invstd.data(), dzr.data());
+    SameAcrossThreads same_y, same_dz;
+    sweep.run([&](const std::string& tag) {
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      Vf y(n, nan), dz(2 * n, nan);
+      cpu::bn_glu_forward(t.N, t.half, t.HW, t.x.data(), t.gamma.data(), t.beta.data(), t.mean.data(), t.invstd.data(),
+                          y.data());
+      cpu::bn_glu_backward(t.N, t.half, t.HW, dy.data(), t.x.data(), t.gamma.data(), t.beta.data(), t.mean.data(),
+                           t.invstd.data(), dz.data());
+      // the affine map is rounded to float once per channel (~1e-7 of |z| <= ~10), then the sigmoid
+      expect_close(y, yr, 1e-5, 1e-6, t.name() + " forward" + tag);
+      expect_close(dz, dzr, 1e-5, 4e-6, t.name() + " backward" + tag);
+      same_y.check(tag, y, t.name() + " forward");
+      same_dz.check(tag, dz, t.name() + " backward");
     });
   }
 }
