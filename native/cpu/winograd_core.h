@@ -283,62 +283,78 @@ C3_INLINE void input_tile(const float* d, int64_t ld, Lanes* v) {
 
 // ---- weights, straight into the GEMMs' A panels: Ap[xi] holds U[xi] (rows x depth) as
 // pack_a_strided lays out an A operand (panels of mr rows in blocks of kDepthBlock columns),
-// where U[xi][row][d] = (G g G^T)[xi] of the r x r kernel g that taps(row, d, g) reads. Lanes are
-// 8 kernels of one row (consecutive d), whose A-panel places are mr floats apart.
+// where U[xi][row][d] = (G g G^T)[xi] of the r x r kernel g that taps(row, d, g) reads. An item
+// is one panel's mr rows by 8 consecutive d, which the panel holds as mr * 8 consecutive floats
+// per position (index l * mr + r for row r0 + r, depth d0 + l); the lanes run over that index,
+// so every transformed value goes out in a vector store straight into its panel (scattering
+// them one float at a time made D's 512 x 512 F(4x4) transform cost as much as its conv). Rows
+// past `rows` are zeros. Items run along the depth, or with `across` along the rows: the order
+// in which taps() reads the weights tensor contiguously (backward-data's rows are its inputs).
 template <class F, class Taps>
-C3_INLINE void weights_body(int64_t rows, int64_t depth, int mr, const Taps& taps, float* Ap, int64_t i0, int64_t i1) {
+C3_INLINE void weights_body(int64_t rows, int64_t depth, int mr, bool across, const Taps& taps, float* Ap, int64_t i0,
+                            int64_t i1) {
   constexpr int A = F::A, R = F::R;
   const int64_t groups = (depth + L - 1) / L, rows_pad = round_up(rows, mr), position = rows_pad * depth;
+  const int64_t panels = rows_pad / mr;
   for (int64_t item = i0; item < i1; ++item) {
-    const int64_t row = item / groups, d0 = item % groups * L, lanes = std::min<int64_t>(L, depth - d0);
-    float g[R * R][L] = {};
-    float one[R * R];
-    for (int64_t l = 0; l < lanes; ++l) {
-      taps(row, d0 + l, one);
-      for (int e = 0; e < R * R; ++e) g[e][l] = one[e];
-    }
-    Lanes t[A][R];  // G g
-#pragma GCC unroll 8
-    for (int a = 0; a < A; ++a)
-#pragma GCC unroll 8
-      for (int s2 = 0; s2 < R; ++s2)
-        t[a][s2] = lane_sum(R, [&](int r) { return F::G[a][r]; }, [&](int r) { return load_lanes(g[r * R + s2]); });
+    const int64_t panel = across ? item % panels : item / groups, group = across ? item / panels : item % groups;
+    const int64_t r0 = panel * mr, d0 = group * L, lanes = std::min<int64_t>(L, depth - d0);
     // d0 is a multiple of 8 and kDepthBlock of 8: the lanes share a depth block
     const int64_t kb = d0 / kDepthBlock * kDepthBlock, len = std::min(kDepthBlock, depth - kb);
-    float* at = Ap + kb * rows_pad + row / mr * len * mr + row % mr + (d0 - kb) * mr;
-#pragma GCC unroll 8
-    for (int a = 0; a < A; ++a)
-#pragma GCC unroll 8
-      for (int b = 0; b < A; ++b) {
-        float u[L];
-        store_lanes(u, lane_sum(R, [&](int s2) { return F::G[b][s2]; }, [&](int s2) { return t[a][s2]; }));
-        float* o = at + (a * A + b) * position;
-        for (int64_t l = 0; l < lanes; ++l) o[l * mr] = u[l];
+    float* at = Ap + kb * rows_pad + r0 * len + (d0 - kb) * mr;
+    const int64_t count = lanes * mr;  // floats of this item per position
+    for (int64_t j0 = 0; j0 < count; j0 += L) {
+      float g[R * R][L] = {};
+      float one[R * R];
+      const int64_t n = std::min<int64_t>(L, count - j0);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t row = r0 + (j0 + i) % mr;
+        if (row >= rows) continue;
+        taps(row, d0 + (j0 + i) / mr, one);
+        for (int e = 0; e < R * R; ++e) g[e][i] = one[e];
       }
+      Lanes t[A][R];  // G g
+#pragma GCC unroll 8
+      for (int a = 0; a < A; ++a)
+#pragma GCC unroll 8
+        for (int s2 = 0; s2 < R; ++s2)
+          t[a][s2] = lane_sum(R, [&](int q) { return F::G[a][q]; }, [&](int q) { return load_lanes(g[q * R + s2]); });
+#pragma GCC unroll 8
+      for (int a = 0; a < A; ++a)
+#pragma GCC unroll 8
+        for (int b = 0; b < A; ++b) {
+          const Lanes u = lane_sum(R, [&](int s2) { return F::G[b][s2]; }, [&](int s2) { return t[a][s2]; });
+          float* o = at + (a * A + b) * position + j0;
+          if (n == L) store_lanes(o, u);
+          else
+            for (int64_t i = 0; i < n; ++i) o[i] = u[i];
+        }
+    }
   }
 }
 
 #ifdef C3_WINO_AVX2
 template <class F, class Taps>
-__attribute__((target("avx2,fma"))) void weights_avx2(int64_t rows, int64_t depth, int mr, const Taps& taps, float* Ap,
-                                                      int64_t i0, int64_t i1) {
-  weights_body<F>(rows, depth, mr, taps, Ap, i0, i1);
+__attribute__((target("avx2,fma"))) void weights_avx2(int64_t rows, int64_t depth, int mr, bool across, const Taps& taps,
+                                                      float* Ap, int64_t i0, int64_t i1) {
+  weights_body<F>(rows, depth, mr, across, taps, Ap, i0, i1);
 }
 #endif
 template <class F, class Taps>
-void weights_base(int64_t rows, int64_t depth, int mr, const Taps& taps, float* Ap, int64_t i0, int64_t i1) {
-  weights_body<F>(rows, depth, mr, taps, Ap, i0, i1);
+void weights_base(int64_t rows, int64_t depth, int mr, bool across, const Taps& taps, float* Ap, int64_t i0, int64_t i1) {
+  weights_body<F>(rows, depth, mr, across, taps, Ap, i0, i1);
 }
 
-// Ap (a^2 positions of round_up(rows, mr) x depth) for the current micro-kernel's mr.
+// Ap (a^2 positions of round_up(rows, mr) x depth) for the current micro-kernel's mr; `across`:
+// taps(row, d) reads consecutive rows (not consecutive d) from neighbouring weights.
 template <class F, class Taps>
-void transform_weights(int64_t rows, int64_t depth, const Taps& taps, float* Ap) {
+void transform_weights(int64_t rows, int64_t depth, const Taps& taps, float* Ap, bool across = false) {
   const int mr = gemm_micro_kernel().mr;
-  parallel_for(rows * ((depth + L - 1) / L), 16, [&](int64_t i0, int64_t i1) {
+  parallel_for(round_up(rows, mr) / mr * ((depth + L - 1) / L), 4, [&](int64_t i0, int64_t i1) {
 #ifdef C3_WINO_AVX2
-    if (use_avx2()) return weights_avx2<F>(rows, depth, mr, taps, Ap, i0, i1);
+    if (use_avx2()) return weights_avx2<F>(rows, depth, mr, across, taps, Ap, i0, i1);
 #endif
-    weights_base<F>(rows, depth, mr, taps, Ap, i0, i1);
+    weights_base<F>(rows, depth, mr, across, taps, Ap, i0, i1);
   });
 }
 
@@ -583,12 +599,13 @@ void winograd_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_
 // earlier call whose weights compare equal (winograd_cache.h). `pass` tells the uses of one
 // weight tensor apart (forward, backward-data, the stride-2 phases).
 template <class F, class Taps>
-Packed cached_weights(int pass, const float* w, size_t n, int64_t rows, int64_t depth, const Taps& taps) {
+Packed cached_weights(int pass, const float* w, size_t n, int64_t rows, int64_t depth, const Taps& taps,
+                      bool across = false) {
   const int mr = gemm_micro_kernel().mr;
   const uint64_t key = cache_key({reinterpret_cast<uintptr_t>(w), uint64_t(F::M * 16 + F::R), uint64_t(pass),
                                   uint64_t(rows), uint64_t(depth), uint64_t(mr)});
   return packed_weights(key, w, n, packed_weights_size<F>(rows, depth),
-                        [&](float* Ap) { transform_weights<F>(rows, depth, taps, Ap); });
+                        [&](float* Ap) { transform_weights<F>(rows, depth, taps, Ap, across); });
 }
 
 template <class F>
@@ -607,7 +624,7 @@ void backward_data_m(const Conv2dParams& p, const float* dy, const float* w, flo
   const Packed Ap = cached_weights<F>(1, w, p.K * p.C * RR, p.C, p.K, [&](int64_t c, int64_t k, float* g) {
     const float* src = w + (k * p.C + c) * RR;
     for (int e = 0; e < RR; ++e) g[e] = src[RR - 1 - e];
-  });
+  }, true);
   winograd_conv<F>(p.N, p.K, p.OH, p.OW, p.C, F::R - 1 - p.pad, F::R - 1 - p.pad, p.H, p.W, dy, Ap->data(), nullptr, dx);
 }
 

@@ -200,7 +200,7 @@ void backward_data_f(const Conv2dParams& p, const float* dy, const float* w, flo
         const float* src = w + (k * p.C + c) * 16;
         for (int q = 0; q < 2; ++q)
           for (int r = 0; r < 2; ++r) g[q * 2 + r] = src[(2 * (1 - q) + a) * 4 + 2 * (1 - r) + b];
-      }, out + ph * per_phase);
+      }, out + ph * per_phase, true);
     }
   });
   for (int al = 0; al < 2; ++al)
