@@ -2,8 +2,8 @@
 // blocked engine (gemm_kernels.h), laid out like BLIS/GotoBLAS: C is split into chunks, one per
 // parallel work item; inside a chunk C is walked in NC-column and KC-deep blocks, a KC x NC block
 // of B is packed into NR-wide panels (L3), an MC x KC block of A into MR-tall panels (L2), and
-// an MR x NR micro-kernel (AVX2+FMA 6x16 where the CPU has it, chosen at run time) multiplies a
-// panel of A (L1/L2) by a panel of B (L1).
+// an MR x NR micro-kernel (AVX2+FMA 6x16 or AVX-512 6x32 where the CPU has it, NEON 12x8 on
+// AArch64, chosen at run time) multiplies a panel of A (L1/L2) by a panel of B (L1).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -63,6 +63,9 @@ const MicroKernel* initial_kernel() {
   if (env && std::strcmp(env, "portable") == 0) return &kPortable;
   if (env && std::strcmp(env, "avx2") == 0 && avx2_micro_kernel()) return avx2_micro_kernel();
   if (env && std::strcmp(env, "avx512") == 0 && avx512_micro_kernel()) return avx512_micro_kernel();
+  if (env && std::strcmp(env, "neon") == 0 && neon_micro_kernel()) return neon_micro_kernel();
+  // NEON is architectural on AArch64 (non-null exactly there)
+  if (neon_micro_kernel()) return neon_micro_kernel();
   // AVX-512 where 512-bit FMAs run at full width (Intel's server cores: twice AVX2's rate); AMD's
   // Zen 4 splits them in two, and there the 6x16 AVX2 kernel measured the same with half the
   // column padding on narrow layers
@@ -274,6 +277,8 @@ void deal_b_row(const float* line, int64_t k, int64_t kc, int64_t nc, int nr, fl
   const int64_t panel = int64_t(nr) * kc;
   if (nr == 16) {  // the AVX2 kernel's width: fixed-size copies the compiler turns into vector moves
     for (int64_t q = 0; q < full; ++q) std::memcpy(dst + q * panel, line + q * 16, 16 * sizeof(float));
+  } else if (nr == 8) {  // the NEON and portable kernels'
+    for (int64_t q = 0; q < full; ++q) std::memcpy(dst + q * panel, line + q * 8, 8 * sizeof(float));
   } else if (nr == 32) {  // the AVX-512 kernel's
     for (int64_t q = 0; q < full; ++q) std::memcpy(dst + q * panel, line + q * 32, 32 * sizeof(float));
   } else {

@@ -21,9 +21,13 @@ const MicroKernel& portable_micro_kernel();
 const MicroKernel* avx2_micro_kernel();
 // AVX-512F 6x32 (gemm_avx512.cc); null likewise.
 const MicroKernel* avx512_micro_kernel();
-// The kernel the engine uses, chosen once at run time: AVX-512 on Intel CPUs that have it, AVX2
-// where the CPU has it, else portable; C3GAN_GEMM_KERNEL=portable|avx2|avx512 in the
-// environment picks one (when this CPU runs it).
+// AArch64 NEON 12x8 (gemm_neon.cc); null on other targets (NEON is always there on AArch64).
+const MicroKernel* neon_micro_kernel();
+// The kernel the engine uses, chosen once at run time: NEON on AArch64, AVX-512 on Intel CPUs
+// that have it, AVX2 where the CPU has it, else portable; C3GAN_GEMM_KERNEL=
+// portable|avx2|avx512|neon in the environment picks one (when this CPU runs it). Panel widths
+// (nr) must stay multiples of 8: the Winograd input transform stores 8 columns of a B panel at
+// once (winograd_core.h PanelRow).
 const MicroKernel& gemm_micro_kernel();
 // For tests and benchmarks: use `k` from now on (not thread-safe against running GEMMs).
 void set_gemm_micro_kernel(const MicroKernel& k);

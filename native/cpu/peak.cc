@@ -158,6 +158,8 @@ const char* cpu_features() {
     return s;
   }();
   return features.c_str();
+#elif defined(__aarch64__)
+  return "asimd";  // Advanced SIMD (NEON): architectural on AArch64
 #else
   return "";
 #endif

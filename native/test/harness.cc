@@ -4,6 +4,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "../cpu/gemm_kernels.h"
+
 namespace c3::test {
 
 std::vector<Case>& registry() {
@@ -86,6 +88,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (device == "cpu") std::printf("cpu gemm kernel: %s\n", c3::cpu::gemm_micro_kernel().name);
   int passed = 0, failed = 0;
   for (auto& c : c3::test::registry()) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
@@ -93,9 +96,11 @@ int main(int argc, char** argv) {
       c.fn(*be);
       ++passed;
       std::printf("ok   %s\n", c.name);
+      std::fflush(stdout);  // a case that crashes the program leaves the ones before it in a piped log
     } catch (const std::exception& e) {
       ++failed;
       std::printf("FAIL %s: %s\n", c.name, e.what());
+      std::fflush(stdout);
     }
   }
   std::printf("%d passed, %d failed\n", passed, failed);
