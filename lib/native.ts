@@ -106,6 +106,10 @@ export interface NativeAddon {
   conv2d(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor;
   conv2dBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[], stride: number, pad: number): NativeTensor;
   conv2dBackwardWeight(dy: NativeTensor, x: NativeTensor, wShape: number[], stride: number, pad: number): NativeTensor;
+  /** conv2d(upsample2x(x), w, bias, 1, 1) for a (K, C, 3, 3) w, without the upsampled tensor */
+  conv2dUp(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null): NativeTensor;
+  conv2dUpBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[]): NativeTensor;
+  conv2dUpBackwardWeight(dy: NativeTensor, x: NativeTensor, wShape: number[]): NativeTensor;
   /**
    * conv2d(concat(x, code tiled over H x W), w), stride 1, 'same' padding (odd square kernel):
    * x (N, Cx, H, W), code (N, Kc), w (K, Cx + Kc, R, R). Forward (dy null): [y]; backward:

@@ -598,6 +598,46 @@ export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
 }
 
 /**
+ * conv2d(upsample2x(x), w, bias, 1, 1) for a 3x3 kernel (the generator's upsample blocks) as one
+ * op: the native kernels work on x's four output phases (backend.h conv2d_up_*), so the
+ * upsampled tensor is neither made nor kept for backward, and the CPU multiplies 2x2 kernels
+ * (the 3x3 one's taps summed per phase) instead of 3x3 ones. Equal to the two ops to float rounding.
+ */
+export function conv2dUp(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
+  const op = "conv2dUp";
+  checkTensor(x, op, "input");
+  checkTensor(w, op, "weight");
+  checkRank(x, [4], op, "input (N, C, H, W)");
+  checkRank(w, [4], op, "weight (K, C, 3, 3)");
+  const xShape = x.shape;
+  const wShape = w.shape;
+  if (wShape[2] !== 3 || wShape[3] !== 3) throw new Error(`${op}: weight ${shapeStr(wShape)} must be 3x3`);
+  if (xShape[1] !== wShape[1]) {
+    throw new Error(`${op}: input ${shapeStr(xShape)} has ${xShape[1]} channels but weight ${shapeStr(wShape)} expects ${wShape[1]}`);
+  }
+  if (bias !== null) {
+    checkTensor(bias, op, "bias");
+    if (bias.ndim !== 1 || bias.shape[0] !== wShape[0]) {
+      throw new Error(`${op}: bias shape ${shapeStr(bias.shape)} does not match weight ${shapeStr(wShape)} (needs [${wShape[0]}])`);
+    }
+  }
+  const N = native();
+  const xh = x.use(op);
+  const wh = w.use(op);
+  const y = N.conv2dUp(xh, wh, bias ? bias.use(op) : null);
+  return finish(op, y, [x, w, bias], (c) => {
+    const [nx, nw, nb] = c.needs;
+    const ws = nx ? c.share(wh) : null;
+    const xs = nw ? c.share(xh) : null;
+    return (dy) => [
+      nx ? N.conv2dUpBackwardData(dy, ws!, xShape) : null,
+      nw ? N.conv2dUpBackwardWeight(dy, xs!, wShape) : null,
+      nb ? N.sum(dy, [0, 2, 3], false) : null,
+    ];
+  });
+}
+
+/**
  * glu(batchNorm(x, ...), dim) as one op that keeps x but not the batch-norm output. Over the
  * channels (dim 1, the model's conv -> BN -> GLU blocks) it runs the native one-pass kernel: the
  * statistics, then one pass reading x and writing the GLU's output (backend.h bn_glu_forward),

@@ -87,7 +87,7 @@ test("gradcheck: reductions and shape ops", { skip }, () => {
   gradcheck({ name: "slice", inputs: [x], forward: ([t]) => ops.slice(t, 2, 1, 3), reference: ([r]) => R.slice(r, 2, 1, 3) });
 });
 
-test("gradcheck: conv2d, linear, matmul", { skip }, () => {
+test("gradcheck: conv2d, conv2dUp, linear, matmul", { skip }, () => {
   const convs = [
     { x: [2, 2, 5, 4], w: [3, 2, 3, 3], stride: 1, pad: 1 },
     { x: [1, 2, 6, 6], w: [2, 2, 4, 4], stride: 2, pad: 1 },
@@ -103,6 +103,17 @@ test("gradcheck: conv2d, linear, matmul", { skip }, () => {
     gradcheck({
       name: `conv2d weight only ${JSON.stringify(c)}`, inputs: [nograd(x), w], ...ptol,
       forward: ([a, b]) => ops.conv2d(a, b, null, c.stride, c.pad), reference: ([a, b]) => R.conv2d(a, b, null, c.stride, c.pad),
+    });
+  }
+  {
+    // conv2d of the 2x-upsampled input as one op (its phase path against the float64 reference
+    // is in native/test and ops.test.ts; this checks the op's gradients end to end)
+    const x = rng.rt([2, 2, 3, 4]);
+    const w = rng.rt([3, 2, 3, 3]);
+    const bias = rng.rt([3]);
+    gradcheck({
+      name: "conv2dUp", inputs: [x, w, bias], ...ptol,
+      forward: ([a, b, d]) => ops.conv2dUp(a, b, d), reference: ([a, b, d]) => R.conv2d(R.upsample2x(a), b, d, 1, 1),
     });
   }
   const x = rng.rt([4, 5]);

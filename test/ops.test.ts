@@ -159,6 +159,33 @@ test("glu, upsample2x", () => {
   });
 });
 
+test("conv2dUp is conv2d(upsample2x(x)) in value and gradients, on the phase path and the fallback", () => {
+  // (N, C, H, W) -> K: 32 channels over 8x8 maps run on the four output phases; 3 channels fall back
+  for (const [N, C, H, W, K] of [[8, 32, 8, 8, 16], [2, 3, 5, 4, 2]]) {
+    tidy(() => {
+      const x = rng.rt([N, C, H, W]);
+      const w = rng.rt([K, C, 3, 3], -0.3, 0.3);
+      const b = rng.rt([K]);
+      const dy = T(rng.rt([N, K, 2 * H, 2 * W]));
+      const run = (f: (a: Tensor, v: Tensor, c: Tensor) => Tensor) => {
+        const [a, v, c] = [T(x), T(w), T(b)];
+        for (const t of [a, v, c]) t.requiresGrad = true;
+        const y = f(a, v, c);
+        y.backward(dy);
+        return [y, a.grad!, v.grad!, c.grad!].map((t) => t.toArray());
+      };
+      const fused = run((a, v, c) => ops.conv2dUp(a, v, c));
+      const plain = run((a, v, c) => ops.conv2d(ops.upsample2x(a), v, c, 1, 1));
+      ["y", "dx", "dw", "db"].forEach((name, i) => {
+        const err = scaledMaxError(fused[i], plain[i]);
+        assert.ok(err <= 1e-5, `conv2dUp ${N}x${C}x${H}x${W} -> ${K} ${name}: scaled max error ${err}`);
+      });
+    });
+  }
+  assert.throws(() => ops.conv2dUp(T(rng.rt([1, 2, 3, 3])), T(rng.rt([2, 2, 4, 4]))), /must be 3x3/);
+  assert.throws(() => ops.conv2dUp(T(rng.rt([1, 2, 3, 3])), T(rng.rt([2, 3, 3, 3]))), /channels/);
+});
+
 test("normalize, softmax, logSoftmax, crossEntropy, ntXent", () => {
   tidy(() => {
     const x = rng.rt([6, 5], -3, 3);

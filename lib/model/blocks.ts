@@ -1,6 +1,6 @@
 // The building blocks of the official C3-GAN (base_layer.py), with the same child indices so
 // parameter names match the official state dict (e.g. an upBlock's conv is ".1", its BN ".2").
-import { Conv2d, BatchNorm2d, GLU, Layer, Module, Sequential } from "../nn";
+import { Conv2d, BatchNorm2d, GLU, Layer, Module, Sequential, Upsample2x } from "../nn";
 import * as F from "../ops";
 import { Generator, Tensor, tidy } from "../tensor";
 import type { DeviceName } from "../native";
@@ -10,12 +10,8 @@ export interface BuildOptions {
   device: DeviceName;
 }
 
-/** Parameterless nearest 2x upsample (nn.Upsample(scale_factor=2, mode='nearest')). */
-export class Upsample2x extends Module implements Layer {
-  forward(x: Tensor): Tensor {
-    return F.upsample2x(x);
-  }
-}
+// nn.Upsample(scale_factor=2): the library's layer (forwardChain runs it and the conv after it as one op)
+export { Upsample2x } from "../nn";
 
 export class LeakyReLU extends Module implements Layer {
   constructor(readonly slope: number) {

@@ -1,7 +1,7 @@
 // The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, Sequential, with PyTorch's parameter names
 // and default initialisation.
 import { DeviceName, native } from "../native";
-import { batchNorm, batchNormGlu, conv2d, glu, linear } from "../ops";
+import { batchNorm, batchNormGlu, conv2d, conv2dUp, glu, linear, upsample2x } from "../ops";
 import { defaultGenerator, Generator, shapeStr, Tensor, tidyMade } from "../tensor";
 import { defaultUniform_ } from "./init";
 import { Layer, Module } from "./module";
@@ -49,6 +49,24 @@ export class Conv2d extends Module implements Layer {
 
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, this.stride, this.padding);
+  }
+
+  /** whether forwardUp applies: a 3x3 kernel, stride 1, padding 1 */
+  get upsampleFusable(): boolean {
+    return this.stride === 1 && this.padding === 1 && this.weight.shape[2] === 3 && this.weight.shape[3] === 3;
+  }
+
+  /** this.forward(upsample2x(x)) without the upsampled tensor (ops.conv2dUp) */
+  forwardUp(x: Tensor): Tensor {
+    if (!this.upsampleFusable) return this.forward(upsample2x(x));
+    return conv2dUp(x, this.weight, this.bias);
+  }
+}
+
+/** Parameterless nearest 2x upsample (nn.Upsample(scale_factor=2, mode='nearest')). */
+export class Upsample2x extends Module implements Layer {
+  forward(x: Tensor): Tensor {
+    return upsample2x(x);
   }
 }
 
@@ -180,7 +198,9 @@ export class GLU extends Module implements Layer {
  * its own handles on what its backward needs, so disposing frees only memory nothing needs (in
  * a no-grad forward, every activation but the current one). x itself is disposed only with
  * `disposeInput` (the caller hands it over). A BatchNorm followed by a GLU runs as one op that
- * does not keep the normalised tensor (ops.batchNormGlu: one pass, equal to float rounding). A layer here must
+ * does not keep the normalised tensor (ops.batchNormGlu: one pass, equal to float rounding), and an
+ * Upsample2x followed by a 3x3 stride-1 pad-1 Conv2d as one that never makes the upsampled tensor
+ * (ops.conv2dUp). A layer here must
  * not keep its input or result past its forward call.
  */
 export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput = false): Tensor {
@@ -191,10 +211,13 @@ export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput =
     const next = layers[i + 1];
     const prev = y;
     // only the library's own forwards (a subclass overriding one is run as it is)
-    const fuse = l instanceof BatchNormBase && l.forward === BatchNormBase.prototype.forward && next instanceof GLU &&
+    const fuseGlu = l instanceof BatchNormBase && l.forward === BatchNormBase.prototype.forward && next instanceof GLU &&
       next.forward === GLU.prototype.forward;
-    const [r, made] = tidyMade(() => (fuse ? l.forwardGlu(prev, next.dim) : l.forward(prev)));
-    if (fuse) i++;
+    const fuseUp = l instanceof Upsample2x && l.forward === Upsample2x.prototype.forward && next instanceof Conv2d &&
+      next.forward === Conv2d.prototype.forward && next.upsampleFusable;
+    const [r, made] = tidyMade(() =>
+      fuseGlu ? (l as BatchNormBase).forwardGlu(prev, (next as GLU).dim) : fuseUp ? (next as Conv2d).forwardUp(prev) : l.forward(prev));
+    if (fuseGlu || fuseUp) i++;
     y = r;
     if (y !== prev) {
       if (owned) prev.dispose();

@@ -59,6 +59,11 @@ struct Backend {
   void (*conv2d_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
   void (*conv2d_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
   void (*conv2d_backward_weight)(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+  // The same conv of x upsampled 2x (nearest) first, without the upsampled tensor: p describes
+  // the conv on x itself (3x3, stride 1, pad 1; x (N, C, H, W), y (N, K, 2H, 2W), OH = H, OW = W).
+  void (*conv2d_up_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+  void (*conv2d_up_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+  void (*conv2d_up_backward_weight)(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
   // batch norm over (N, C, HW): statistics per channel across N and HW; y may be null (the
   // statistics only, for bn_glu_forward)

@@ -340,6 +340,55 @@ Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_
   return dw;
 }
 
+// The conv2d of x upsampled 2x (nearest): a 3x3 kernel, stride 1, padding 1; p is that conv on
+// x's own size (backend.h conv2d_up_*), y is (N, K, 2H, 2W).
+static Conv2dParams conv2d_up_params(const Shape& x, const Shape& w, const char* op) {
+  check(w.size() == 4 && w[2] == 3 && w[3] == 3, op, "weight must be (K, C, 3, 3), got ", shape_str(w));
+  return conv2d_params(x, w, 1, 1, op);
+}
+
+Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias) {
+  const char* op = "conv2d_up";
+  need_defined(x, op, "input");
+  need_defined(w, op, "weight");
+  same_device(x, w, op);
+  const Conv2dParams p = conv2d_up_params(x.shape, w.shape, op);
+  if (bias) {
+    need_defined(*bias, op, "bias");
+    same_device(x, *bias, op);
+    check(bias->ndim() == 1 && bias->dim(0) == p.K, op, "bias must be (", p.K, "), got ", shape_str(bias->shape));
+  }
+  Tensor y(x.device(), {p.N, p.K, 2 * p.H, 2 * p.W}, op);
+  x.be().conv2d_up_forward(p, x.data(), w.data(), bias ? bias->data() : nullptr, y.data());
+  return y;
+}
+
+Tensor conv2d_up_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape) {
+  const char* op = "conv2d_up_backward_data";
+  need_defined(dy, op, "dy");
+  need_defined(w, op, "weight");
+  same_device(dy, w, op);
+  const Conv2dParams p = conv2d_up_params(x_shape, w.shape, op);
+  check(dy.shape == Shape({p.N, p.K, 2 * p.H, 2 * p.W}), op, "dy ", shape_str(dy.shape),
+        " does not match the output shape ", shape_str({p.N, p.K, 2 * p.H, 2 * p.W}));
+  Tensor dx(dy.device(), x_shape, op);
+  dy.be().conv2d_up_backward_data(p, dy.data(), w.data(), dx.data());
+  return dx;
+}
+
+Tensor conv2d_up_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape) {
+  const char* op = "conv2d_up_backward_weight";
+  need_defined(dy, op, "dy");
+  need_defined(x, op, "input");
+  same_device(dy, x, op);
+  const Conv2dParams p = conv2d_up_params(x.shape, w_shape, op);
+  check(dy.shape == Shape({p.N, p.K, 2 * p.H, 2 * p.W}), op, "dy ", shape_str(dy.shape),
+        " does not match the output shape ", shape_str({p.N, p.K, 2 * p.H, 2 * p.W}));
+  Tensor dw(dy.device(), w_shape, op);
+  dy.be().conv2d_up_backward_weight(p, dy.data(), x.data(), dw.data());
+  return dw;
+}
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias) {
   need_defined(x, "linear", "input");
   need_defined(w, "linear", "weight");

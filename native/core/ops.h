@@ -40,6 +40,10 @@ Conv2dParams conv2d_params(const Shape& x, const Shape& w, int64_t stride, int64
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad);
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, int64_t stride, int64_t pad);
 Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape, int64_t stride, int64_t pad);
+// conv2d(upsample2x(x), w, bias, 1, 1) for a 3x3 w, without the upsampled tensor
+Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias);
+Tensor conv2d_up_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape);
+Tensor conv2d_up_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape);
 
 // y = x W^T + b for x (M, K), W (N, K)
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor* bias);

@@ -11,6 +11,7 @@ const Backend& cpu_backend() {
       cpu::axpy, cpu::affine,
       cpu::gemm,
       cpu::conv2d_forward, cpu::conv2d_backward_data, cpu::conv2d_backward_weight,
+      cpu::conv2d_up_forward, cpu::conv2d_up_backward_data, cpu::conv2d_up_backward_weight,
       cpu::batchnorm_forward_train, cpu::batchnorm_forward_eval, cpu::batchnorm_backward,
       cpu::glu_forward, cpu::glu_backward,
       cpu::bn_glu_forward, cpu::bn_glu_backward,

@@ -33,6 +33,15 @@ void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float*
 void conv2d_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
 void conv2d_backward_data_reference(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight_reference(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+// conv_up.cc: the conv of x upsampled 2x (backend.h conv2d_up_*); the references upsample, then
+// run the plain conv loops
+bool conv2d_up_applies(const Conv2dParams& p);
+void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void conv2d_up_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+void conv2d_up_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
+void conv2d_up_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void conv2d_up_backward_data_reference(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+void conv2d_up_backward_weight_reference(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 // How conv2d_backward_data works (for tests and benchmarks): -1 chooses by shape (the default),
 // 0 always by stride phases, 1 always by the fused col2im.
 void set_conv2d_backward_data_path(int path);

@@ -598,14 +598,18 @@ void winograd_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_
 // The packed weights of a call: transformed by transform_weights, or the same panels from an
 // earlier call whose weights compare equal (winograd_cache.h). `pass` tells the uses of one
 // weight tensor apart (forward, backward-data, the stride-2 phases).
-template <class F, class Taps>
+// `prepare` runs before a transform (not on a cache hit), for taps that read something made from w.
+inline void no_preparation() {}
+template <class F, class Taps, class Prepare = void (*)()>
 Packed cached_weights(int pass, const float* w, size_t n, int64_t rows, int64_t depth, const Taps& taps,
-                      bool across = false) {
+                      bool across = false, const Prepare& prepare = no_preparation) {
   const int mr = gemm_micro_kernel().mr;
   const uint64_t key = cache_key({reinterpret_cast<uintptr_t>(w), uint64_t(F::M * 16 + F::R), uint64_t(pass),
                                   uint64_t(rows), uint64_t(depth), uint64_t(mr)});
-  return packed_weights(key, w, n, packed_weights_size<F>(rows, depth),
-                        [&](float* Ap) { transform_weights<F>(rows, depth, taps, Ap, across); });
+  return packed_weights(key, w, n, packed_weights_size<F>(rows, depth), [&](float* Ap) {
+    prepare();
+    transform_weights<F>(rows, depth, taps, Ap, across);
+  });
 }
 
 template <class F>
@@ -628,19 +632,21 @@ void backward_data_m(const Conv2dParams& p, const float* dy, const float* w, flo
   winograd_conv<F>(p.N, p.K, p.OH, p.OW, p.C, F::R - 1 - p.pad, F::R - 1 - p.pad, p.H, p.W, dy, Ap->data(), nullptr, dx);
 }
 
+// dw (K, C, r, r) of a stride-1 r x r conv of x (N, C, H, W) padded by pad_y rows above and
+// pad_x columns left (zeros past every edge), whose gradient dy is (N, K, OH, OW).
 template <class F>
-void backward_weight_m(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+void backward_weight_padded(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t pad_y, int64_t pad_x,
+                            int64_t OH, int64_t OW, const float* dy, const float* x, float* dw) {
   constexpr int A = F::A, M = F::M;
-  const Grid g(p.N, p.OH, p.OW, M);
-  const int64_t C = p.C, K = p.K;
+  const Grid g(N, OH, OW, M);
   const int64_t nb_max = chunk_blocks(g, C, K, A), tc_max = g.tiles(nb_max);
   float* V = scratch(0, static_cast<size_t>(A * A * C * tc_max));  // (a^2, C, tiles)
   float* Y = scratch(1, static_cast<size_t>(A * A * K * tc_max));  // (a^2, K, tiles)
   float* dU = scratch(2, static_cast<size_t>(A * A * K * C));      // (a^2, K, C)
   for (int64_t b0 = 0; b0 < g.blocks; b0 += nb_max) {
     const int64_t nb = std::min(nb_max, g.blocks - b0), tc = g.tiles(nb);
-    transform_input<F>(x, C, p.H, p.W, p.pad, p.pad, g, b0, nb, 0, V);
-    const GradJob job{dy, K, p.OH, p.OW, &g, b0, nb, tc, Y};
+    transform_input<F>(x, C, H, W, pad_y, pad_x, g, b0, nb, 0, V);
+    const GradJob job{dy, K, OH, OW, &g, b0, nb, tc, Y};
     parallel_for(K * nb, 1, [&](int64_t i0, int64_t i1) { C3_DISPATCH(grad, job, i0, i1); });
     const float beta = b0 == 0 ? 0.0f : 1.0f;
     // the sums run over the tiles: positions are cut by rows of dU, never by the sum
@@ -651,6 +657,11 @@ void backward_weight_m(const Conv2dParams& p, const float* dy, const float* x, f
   }
   const KernelGradJob job{dU, K * C, dw};
   parallel_for((K * C + L - 1) / L, 32, [&](int64_t i0, int64_t i1) { C3_DISPATCH(kernel_grad, job, i0, i1); });
+}
+
+template <class F>
+void backward_weight_m(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  backward_weight_padded<F>(p.N, p.C, p.H, p.W, p.K, p.pad, p.pad, p.OH, p.OW, dy, x, dw);
 }
 
 }  // namespace c3::cpu::wino

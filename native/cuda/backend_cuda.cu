@@ -6,6 +6,7 @@
 #include "bn_glu.cuh"
 #include "conv2d.cuh"
 #include "conv_const.cuh"
+#include "conv_up.cuh"
 #include "gemm.cuh"
 #include "grid_sample.cuh"
 #include "layout.cuh"
@@ -25,6 +26,7 @@ const Backend* cuda_backend() {
       cuda::axpy, cuda::affine,
       cuda::gemm,
       cuda::conv2d_forward, cuda::conv2d_backward_data, cuda::conv2d_backward_weight,
+      cuda::conv2d_up_forward, cuda::conv2d_up_backward_data, cuda::conv2d_up_backward_weight,
       cuda::batchnorm_forward_train, cuda::batchnorm_forward_eval, cuda::batchnorm_backward,
       cuda::glu_forward, cuda::glu_backward,
       cuda::bn_glu_forward, cuda::bn_glu_backward,

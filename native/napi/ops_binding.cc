@@ -175,6 +175,18 @@ C3_OP(Conv2dBackwardWeight, "conv2dBackwardWeight")
                                                a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
 C3_END
 
+C3_OP(Conv2dUp, "conv2dUp")
+  return wrap(env, ops::conv2d_up(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias")));
+C3_END
+
+C3_OP(Conv2dUpBackwardData, "conv2dUpBackwardData")
+  return wrap(env, ops::conv2d_up_backward_data(a.tensor(0, "dy"), a.tensor(1, "weight"), a.shape(2, "xShape")));
+C3_END
+
+C3_OP(Conv2dUpBackwardWeight, "conv2dUpBackwardWeight")
+  return wrap(env, ops::conv2d_up_backward_weight(a.tensor(0, "dy"), a.tensor(1, "input"), a.shape(2, "wShape")));
+C3_END
+
 C3_OP(Linear, "linear")
   return wrap(env, ops::linear(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias")));
 C3_END
@@ -362,7 +374,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"toDevice", ToDevice}, {"clone", Clone}, {"reshape", Reshape}, {"fill", Fill}, {"copy", Copy},
       {"axpy", Axpy}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"unary", Unary},
       {"unaryBackward", UnaryBackward}, {"binary", Binary}, {"expand", Expand}, {"sumTo", SumTo}, {"sum", Sum},
-      {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight},
+      {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight}, {"conv2dUp", Conv2dUp},
+      {"conv2dUpBackwardData", Conv2dUpBackwardData}, {"conv2dUpBackwardWeight", Conv2dUpBackwardWeight},
       {"linear", Linear}, {"linearBackwardData", LinearBackwardData}, {"linearBackwardWeight", LinearBackwardWeight},
       {"matmul", Matmul}, {"batchNorm", BatchNorm}, {"batchNormBackward", BatchNormBackward},
       {"batchNormGlu", BatchNormGlu}, {"batchNormGluBackward", BatchNormGluBackward}, {"glu", Glu},

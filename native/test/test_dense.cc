@@ -471,6 +471,30 @@ C3_TEST(conv2d_backward_against_float64) {
   }
 }
 
+
+// The conv of a 2x-upsampled input (backend.h conv2d_up_*) against upsampling, then the plain conv loops.
+C3_TEST(conv2d_up_against_reference) {
+  const int64_t shapes[][5] = {{8, 32, 8, 8, 16}, {3, 33, 5, 7, 17}, {2, 4, 5, 6, 3}};  // N, C, H, W, K
+  uint64_t seed = 3500;
+  for (auto& sh : shapes) {
+    const Conv2dParams p{sh[0], sh[1], sh[2], sh[3], sh[4], 3, 3, sh[2], sh[3], 1, 1};
+    const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 9, ny = p.N * p.K * 4 * p.H * p.W;
+    Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed), dy = random_vec(ny, ++seed);
+    Vec ry(ny), rdx(nx), rdw(nw);
+    c3::cpu::conv2d_up_forward_reference(p, x.data(), w.data(), b.data(), ry.data());
+    c3::cpu::conv2d_up_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+    c3::cpu::conv2d_up_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    Buf bx(be, x), bw(be, w), bb(be, b), bdy(be, dy), by(be, Vec(ny, nan)), bdx(be, Vec(nx, nan)), bdw(be, Vec(nw, nan));
+    be.conv2d_up_forward(p, bx.p(), bw.p(), bb.p(), by.p());
+    be.conv2d_up_backward_data(p, bdy.p(), bw.p(), bdx.p());
+    be.conv2d_up_backward_weight(p, bdy.p(), bx.p(), bdw.p());
+    const std::string what = describe(p) + " upsampled";
+    expect_close(by.host(), ry, 1e-3, 2e-4 * (p.C * 9 + 1), what + " forward");
+    expect_close(bdx.host(), rdx, 1e-3, 2e-4 * (p.K * 9 + 1), what + " backward_data");
+    expect_close(bdw.host(), rdw, 1e-3, 2e-4 * (4 * p.N * p.H * p.W + 1), what + " backward_weight");
+  }
+}
 C3_TEST(conv2d_gradients_match_finite_differences) {
   const ConvCase cases[] = {{2, 2, 5, 4, 3, 3, 3, 1, 1, false},
                             {1, 2, 6, 6, 2, 4, 4, 2, 1, false},

@@ -1,5 +1,5 @@
 // The CPU fast paths against the plain reference kernels: the GEMM engine with every micro-kernel
-// this CPU can run (portable and AVX2+FMA) on one and two threads, the implicit-GEMM conv2d
+// this CPU can run (portable, AVX2+FMA, AVX-512, NEON) on one and two threads, the implicit-GEMM conv2d
 // passes on shapes that reach every special case (strides with gaps, padding wider than the
 // kernel, dense heads, empty channels, blocks crossing KC/MC/NC), Winograd F(2x2, 3x3) with its
 // error measured against float64 next to the implicit GEMM's, the direct loops for narrow
@@ -52,6 +52,7 @@ struct KernelSweep {
     std::vector<const c3::cpu::MicroKernel*> ks{&c3::cpu::portable_micro_kernel()};
     if (const c3::cpu::MicroKernel* k = c3::cpu::avx2_micro_kernel()) ks.push_back(k);
     if (const c3::cpu::MicroKernel* k = c3::cpu::avx512_micro_kernel()) ks.push_back(k);
+    if (const c3::cpu::MicroKernel* k = c3::cpu::neon_micro_kernel()) ks.push_back(k);
     return ks;
   }
 };
@@ -467,6 +468,60 @@ C3_TEST(speed_winograd_matches_direct_conv) {
   expect_true(worst[1] < 1e-4, "winograd F(4x4) max scaled error " + std::to_string(worst[1]));
   std::printf("     note: max error / max |output| vs float64: winograd F(2x2) %.2e, F(4x4) %.2e, implicit gemm %.2e\n",
               worst[0], worst[1], worst[2]);
+}
+
+// ---------------------------------------------------------------- upsample then 3x3 conv
+
+C3_TEST(speed_conv2d_up_matches_upsampled_conv) {
+  if (!is_cpu(be, "speed_conv2d_up_matches_upsampled_conv")) return;
+  PathGuard paths;
+  KernelSweep sweep;
+  // p is the conv on x's size (3x3, stride 1, pad 1); the output is 2H x 2W
+  const ConvCase cases[] = {
+      {8, 32, 8, 8, 16, 3, 3, 1, 1, true},     // F(4x4, 2x2) forward and backward-data, F(2x2) weight gradient
+      {8, 32, 16, 16, 16, 3, 3, 1, 1, false},  // F(4x4, 2x2) in all three passes
+      {3, 33, 5, 7, 17, 3, 3, 1, 1, false},    // odd maps and channels under 8x8: the fallback
+      {2, 4, 5, 6, 3, 3, 3, 1, 1, true},       // too few channels: upsample, then the 3x3 conv's path
+      {40, 40, 4, 4, 20, 3, 3, 1, 1, false},   // 4x4 maps: the fallback
+      {4, 32, 9, 11, 16, 3, 3, 1, 1, false},   // odd maps from 8x8: the phases, F(2x2, 2x2)
+  };
+  double worst = 0;
+  uint64_t seed = 76000;
+  for (const ConvCase& cc : cases) {
+    const Conv2dParams p = params(cc);
+    const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 9, ny = p.N * p.K * 4 * p.H * p.W;
+    Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed), dy = random_vec(ny, ++seed);
+    const float* bias = cc.bias ? b.data() : nullptr;
+    Vec ry(ny), rdx(nx), rdw(nw);
+    c3::cpu::conv2d_up_forward_reference(p, x.data(), w.data(), bias, ry.data());
+    c3::cpu::conv2d_up_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+    c3::cpu::conv2d_up_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+    for (const c3::cpu::MicroKernel* k : sweep.kernels())
+      for (int threads : {1, 2}) {
+        c3::cpu::set_gemm_micro_kernel(*k);
+        c3::set_num_threads(threads);
+        Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN);
+        c3::cpu::conv2d_up_forward(p, x.data(), w.data(), bias, y.data());
+        c3::cpu::conv2d_up_backward_data(p, dy.data(), w.data(), dx.data());
+        c3::cpu::conv2d_up_backward_weight(p, dy.data(), x.data(), dw.data());
+        const std::string what = describe(p) + " upsampled" + (c3::cpu::conv2d_up_applies(p) ? " (phases)" : " (fallback)") +
+                                 tag(*k, threads);
+        // the phase kernels sum up to 4 taps; F(4x4, 2x2) loses a few bits as on the stride-2 path
+        expect_close(y, ry, 1e-3, 2e-4 * (p.C * 9 + 1), what + " forward");
+        expect_close(dx, rdx, 1e-3, 2e-4 * (p.K * 9 + 1), what + " backward_data");
+        expect_close(dw, rdw, 1e-3, 2e-4 * (4 * p.N * p.H * p.W + 1), what + " backward_weight");
+        worst = std::max({worst, scaled_error(y, ry), scaled_error(dx, rdx), scaled_error(dw, rdw)});
+      }
+  }
+  const Conv2dParams g16{32, 128, 8, 8, 128, 3, 3, 8, 8, 1, 1}, narrow{32, 8, 32, 32, 16, 3, 3, 32, 32, 1, 1};
+  expect_true(c3::cpu::conv2d_up_applies(g16), "G's 128 -> 128 upsample block at batch 32 runs on the phases");
+  expect_true(!c3::cpu::conv2d_up_applies(narrow), "8 input channels: upsample, then the 3x3 path");
+  const Conv2dParams g4{32, 256, 4, 4, 256, 3, 3, 4, 4, 1, 1};
+  expect_true(!c3::cpu::conv2d_up_applies(g4), "4x4 maps: upsample, then the 3x3 path");
+  c3::cpu::set_winograd_s2_enabled(false);
+  expect_true(!c3::cpu::conv2d_up_applies(g16), "C3GAN_WINOGRAD_S2=0 turns the phase path off");
+  expect_true(worst < 1e-4, "upsampled conv max scaled error " + std::to_string(worst));
+  std::printf("     note: max error / max |output| vs float64: upsample + 3x3 conv on the phases %.2e\n", worst);
 }
 
 // ---------------------------------------------------------------- winograd, 4x4 stride 2
