@@ -110,6 +110,8 @@ export const BYTE_LEGEND = `bytes = reads + writes of the minimal passes, 4 per 
   binary fwd 2|a| + |b| (read a, b, write y), bwd of a broadcast operand = sumTo(dy -> b's shape): |a| + |b|; copy 2n.
 uses = times per G forward (both nets together) for G rows, per D call for D rows (a training step makes 4 D calls);
 0 = not in the model, for reference. The conv FLOP count is the direct one, 2*N*K*C*R*S*OH*OW, for every pass;
+a conv marked "up" follows a 2x upsample and runs as conv2dUp on the half-size map (PyTorch: the plain conv
+on the upsampled map; FLOPs are that conv's);
 a "(c+Kconst)" conv (the image head) runs as conv2dConstChannels, and its GFLOP/s are effective: the plain conv's
 FLOPs over all c + K channels (what PyTorch computes) per second of what c3gan runs. Winograd convs multiply less
 than the direct count too, so an effective %peak can pass 100%.`;
@@ -239,6 +241,16 @@ export class OpRunner {
       }
       const bias = s.bias ? keep(this.randn([s.k], 0.1)) : null;
       const wShape = [s.k, s.c, s.r, s.r];
+      if (s.upsampled) {
+        // the upsample block: conv2dUp on the half-size map, as the model runs it
+        const halfShape = [s.n, s.c, s.h / 2, s.w / 2];
+        const xh = keep(this.randn(halfShape));
+        return {
+          forward: () => a.conv2dUp(xh, w, bias),
+          "backward-data": () => a.conv2dUpBackwardData(dy, w, halfShape),
+          "backward-weight": () => a.conv2dUpBackwardWeight(dy, xh, wShape),
+        };
+      }
       return {
         forward: () => a.conv2d(x, w, bias, s.stride, s.pad),
         "backward-data": () => a.conv2dBackwardData(dy, w, xShape, s.stride, s.pad),

@@ -23,6 +23,11 @@ export interface ConvShape {
    * count the plain conv over all c channels: the "effective" FLOPs PyTorch spends on it.
    */
   constChannels: number;
+  /**
+   * true: the input is a 2x nearest upsample of a (h/2, w/2) map, and the model runs the pair as
+   * conv2dUp (lib/ops.ts) on that half-size map; FLOPs still count the conv of the upsampled input.
+   */
+  upsampled: boolean;
   oh: number;
   ow: number;
   /** times this shape runs per G forward (both nets) or per D call */
@@ -70,7 +75,7 @@ export function convActualFlops(s: ConvShape): number {
 
 export function convLabel(s: ConvShape): string {
   const c = s.constChannels > 0 ? `(${s.c - s.constChannels}+${s.constChannels}const)` : String(s.c);
-  return `${s.net} ${s.r}x${s.r} s${s.stride} p${s.pad} ${c}->${s.k} ${s.h}x${s.w}`;
+  return `${s.net} ${s.r}x${s.r} s${s.stride} p${s.pad} ${c}->${s.k} ${s.h}x${s.w}${s.upsampled ? " up" : ""}`;
 }
 
 export function shapeLabel(shape: number[]): string {
@@ -104,10 +109,10 @@ export function modelShapes(spec: ModelSpec, batch: number): ModelShapes {
   const bins = new Collector<BinaryShape>();
 
   const conv = (net: "G" | "D", where: string, c: number, k: number, size: number, r: number, stride: number, pad: number,
-    bias: boolean, constChannels = 0) => {
+    bias: boolean, constChannels = 0, upsampled = false) => {
     const o = Math.floor((size + 2 * pad - r) / stride) + 1;
-    convs.add(`${net} ${c} ${k} ${size} ${r} ${stride} ${pad} ${bias} ${constChannels}`, {
-      net, n: B, c, h: size, w: size, k, r, stride, pad, bias, constChannels, oh: o, ow: o, uses: 1, where: [where],
+    convs.add(`${net} ${c} ${k} ${size} ${r} ${stride} ${pad} ${bias} ${constChannels} ${upsampled}`, {
+      net, n: B, c, h: size, w: size, k, r, stride, pad, bias, constChannels, upsampled, oh: o, ow: o, uses: 1, where: [where],
     });
     return o;
   };
@@ -117,10 +122,10 @@ export function modelShapes(spec: ModelSpec, batch: number): ModelShapes {
     bins.add(`${net} ${op} ${a.join(",")} ${b.join(",")}`, { net, op, a, b, uses, where: [where] });
 
   // ---- generator: conv3x3 (pad 1, no bias) -> BN -> GLU blocks ----
-  const g3 = (where: string, c: number, k: number, size: number, constChannels = 0) =>
-    conv("G", where, c, k, size, 3, 1, 1, false, constChannels);
-  const glued = (where: string, c: number, out: number, size: number, constChannels = 0) => {
-    g3(where, c, 2 * out, size, constChannels);
+  const g3 = (where: string, c: number, k: number, size: number, constChannels = 0, upsampled = false) =>
+    conv("G", where, c, k, size, 3, 1, 1, false, constChannels, upsampled);
+  const glued = (where: string, c: number, out: number, size: number, constChannels = 0, upsampled = false) => {
+    g3(where, c, 2 * out, size, constChannels, upsampled);
     mem(bns, "G", where, [B, 2 * out, size, size]);
     mem(glus, "G", where, [B, 2 * out, size, size]);
   };
@@ -143,7 +148,7 @@ export function modelShapes(spec: ModelSpec, batch: number): ModelShapes {
   let size = 4;
   widths.forEach((w, i) => {
     size *= 2;
-    glued(`bg_gen.layers.${i}`, c, w, size);
+    glued(`bg_gen.layers.${i}`, c, w, size, 0, true);  // upBlock: Upsample2x -> conv (conv2dUp)
     c = w;
   });
   resBlocks(`bg_gen.layers.${widths.length}`, 3, c, size);
@@ -154,7 +159,7 @@ export function modelShapes(spec: ModelSpec, batch: number): ModelShapes {
   size = 4;
   widths.forEach((w, i) => {
     size *= 2;
-    glued(`fg_gen.base.${i}`, c, w, size);
+    glued(`fg_gen.base.${i}`, c, w, size, 0, true);
     c = w;
   });
   resBlocks(`fg_gen.base.${widths.length}`, 3, c, size);
