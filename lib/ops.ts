@@ -51,6 +51,15 @@ function finish(op: string, out: NativeTensor, inputs: (Tensor | null)[], setup:
   return t;
 }
 
+/** A batch-norm backward's [dx, dgamma, dbeta], keeping the ones a node needs and freeing the others. */
+function neededGrads(needs: boolean[], grads: NativeTensor[]): Grads {
+  return grads.map((g, i) => {
+    if (needs[i]) return g;
+    g.dispose();
+    return null;
+  });
+}
+
 function normDim(dim: number, ndim: number, op: string, shape: number[]): number {
   if (!Number.isInteger(dim) || dim < -ndim || dim >= ndim) {
     throw new Error(`${op}: dim ${dim} is out of range for shape ${shapeStr(shape)}`);
@@ -584,15 +593,10 @@ export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
   const [y, saveMean, saveInvstd] = N.batchNorm(xh, gh, bias.use(op), runningMean.use(op), runningVar.use(op),
     Boolean(training), momentum, eps);
   return finish(op, y, [x, weight, bias], (c) => {
-    const [nx, ng, nb] = c.needs;
     const xs = c.share(xh);
     const gs = c.share(gh);
     return (dy) => {
-      const [dx, dg, db] = N.batchNormBackward(dy, xs, gs, saveMean, saveInvstd, Boolean(training));
-      if (!nx) dx.dispose();
-      if (!ng) dg.dispose();
-      if (!nb) db.dispose();
-      return [nx ? dx : null, ng ? dg : null, nb ? db : null];
+      return neededGrads(c.needs, N.batchNormBackward(dy, xs, gs, saveMean, saveInvstd, Boolean(training)));
     };
   }, [saveMean, saveInvstd]);
 }
@@ -669,7 +673,6 @@ function fusedBatchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean:
   const bh = bias.use(op);
   const [y, saveMean, saveInvstd] = N.batchNormGlu(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum, eps);
   return finish(op, y, [x, weight, bias], (c) => {
-    const [nx, ng, nb] = c.needs;
     const xs = c.share(xh);
     // the affine map as it was at forward time (an optimiser step may change the parameters first)
     const gs = N.clone(gh);
@@ -677,11 +680,7 @@ function fusedBatchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean:
     const bs = N.clone(bh);
     c.saved.push(bs);
     return (dy) => {
-      const [dx, dg, db] = N.batchNormGluBackward(dy, xs, gs, bs, saveMean, saveInvstd, train);
-      if (!nx) dx.dispose();
-      if (!ng) dg.dispose();
-      if (!nb) db.dispose();
-      return [nx ? dx : null, ng ? dg : null, nb ? db : null];
+      return neededGrads(c.needs, N.batchNormGluBackward(dy, xs, gs, bs, saveMean, saveInvstd, train));
     };
   }, [saveMean, saveInvstd]);
 }
@@ -703,7 +702,6 @@ function batchNormThenGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
   }
   yb.dispose();
   return finish(op, y, [x, weight, bias], (c) => {
-    const [nx, ng, nb] = c.needs;
     const xs = c.share(xh);
     const own = (h: NativeTensor): NativeTensor => (c.saved.push(h), h);
     const gs = own(N.clone(gh));
@@ -728,11 +726,7 @@ function batchNormThenGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
       } finally {
         dyb.dispose();
       }
-      const [dx, dg, db] = grads;
-      if (!nx) dx.dispose();
-      if (!ng) dg.dispose();
-      if (!nb) db.dispose();
-      return [nx ? dx : null, ng ? dg : null, nb ? db : null];
+      return neededGrads(c.needs, grads);
     };
   }, [saveMean, saveInvstd]);
 }
