@@ -37,12 +37,6 @@ float* buffer(int which, size_t n) {
   return v.data();
 }
 
-// F(4x4, 2x2) on maps of whole 4x4 tiles with enough of them (as the stride-2 path), else F(2x2, 2x2)
-bool four_by_four(int64_t N, int64_t H, int64_t W, int64_t min_tiles) {
-  const wino::Tiles t2(N, H, W, 2), t4(N, H, W, 4);
-  return 25 * t4.total * 10 <= 9 * t2.total * 8 && t4.total >= min_tiles;
-}
-
 // The four phases' 2x2 kernels of every (k, c): pk[((ab * K + k) * C + c) * 4 + t * 2 + u], made
 // once per transform so the Winograd weight transforms read them as plain 2x2 kernels.
 const float* phase_kernels(int64_t K, int64_t C, const float* w) {
@@ -203,7 +197,7 @@ void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, co
     upsample2x_forward(p.N * p.C, p.H, p.W, x, u);
     return conv2d_forward(q, u, w, bias, y);
   }
-  if (four_by_four(p.N, p.H, p.W, kMinTilesF4)) return forward_f<wino::F42>(p, x, w, bias, y);
+  if (wino::f42_pays(p.N, p.H, p.W, kMinTilesF4)) return forward_f<wino::F42>(p, x, w, bias, y);
   forward_f<wino::F22>(p, x, w, bias, y);
 }
 
@@ -215,7 +209,7 @@ void conv2d_up_backward_data(const Conv2dParams& p, const float* dy, const float
     conv2d_backward_data(q, dy, w, du);
     return upsample2x_backward(p.N * p.C, p.H, p.W, du, dx);
   }
-  if (four_by_four(p.N, p.H, p.W, kMinTilesF4)) return backward_data_f<wino::F42>(p, dy, w, dx);
+  if (wino::f42_pays(p.N, p.H, p.W, kMinTilesF4)) return backward_data_f<wino::F42>(p, dy, w, dx);
   backward_data_f<wino::F22>(p, dy, w, dx);
 }
 
@@ -227,7 +221,7 @@ void conv2d_up_backward_weight(const Conv2dParams& p, const float* dy, const flo
     upsample2x_forward(p.N * p.C, p.H, p.W, x, u);
     return conv2d_backward_weight(q, dy, u, dw);
   }
-  if (four_by_four(p.N, p.H, p.W, kMinTilesF4Weight)) return backward_weight_f<wino::F42>(p, dy, x, dw);
+  if (wino::f42_pays(p.N, p.H, p.W, kMinTilesF4Weight)) return backward_weight_f<wino::F42>(p, dy, x, dw);
   backward_weight_f<wino::F22>(p, dy, x, dw);
 }
 

@@ -83,6 +83,14 @@ struct Tiles {
       : th((OH + m - 1) / m), tw((OW + m - 1) / m), per_image(th * tw), total(N * th * tw) {}
 };
 
+// Whether F(4x4, 2x2) pays over F(2x2, 2x2) on an N x OH x OW output: its 25 products per 4x4
+// tile undercut F(2x2)'s 4 x 9 by a fifth (maps of whole 4x4 tiles: 4x4, 8x8, 16x16, ...), and
+// there are min_tiles tiles or more for the GEMMs' columns.
+inline bool f42_pays(int64_t N, int64_t OH, int64_t OW, int64_t min_tiles) {
+  const Tiles t2(N, OH, OW, 2), t4(N, OH, OW, 4);
+  return 25 * t4.total * 10 <= 9 * t2.total * 8 && t4.total >= min_tiles;
+}
+
 // The transforms work on 8 tiles (or 8 kernels) at once: the scalar loads of their patches go
 // into lane-minor buffers, and the arithmetic runs over the 8 lanes in fixed-size loops that the
 // compiler turns into one vector op each (AVX2 in the *_avx2 copies, chosen at run time, else

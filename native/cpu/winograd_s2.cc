@@ -55,8 +55,7 @@ int& forced_tile() {
   return m;
 }
 
-// F(4x4, 2x2) where its 25 products per 4x4 tile undercut F(2x2)'s 4 x 9 by a fifth (maps of
-// whole 4x4 tiles: 4x4, 8x8, 16x16) with enough tiles for its GEMMs' columns: 32 for the forward
+// F(4x4, 2x2) where it pays (wino::f42_pays) with enough tiles for its GEMMs' columns: 32 for the forward
 // and backward-data (D's 4x4 outputs at batch 32: 0.7-0.8x F(2x2)'s time on Zen 4); the weight
 // gradient sums over the tiles and needs 128 (at 32, 256 -> 512 on 4x4 or 8x8 outputs, F(2x2)
 // wins by 10%). The four backward-data phases are x's half-size planes.
@@ -65,9 +64,8 @@ int tile_for(const Conv2dParams& p, ConvPass pass) {
   if (forced_tile()) return forced_tile();
   const bool data = pass == ConvPass::BackwardData;
   const int64_t oh = data ? (p.H + 1) / 2 : p.OH, ow = data ? (p.W + 1) / 2 : p.OW;
-  const wino::Tiles t2(p.N, oh, ow, 2), t4(p.N, oh, ow, 4);
   const int64_t min_tiles = pass == ConvPass::BackwardWeight ? kMinTilesF4Weight : kMinTilesF4;
-  return 25 * t4.total * 10 <= 9 * t2.total * 8 && t4.total >= min_tiles ? 4 : 2;
+  return wino::f42_pays(p.N, oh, ow, min_tiles) ? 4 : 2;
 }
 
 float* buffer(int which, size_t n) {
