@@ -55,7 +55,7 @@ __global__ void code_bias_add_kernel(Plan q, int n, FastDiv ohw, FastDiv ow, con
 // Block (n, k): D[n, k, :] from the plane's class sums. Dynamic shared memory: per-warp sums of
 // the interior rows (warps x column classes) and the class sums E (row classes x column classes).
 __global__ void code_tap_sums_kernel(Plan q, const float* __restrict__ dy, float* __restrict__ D) {
-  extern __shared__ double smem[];
+  C3_DYNAMIC_SHARED(double, smem);
   const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int ncs = q.col.classes();
   double* part = smem;

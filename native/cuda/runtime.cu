@@ -70,7 +70,7 @@ struct DeviceState {
     int h = 0;
     err = cudaMalloc(&d, sizeof(int));
     if (err == cudaSuccess) {
-      probe_kernel<<<1, 1, 0, stream>>>(d);
+      enqueue(probe_kernel, 1, 1, 0, stream, d);
       err = cudaGetLastError();
       if (err == cudaSuccess) err = cudaMemcpyAsync(&h, d, sizeof(int), cudaMemcpyDeviceToHost, stream);
       if (err == cudaSuccess) err = cudaStreamSynchronize(stream);

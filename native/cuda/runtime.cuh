@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "../core/error.h"
 #include "cuda.h"
@@ -51,14 +52,33 @@ class Scratch {
   void* p_ = nullptr;
 };
 
+// kernel<<<grid, block, smem, s>>>(args...), unchecked. The emulated build (C3GAN_CUDA=EMULATE,
+// native/cuda/emu) runs the kernel on the host instead, every thread a fiber.
+template <class... KArgs, class... Args>
+void enqueue(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args&&... args) {
+#ifdef C3GAN_CUDA_EMULATION
+  (void)s;
+  c3emu::launch(grid, block, smem, [&] { kernel(static_cast<KArgs>(args)...); });
+#else
+  kernel<<<grid, block, smem, s>>>(static_cast<KArgs>(args)...);
+#endif
+}
+
 // Launches kernel<<<grid, block, smem, stream()>>>(args...) and checks the launch; an empty
 // grid is skipped.
 template <class... KArgs, class... Args>
 void launch(const char* op, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, Args&&... args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
-  kernel<<<grid, block, smem, stream()>>>(static_cast<KArgs>(args)...);
+  enqueue(kernel, grid, block, smem, stream(), std::forward<Args>(args)...);
   check_launch(op);
 }
+
+// Declares the block's dynamic shared memory as T name[] (the emulator hands out a buffer).
+#ifdef C3GAN_CUDA_EMULATION
+#define C3_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(::c3emu::dynamic_shared())
+#else
+#define C3_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
 
 // Sizes the CUDA kernels index with 32-bit arithmetic; larger tensors are refused clearly.
 constexpr int64_t kMaxIndex = (int64_t(1) << 31) - 1;

@@ -12,7 +12,7 @@
 namespace c3::cuda::tile {
 
 // Host-device only so the host/device template machinery of tile_core.cuh accepts it; the
-// bodies exist in device code alone.
+// bodies exist in device code and in the emulated build (native/cuda/emu) alone.
 struct DeviceCtx {
 #ifdef __CUDA_ARCH__
   C3_HD int tid() const { return threadIdx.x; }
@@ -27,6 +27,13 @@ struct DeviceCtx {
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
+#elif defined(C3GAN_CUDA_EMULATION)
+  int tid() const { return threadIdx.x; }
+  int bx() const { return blockIdx.x; }
+  int by() const { return blockIdx.y; }
+  int bz() const { return blockIdx.z; }
+  void sync() const { __syncthreads(); }
+  void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) const { c3emu::mma_m16n8k8_tf32(d, a, b); }
 #else
   C3_HD int tid() const { return 0; }
   C3_HD int bx() const { return 0; }

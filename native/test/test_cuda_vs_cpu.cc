@@ -24,6 +24,7 @@
 #include "../cuda/broadcast.cuh"
 #include "../cuda/conv_const.cuh"
 #include "../cuda/conv_gemm.cuh"
+#include "../cuda/emu/mma_fragment.h"
 #include "../cuda/philox.cuh"
 #include "../cuda/tile_core.cuh"
 #include "harness.h"
@@ -328,12 +329,6 @@ struct EmuBlock {
   }
 };
 
-float u2f(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 struct EmuCtx {
   EmuBlock* blk;
   int t, x, y, z;
@@ -342,8 +337,7 @@ struct EmuCtx {
   int by() const { return y; }
   int bz() const { return z; }
   void sync() const { blk->block.wait(); }
-  // m16n8k8: A (row, k) is register (row >= 8) + 2 (k >= 4) of lane (row % 8) * 4 + k % 4;
-  // B (k, n) is register (k >= 4) of lane n * 4 + k % 4; D q of lane is (g + 8 (q / 2), 2 t + q % 2)
+  // each lane posts its fragment registers, then computes its four outputs from the warp's
   void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) const {
     const int w = t / 32, lane = t % 32;
     uint32_t* A = &blk->fa[w * 32 * 4];
@@ -351,17 +345,7 @@ struct EmuCtx {
     for (int q = 0; q < 4; ++q) A[lane * 4 + q] = a[q];
     B[lane * 2] = b[0], B[lane * 2 + 1] = b[1];
     blk->warp[w]->wait();
-    const int g = lane >> 2, tq = lane & 3;
-    for (int q = 0; q < 4; ++q) {
-      const int row = g + 8 * (q >> 1), col = 2 * tq + (q & 1);
-      float s = d[q];
-      for (int k = 0; k < 8; ++k) {
-        const float av = u2f(A[((row % 8) * 4 + k % 4) * 4 + (row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
-        const float bv = u2f(B[(col * 4 + k % 4) * 2 + (k >= 4 ? 1 : 0)]);
-        s = std::fma(av, bv, s);
-      }
-      d[q] = s;
-    }
+    c3emu::mma_m16n8k8_lane(d, lane, A, B);
     blk->warp[w]->wait();  // every lane has read the posted fragments
   }
 };
