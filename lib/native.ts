@@ -51,6 +51,9 @@ export interface NativeAddon {
   version: string;
   cudaStatus(): string;
   cudaAvailable(): boolean;
+  /** The CUDA matrix-math mode (gemm, conv): TF32 tensor cores (the default) or exact fp32. Throws without CUDA. */
+  cudaMath(): "tf32" | "fp32";
+  setCudaMath(mode: "tf32" | "fp32"): void;
   numThreads(): number;
   setNumThreads(n: number): void;
   /** bytes held by live tensors on a device */
@@ -183,6 +186,18 @@ export function packageRoot(): string {
 export function native(): NativeAddon {
   if (cached) return cached;
   const root = packageRoot();
+  // C3GAN_ADDON names one addon file to load instead (the emulated-CUDA build in build-emu/,
+  // an addon carried to another machine)
+  const explicit = process.env.C3GAN_ADDON;
+  if (explicit) {
+    try {
+      cached = require(path.resolve(explicit)) as NativeAddon;
+    } catch (e) {
+      const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+      throw new Error(`c3gan: could not load the native addon named by C3GAN_ADDON (${explicit}): ${why}`);
+    }
+    return cached;
+  }
   try {
     // node-gyp-build looks in prebuilds/<platform>-<arch>/ and build/Release (cmake-js and node-gyp)
     cached = require("node-gyp-build")(root) as NativeAddon;

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // Builds the addon with cmake-js (CUDA when nvcc is present, unless C3GAN_CUDA=OFF), incrementally.
+// C3GAN_CUDA=EMULATE builds the test addon whose CUDA kernels run on the host (native/cuda/emu)
+// into build-emu/; load it with C3GAN_ADDON=build-emu/Release/c3gan.node.
 // node-gyp (the install fallback) and cmake-js share build/: a node-gyp tree there is cleared first.
 "use strict";
 const { spawnSync } = require("node:child_process");
@@ -8,14 +10,16 @@ const os = require("node:os");
 const path = require("node:path");
 
 const root = path.resolve(__dirname, "..");
-const build = path.join(root, "build");
+const cuda = (process.env.C3GAN_CUDA || "AUTO").toUpperCase();
+if (!["AUTO", "ON", "OFF", "EMULATE"].includes(cuda)) {
+  console.error(`C3GAN_CUDA must be AUTO, ON, OFF or EMULATE, got ${process.env.C3GAN_CUDA}`);
+  process.exit(2);
+}
+// the emulated-CUDA addon (a test build: every kernel on the host) never replaces the real one
+const outDir = cuda === "EMULATE" ? "build-emu" : "build";
+const build = path.join(root, outDir);
 if (fs.existsSync(build) && !fs.existsSync(path.join(build, "CMakeCache.txt"))) {
   fs.rmSync(build, { recursive: true, force: true });
-}
-const cuda = (process.env.C3GAN_CUDA || "AUTO").toUpperCase();
-if (!["AUTO", "ON", "OFF"].includes(cuda)) {
-  console.error(`C3GAN_CUDA must be AUTO, ON or OFF, got ${process.env.C3GAN_CUDA}`);
-  process.exit(2);
 }
 // cmake-js build only configures a fresh tree: a changed C3GAN_CUDA needs a new configure
 const cache = path.join(build, "CMakeCache.txt");
@@ -25,7 +29,7 @@ if (fs.existsSync(cache)) {
 }
 const jobs = String(Math.max(1, Math.min(os.cpus().length, 8)));
 const cmakeJs = require.resolve("cmake-js/bin/cmake-js");
-const args = [cmakeJs, "build", "--out", "build", `--CDC3GAN_CUDA=${cuda}`, "--parallel", jobs];
+const args = [cmakeJs, "build", "--out", outDir, `--CDC3GAN_CUDA=${cuda}`, "--parallel", jobs];
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
 if (r.status !== 0) {
   console.error("c3gan: native build failed (cmake-js exit " + r.status + ")");

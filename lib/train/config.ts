@@ -66,6 +66,8 @@ export interface C3Config {
   channels: 1 | 3;
   dataset: DatasetConfig;
   device: DeviceChoice;
+  /** CUDA matrix products: TF32 tensor cores or exact fp32; null keeps the process's mode (C3GAN_CUDA_MATH, else tf32). */
+  cudaMath: "tf32" | "fp32" | null;
   seed: number;
   workers: number;
   threads: number;
@@ -86,7 +88,7 @@ export class ConfigError extends Error {
 const TOP_FIELDS = [
   "name", "description", "dataDir", "saveDir", "modelPath", "numGtClasses", "over", "batchSize",
   "temperature", "perturbation", "maxEpoch", "evalInterval", "logInterval", "zDim", "czDim",
-  "imageSize", "ngf", "ndf", "channels", "dataset", "device", "seed", "workers", "threads", "lr",
+  "imageSize", "ngf", "ndf", "channels", "dataset", "device", "cudaMath", "seed", "workers", "threads", "lr",
   "beta1", "beta2", "skipBadImages", "decodeCache",
 ] as const;
 
@@ -208,6 +210,12 @@ class ObjectReader {
     if (v === undefined) return def;
     if (typeof v !== "boolean") this.fail(key, `expected true or false, got ${show(v)}`);
     return v;
+  }
+
+  /** One of allowed, or null when the field is absent or null. */
+  optOneOf<T extends string | number>(key: string, allowed: readonly T[]): T | null {
+    const v = this.raw(key);
+    return v === undefined || v === null ? null : this.oneOf(key, undefined, allowed);
   }
 
   oneOf<T extends string | number>(key: string, def: T | undefined, allowed: readonly T[]): T {
@@ -347,6 +355,7 @@ export function parseConfig(json: unknown, source = "<config>"): C3Config {
     channels: r.oneOf("channels", 3, [1, 3] as const),
     dataset,
     device: r.oneOf("device", "auto", ["cpu", "cuda", "auto"] as const),
+    cudaMath: r.optOneOf("cudaMath", ["tf32", "fp32"] as const),
     seed,
     // The official uses 8 loader workers; these machines have 2 cores.
     workers: r.int("workers", 2, 0),
@@ -428,7 +437,7 @@ export function describeConfig(cfg: C3Config): string {
     `  training  batch ${cfg.batchSize}, ${cfg.maxEpoch} epochs, eval every ${cfg.evalInterval}, log every ` +
       `${cfg.logInterval} steps; Adam lr ${cfg.lr}, betas (${cfg.beta1}, ${cfg.beta2}); temperature ` +
       `${cfg.temperature}; perturbation ${pert}`,
-    `  runtime   device ${cfg.device}, threads ${cfg.threads === 0 ? "all cores" : cfg.threads}, ` +
+    `  runtime   device ${cfg.device}${cfg.cudaMath ? ` (cuda math ${cfg.cudaMath})` : ""}, threads ${cfg.threads === 0 ? "all cores" : cfg.threads}, ` +
       `loader workers ${cfg.workers}, seed ${cfg.seed}${cfg.decodeCache ? ", decode cache" : ""}` +
       `${cfg.skipBadImages ? ", skipping bad images" : ""}`,
     `  output    ${cfg.saveDir}${cfg.modelPath ? `; starting from ${cfg.modelPath}` : ""}`,

@@ -147,6 +147,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   const N = native();
   if (cfg.threads > 0) N.setNumThreads(cfg.threads);
   const device = resolveDevice(cfg.device);
+  if (device === "cuda" && cfg.cudaMath) N.setCudaMath(cfg.cudaMath);
   const saveDir = cfg.saveDir;
   fs.mkdirSync(saveDir, { recursive: true });
   const lastFile = path.join(saveDir, "last.safetensors");

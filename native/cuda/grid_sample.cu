@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "grid_sample.cuh"
+#include "hd.cuh"
 #include "reduce.cuh"
 #include "runtime.cuh"
 
@@ -77,7 +78,7 @@ __global__ void affine_grid_backward_kernel(int H, int W, const float* __restric
     acc[0] += gx * x, acc[1] += gx * y, acc[2] += gx;
     acc[3] += gy * x, acc[4] += gy * y, acc[5] += gy;
   }
-#pragma unroll
+C3_UNROLL
   for (int q = 0; q < 6; ++q) {
     const double s = block_sum(acc[q], scratch);
     if (threadIdx.x == 0) dtheta[b * 6 + q] = static_cast<float>(s);

@@ -17,7 +17,7 @@ struct PhiloxD {
     uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0u, c3 = 0u;
     uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
 #ifdef __CUDA_ARCH__
-#pragma unroll
+C3_UNROLL
 #endif
     for (int r = 0; r < 10; ++r) {
       if (r > 0) k0 += kBump0, k1 += kBump1;

@@ -5,22 +5,24 @@
 
 #include <cmath>
 
+#include "hd.cuh"
+
 namespace c3::cuda {
 
 __device__ __forceinline__ double warp_sum(double v) {
-#pragma unroll
+C3_UNROLL
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;  // the same value in every lane (addition commutes bitwise)
 }
 
 __device__ __forceinline__ double warp_max(double v) {
-#pragma unroll
+C3_UNROLL
   for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
 __device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
+C3_UNROLL
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }

@@ -3,6 +3,8 @@
 #pragma once
 #include <napi.h>
 
+#include <initializer_list>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -122,6 +124,18 @@ class Args {
       out.push_back(static_cast<int>(d));
     }
     return out;
+  }
+
+  // one of the given strings
+  std::string choice(size_t i, const char* name, std::initializer_list<const char*> allowed) const {
+    Napi::Value v = at(i, name);
+    const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    std::string list;
+    for (const char* c : allowed) {
+      if (s == c) return s;
+      list += std::string(list.empty() ? "\"" : ", \"") + c + "\"";
+    }
+    type_error(std::string("argument '") + name + "' must be one of " + list);
   }
 
   c3::Device device(size_t i, const char* name) const {

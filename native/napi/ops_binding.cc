@@ -6,6 +6,9 @@
 #include "../core/ops.h"
 #include "../core/threadpool.h"
 #include "args.h"
+#ifdef C3GAN_HAVE_CUDA
+#include "../cuda/cuda.h"
+#endif
 
 namespace c3::napi {
 
@@ -344,6 +347,26 @@ C3_OP(CudaAvailable, "cudaAvailable")
   return Napi::Boolean::New(env, c3::cuda_available());
 C3_END
 
+// cudaMath(): "tf32" (the default) or "fp32", the mode of the CUDA matrix products (gemm and conv);
+// C3GAN_CUDA_MATH sets it at start, setCudaMath(mode) later
+C3_OP(CudaMathMode, "cudaMath")
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) return Napi::String::New(env, c3::cuda_math() == c3::CudaMath::FP32 ? "fp32" : "tf32");
+#endif
+  throw c3::Error("cudaMath", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
+C3_OP(SetCudaMathMode, "setCudaMath")
+  const std::string m = a.choice(0, "mode", {"tf32", "fp32"});
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) {
+    c3::cuda_set_math(m == "fp32" ? c3::CudaMath::FP32 : c3::CudaMath::TF32);
+    return env.Undefined();
+  }
+#endif
+  throw c3::Error("setCudaMath", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
 C3_OP(NumThreads, "numThreads")
   return Napi::Number::New(env, c3::num_threads());
 C3_END
@@ -386,7 +409,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"ntXentBackward", NtXentBackward}, {"affineGrid", AffineGrid}, {"affineGridBackward", AffineGridBackward},
       {"gridSample", GridSample}, {"gridSampleBackward", GridSampleBackward}, {"adamStep", AdamStep},
       {"conv2dConstChannels", Conv2dConstChannels},
-      {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"numThreads", NumThreads},
+      {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"cudaMath", CudaMathMode},
+      {"setCudaMath", SetCudaMathMode}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };
   for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));

@@ -162,6 +162,9 @@ void launch(dim3 grid, dim3 block, size_t smem, const F& body) {
   launch(grid, block, smem, [](const void* f) { (*static_cast<const F*>(f))(); }, &body);
 }
 
+// For the emulator's own tests: forgets a sticky error, which a real context never does.
+void clear_sticky_error();
+
 template <class T>
 T shuffle(unsigned mask, T v, int src) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffles move at most 8 bytes");

@@ -227,10 +227,14 @@ DeviceState& dev() {
 }
 
 thread_local cudaError_t t_last = cudaSuccess;
-thread_local std::string t_text;  // the emulator's words for t_last, when it set it
+// The emulator's words for the last error it returned on this thread (kept after
+// cudaGetLastError clears t_last, since the caller asks for the text after that).
+thread_local cudaError_t t_text_code = cudaSuccess;
+thread_local std::string t_text;
 
 cudaError_t fail(cudaError_t e, const std::string& text = std::string()) {
   t_last = e;
+  t_text_code = e;
   t_text = text;
   return e;
 }
@@ -356,6 +360,13 @@ void launch(dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const 
   }
 }
 
+void clear_sticky_error() {
+  std::lock_guard<std::mutex> g(dev().mu);
+  dev().sticky = cudaSuccess;
+  dev().sticky_text.clear();
+  t_last = cudaSuccess;
+}
+
 }  // namespace c3emu
 
 // ---- runtime API ----
@@ -424,7 +435,7 @@ const char* cudaGetErrorName(cudaError_t e) {
 
 const char* cudaGetErrorString(cudaError_t e) {
   if (e != cudaSuccess && e == dev().sticky && !dev().sticky_text.empty()) return dev().sticky_text.c_str();
-  if (e != cudaSuccess && e == c3emu::t_last && !c3emu::t_text.empty()) return c3emu::t_text.c_str();
+  if (e != cudaSuccess && e == c3emu::t_text_code && !c3emu::t_text.empty()) return c3emu::t_text.c_str();
   switch (e) {
     case cudaSuccess: return "no error";
     case cudaErrorInvalidValue: return "invalid argument";
