@@ -12,25 +12,50 @@
 #
 #   scripts/check-cuda-emulated.sh            # all three (~3 min on 2 cores, plus the build)
 #   scripts/check-cuda-emulated.sh --native   # 1 and 2 only (no Node build of dist/ needed)
+#   scripts/check-cuda-emulated.sh --asan     # 1 under AddressSanitizer (build-emu-asan/), with the
+#                                             # CPU device too; then 2 and 3 (~6 min more)
 #
-# Step 3 needs dist/ (npm run build:ts). Exits non-zero on a build error or any failed case.
+# Step 3 needs dist/ (npm run build:ts). Exits non-zero on a build error, any failed case or any
+# sanitizer report. JOBS (default 2) sets the build's parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NATIVE_ONLY=0
-case "${1:-}" in
-  --native) NATIVE_ONLY=1 ;;
-  "") ;;
-  -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "check-cuda-emulated: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-esac
+ASAN=0
+for arg in "$@"; do
+  case "$arg" in
+    --native) NATIVE_ONLY=1 ;;
+    --asan) ASAN=1 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "check-cuda-emulated: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 C3GAN_CUDA=EMULATE node scripts/build-native.js
 TEST=build-emu/c3gan_op_test
 ADDON="$PWD/build-emu/Release/c3gan.node"
 
-echo "== emulated CUDA: every native op case (fp32 math)"
-C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
+if [ "$ASAN" = 1 ]; then
+  # the native op program alone (no Node: an ASan addon would need libasan preloaded into node)
+  ASAN_BUILD=build-emu-asan
+  cmake -S . -B "$ASAN_BUILD" -DC3GAN_CUDA=EMULATE -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS="-fsanitize=address -fno-omit-frame-pointer" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address > /dev/null
+  cmake --build "$ASAN_BUILD" --target c3gan_op_test -j "${JOBS:-2}"
+  echo "== emulated CUDA under AddressSanitizer: every native op case (fp32 math)"
+  C3GAN_CUDA_MATH=fp32 "$ASAN_BUILD/c3gan_op_test" --device cuda | grep -v '^ok '
+  echo "== CPU backend under AddressSanitizer: every native op case"
+  "$ASAN_BUILD/c3gan_op_test" --device cpu | grep -v '^ok '
+  echo "== AddressSanitizer sees a kernel writing one int past a tensor"
+  if out=$(C3GAN_EMU_EXPECT_ASAN=1 "$ASAN_BUILD/c3gan_op_test" --device cuda --filter asan_sees 2>&1); then
+    echo "$out"; echo "check-cuda-emulated: the planted overrun was not reported" >&2; exit 1
+  fi
+  echo "$out" | grep -q "use-after-poison.*" && echo "$out" | grep -q "write_one_past" ||
+    { echo "$out" | tail -n 30; echo "check-cuda-emulated: no sanitizer report naming the kernel" >&2; exit 1; }
+  echo "reported: $(echo "$out" | grep -m1 'ERROR: AddressSanitizer')"
+else
+  echo "== emulated CUDA: every native op case (fp32 math)"
+  C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
+fi
 echo "== emulated CUDA: CPU-vs-CUDA comparisons in TF32 math"
 C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --filter cuda_vs_cpu | grep -v '^ok '
 [ "$NATIVE_ONLY" = 1 ] && exit 0

@@ -26,9 +26,10 @@ inline void inside_taps(int64_t o, int64_t size, int64_t taps, int64_t pad, int6
   if (hi < lo) hi = lo;
 }
 
-// Outputs [lo, hi) of extent `out` at which tap t is inside an image of extent `size`.
+// Outputs [lo, hi) of extent `out` at which tap t is inside an image of extent `size`; within
+// [0, out] even when the padding exceeds the map (the prefix sums are indexed with both ends).
 inline void tap_outputs(int64_t t, int64_t size, int64_t out, int64_t pad, int64_t& lo, int64_t& hi) {
-  lo = std::max<int64_t>(0, pad - t);
+  lo = std::min<int64_t>(out, std::max<int64_t>(0, pad - t));
   hi = std::min<int64_t>(out, size + pad - t);
   if (hi < lo) hi = lo;
 }

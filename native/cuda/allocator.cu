@@ -13,6 +13,9 @@
 
 #include "memory.cuh"
 #include "runtime.cuh"
+#if defined(C3GAN_CUDA_EMULATION) && defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace c3 {
 namespace cuda {
@@ -64,6 +67,18 @@ std::string device_memory_text() {
   return std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free on the device";
 }
 
+// The emulated device's memory is host memory: under AddressSanitizer the part of a cached block
+// past the request (all of it while the block is free) is poisoned, so a kernel that reads or
+// writes past a tensor's end, or into a freed one, is reported where it happens.
+void poison_slack(void* p, size_t bytes, size_t cls) {
+#if defined(C3GAN_CUDA_EMULATION) && defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + bytes, cls - bytes);
+#else
+  (void)p, (void)bytes, (void)cls;
+#endif
+}
+
 }  // namespace
 
 void* device_alloc(size_t bytes) {
@@ -97,6 +112,7 @@ void* device_alloc(size_t bytes) {
     check_cuda(e, "alloc");
     ++c.stats.device_allocs;
   }
+  poison_slack(p, bytes, cls);
   c.live[p] = cls;
   c.stats.in_use_bytes += static_cast<int64_t>(cls);
   if (c.stats.in_use_bytes > c.stats.peak_in_use_bytes) c.stats.peak_in_use_bytes = c.stats.in_use_bytes;
@@ -111,6 +127,7 @@ void device_free(void* p) {
   if (it == c.live.end()) return;  // not ours: never throw from a destructor path
   const size_t cls = it->second;
   c.live.erase(it);
+  poison_slack(p, 0, cls);
   c.free_blocks[cls].push_back(p);
   c.stats.in_use_bytes -= static_cast<int64_t>(cls);
   c.stats.cached_bytes += static_cast<int64_t>(cls);

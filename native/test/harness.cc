@@ -104,5 +104,6 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("%d passed, %d failed\n", passed, failed);
+  std::fflush(stdout);  // before a sanitizer's exit-time report
   return failed ? 1 : 0;
 }

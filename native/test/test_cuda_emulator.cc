@@ -6,6 +6,8 @@
 #ifdef C3GAN_CUDA_EMULATION
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -165,6 +167,22 @@ C3_TEST(cuda_emulator_refuses_what_the_runtime_refuses) {
   // none of these is sticky: the device still works
   cuda::launch("test", shuffle_kernel, 1, 64, 0, out.p);
   if (out.host()[33] != (1 ^ 3) * 10 + 5000) throw Failure("kernel after refused calls");
+}
+
+__global__ void write_one_past(int* out, int n) {
+  if (threadIdx.x == 0) out[n] = 1;
+}
+
+// Armed only by C3GAN_EMU_EXPECT_ASAN=1 in an AddressSanitizer build (scripts/check-cuda-emulated.sh
+// --asan runs it alone and expects the sanitizer's report and exit): a kernel writing one int past
+// a 64-int tensor, inside the allocator's 512-byte block, must be caught.
+C3_TEST(cuda_emulator_asan_sees_a_kernel_overrun) {
+  const char* armed = std::getenv("C3GAN_EMU_EXPECT_ASAN");
+  if (!armed || std::strcmp(armed, "1") || !have_cuda()) return;
+  Dev<int> out(64);
+  cuda::launch("test_overrun", write_one_past, 1, 32, 0, out.p, 64);
+  cuda::synchronize();
+  throw Failure("the overrun went unreported: is this an AddressSanitizer build?");
 }
 
 }  // namespace

@@ -21,6 +21,9 @@
 
 #include "fiber.h"
 #include "mma_fragment.h"
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace c3emu {
 namespace {
@@ -102,11 +105,11 @@ std::string where(const Run& r) {
 // Back to the scheduler; the fiber runs on when released.
 void yield(Run& r) { switch_context(r.cur->ctx, r.sched); }
 
-// Stops the launch: the scheduler never resumes this block's fibers.
-[[noreturn]] void fault(Run& r, const std::string& msg) {
-  if (r.fault.empty()) r.fault = msg + where(r);
-  switch_context(r.cur->ctx, r.sched);
-  __builtin_unreachable();  // a faulted fiber is never switched back to
+// Stops the launch: the scheduler never resumes this block's fibers. C strings only: the frames
+// of a faulting fiber are never unwound, so temporaries built by callers would never be freed.
+[[noreturn]] void fault(Run& r, const char* what, const char* detail = "") {
+  if (r.fault.empty()) r.fault = std::string(what) + detail + where(r);
+  exit_to(r.cur->ctx, r.sched);  // a faulted fiber is never switched back to
 }
 
 void release(Run& r, Wait kind, int warp) {
@@ -116,10 +119,10 @@ void release(Run& r, Wait kind, int warp) {
 
 // The lanes of mask meet; the last to arrive releases the others.
 void meet(Run& r, WarpState& w, unsigned mask, int lane, const char* what) {
-  if (!((mask >> lane) & 1u)) fault(r, std::string(what) + " with a mask that leaves out the calling lane");
-  if (mask & ~w.present) fault(r, std::string(what) + " names lanes past the block's last thread");
-  if (mask & ~w.live) fault(r, std::string(what) + " waits for lanes that have returned");
-  if (w.arrived && w.mask != mask) fault(r, std::string(what) + ": lanes of one warp meet with different masks");
+  if (!((mask >> lane) & 1u)) fault(r, what, " with a mask that leaves out the calling lane");
+  if (mask & ~w.present) fault(r, what, " names lanes past the block's last thread");
+  if (mask & ~w.live) fault(r, what, " waits for lanes that have returned");
+  if (w.arrived && w.mask != mask) fault(r, what, ": lanes of one warp meet with different masks");
   w.mask = mask;
   w.arrived |= 1u << lane;
   if (w.arrived == mask) {
@@ -132,6 +135,7 @@ void meet(Run& r, WarpState& w, unsigned mask, int lane, const char* what) {
 }
 
 void fiber_main(void*) {
+  fiber_entered();
   Run& r = *g_run;
   r.run(r.body);
   Fiber& f = *r.cur;
@@ -142,8 +146,7 @@ void fiber_main(void*) {
   w.live &= ~(1u << lane);
   --r.live;
   f.wait = Wait::Done;
-  switch_context(f.ctx, r.sched);
-  __builtin_unreachable();  // a finished fiber is never switched back to
+  exit_to(f.ctx, r.sched);
 }
 
 std::string deadlock_text(const Run& r) {
@@ -342,6 +345,7 @@ void launch(dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const 
         r.fibers[i].tid = uint3{x, y, z};
         r.fibers[i].linear = static_cast<int>(i);
       }
+  init_thread_context(r.sched);
   Run* outer = g_run;
   g_run = &r;
   bool ok = true;
@@ -508,6 +512,9 @@ cudaError_t cudaFree(void* p) {
   auto it = d.device.find(reinterpret_cast<uintptr_t>(p));
   if (it == d.device.end()) return fail(cudaErrorInvalidValue, "invalid argument (CUDA emulator: cudaFree of a pointer cudaMalloc did not return)");
   d.in_use -= it->second;
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(p, it->second);  // the allocator poisons what it caches
+#endif
   d.device.erase(it);
   std::free(p);
   return d.sticky;

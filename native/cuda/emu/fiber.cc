@@ -1,8 +1,73 @@
 // Context switches for the emulator's fibers (fiber.h).
 #include "fiber.h"
 
+#include <pthread.h>
+
 #include <cstdint>
 #include <cstring>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define C3EMU_ASAN 1
+#else
+#define C3EMU_ASAN 0
+#endif
+
+namespace c3emu {
+
+namespace {
+void raw_switch(Context& from, Context& to);
+}
+void unpoison_stack(char* base, size_t bytes);
+
+void init_thread_context(Context& ctx) {
+  pthread_attr_t attr;
+  void* base = nullptr;
+  size_t size = 0;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    pthread_attr_getstack(&attr, &base, &size);
+    pthread_attr_destroy(&attr);
+  }
+  ctx.stack_base = base;
+  ctx.stack_size = size;
+}
+
+// A reused stack may still carry the redzones of frames a faulted fiber never left.
+void unpoison_stack(char* base, size_t bytes) {
+#if C3EMU_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(base, bytes);
+#else
+  (void)base, (void)bytes;
+#endif
+}
+
+void fiber_entered() {
+#if C3EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+#endif
+}
+
+void switch_context(Context& from, Context& to) {
+#if C3EMU_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(&fake, to.stack_base, to.stack_size);
+#endif
+  raw_switch(from, to);
+#if C3EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+}
+
+void exit_to(Context& from, Context& to) {
+#if C3EMU_ASAN
+  __sanitizer_start_switch_fiber(nullptr, to.stack_base, to.stack_size);
+#endif
+  raw_switch(from, to);
+  __builtin_unreachable();  // nothing switches back to an exited fiber
+}
+
+}  // namespace c3emu
 
 #if C3EMU_ASM_SWITCH
 extern "C" {
@@ -112,6 +177,9 @@ c3emu_trampoline:
 namespace c3emu {
 
 void make_context(Context& ctx, char* base, size_t bytes, void (*entry)(void*), void* arg) {
+  ctx.stack_base = base;
+  ctx.stack_size = bytes;
+  unpoison_stack(base, bytes);
   const uintptr_t top = (reinterpret_cast<uintptr_t>(base) + bytes) & ~uintptr_t(15);
 #if defined(__x86_64__)
   // after c3emu_switch's ret the stack pointer is top - 16, 16-byte aligned as a call needs
@@ -136,7 +204,9 @@ void make_context(Context& ctx, char* base, size_t bytes, void (*entry)(void*), 
   ctx.sp = sp;
 }
 
-void switch_context(Context& from, Context& to) { c3emu_switch(&from.sp, to.sp); }
+namespace {
+void raw_switch(Context& from, Context& to) { c3emu_switch(&from.sp, to.sp); }
+}  // namespace
 
 }  // namespace c3emu
 
@@ -153,6 +223,9 @@ void start(unsigned eh, unsigned el, unsigned ah, unsigned al) {
 }  // namespace
 
 void make_context(Context& ctx, char* base, size_t bytes, void (*entry)(void*), void* arg) {
+  ctx.stack_base = base;
+  ctx.stack_size = bytes;
+  unpoison_stack(base, bytes);
   getcontext(&ctx.uc);
   ctx.uc.uc_stack.ss_sp = base;
   ctx.uc.uc_stack.ss_size = bytes;
@@ -162,7 +235,9 @@ void make_context(Context& ctx, char* base, size_t bytes, void (*entry)(void*), 
               static_cast<unsigned>(e), static_cast<unsigned>(a >> 32), static_cast<unsigned>(a));
 }
 
-void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+namespace {
+void raw_switch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+}  // namespace
 
 }  // namespace c3emu
 

@@ -21,13 +21,22 @@ struct Context {
 #else
   ucontext_t uc;
 #endif
+  // the stack's bounds, for AddressSanitizer's fiber annotations
+  const void* stack_base = nullptr;
+  size_t stack_size = 0;
 };
 
+// The calling thread's own stack bounds into ctx (the context that runs the fibers).
+void init_thread_context(Context& ctx);
+
 // Prepares ctx to run entry(arg) on the stack [base, base + bytes) when first switched to.
-// entry must never return: it ends by switching away for good.
+// entry must call fiber_entered() first and never return: it ends with exit_to.
 void make_context(Context& ctx, char* base, size_t bytes, void (*entry)(void*), void* arg);
+void fiber_entered();
 
 // Saves the running context into from and resumes to.
 void switch_context(Context& from, Context& to);
+// The same for a fiber that will never run again.
+[[noreturn]] void exit_to(Context& from, Context& to);
 
 }  // namespace c3emu
