@@ -4,7 +4,9 @@
 # C3GAN_CUDA=EMULATE into build-emu/, then:
 #   1. c3gan_op_test --device cuda in exact-fp32 mode: every op case on the emulated device, the
 #      emulator's own checks, the host checks of the kernels' index maps, CPU-vs-CUDA comparisons;
-#   2. the CPU-vs-CUDA comparisons again in TF32 mode (the default math);
+#   2. the op cases again with the threads of each block and the blocks of each grid run in a
+#      shuffled order (a result that depends on the order is a race), and the CPU-vs-CUDA
+#      comparisons in TF32 mode (the default math);
 #   3. the TypeScript suites with C3GAN_DEVICE=cuda and C3GAN_ADDON=build-emu's addon (op tests,
 #      gradient checks, PyTorch parity of the ops and of the whole model, training, the CLI).
 # It proves the kernels' logic (indexing, barriers, shuffles, the mma fragment layout, split K,
@@ -26,7 +28,7 @@ for arg in "$@"; do
   case "$arg" in
     --native) NATIVE_ONLY=1 ;;
     --asan) ASAN=1 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "check-cuda-emulated: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +58,8 @@ else
   echo "== emulated CUDA: every native op case (fp32 math)"
   C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
 fi
+echo "== emulated CUDA: every native op case with threads and blocks in shuffled order (races)"
+C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
 echo "== emulated CUDA: CPU-vs-CUDA comparisons in TF32 math"
 C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --filter cuda_vs_cpu | grep -v '^ok '
 [ "$NATIVE_ONLY" = 1 ] && exit 0

@@ -49,6 +49,40 @@ struct WarpState {
   uint32_t fa[32 * 4], fb[32 * 2];  // posted mma fragments
 };
 
+// The order in which ready fibers (and the blocks of a grid) run: C3GAN_CUDA_EMU_ORDER. Fibers
+// switch only at barriers, so a result that changes with the order is a race: reverse and shuffle
+// run readers before writers that forward order happens to run first.
+enum class Order { Forward, Reverse, Shuffle };
+
+Order order_from_env() {
+  const char* v = std::getenv("C3GAN_CUDA_EMU_ORDER");
+  if (!v || !*v || !std::strcmp(v, "forward")) return Order::Forward;
+  if (!std::strcmp(v, "reverse")) return Order::Reverse;
+  if (!std::strcmp(v, "shuffle")) return Order::Shuffle;
+  std::fprintf(stderr, "c3gan CUDA emulator: C3GAN_CUDA_EMU_ORDER must be forward, reverse or shuffle; using forward\n");
+  return Order::Forward;
+}
+
+Order run_order() {
+  static const Order o = order_from_env();
+  return o;
+}
+
+// 0..n-1 in the run order; shuffles are a fixed function of seed (splitmix64 + Fisher-Yates).
+void fill_order(std::vector<uint32_t>& v, uint32_t n, uint64_t seed) {
+  v.resize(n);
+  for (uint32_t i = 0; i < n; ++i) v[i] = run_order() == Order::Reverse ? n - 1 - i : i;
+  if (run_order() != Order::Shuffle) return;
+  uint64_t st = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (uint32_t i = n; i > 1; --i) {
+    uint64_t z = (st += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    std::swap(v[i - 1], v[static_cast<uint32_t>(z % i)]);
+  }
+}
+
 // The launch running on this host thread.
 struct Run {
   dim3 grid, block;
@@ -63,6 +97,8 @@ struct Run {
   void (*run)(const void*) = nullptr;
   const void* body = nullptr;
   std::vector<unsigned char> smem;
+  std::vector<uint32_t> order;  // this sweep's fiber order
+  uint64_t seed = 0;
 };
 
 thread_local Run* g_run = nullptr;
@@ -176,9 +212,11 @@ bool run_block(Run& r) {
   r.live = T;
   r.at_block = 0;
   if (!r.smem.empty()) std::memset(r.smem.data(), 0xff, r.smem.size());
-  while (r.live > 0) {
+  for (uint64_t sweep = 0; r.live > 0; ++sweep) {
     bool ran = false;
-    for (Fiber& f : r.fibers) {
+    fill_order(r.order, static_cast<uint32_t>(T), r.seed * 1000003u + sweep);
+    for (uint32_t i : r.order) {
+      Fiber& f = r.fibers[i];
       if (f.wait != Wait::None) continue;
       r.cur = &f;
       switch_context(r.sched, f.ctx);
@@ -349,12 +387,18 @@ void launch(dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const 
   Run* outer = g_run;
   g_run = &r;
   bool ok = true;
-  for (unsigned z = 0; z < grid.z && ok; ++z)
-    for (unsigned y = 0; y < grid.y && ok; ++y)
-      for (unsigned x = 0; x < grid.x && ok; ++x) {
-        r.bidx = uint3{x, y, z};
-        ok = run_block(r);
-      }
+  static uint64_t launches = 0;  // under launch_mutex
+  const uint64_t seed = ++launches;
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  std::vector<uint32_t> block_order;
+  if (blocks <= 0xffffffffu) fill_order(block_order, static_cast<uint32_t>(blocks), seed);
+  for (uint64_t i = 0; i < blocks && ok; ++i) {
+    const uint64_t b = block_order.empty() ? i : block_order[i];
+    r.bidx = uint3{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                   static_cast<unsigned>(b / (uint64_t(grid.x) * grid.y))};
+    r.seed = seed * 0x100000001b3ull + b;
+    ok = run_block(r);
+  }
   g_run = outer;
   if (!ok) {
     DeviceState& d = dev();
