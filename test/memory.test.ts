@@ -28,12 +28,20 @@ test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay f
   const bytes = N.liveBytes(device);
   const handles = N.liveTensors();
   const tensors = liveTensors();
+  // the device allocator (CPU cache or CUDA caching allocator): nothing held, nothing new asked of
+  // the system or the driver once the first steps have filled the cache
+  const alloc0 = N.memoryStats(device);
   for (let i = 1; i <= 2000; i++) {
     step();
     if (i % 100 === 0) {
       assert.equal(N.liveBytes(device), bytes, `liveBytes at step ${i}`);
       assert.equal(N.liveTensors(), handles, `native liveTensors at step ${i}`);
       assert.equal(liveTensors(), tensors, `Tensor objects at step ${i}`);
+      const a = N.memoryStats(device);
+      if (a.cacheEnabled) {
+        assert.equal(a.inUseBytes, alloc0.inUseBytes, `${device} allocator bytes in use at step ${i}`);
+        assert.equal(a.systemAllocs, alloc0.systemAllocs, `${device} allocations from the system at step ${i}`);
+      }
     }
   }
   const secs = (Date.now() - t0) / 1000;
