@@ -5,6 +5,9 @@
 #include <sstream>
 
 #include "../cpu/gemm_kernels.h"
+#ifdef C3GAN_HAVE_CUDA
+#include "../cuda/cuda.h"
+#endif
 
 namespace c3::test {
 
@@ -50,6 +53,22 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rtol, double atol,
                   const std::string& what) {
   close_impl(got, want, rtol, atol, what);
+}
+
+Tol product_tol(const Backend& be, double rtol, double atol, double terms) {
+#ifdef C3GAN_HAVE_CUDA
+  if (std::string(be.name) == "cuda" && c3::cuda_math() == c3::CudaMath::TF32)
+    return {std::max(rtol, 2e-3), std::max(atol, 5e-4 * terms)};
+#endif
+  (void)be, (void)terms;
+  return {rtol, atol};
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, Tol tol, const std::string& what) {
+  close_impl(got, want, tol.rtol, tol.atol, what);
+}
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, Tol tol, const std::string& what) {
+  close_impl(got, want, tol.rtol, tol.atol, what);
 }
 
 void expect_true(bool cond, const std::string& what) {

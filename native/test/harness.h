@@ -86,6 +86,18 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
                   const std::string& what);
 void expect_true(bool cond, const std::string& what);
 
+// Tolerance of a result of matrix products (gemm, conv) summing `terms` products of this
+// harness's data (uniform in [-1, 1)): rtol and atol as given on the CPU and in CUDA's exact-fp32
+// mode; under TF32 (the CUDA default: operands keep 11 significant bits, so each product is off by
+// up to 2^-10 of its size) rtol 2e-3 and atol at least 5e-4 per term (2^-10 of the sum of
+// |products|, about terms / 4 for this data, doubled).
+struct Tol {
+  double rtol, atol;
+};
+Tol product_tol(const Backend& be, double rtol, double atol, double terms);
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, Tol tol, const std::string& what);
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, Tol tol, const std::string& what);
+
 // Central finite difference of a scalar function f(x) at every element of x (float64 math)
 std::vector<double> numeric_grad(std::vector<double> x, const std::function<double(const std::vector<double>&)>& f,
                                  double h = 1e-6);

@@ -24,6 +24,8 @@ using c3::Backend;
 using c3::Conv2dParams;
 using c3::test::Buf;
 using c3::test::expect_close;
+using c3::test::product_tol;
+using c3::test::Tol;
 using c3::test::expect_true;
 using c3::test::numeric_grad;
 using c3::test::random_vec;
@@ -282,7 +284,7 @@ void check_gemm(const Backend& be, bool ta, bool tb, int64_t M, int64_t N, int64
                            "x" + std::to_string(N) + "x" + std::to_string(K) + " alpha=" + std::to_string(alpha) +
                            " beta=" + std::to_string(beta);
   const double atol = 2e-6 * (K + 1);
-  expect_close(bc.host(), gemm_d(ta, tb, M, N, K, alpha, A, B, beta, C), 1e-4, atol, what);
+  expect_close(bc.host(), gemm_d(ta, tb, M, N, K, alpha, A, B, beta, C), product_tol(be, 1e-4, atol, K + 1), what);
 }
 
 C3_TEST(gemm_all_transposes_odd_sizes) {
@@ -327,7 +329,7 @@ C3_TEST(gemm_fast_matches_reference_kernel) {
       Buf ba(be, A), bb(be, B), bc(be, C);
       be.gemm(t & 1, t & 2, M, N, K, 0.7f, ba.p(), bb.p(), 0.3f, bc.p());
       c3::cpu::gemm_reference(t & 1, t & 2, M, N, K, 0.7f, A.data(), B.data(), 0.3f, R.data());
-      expect_close(bc.host(), R, 1e-4, 2e-6 * K, "gemm vs gemm_reference t=" + std::to_string(t));
+      expect_close(bc.host(), R, product_tol(be, 1e-4, 2e-6 * K, K), "gemm vs gemm_reference t=" + std::to_string(t));
     }
 }
 
@@ -440,11 +442,12 @@ C3_TEST(conv2d_forward_against_float64) {
     DVec bd = to_d(b);
     DVec want = conv_d(p, to_d(x), to_d(w), cc.bias ? &bd : nullptr);
     const std::string what = describe(p) + (cc.bias ? " bias" : "") + " forward";
-    expect_close(by.host(), want, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what);
+    const Tol tol = product_tol(be, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), p.C * p.R * p.S + 1);
+    expect_close(by.host(), want, tol, what);
     // and the plain-loop reference kernel agrees with the fast path
     Vec ref(want.size());
     c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), cc.bias ? b.data() : nullptr, ref.data());
-    expect_close(by.host(), ref, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " vs reference kernel");
+    expect_close(by.host(), ref, tol, what + " vs reference kernel");
   }
 }
 
@@ -460,14 +463,15 @@ C3_TEST(conv2d_backward_against_float64) {
     be.conv2d_backward_data(p, bdy.p(), bw.p(), bdx.p());
     be.conv2d_backward_weight(p, bdy.p(), bx.p(), bdw.p());
     const std::string what = describe(p);
-    const double atol_x = 1e-5 * (p.K * p.R * p.S + 1), atol_w = 1e-5 * (p.N * p.OH * p.OW + 1);
-    expect_close(bdx.host(), conv_dx_d(p, to_d(dy), to_d(w)), 1e-4, atol_x, what + " backward_data");
-    expect_close(bdw.host(), conv_dw_d(p, to_d(dy), to_d(x)), 1e-4, atol_w, what + " backward_weight");
+    const double tx = p.K * p.R * p.S + 1, tw = p.N * p.OH * p.OW + 1;
+    const Tol tol_x = product_tol(be, 1e-4, 1e-5 * tx, tx), tol_w = product_tol(be, 1e-4, 1e-5 * tw, tw);
+    expect_close(bdx.host(), conv_dx_d(p, to_d(dy), to_d(w)), tol_x, what + " backward_data");
+    expect_close(bdw.host(), conv_dw_d(p, to_d(dy), to_d(x)), tol_w, what + " backward_weight");
     Vec rdx(x.size()), rdw(w.size());
     c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
     c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
-    expect_close(bdx.host(), rdx, 1e-4, atol_x, what + " backward_data vs reference kernel");
-    expect_close(bdw.host(), rdw, 1e-4, atol_w, what + " backward_weight vs reference kernel");
+    expect_close(bdx.host(), rdx, tol_x, what + " backward_data vs reference kernel");
+    expect_close(bdw.host(), rdw, tol_w, what + " backward_weight vs reference kernel");
   }
 }
 
@@ -517,8 +521,8 @@ C3_TEST(conv2d_gradients_match_finite_differences) {
     Buf bx(be, x), bw(be, w), bdy(be, dy), bdx(be, x.size()), bdw(be, w.size());
     be.conv2d_backward_data(p, bdy.p(), bw.p(), bdx.p());
     be.conv2d_backward_weight(p, bdy.p(), bx.p(), bdw.p());
-    expect_close(bdx.host(), gx, 1e-3, 1e-4, describe(p) + " dx vs finite differences");
-    expect_close(bdw.host(), gw, 1e-3, 1e-4, describe(p) + " dw vs finite differences");
+    expect_close(bdx.host(), gx, product_tol(be, 1e-3, 1e-4, p.K * p.R * p.S), describe(p) + " dx vs finite differences");
+    expect_close(bdw.host(), gw, product_tol(be, 1e-3, 1e-4, p.N * p.OH * p.OW), describe(p) + " dw vs finite differences");
   }
 }
 
