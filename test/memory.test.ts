@@ -8,7 +8,7 @@ import { Adam } from "../lib/optim/adam";
 import { Generator, liveTensors, Tensor, tidy } from "../lib/tensor";
 import { testDevice } from "./helpers/device";
 
-test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay flat", () => {
+test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay flat", (t) => {
   const N = native();
   const device = testDevice();  // C3GAN_DEVICE, cpu by default
   const gen = new Generator(5);
@@ -44,8 +44,7 @@ test("2,000 steps of conv -> batchNorm -> relu -> sum -> backward -> Adam stay f
       }
     }
   }
-  const secs = (Date.now() - t0) / 1000;
-  assert.ok(secs < 30, `took ${secs} s`);
+  t.diagnostic(`2,010 steps on ${device} in ${(Date.now() - t0) / 1000} s`);  // speed is the benchmarks' business
   assert.equal(bn.numBatchesTracked.item(), 2010);
   // a forward that is never backpropagated releases its graph too
   tidy(() => {
