@@ -10,7 +10,8 @@
 #   3. the TypeScript suites with C3GAN_DEVICE=cuda and C3GAN_ADDON=build-emu's addon (op tests,
 #      gradient checks, PyTorch parity of the ops and of the whole model, training, the CLI).
 # It proves the kernels' logic (indexing, barriers, shuffles, the mma fragment layout, split K,
-# the runtime and its error paths), not their speed or freedom from races: those need a GPU.
+# the runtime and its error paths), not their speed nor races that no fiber order exposes: those
+# need a GPU.
 #
 #   scripts/check-cuda-emulated.sh            # all three (~3 min on 2 cores, plus the build)
 #   scripts/check-cuda-emulated.sh --native   # 1 and 2 only (no Node build of dist/ needed)
@@ -28,7 +29,7 @@ for arg in "$@"; do
   case "$arg" in
     --native) NATIVE_ONLY=1 ;;
     --asan) ASAN=1 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "check-cuda-emulated: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
