@@ -4,7 +4,7 @@
 # C3GAN_CUDA=EMULATE into build-emu/, then:
 #   1. c3gan_op_test --device cuda in exact-fp32 math: every op case on the emulated device, the
 #      emulator's own checks, the host checks of the kernels' index maps, CPU-vs-CUDA comparisons
-#      (with --asan: under AddressSanitizer, and the CPU device's cases too);
+#      (with --asan, the CPU device's cases too, and a planted kernel overrun that must be reported);
 #   2. the same in the default TF32 math with the threads of each block and the blocks of each
 #      grid run in a shuffled order (a result that depends on the order is a race);
 #   3. the TypeScript suites with C3GAN_DEVICE=cuda and C3GAN_ADDON=build-emu's addon (op tests,
@@ -15,8 +15,9 @@
 #
 #   scripts/check-cuda-emulated.sh            # all three (~3 min on 2 cores, plus the build)
 #   scripts/check-cuda-emulated.sh --native   # 1 and 2 only (no Node build of dist/ needed)
-#   scripts/check-cuda-emulated.sh --asan     # 1 under AddressSanitizer (build-emu-asan/) with the
-#                                             # CPU device too (~5 min more)
+#   scripts/check-cuda-emulated.sh --asan     # under AddressSanitizer (build-emu-asan/): 1 and 2 as
+#                                             # one pass (fp32, shuffled), the CPU device's cases,
+#                                             # then 3 (TF32 there); CI runs this (~9 min on 2 cores)
 #
 # Step 3 needs dist/ (npm run build:ts). Exits non-zero on a build error, any failed case or any
 # sanitizer report. JOBS (default 2) sets the build's parallelism.
@@ -34,42 +35,51 @@ for arg in "$@"; do
   esac
 done
 
-C3GAN_CUDA=EMULATE node scripts/build-native.js
-TEST=build-emu/c3gan_op_test
-ADDON="$PWD/build-emu/Release/c3gan.node"
+if [ "$ASAN" = 1 ]; then
+  # one AddressSanitizer build (cmake-js: the addon and the op test program) serves every step;
+  # Node loads the instrumented addon with libasan preloaded
+  BUILD=build-emu-asan
+  node node_modules/cmake-js/bin/cmake-js build --out "$BUILD" --CDC3GAN_CUDA=EMULATE --CDC3GAN_SANITIZE=address \
+    --parallel "${JOBS:-2}"
+  PRELOAD=$("${CXX:-g++}" -print-file-name=libasan.so)
+else
+  C3GAN_CUDA=EMULATE node scripts/build-native.js
+  BUILD=build-emu
+  PRELOAD=
+fi
+TEST=$BUILD/c3gan_op_test
+ADDON="$PWD/$BUILD/Release/c3gan.node"
+SAN=$([ "$ASAN" = 1 ] && echo " under AddressSanitizer" || true)
 
 if [ "$ASAN" = 1 ]; then
-  # the native op program alone (no Node: an ASan addon would need libasan preloaded into node)
-  ASAN_BUILD=build-emu-asan
-  cmake -S . -B "$ASAN_BUILD" -DC3GAN_CUDA=EMULATE -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS="-fsanitize=address -fno-omit-frame-pointer" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address > /dev/null
-  cmake --build "$ASAN_BUILD" --target c3gan_op_test -j "${JOBS:-2}"
-  echo "== emulated CUDA under AddressSanitizer: every native op case (fp32 math)"
-  C3GAN_CUDA_MATH=fp32 "$ASAN_BUILD/c3gan_op_test" --device cuda | grep -v '^ok '
-  echo "== CPU backend under AddressSanitizer: every native op case"
-  "$ASAN_BUILD/c3gan_op_test" --device cpu | grep -v '^ok '
+  # one pass of the native cases (CI's time): fp32 math, shuffled order; TF32 runs in step 3
+  echo "== emulated CUDA under AddressSanitizer: every native op case in fp32 math, shuffled order"
+  C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
+  echo "== CPU backend under AddressSanitizer: every native op case but the CUDA ones (run above)"
+  "$TEST" --device cpu --exclude cuda_ | grep -v '^ok '
   echo "== AddressSanitizer sees a kernel writing one int past a tensor"
-  if out=$(C3GAN_EMU_EXPECT_ASAN=1 "$ASAN_BUILD/c3gan_op_test" --device cuda --filter asan_sees 2>&1); then
+  if out=$(C3GAN_EMU_EXPECT_ASAN=1 "$TEST" --device cuda --filter asan_sees 2>&1); then
     echo "$out"; echo "check-cuda-emulated: the planted overrun was not reported" >&2; exit 1
   fi
-  echo "$out" | grep -q "use-after-poison.*" && echo "$out" | grep -q "write_one_past" ||
+  echo "$out" | grep -q "use-after-poison" && echo "$out" | grep -q "write_one_past" ||
     { echo "$out" | tail -n 30; echo "check-cuda-emulated: no sanitizer report naming the kernel" >&2; exit 1; }
   echo "reported: $(echo "$out" | grep -m1 'ERROR: AddressSanitizer')"
-fi
-if [ "$ASAN" = 0 ]; then
+else
   echo "== emulated CUDA: every native op case (fp32 math)"
   C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
+  echo "== emulated CUDA: every native op case in TF32 math, threads and blocks in shuffled order (races)"
+  C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda | grep -v '^ok '
 fi
-echo "== emulated CUDA: every native op case in TF32 math, threads and blocks in shuffled order (races)"
-C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda | grep -v '^ok '
 [ "$NATIVE_ONLY" = 1 ] && exit 0
 
 if [ ! -f dist/test/ops.test.js ]; then
   echo "check-cuda-emulated: dist/ is missing (npm run build:ts)" >&2
   exit 1
 fi
-echo "== emulated CUDA: the TypeScript suites with C3GAN_DEVICE=cuda"
+echo "== emulated CUDA$SAN: the TypeScript suites with C3GAN_DEVICE=cuda"
 # all but pack.test (it checks the packed prebuild, which C3GAN_ADDON would replace)
 FILES=()
 for f in dist/test/*.test.js; do [ "$f" = dist/test/pack.test.js ] || FILES+=("$f"); done
-C3GAN_ADDON="$ADDON" C3GAN_DEVICE=cuda node --test --test-concurrency=1 "${FILES[@]}"
+# (leak checks off for Node, which keeps its heap to the end by design)
+LD_PRELOAD=$PRELOAD ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} C3GAN_ADDON="$ADDON" C3GAN_DEVICE=cuda \
+  node --test --test-concurrency=1 "${FILES[@]}"

@@ -92,12 +92,14 @@ std::vector<double> numeric_grad(std::vector<double> x, const std::function<doub
 
 }  // namespace c3::test
 
-// Runs every case on the backend named by --device (cpu by default; cuda where built and present).
+// Runs every case on the backend named by --device (cpu by default; cuda where built and present);
+// --filter S keeps the cases whose names contain S, --exclude S drops them.
 int main(int argc, char** argv) {
-  std::string device = "cpu", filter;
+  std::string device = "cpu", filter, exclude;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
     else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
+    else if (!std::strcmp(argv[i], "--exclude") && i + 1 < argc) exclude = argv[++i];
   }
   const c3::Backend* be = &c3::cpu_backend();
   if (device == "cuda") {
@@ -111,6 +113,7 @@ int main(int argc, char** argv) {
   int passed = 0, failed = 0;
   for (auto& c : c3::test::registry()) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
+    if (!exclude.empty() && std::string(c.name).find(exclude) != std::string::npos) continue;
     try {
       c.fn(*be);
       ++passed;

@@ -45,8 +45,12 @@ struct WarpState {
   unsigned live = 0;     // lanes that have not returned
   unsigned arrived = 0;  // lanes waiting at the current meeting
   unsigned mask = 0;     // the mask of the current meeting
-  uint64_t slot[32];
-  uint32_t fa[32 * 4], fb[32 * 2];  // posted mma fragments
+  // Posted values, double-buffered: a lane alternates buffers meeting by meeting, and it can
+  // write a buffer again only after the next meeting, which every lane of a full-warp mask
+  // reaches after reading, so no second meeting is needed to protect the reads.
+  uint64_t slot[2][32];
+  uint32_t fa[2][32 * 4], fb[2][32 * 2];  // posted mma fragments
+  uint8_t phase[32];                      // per lane: the buffer of its next meeting
 };
 
 // The order in which ready fibers (and the blocks of a grid) run: C3GAN_CUDA_EMU_ORDER. Fibers
@@ -208,6 +212,7 @@ bool run_block(Run& r) {
     WarpState& ws = r.warps[w];
     ws.present = ws.live = n == 32 ? 0xffffffffu : ((1u << n) - 1u);
     ws.arrived = ws.mask = 0;
+    std::memset(ws.phase, 0, sizeof ws.phase);
   }
   r.live = T;
   r.at_block = 0;
@@ -329,10 +334,13 @@ uint64_t warp_exchange(unsigned mask, uint64_t mine, int src) {
   const int lane = r.cur->linear % 32;
   WarpState& w = r.warps[static_cast<size_t>(r.cur->linear / 32)];
   if (src < 0 || src > 31 || !((mask >> src) & 1u)) fault(r, "a shuffle reads a lane outside its mask");
-  w.slot[lane] = mine;
+  const int p = w.phase[lane];
+  w.phase[lane] ^= 1;
+  w.slot[p][lane] = mine;
   meet(r, w, mask, lane, "a warp shuffle");
-  const uint64_t v = w.slot[src];
-  meet(r, w, mask, lane, "a warp shuffle");  // every lane has read before the slots are reused
+  const uint64_t v = w.slot[p][src];
+  // a partial mask: lanes outside it do not wait at this warp's next meeting, so wait here
+  if (mask != 0xffffffffu) meet(r, w, mask, lane, "a warp shuffle");
   return v;
 }
 
@@ -340,12 +348,13 @@ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   Run& r = current("mma.sync");
   const int lane = r.cur->linear % 32;
   WarpState& w = r.warps[static_cast<size_t>(r.cur->linear / 32)];
-  for (int q = 0; q < 4; ++q) w.fa[lane * 4 + q] = a[q];
-  w.fb[lane * 2] = b[0];
-  w.fb[lane * 2 + 1] = b[1];
+  const int p = w.phase[lane];
+  w.phase[lane] ^= 1;
+  for (int q = 0; q < 4; ++q) w.fa[p][lane * 4 + q] = a[q];
+  w.fb[p][lane * 2] = b[0];
+  w.fb[p][lane * 2 + 1] = b[1];
   meet(r, w, 0xffffffffu, lane, "mma.sync");
-  mma_m16n8k8_lane(d, lane, w.fa, w.fb);
-  meet(r, w, 0xffffffffu, lane, "mma.sync");
+  mma_m16n8k8_lane(d, lane, w.fa[p], w.fb[p]);
 }
 
 void launch(dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const void* body) {
