@@ -219,7 +219,8 @@ bool run_block(Run& r) {
   if (!r.smem.empty()) std::memset(r.smem.data(), 0xff, r.smem.size());
   for (uint64_t sweep = 0; r.live > 0; ++sweep) {
     bool ran = false;
-    fill_order(r.order, static_cast<uint32_t>(T), r.seed * 1000003u + sweep);
+    // index and reverse order never change; a shuffle is drawn anew each sweep
+    if (sweep == 0 || run_order() == Order::Shuffle) fill_order(r.order, static_cast<uint32_t>(T), r.seed * 1000003u + sweep);
     for (uint32_t i : r.order) {
       Fiber& f = r.fibers[i];
       if (f.wait != Wait::None) continue;
