@@ -107,10 +107,14 @@ export interface NativeAddon {
   sum(x: NativeTensor, dims: number[], keepdim: boolean): NativeTensor;
 
   conv2d(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor;
+  /** conv2d and its output's per-channel [mean, biased variance] (K, 2): [y, moments] */
+  conv2dMoments(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor[];
   conv2dBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[], stride: number, pad: number): NativeTensor;
   conv2dBackwardWeight(dy: NativeTensor, x: NativeTensor, wShape: number[], stride: number, pad: number): NativeTensor;
   /** conv2d(upsample2x(x), w, bias, 1, 1) for a (K, C, 3, 3) w, without the upsampled tensor */
   conv2dUp(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null): NativeTensor;
+  /** conv2dUp and its output's moments, as conv2dMoments: [y, moments] */
+  conv2dUpMoments(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null): NativeTensor[];
   conv2dUpBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[]): NativeTensor;
   conv2dUpBackwardWeight(dy: NativeTensor, x: NativeTensor, wShape: number[]): NativeTensor;
   /**
@@ -125,16 +129,19 @@ export interface NativeAddon {
   linearBackwardWeight(dy: NativeTensor, x: NativeTensor): NativeTensor;
   matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
 
-  /** returns [y, saveMean, saveInvstd]; training updates runningMean/runningVar in place */
+  /**
+   * returns [y, saveMean, saveInvstd]; training updates runningMean/runningVar in place. moments
+   * (training only): x's own (C, 2) statistics from the conv that made it (conv2dMoments).
+   */
   batchNorm(x: NativeTensor, gamma: NativeTensor, beta: NativeTensor, runningMean: NativeTensor,
-    runningVar: NativeTensor, training: boolean, momentum: number, eps: number): NativeTensor[];
+    runningVar: NativeTensor, training: boolean, momentum: number, eps: number, moments?: NativeTensor | null): NativeTensor[];
   /** returns [dx, dgamma, dbeta] */
   batchNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor, saveMean: NativeTensor,
     saveInvstd: NativeTensor, training: boolean): NativeTensor[];
 
   /** glu(batchNorm(x), 1) in one pass: returns [y (N, C/2, ...), saveMean, saveInvstd] */
   batchNormGlu(x: NativeTensor, gamma: NativeTensor, beta: NativeTensor, runningMean: NativeTensor,
-    runningVar: NativeTensor, training: boolean, momentum: number, eps: number): NativeTensor[];
+    runningVar: NativeTensor, training: boolean, momentum: number, eps: number, moments?: NativeTensor | null): NativeTensor[];
   /** returns [dx, dgamma, dbeta], recomputing the normalised values from x */
   batchNormGluBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor, beta: NativeTensor,
     saveMean: NativeTensor, saveInvstd: NativeTensor, training: boolean): NativeTensor[];

@@ -55,21 +55,29 @@ struct Backend {
   void (*gemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                const float* B, float beta, float* C);
 
-  // conv2d, NCHW input, KCRS weight; bias may be null
-  void (*conv2d_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+  // conv2d, NCHW input, KCRS weight; bias may be null. moments, when not null, receives (K, 2):
+  // per output channel the mean and the biased variance of y over N, OH and OW (the values as
+  // stored), for a batch norm in training right after the conv (batchnorm_forward_train's
+  // moments); a backend may compute them in the conv's epilogue.
+  void (*conv2d_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                         float* moments);
   void (*conv2d_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
   void (*conv2d_backward_weight)(const Conv2dParams& p, const float* dy, const float* x, float* dw);
   // The same conv of x upsampled 2x (nearest) first, without the upsampled tensor: p describes
   // the conv on x itself (3x3, stride 1, pad 1; x (N, C, H, W), y (N, K, 2H, 2W), OH = H, OW = W).
-  void (*conv2d_up_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+  // moments as conv2d_forward's.
+  void (*conv2d_up_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                            float* moments);
   void (*conv2d_up_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
   void (*conv2d_up_backward_weight)(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
   // batch norm over (N, C, HW): statistics per channel across N and HW; y may be null (the
-  // statistics only, for bn_glu_forward)
+  // statistics only, for bn_glu_forward). moments, when not null, are x's own per-channel mean
+  // and biased variance (C, 2), as conv2d_forward gives them: x is then read only for y.
   void (*batchnorm_forward_train)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                   const float* beta, float* running_mean, float* running_var, float momentum,
-                                  float eps, float* y, float* save_mean, float* save_invstd);
+                                  float eps, float* y, float* save_mean, float* save_invstd,
+                                  const float* moments);
   void (*batchnorm_forward_eval)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                  const float* beta, const float* running_mean, const float* running_var, float eps,
                                  float* y);

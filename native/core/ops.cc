@@ -300,7 +300,7 @@ Conv2dParams conv2d_params(const Shape& x, const Shape& w, int64_t stride, int64
   return p;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad) {
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad, Tensor* moments) {
   need_defined(x, "conv2d", "input");
   need_defined(w, "conv2d", "weight");
   same_device(x, w, "conv2d");
@@ -312,7 +312,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stri
           shape_str(bias->shape));
   }
   Tensor y(x.device(), {p.N, p.K, p.OH, p.OW}, "conv2d");
-  x.be().conv2d_forward(p, x.data(), w.data(), bias ? bias->data() : nullptr, y.data());
+  if (moments) *moments = Tensor(x.device(), {p.K, 2}, "conv2d");
+  x.be().conv2d_forward(p, x.data(), w.data(), bias ? bias->data() : nullptr, y.data(),
+                        moments ? moments->data() : nullptr);
   return y;
 }
 
@@ -347,7 +349,7 @@ static Conv2dParams conv2d_up_params(const Shape& x, const Shape& w, const char*
   return conv2d_params(x, w, 1, 1, op);
 }
 
-Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias) {
+Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* moments) {
   const char* op = "conv2d_up";
   need_defined(x, op, "input");
   need_defined(w, op, "weight");
@@ -359,7 +361,9 @@ Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias) {
     check(bias->ndim() == 1 && bias->dim(0) == p.K, op, "bias must be (", p.K, "), got ", shape_str(bias->shape));
   }
   Tensor y(x.device(), {p.N, p.K, 2 * p.H, 2 * p.W}, op);
-  x.be().conv2d_up_forward(p, x.data(), w.data(), bias ? bias->data() : nullptr, y.data());
+  if (moments) *moments = Tensor(x.device(), {p.K, 2}, op);
+  x.be().conv2d_up_forward(p, x.data(), w.data(), bias ? bias->data() : nullptr, y.data(),
+                           moments ? moments->data() : nullptr);
   return y;
 }
 
@@ -482,6 +486,17 @@ static void check_batchnorm(const char* op, const Tensor& x, const Tensor& gamma
     check(N * HW > 1, op, "training needs more than one value per channel, got input ", shape_str(x.shape));
 }
 
+// Moments handed to a batch norm in training: (C, 2) on x's device, from the conv that made x.
+static const float* given_moments(const char* op, const Tensor& x, int64_t C, bool training, const Tensor* moments) {
+  if (!moments) return nullptr;
+  need_defined(*moments, op, "moments");
+  same_device(x, *moments, op);
+  check(moments->shape == Shape({C, 2}), op, "moments must be (", C, ", 2) (mean and variance per channel), got ",
+        shape_str(moments->shape));
+  check(training, op, "moments are batch statistics: they apply in training only");
+  return moments->data();
+}
+
 // What backward needs in eval mode: the running mean and 1/sqrt(running var + eps).
 static void eval_statistics(const Backend& be, Device device, int64_t C, const Tensor& running_mean,
                             const Tensor& running_var, float eps, Tensor& save_mean, Tensor& save_invstd) {
@@ -497,16 +512,18 @@ static void eval_statistics(const Backend& be, Device device, int64_t C, const T
 }
 
 BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                               Tensor& running_var, bool training, float momentum, float eps) {
+                               Tensor& running_var, bool training, float momentum, float eps,
+                               const Tensor* moments) {
   const char* op = "batch_norm";
   int64_t N, C, HW;
   check_batchnorm(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, N, C, HW);
+  const float* given = given_moments(op, x, C, training, moments);
   BatchNormOut out{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   const Backend& be = x.be();
   if (training) {
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
                                running_var.data(), momentum, eps, out.y.data(), out.save_mean.data(),
-                               out.save_invstd.data());
+                               out.save_invstd.data(), given);
   } else {
     be.batchnorm_forward_eval(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(), running_var.data(),
                               eps, out.y.data());
@@ -516,11 +533,13 @@ BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tenso
 }
 
 BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                                   Tensor& running_var, bool training, float momentum, float eps) {
+                                   Tensor& running_var, bool training, float momentum, float eps,
+                                   const Tensor* moments) {
   const char* op = "batch_norm_glu";
   int64_t N, C, HW;
   check_batchnorm(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, N, C, HW);
   check(C % 2 == 0, op, "the GLU halves the channels: dim 1 of ", shape_str(x.shape), " must be even");
+  const float* given = given_moments(op, x, C, training, moments);
   Shape out_shape = x.shape;
   out_shape[1] /= 2;
   BatchNormOut out{Tensor(x.device(), out_shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
@@ -528,7 +547,7 @@ BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const T
   if (training)
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
                                running_var.data(), momentum, eps, nullptr, out.save_mean.data(),
-                               out.save_invstd.data());
+                               out.save_invstd.data(), given);
   else
     eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
   be.bn_glu_forward(N, C / 2, HW, x.data(), gamma.data(), beta.data(), out.save_mean.data(), out.save_invstd.data(),

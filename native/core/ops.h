@@ -37,11 +37,14 @@ Shape reduced_shape(const Shape& s, const std::vector<int>& dims);
 
 // layers
 Conv2dParams conv2d_params(const Shape& x, const Shape& w, int64_t stride, int64_t pad, const char* op);
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad);
+// moments, when not null, receives the output's per-channel mean and biased variance (K, 2) for
+// a batch norm in training after it (batchnorm_forward's moments)
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad,
+              Tensor* moments = nullptr);
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, int64_t stride, int64_t pad);
 Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape, int64_t stride, int64_t pad);
 // conv2d(upsample2x(x), w, bias, 1, 1) for a 3x3 w, without the upsampled tensor
-Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias);
+Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* moments = nullptr);
 Tensor conv2d_up_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape);
 Tensor conv2d_up_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape);
 
@@ -56,8 +59,11 @@ struct BatchNormOut {
   Tensor y, save_mean, save_invstd;
 };
 // x (N, C) or (N, C, H, W). Training updates running stats in place (momentum, unbiased var).
+// moments (training only): x's own per-channel statistics from the conv that made it (conv2d's
+// moments), so x is not read again for them; they are not checked against x.
 BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                               Tensor& running_var, bool training, float momentum, float eps);
+                               Tensor& running_var, bool training, float momentum, float eps,
+                               const Tensor* moments = nullptr);
 struct BatchNormGrads {
   Tensor dx, dgamma, dbeta;
 };
@@ -65,7 +71,8 @@ BatchNormGrads batchnorm_backward(const Tensor& dy, const Tensor& x, const Tenso
                                   const Tensor& save_invstd, bool training);
 // glu(batch_norm(x), 1) in one pass over x: y (N, C/2, ...) and the statistics (as batchnorm_forward's)
 BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                                   Tensor& running_var, bool training, float momentum, float eps);
+                                   Tensor& running_var, bool training, float momentum, float eps,
+                                   const Tensor* moments = nullptr);
 // its gradients from dy (N, C/2, ...), recomputing the normalised values from x
 BatchNormGrads batchnorm_glu_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                       const Tensor& save_mean, const Tensor& save_invstd, bool training);

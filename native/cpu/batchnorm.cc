@@ -110,6 +110,7 @@ struct TrainArgs {
   float momentum, eps;
   float* save_mean;
   float* save_invstd;
+  float* moments;  // (C, 2): mean and biased variance, for channel_moments
 };
 
 // Channels [c0, c0 + g) with these means and M2 over `count` values each: saves the statistics,
@@ -119,6 +120,11 @@ void finish_channels(const BatchnormKernels& k, const TrainArgs& t, int64_t c0, 
   const double mom = t.momentum, keep = 1.0 - mom;
   const double inv_count = 1.0 / count;
   for (int64_t j = 0; j < g; ++j) work[j] = m2[j] * inv_count;  // biased variance
+  if (t.moments)
+    for (int64_t j = 0; j < g; ++j) {
+      t.moments[2 * (c0 + j)] = static_cast<float>(mean[j]);
+      t.moments[2 * (c0 + j) + 1] = static_cast<float>(work[j]);
+    }
   if (t.running_var) {
     // PyTorch's unbiased estimate; a single value per channel has none, keep the biased one
     const double unbiased = count > 1 ? count / (count - 1) : 1.0;
@@ -449,10 +455,34 @@ void set_batchnorm_kernels(const BatchnormKernels& k) { active_kernels() = &k; }
 
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                              float* running_mean, float* running_var, float momentum, float eps, float* y,
-                             float* save_mean, float* save_invstd) {
+                             float* save_mean, float* save_invstd, const float* moments) {
   if (N * HW == 0 || C == 0) return;
-  const TrainArgs t{gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd};
-  (HW >= kShortHW ? forward_rows : forward_columns)(N, C, HW, x, t, y);
+  const TrainArgs t{gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd, nullptr};
+  if (!moments) {
+    (HW >= kShortHW ? forward_rows : forward_columns)(N, C, HW, x, t, y);
+    return;
+  }
+  // the statistics are given: the per-channel step, then (for y) the affine pass alone
+  const double count = static_cast<double>(N * HW);
+  std::vector<double> mean(C), m2(C), work(C);
+  for (int64_t c = 0; c < C; ++c) mean[c] = moments[2 * c], m2[c] = static_cast<double>(moments[2 * c + 1]) * count;
+  std::vector<float> scale(C), shift(C);
+  finish_channels(batchnorm_kernels(), t, 0, C, count, mean.data(), m2.data(), work.data(), scale.data(), shift.data());
+  if (!y) return;
+  const BatchnormKernels& k = batchnorm_kernels();
+  parallel_for(N * C, grain_for(HW), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) k.affine(x + r * HW, HW, scale[r % C], shift[r % C], y + r * HW);
+  });
+}
+
+void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* moments) {
+  if (C == 0) return;
+  if (N * HW == 0) {
+    std::fill(moments, moments + 2 * C, 0.0f);
+    return;
+  }
+  const TrainArgs t{nullptr, nullptr, nullptr, nullptr, 0.0f, 1.0f, nullptr, nullptr, moments};
+  (HW >= kShortHW ? forward_rows : forward_columns)(N, C, HW, x, t, nullptr);
 }
 
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,

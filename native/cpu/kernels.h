@@ -28,6 +28,12 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 
 // conv2d.cc (fast path on gemm) and the plain loops beside it
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+// the table's conv2d_forward and conv2d_up_forward: the conv, then the output's channel_moments
+// when asked (a pass over the fresh output; the conv paths do not fuse it yet)
+void conv2d_forward_moments(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                            float* moments);
+void conv2d_up_forward_moments(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                               float* moments);
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 void conv2d_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
@@ -49,7 +55,9 @@ void set_conv2d_backward_data_path(int path);
 // batchnorm.cc
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                              float* running_mean, float* running_var, float momentum, float eps, float* y,
-                             float* save_mean, float* save_invstd);
+                             float* save_mean, float* save_invstd, const float* moments = nullptr);
+// per channel of x (N, C, HW): mean and biased variance into moments (C, 2), as batch norm forms them
+void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* moments);
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, float eps, float* y);
 void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,

@@ -168,6 +168,14 @@ C3_OP(Conv2d, "conv2d")
                                a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
 C3_END
 
+// conv2d that also gives its output's per-channel moments (K, 2): [y, moments]
+C3_OP(Conv2dMoments, "conv2dMoments")
+  Tensor moments;
+  Tensor y = ops::conv2d(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias"),
+                         a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024), &moments);
+  return wrap_list(env, {y, moments});
+C3_END
+
 C3_OP(Conv2dBackwardData, "conv2dBackwardData")
   return wrap(env, ops::conv2d_backward_data(a.tensor(0, "dy"), a.tensor(1, "weight"), a.shape(2, "xShape"),
                                              a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
@@ -180,6 +188,12 @@ C3_END
 
 C3_OP(Conv2dUp, "conv2dUp")
   return wrap(env, ops::conv2d_up(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias")));
+C3_END
+
+C3_OP(Conv2dUpMoments, "conv2dUpMoments")
+  Tensor moments;
+  Tensor y = ops::conv2d_up(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias"), &moments);
+  return wrap_list(env, {y, moments});
 C3_END
 
 C3_OP(Conv2dUpBackwardData, "conv2dUpBackwardData")
@@ -209,7 +223,8 @@ C3_END
 C3_OP(BatchNorm, "batchNorm")
   ops::BatchNormOut o = ops::batchnorm_forward(a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "bias"),
                                                a.tensor(3, "runningMean"), a.tensor(4, "runningVar"),
-                                               a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"));
+                                               a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"),
+                                               a.optional_tensor(8, "moments"));
   return wrap_list(env, {o.y, o.save_mean, o.save_invstd});
 C3_END
 
@@ -223,7 +238,8 @@ C3_END
 C3_OP(BatchNormGlu, "batchNormGlu")
   ops::BatchNormOut o = ops::batchnorm_glu_forward(a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "bias"),
                                                    a.tensor(3, "runningMean"), a.tensor(4, "runningVar"),
-                                                   a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"));
+                                                   a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"),
+                                                   a.optional_tensor(8, "moments"));
   return wrap_list(env, {o.y, o.save_mean, o.save_invstd});
 C3_END
 
@@ -398,6 +414,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"axpy", Axpy}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"unary", Unary},
       {"unaryBackward", UnaryBackward}, {"binary", Binary}, {"expand", Expand}, {"sumTo", SumTo}, {"sum", Sum},
       {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight}, {"conv2dUp", Conv2dUp},
+      {"conv2dMoments", Conv2dMoments}, {"conv2dUpMoments", Conv2dUpMoments},
       {"conv2dUpBackwardData", Conv2dUpBackwardData}, {"conv2dUpBackwardWeight", Conv2dUpBackwardWeight},
       {"linear", Linear}, {"linearBackwardData", LinearBackwardData}, {"linearBackwardWeight", LinearBackwardWeight},
       {"matmul", Matmul}, {"batchNorm", BatchNorm}, {"batchNormBackward", BatchNormBackward},

@@ -943,16 +943,16 @@ void conv_case(const Backend& g, const ConvCase& cc, bool bias, uint64_t seed) {
   // CPU results and the magnitude scales |x| * |w| etc. that bound the rounding
   Vf y(ny), dx(nx), dw(nw), sy(ny), sdx(nx), sdw(nw);
   const Vf ax = absv(x), aw = absv(w), ab = absv(b), ady = absv(dy);
-  cpu.conv2d_forward(p, x.data(), w.data(), bias ? b.data() : nullptr, y.data());
+  cpu.conv2d_forward(p, x.data(), w.data(), bias ? b.data() : nullptr, y.data(), nullptr);
   cpu.conv2d_backward_data(p, dy.data(), w.data(), dx.data());
   cpu.conv2d_backward_weight(p, dy.data(), x.data(), dw.data());
-  cpu.conv2d_forward(p, ax.data(), aw.data(), bias ? ab.data() : nullptr, sy.data());
+  cpu.conv2d_forward(p, ax.data(), aw.data(), bias ? ab.data() : nullptr, sy.data(), nullptr);
   cpu.conv2d_backward_data(p, ady.data(), aw.data(), sdx.data());
   cpu.conv2d_backward_weight(p, ady.data(), ax.data(), sdw.data());
   for (CudaMath m : kModes) {
     MathScope ms(m);
     Buf bx(g, x), bw(g, w), bb(g, b), bdy(g, dy), by(g, nan_vec(ny)), bdx(g, nan_vec(nx)), bdw(g, nan_vec(nw));
-    g.conv2d_forward(p, bx.p(), bw.p(), bias ? bb.p() : nullptr, by.p());
+    g.conv2d_forward(p, bx.p(), bw.p(), bias ? bb.p() : nullptr, by.p(), nullptr);
     g.conv2d_backward_data(p, bdy.p(), bw.p(), bdx.p());
     g.conv2d_backward_weight(p, bdy.p(), bx.p(), bdw.p());
     const std::string what = std::string(mode_name(m)) + " " + conv_name(p) + (bias ? " bias" : "");
@@ -1043,7 +1043,7 @@ C3_TEST(cuda_vs_cpu_batchnorm) {
             bi(be, nan_vec(C)), bye(be, nan_vec(n));
         be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, bye.p());
         be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bm.p(),
-                                   bi.p());
+                                   bi.p(), nullptr);
         return Outputs{by.host(), bm.host(), bi.host(), brm.host(), brv.host(), bye.host()};
       }, c, d);
       // statistics in double on both sides, in different orders, rounded once to float. y is

@@ -438,7 +438,7 @@ C3_TEST(conv2d_forward_against_float64) {
     Vec x = random_vec(p.N * p.C * p.H * p.W, ++seed), w = random_vec(p.K * p.C * p.R * p.S, ++seed);
     Vec b = random_vec(p.K, ++seed);
     Buf bx(be, x), bw(be, w), bb(be, b), by(be, p.N * p.K * p.OH * p.OW);
-    be.conv2d_forward(p, bx.p(), bw.p(), cc.bias ? bb.p() : nullptr, by.p());
+    be.conv2d_forward(p, bx.p(), bw.p(), cc.bias ? bb.p() : nullptr, by.p(), nullptr);
     DVec bd = to_d(b);
     DVec want = conv_d(p, to_d(x), to_d(w), cc.bias ? &bd : nullptr);
     const std::string what = describe(p) + (cc.bias ? " bias" : "") + " forward";
@@ -490,7 +490,7 @@ C3_TEST(conv2d_up_against_reference) {
     c3::cpu::conv2d_up_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
     const float nan = std::numeric_limits<float>::quiet_NaN();
     Buf bx(be, x), bw(be, w), bb(be, b), bdy(be, dy), by(be, Vec(ny, nan)), bdx(be, Vec(nx, nan)), bdw(be, Vec(nw, nan));
-    be.conv2d_up_forward(p, bx.p(), bw.p(), bb.p(), by.p());
+    be.conv2d_up_forward(p, bx.p(), bw.p(), bb.p(), by.p(), nullptr);
     be.conv2d_up_backward_data(p, bdy.p(), bw.p(), bdx.p());
     be.conv2d_up_backward_weight(p, bdy.p(), bx.p(), bdw.p());
     const std::string what = describe(p) + " upsampled";
@@ -578,7 +578,7 @@ C3_TEST(batchnorm_forward_train_and_running_stats) {
     Vec b = random_vec(C, ++seed), rm = random_vec(C, ++seed), rv = random_vec(C, ++seed, 0.5f, 2.0f);
     Buf bx(be, x), bg(be, g), bb(be, b), brm(be, rm), brv(be, rv), by(be, x.size()), bm(be, C), bi(be, C);
     be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bm.p(),
-                               bi.p());
+                               bi.p(), nullptr);
     BnRef r = bn_train_d(N, C, HW, to_d(x), to_d(g), to_d(b), to_d(rm), to_d(rv), 0.1, 1e-5);
     const std::string what = "batchnorm train N" + std::to_string(N) + " C" + std::to_string(C) + " HW" +
                              std::to_string(HW);

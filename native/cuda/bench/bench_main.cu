@@ -129,7 +129,7 @@ void bench_conv(const ConvShape& cs, bool tf32, int reps) {
       dy(p.N * p.K * p.OH * p.OW, 14), dx(p.N * p.C * p.H * p.W, 15), dw(p.K * p.C * p.R * p.S, 16);
   const double flops = 2.0 * p.N * p.K * p.OH * p.OW * p.C * p.R * p.S;
   const std::string tag = std::string("conv ") + cs.name + (tf32 ? " tf32" : " fp32");
-  const double t_fwd = time_ms([&] { gpu().conv2d_forward(p, x.p, w.p, nullptr, y.p); }, reps);
+  const double t_fwd = time_ms([&] { gpu().conv2d_forward(p, x.p, w.p, nullptr, y.p, nullptr); }, reps);
   const double t_bd = time_ms([&] { gpu().conv2d_backward_data(p, dy.p, w.p, dx.p); }, reps);
   const double t_bw = time_ms([&] { gpu().conv2d_backward_weight(p, dy.p, x.p, dw.p); }, reps);
   const std::vector<float> hx = x.host(), hw = w.host(), hy = y.host(), hdy = dy.host(), hdx = dx.host(), hdw = dw.host();
