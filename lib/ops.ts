@@ -396,9 +396,62 @@ export function slice(x: Tensor, dim: number, start: number, end: number): Tenso
 // ---- layers -----------------------------------------------------------------------------------
 
 export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, stride = 1, padding = 0): Tensor {
+  checkConv2d(x, w, bias, stride, padding);
+  const y = native().conv2d(x.use("conv2d"), w.use("conv2d"), bias ? bias.use("conv2d") : null, stride, padding);
+  return conv2dResult("conv2d", y, x, w, bias, stride, padding);
+}
+
+/** A conv's output and its per-channel statistics, for a batch norm in training after it. */
+export interface WithMoments {
+  y: Tensor;
+  /**
+   * (K, 2): per output channel the mean and the biased variance of y over batch and positions
+   * (no gradient), for batchNorm's / batchNormGlu's `moments`. On CUDA the conv kernel's epilogue
+   * sums them while the values are in registers, so the batch norm does not read y for them.
+   */
+  moments: Tensor;
+}
+
+/** conv2d and its output's moments (WithMoments); y is the same as conv2d's */
+export function conv2dMoments(x: Tensor, w: Tensor, bias: Tensor | null = null, stride = 1, padding = 0): WithMoments {
+  checkConv2d(x, w, bias, stride, padding);
+  const [y, m] = native().conv2dMoments(x.use("conv2d"), w.use("conv2d"), bias ? bias.use("conv2d") : null, stride, padding);
+  return withMoments(m, () => conv2dResult("conv2d", y, x, w, bias, stride, padding));
+}
+
+function withMoments(m: NativeTensor, result: () => Tensor): WithMoments {
+  let y: Tensor;
+  try {
+    y = result();
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
+  return { y, moments: new Tensor(m, "moments") };
+}
+
+function conv2dResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null, stride: number,
+  padding: number): Tensor {
+  const N = native();
+  const xh = x.use(op);
+  const wh = w.use(op);
+  const xShape = x.shape;
+  const wShape = w.shape;
+  return finish(op, y, [x, w, bias], (c) => {
+    const [nx, nw, nb] = c.needs;
+    const ws = nx ? c.share(wh) : null;
+    const xs = nw ? c.share(xh) : null;
+    return (dy) => [
+      nx ? N.conv2dBackwardData(dy, ws!, xShape, stride, padding) : null,
+      nw ? N.conv2dBackwardWeight(dy, xs!, wShape, stride, padding) : null,
+      nb ? N.sum(dy, [0, 2, 3], false) : null,
+    ];
+  });
+}
+
+function checkConv2d(x: Tensor, w: Tensor, bias: Tensor | null, stride: number, padding: number): void {
   checkTensor(x, "conv2d", "input");
   checkTensor(w, "conv2d", "weight");
-  const N = native();
   const xShape = x.shape;
   const wShape = w.shape;
   checkRank(x, [4], "conv2d", "input (N, C, H, W)");
@@ -420,19 +473,6 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, stride 
   if (oh < 1 || ow < 1) {
     throw new Error(`conv2d: kernel ${wShape[2]}x${wShape[3]} with padding ${padding} does not fit input ${shapeStr(xShape)}`);
   }
-  const xh = x.use("conv2d");
-  const wh = w.use("conv2d");
-  const y = N.conv2d(xh, wh, bias ? bias.use("conv2d") : null, stride, padding);
-  return finish("conv2d", y, [x, w, bias], (c) => {
-    const [nx, nw, nb] = c.needs;
-    const ws = nx ? c.share(wh) : null;
-    const xs = nw ? c.share(xh) : null;
-    return (dy) => [
-      nx ? N.conv2dBackwardData(dy, ws!, xShape, stride, padding) : null,
-      nw ? N.conv2dBackwardWeight(dy, xs!, wShape, stride, padding) : null,
-      nb ? N.sum(dy, [0, 2, 3], false) : null,
-    ];
-  });
 }
 
 /**
@@ -579,19 +619,35 @@ function checkBatchNorm(op: string, x: Tensor, weight: Tensor, bias: Tensor, run
   }
 }
 
+// The conv's moments handed to a batch norm: (C, 2), training only. Not checked against x (that
+// would cost the pass they save): they must be x's own, as conv2dMoments gives them.
+function momentsHandle(op: string, moments: Tensor | null, x: Tensor, training: boolean): NativeTensor | null {
+  if (moments === null || moments === undefined) return null;
+  checkTensor(moments, op, "moments");
+  const C = x.shape[1];
+  if (moments.ndim !== 2 || moments.shape[0] !== C || moments.shape[1] !== 2) {
+    throw new Error(`${op}: moments must be (${C}, 2) (mean and variance per channel of input ${shapeStr(x.shape)}), got ${shapeStr(moments.shape)}`);
+  }
+  if (!training) throw new Error(`${op}: moments are batch statistics and apply in training only`);
+  return moments.use(op);
+}
+
 /**
  * Batch norm of (N, C) or (N, C, H, W) over all dims but C. Training uses the batch statistics and
  * updates runningMean/runningVar in place (momentum, unbiased variance); eval uses the running ones.
+ * `moments` (training only): x's own statistics from the conv that made it (conv2dMoments), so
+ * they are not summed again.
  */
 export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-  training: boolean, momentum = 0.1, eps = 1e-5): Tensor {
+  training: boolean, momentum = 0.1, eps = 1e-5, moments: Tensor | null = null): Tensor {
   const op = "batchNorm";
   checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
+  const mh = momentsHandle(op, moments, x, Boolean(training));
   const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);
   const [y, saveMean, saveInvstd] = N.batchNorm(xh, gh, bias.use(op), runningMean.use(op), runningVar.use(op),
-    Boolean(training), momentum, eps);
+    Boolean(training), momentum, eps, mh);
   return finish(op, y, [x, weight, bias], (c) => {
     const xs = c.share(xh);
     const gs = c.share(gh);
@@ -608,6 +664,38 @@ export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
  * (the 3x3 one's taps summed per phase) instead of 3x3 ones. Equal to the two ops to float rounding.
  */
 export function conv2dUp(x: Tensor, w: Tensor, bias: Tensor | null = null): Tensor {
+  checkConv2dUp(x, w, bias);
+  const y = native().conv2dUp(x.use("conv2dUp"), w.use("conv2dUp"), bias ? bias.use("conv2dUp") : null);
+  return conv2dUpResult(y, x, w, bias);
+}
+
+/** conv2dUp and its output's moments (WithMoments) */
+export function conv2dUpMoments(x: Tensor, w: Tensor, bias: Tensor | null = null): WithMoments {
+  checkConv2dUp(x, w, bias);
+  const [y, m] = native().conv2dUpMoments(x.use("conv2dUp"), w.use("conv2dUp"), bias ? bias.use("conv2dUp") : null);
+  return withMoments(m, () => conv2dUpResult(y, x, w, bias));
+}
+
+function conv2dUpResult(y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
+  const op = "conv2dUp";
+  const N = native();
+  const xh = x.use(op);
+  const wh = w.use(op);
+  const xShape = x.shape;
+  const wShape = w.shape;
+  return finish(op, y, [x, w, bias], (c) => {
+    const [nx, nw, nb] = c.needs;
+    const ws = nx ? c.share(wh) : null;
+    const xs = nw ? c.share(xh) : null;
+    return (dy) => [
+      nx ? N.conv2dUpBackwardData(dy, ws!, xShape) : null,
+      nw ? N.conv2dUpBackwardWeight(dy, xs!, wShape) : null,
+      nb ? N.sum(dy, [0, 2, 3], false) : null,
+    ];
+  });
+}
+
+function checkConv2dUp(x: Tensor, w: Tensor, bias: Tensor | null): void {
   const op = "conv2dUp";
   checkTensor(x, op, "input");
   checkTensor(w, op, "weight");
@@ -625,20 +713,6 @@ export function conv2dUp(x: Tensor, w: Tensor, bias: Tensor | null = null): Tens
       throw new Error(`${op}: bias shape ${shapeStr(bias.shape)} does not match weight ${shapeStr(wShape)} (needs [${wShape[0]}])`);
     }
   }
-  const N = native();
-  const xh = x.use(op);
-  const wh = w.use(op);
-  const y = N.conv2dUp(xh, wh, bias ? bias.use(op) : null);
-  return finish(op, y, [x, w, bias], (c) => {
-    const [nx, nw, nb] = c.needs;
-    const ws = nx ? c.share(wh) : null;
-    const xs = nw ? c.share(xh) : null;
-    return (dy) => [
-      nx ? N.conv2dUpBackwardData(dy, ws!, xShape) : null,
-      nw ? N.conv2dUpBackwardWeight(dy, xs!, wShape) : null,
-      nb ? N.sum(dy, [0, 2, 3], false) : null,
-    ];
-  });
 }
 
 /**
@@ -650,28 +724,31 @@ export function conv2dUp(x: Tensor, w: Tensor, bias: Tensor | null = null): Tens
  * backward. Its values match the two ops to float rounding (the affine map is rounded from the
  * saved statistics). Over another dim it is the two ops, recomputing the batch-norm output in
  * backward. Either way it saves a full-size tensor per block for as long as the tape lives.
+ * `moments` as batchNorm's.
  */
 export function batchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-  training: boolean, momentum = 0.1, eps = 1e-5, dim = 1): Tensor {
+  training: boolean, momentum = 0.1, eps = 1e-5, dim = 1, moments: Tensor | null = null): Tensor {
   const op = "batchNormGlu";
   checkTensor(x, op, "input");
   checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
   const xShape = x.shape;
   const d = normDim(dim, xShape.length, op, xShape);
   if (xShape[d] % 2 !== 0) throw new Error(`${op}: dim ${d} of shape ${shapeStr(xShape)} has odd size ${xShape[d]}`);
+  const mh = momentsHandle(op, moments, x, Boolean(training));
   return d === 1
-    ? fusedBatchNormGlu(x, weight, bias, runningMean, runningVar, Boolean(training), momentum, eps)
-    : batchNormThenGlu(x, weight, bias, runningMean, runningVar, Boolean(training), momentum, eps, d);
+    ? fusedBatchNormGlu(x, weight, bias, runningMean, runningVar, Boolean(training), momentum, eps, mh)
+    : batchNormThenGlu(x, weight, bias, runningMean, runningVar, Boolean(training), momentum, eps, d, mh);
 }
 
 function fusedBatchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-  train: boolean, momentum: number, eps: number): Tensor {
+  train: boolean, momentum: number, eps: number, moments: NativeTensor | null): Tensor {
   const op = "batchNormGlu";
   const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);
   const bh = bias.use(op);
-  const [y, saveMean, saveInvstd] = N.batchNormGlu(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum, eps);
+  const [y, saveMean, saveInvstd] = N.batchNormGlu(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum,
+    eps, moments);
   return finish(op, y, [x, weight, bias], (c) => {
     const xs = c.share(xh);
     // the affine map as it was at forward time (an optimiser step may change the parameters first)
@@ -686,13 +763,14 @@ function fusedBatchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean:
 }
 
 function batchNormThenGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-  train: boolean, momentum: number, eps: number, d: number): Tensor {
+  train: boolean, momentum: number, eps: number, d: number, moments: NativeTensor | null): Tensor {
   const op = "batchNormGlu";
   const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);
   const bh = bias.use(op);
-  const [yb, saveMean, saveInvstd] = N.batchNorm(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum, eps);
+  const [yb, saveMean, saveInvstd] = N.batchNorm(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum,
+    eps, moments);
   let y: NativeTensor;
   try {
     y = N.glu(yb, d);

@@ -186,6 +186,71 @@ test("conv2dUp is conv2d(upsample2x(x)) in value and gradients, on the phase pat
   assert.throws(() => ops.conv2dUp(T(rng.rt([1, 2, 3, 3])), T(rng.rt([2, 3, 3, 3]))), /channels/);
 });
 
+// per channel of y (N, C, H, W): [mean, biased variance] in float64
+function channelMoments(y: Float32Array, shape: number[]): number[][] {
+  const [N, C] = shape;
+  const hw = shape[2] * shape[3];
+  const out: number[][] = [];
+  for (let c = 0; c < C; c++) {
+    let s = 0;
+    for (let n = 0; n < N; n++) for (let i = 0; i < hw; i++) s += y[(n * C + c) * hw + i];
+    const mean = s / (N * hw);
+    let q = 0;
+    for (let n = 0; n < N; n++) for (let i = 0; i < hw; i++) q += (y[(n * C + c) * hw + i] - mean) ** 2;
+    out.push([mean, q / (N * hw)]);
+  }
+  return out;
+}
+
+test("conv2dMoments / conv2dUpMoments: the conv's output and its per-channel moments; batch norm fed them", () => {
+  // (N, C, H, W, K, kernel, stride, pad, up): CUDA's small and big tiles, a K split, the upsampled conv
+  const cases = [[4, 3, 9, 9, 6, 3, 1, 1, false], [2, 16, 8, 8, 40, 4, 2, 1, false], [2, 64, 4, 4, 48, 3, 1, 1, false],
+    [3, 8, 5, 6, 12, 3, 1, 1, true]] as const;
+  for (const [N, C, H, W, K, ks, S, P, up] of cases) {
+    tidy(() => {
+      const x = T(rng.rt([N, C, H, W]));
+      const w = T(rng.rt([K, C, ks, ks], -0.3, 0.3));
+      const b = T(R.affine(rng.rt([K]), 1, 3)); // a mean offset
+      const plain = up ? ops.conv2dUp(x, w, b) : ops.conv2d(x, w, b, S, P);
+      const { y, moments } = up ? ops.conv2dUpMoments(x, w, b) : ops.conv2dMoments(x, w, b, S, P);
+      const what = `${up ? "conv2dUpMoments" : "conv2dMoments"} ${N}x${C}x${H}x${W} -> ${K}`;
+      assert.deepEqual(Array.from(y.toArray()), Array.from(plain.toArray()), `${what}: y is conv's`);
+      assert.deepEqual(moments.shape, [K, 2]);
+      assert.equal(moments.requiresGrad, false);
+      const want = channelMoments(y.toArray(), y.shape);
+      const got = moments.toArray();
+      const scale = Math.max(...want.map(([m, v]) => Math.abs(m) + Math.sqrt(v)));
+      want.forEach(([m, v], c) => {
+        assert.ok(Math.abs(got[2 * c] - m) <= 2e-6 * scale, `${what} mean[${c}]: ${got[2 * c]} vs ${m}`);
+        assert.ok(Math.abs(got[2 * c + 1] - v) <= 2e-5 * v + 4e-6 * scale * scale, `${what} var[${c}]: ${got[2 * c + 1]} vs ${v}`);
+      });
+      // batch norm (and batch norm + GLU) from the moments: the same values and gradients to float rounding
+      const g = T(rng.rt([K], 0.5, 1.5));
+      const beta = T(rng.rt([K]));
+      const dy = rng.rt([N, K / 2, ...y.shape.slice(2)]);
+      for (const glu of [false, true]) {
+        const run = (m: Tensor | null) => {
+          const [rm, rv] = [Tensor.zeros([K], { device }), Tensor.ones([K], { device })];
+          const yi = y.detach();
+          yi.requiresGrad = true;
+          const out = glu ? ops.batchNormGlu(yi, g, beta, rm, rv, true, 0.1, 1e-5, 1, m)
+            : ops.glu(ops.batchNorm(yi, g, beta, rm, rv, true, 0.1, 1e-5, m), 1);
+          out.backward(T(dy));
+          return [out, yi.grad!, rm, rv].map((t) => t.toArray());
+        };
+        const [a, c] = [run(moments), run(null)];
+        ["out", "dx", "runningMean", "runningVar"].forEach((name, i) => {
+          const err = scaledMaxError(a[i], c[i]);
+          assert.ok(err <= 1e-5, `${what} ${glu ? "batchNormGlu" : "batchNorm"} ${name} from moments: scaled max error ${err}`);
+        });
+      }
+      const [rm, rv] = [Tensor.zeros([K], { device }), Tensor.ones([K], { device })];
+      assert.throws(() => ops.batchNorm(y, g, beta, rm, rv, false, 0.1, 1e-5, moments), /training only/);
+      assert.throws(() => ops.batchNorm(y, g, beta, rm, rv, true, 0.1, 1e-5, T(rng.rt([K, 3]))), /moments must be \(\d+, 2\)/);
+    });
+  }
+});
+
 test("normalize, softmax, logSoftmax, crossEntropy, ntXent", () => {
   tidy(() => {
     const x = rng.rt([6, 5], -3, 3);

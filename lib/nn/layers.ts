@@ -1,7 +1,7 @@
 // The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, Sequential, with PyTorch's parameter names
 // and default initialisation.
 import { DeviceName, native } from "../native";
-import { batchNorm, batchNormGlu, conv2d, conv2dUp, glu, linear, upsample2x } from "../ops";
+import { batchNorm, batchNormGlu, conv2d, conv2dMoments, conv2dUp, conv2dUpMoments, glu, linear, upsample2x, WithMoments } from "../ops";
 import { defaultGenerator, Generator, shapeStr, Tensor, tidyMade } from "../tensor";
 import { defaultUniform_ } from "./init";
 import { Layer, Module } from "./module";
@@ -60,6 +60,17 @@ export class Conv2d extends Module implements Layer {
   forwardUp(x: Tensor): Tensor {
     if (!this.upsampleFusable) return this.forward(upsample2x(x));
     return conv2dUp(x, this.weight, this.bias);
+  }
+
+  /** this.forward(x) and its output's per-channel moments, for a batch norm after it (ops.conv2dMoments) */
+  forwardMoments(x: Tensor): WithMoments {
+    return conv2dMoments(x, this.weight, this.bias, this.stride, this.padding);
+  }
+
+  /** forwardUp(x) and its output's moments (ops.conv2dUpMoments); upsampleFusable only */
+  forwardUpMoments(x: Tensor): WithMoments {
+    if (!this.upsampleFusable) throw new Error("Conv2d.forwardUpMoments: needs a 3x3 kernel, stride 1, padding 1");
+    return conv2dUpMoments(x, this.weight, this.bias);
   }
 }
 
@@ -135,18 +146,20 @@ abstract class BatchNormBase extends Module implements Layer {
     this.numBatchesTracked = this.registerBuffer("num_batches_tracked", Tensor.zeros([], { device }));
   }
 
-  forward(x: Tensor): Tensor {
+  /** `moments` (training): x's own statistics from the conv that made it (Conv2d.forwardMoments) */
+  forward(x: Tensor, moments: Tensor | null = null): Tensor {
     this.checkInput(x);
-    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps);
+    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps,
+      moments);
     this.countBatch();
     return y;
   }
 
   /** glu(this.forward(x), dim) without keeping the normalised tensor (ops.batchNormGlu) */
-  forwardGlu(x: Tensor, dim = 1): Tensor {
+  forwardGlu(x: Tensor, dim = 1, moments: Tensor | null = null): Tensor {
     this.checkInput(x);
     const y = batchNormGlu(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum,
-      this.eps, dim);
+      this.eps, dim, moments);
     this.countBatch();
     return y;
   }
@@ -198,26 +211,20 @@ export class GLU extends Module implements Layer {
  * its own handles on what its backward needs, so disposing frees only memory nothing needs (in
  * a no-grad forward, every activation but the current one). x itself is disposed only with
  * `disposeInput` (the caller hands it over). A BatchNorm followed by a GLU runs as one op that
- * does not keep the normalised tensor (ops.batchNormGlu: one pass, equal to float rounding), and an
+ * does not keep the normalised tensor (ops.batchNormGlu: one pass, equal to float rounding), an
  * Upsample2x followed by a 3x3 stride-1 pad-1 Conv2d as one that never makes the upsampled tensor
- * (ops.conv2dUp). A layer here must
- * not keep its input or result past its forward call.
+ * (ops.conv2dUp), and a Conv2d followed by a BatchNorm in training hands the conv's output
+ * statistics to the batch norm (ops.conv2dMoments), which then does not sum them again. A layer
+ * here must not keep its input or result past its forward call.
  */
 export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput = false): Tensor {
   let y = x;
   let owned = disposeInput;
-  for (let i = 0; i < layers.length; i++) {
-    const l = layers[i];
-    const next = layers[i + 1];
+  for (let i = 0; i < layers.length; ) {
     const prev = y;
-    // only the library's own forwards (a subclass overriding one is run as it is)
-    const fuseGlu = l instanceof BatchNormBase && l.forward === BatchNormBase.prototype.forward && next instanceof GLU &&
-      next.forward === GLU.prototype.forward;
-    const fuseUp = l instanceof Upsample2x && l.forward === Upsample2x.prototype.forward && next instanceof Conv2d &&
-      next.forward === Conv2d.prototype.forward && next.upsampleFusable;
-    const [r, made] = tidyMade(() =>
-      fuseGlu ? (l as BatchNormBase).forwardGlu(prev, (next as GLU).dim) : fuseUp ? (next as Conv2d).forwardUp(prev) : l.forward(prev));
-    if (fuseGlu || fuseUp) i++;
+    const step = fusedStep(layers, i);
+    const [r, made] = tidyMade(() => step.run(prev));
+    i += step.count;
     y = r;
     if (y !== prev) {
       if (owned) prev.dispose();
@@ -225,6 +232,39 @@ export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput =
     }
   }
   return y;
+}
+
+// Whether l is a `cls` whose `method` is the library's own (a subclass overriding it runs as it is).
+function own<T>(l: Layer | undefined, cls: abstract new (...args: never[]) => T, method = "forward"): l is Layer & T {
+  return l instanceof cls && (l as unknown as Record<string, unknown>)[method] === (cls.prototype as Record<string, unknown>)[method];
+}
+
+// The layers from i that run as one step of forwardChain, longest match first: [Upsample2x]
+// Conv2d BatchNorm [GLU] with the conv's moments (BatchNorm in training), Upsample2x Conv2d,
+// BatchNorm GLU, or layer i alone.
+function fusedStep(layers: readonly Layer[], i: number): { count: number; run: (x: Tensor) => Tensor } {
+  const l = layers[i];
+  const up = own(l, Upsample2x) && own(layers[i + 1], Conv2d) && (layers[i + 1] as Conv2d).upsampleFusable;
+  const at = up ? i + 1 : i;
+  const conv = own(layers[at], Conv2d) ? (layers[at] as Conv2d) : null;
+  const bnAt = conv ? at + 1 : i;
+  const bnLayer = layers[bnAt];
+  const bn = own(bnLayer, BatchNormBase) && (bnLayer as BatchNormBase).training ? (bnLayer as BatchNormBase) : null;
+  const gluAt = bnAt + 1;
+  const gluLayer = layers[gluAt];
+  const glu = own(bnLayer, BatchNormBase) && own(gluLayer, GLU) ? (gluLayer as GLU) : null;
+  if (conv && bn) {
+    return {
+      count: gluAt - i + (glu ? 1 : 0),
+      run: (x) => {
+        const { y, moments } = up ? conv.forwardUpMoments(x) : conv.forwardMoments(x);
+        return glu ? bn.forwardGlu(y, glu.dim, moments) : bn.forward(y, moments);
+      },
+    };
+  }
+  if (up) return { count: 2, run: (x) => (layers[i + 1] as Conv2d).forwardUp(x) };
+  if (!conv && glu) return { count: 2, run: (x) => (bnLayer as BatchNormBase).forwardGlu(x, glu.dim) };
+  return { count: 1, run: (x) => l.forward(x) };
 }
 
 /** Chains layers; children are named "0", "1", ... as in PyTorch. forward() is forwardChain(). */

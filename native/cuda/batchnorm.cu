@@ -123,16 +123,20 @@ __device__ __forceinline__ double2 merge(const double2* part, int c, int slices)
   return make_double2(s1, s2);
 }
 
-// per channel: statistics, running estimates and the affine map y = x * ss.x + ss.y
-__global__ void train_finalize(int C, int slices, int64_t count, int HW, const double2* part, const float* x,
-                               const float* gamma, const float* beta, float* running_mean, float* running_var,
-                               float momentum, float eps, float* save_mean, float* save_invstd, float2* ss) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
+// channel c's mean and biased variance from its slices' shifted sums
+__device__ __forceinline__ double2 channel_mean_var(const double2* part, int c, int slices, int64_t count, int HW,
+                                                    const float* x) {
   const double2 s = merge(part, c, slices);
   const double cnt = static_cast<double>(count);
   const double mean = static_cast<double>(x[static_cast<int64_t>(c) * HW]) + s.x / cnt;
-  const double var = fmax(__dsub_rn(s.y, __dmul_rn(s.x, s.x / cnt)) / cnt, 0.0);
+  return make_double2(mean, fmax(__dsub_rn(s.y, __dmul_rn(s.x, s.x / cnt)) / cnt, 0.0));
+}
+
+// per channel: the statistics saved, the running estimates and the affine map y = x * ss.x + ss.y
+__device__ __forceinline__ void finish_channel(int c, int64_t count, double mean, double var, const float* gamma,
+                                               const float* beta, float* running_mean, float* running_var,
+                                               float momentum, float eps, float* save_mean, float* save_invstd,
+                                               float2* ss) {
   const double invstd = 1.0 / sqrt(var + eps);
   if (save_mean) save_mean[c] = static_cast<float>(mean);
   if (save_invstd) save_invstd[c] = static_cast<float>(invstd);
@@ -141,11 +145,40 @@ __global__ void train_finalize(int C, int slices, int64_t count, int HW, const d
     running_mean[c] = static_cast<float>(__dadd_rn(__dmul_rn(keep, running_mean[c]), __dmul_rn(momentum, mean)));
   if (running_var) {
     // PyTorch's unbiased estimate; a single value per channel has none, keep the biased one
-    const double unbiased = count > 1 ? var * cnt / static_cast<double>(count - 1) : var;
+    const double unbiased = count > 1 ? var * static_cast<double>(count) / static_cast<double>(count - 1) : var;
     running_var[c] = static_cast<float>(__dadd_rn(__dmul_rn(keep, running_var[c]), __dmul_rn(momentum, unbiased)));
   }
   const double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
   ss[c] = make_float2(static_cast<float>(g * invstd), static_cast<float>(__dsub_rn(b, __dmul_rn(mean * g, invstd))));
+}
+
+__global__ void train_finalize(int C, int slices, int64_t count, int HW, const double2* part, const float* x,
+                               const float* gamma, const float* beta, float* running_mean, float* running_var,
+                               float momentum, float eps, float* save_mean, float* save_invstd, float2* ss) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const double2 mv = channel_mean_var(part, c, slices, count, HW, x);
+  finish_channel(c, count, mv.x, mv.y, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
+                 ss);
+}
+
+// the same from given moments (mean, biased variance per channel)
+__global__ void train_finalize_given(int C, int64_t count, const float2* moments, const float* gamma,
+                                     const float* beta, float* running_mean, float* running_var, float momentum,
+                                     float eps, float* save_mean, float* save_invstd, float2* ss) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const float2 m = moments[c];
+  finish_channel(c, count, m.x, m.y, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
+                 ss);
+}
+
+__global__ void moments_finalize(int C, int slices, int64_t count, int HW, const double2* part, const float* x,
+                                 float2* moments) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const double2 mv = channel_mean_var(part, c, slices, count, HW, x);
+  moments[c] = make_float2(static_cast<float>(mv.x), static_cast<float>(mv.y));
 }
 
 __global__ void eval_coefficients(int C, const float* gamma, const float* beta, const float* running_mean,
@@ -206,21 +239,44 @@ void checked_dims(int64_t N, int64_t C, int64_t HW, const char* op) { need_int32
 
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                              float* running_mean, float* running_var, float momentum, float eps, float* y,
-                             float* save_mean, float* save_invstd) {
+                             float* save_mean, float* save_invstd, const float* moments) {
   checked_dims(N, C, HW, "cuda batch_norm");
   const int64_t count = N * HW;
   if (count == 0 || C == 0) return;
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
-  const Plan p = plan(n, c, hw);
-  Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices), ss(sizeof(float2) * static_cast<size_t>(C));
-  run_partials<0>(n, c, hw, p, x, nullptr, nullptr, part.as<double2>());
-  launch("batch_norm", train_finalize, (c + kThreads - 1) / kThreads, kThreads, 0, c, p.slices, count, hw,
-         part.as<double2>(), x, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
-         ss.as<float2>());
+  Scratch ss(sizeof(float2) * static_cast<size_t>(C));
+  if (moments) {  // the conv's epilogue summed x already
+    launch("batch_norm", train_finalize_given, (c + kThreads - 1) / kThreads, kThreads, 0, c, count,
+           reinterpret_cast<const float2*>(moments), gamma, beta, running_mean, running_var, momentum, eps, save_mean,
+           save_invstd, ss.as<float2>());
+  } else {
+    const Plan p = plan(n, c, hw);
+    Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
+    run_partials<0>(n, c, hw, p, x, nullptr, nullptr, part.as<double2>());
+    launch("batch_norm", train_finalize, (c + kThreads - 1) / kThreads, kThreads, 0, c, p.slices, count, hw,
+           part.as<double2>(), x, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
+           ss.as<float2>());
+  }
   if (!y) return;  // the statistics only (bn_glu_forward normalises)
   const int total = n * c * hw;
   launch("batch_norm", apply_affine, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw), FastDiv(c), x,
          static_cast<const float2*>(ss.as<float2>()), y);
+}
+
+void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* moments) {
+  checked_dims(N, C, HW, "cuda channel_moments");
+  const int64_t count = N * HW;
+  if (C == 0) return;
+  if (count == 0) {
+    check_cuda(cudaMemsetAsync(moments, 0, sizeof(float2) * static_cast<size_t>(C), stream()), "channel_moments");
+    return;
+  }
+  const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
+  const Plan p = plan(n, c, hw);
+  Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
+  run_partials<0>(n, c, hw, p, x, nullptr, nullptr, part.as<double2>());
+  launch("channel_moments", moments_finalize, (c + kThreads - 1) / kThreads, kThreads, 0, c, p.slices, count, hw,
+         static_cast<const double2*>(part.as<double2>()), x, reinterpret_cast<float2*>(moments));
 }
 
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,

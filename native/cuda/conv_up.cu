@@ -24,10 +24,11 @@ size_t upsampled_bytes(const Conv2dParams& p) { return sizeof(float) * static_ca
 
 }  // namespace
 
-void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                       float* moments) {
   Scratch u(upsampled_bytes(p));
   upsample2x_forward(p.N * p.C, p.H, p.W, x, u.as<float>());
-  conv2d_forward(upsampled(p), u.as<float>(), w, bias, y);
+  conv2d_forward(upsampled(p), u.as<float>(), w, bias, y, moments);
 }
 
 void conv2d_up_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

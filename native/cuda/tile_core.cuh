@@ -166,13 +166,15 @@ C3_HD void fill_table(const Op& op, Part* table, int k0, int slot) {
   if (Op::kTable && slot >= 0 && slot < BK) table[slot] = op.kpart(k0 + slot);
 }
 
+// stores and returns the output value of accumulator acc at (m, n)
 template <class Out>
-C3_HD void store_out(const Out& out, int m, int n, float acc) {
+C3_HD float store_out(const Out& out, int m, int n, float acc) {
   float v = out.alpha * acc;
   if (out.bias) v += out.bias[m];
   const int64_t off = out.offset(m, n);
   if (out.beta != 0.0f) v += out.beta * out.p[off];
   out.p[off] = v;
+  return v;
 }
 
 // Calls f(index into acc, m, n) for each accumulator of this thread (tile coordinates).
@@ -195,6 +197,75 @@ C3_UNROLL
     for (int i = 0; i < TM; ++i)
 C3_UNROLL
       for (int j = 0; j < TN; ++j) f(i * TN + j, wm0 + tm + 8 * i, wn0 + tn + 4 * j);
+  }
+}
+
+// The rows of a thread's accumulators (for_each_acc's layout): R rows per thread, accumulator q
+// in local row of(q), local row r at tile row row(r).
+template <class CFG, bool TF32>
+struct AccRows {
+  static constexpr int R = TF32 ? CFG::WM / 16 * 2 : CFG::WM / 8;
+  C3_HD static int of(int q) { return TF32 ? q / (CFG::WN / 8 * 4) * 2 + ((q & 3) >> 1) : q / (CFG::WN / 4); }
+  C3_HD static int row(int r, int wm0, int lane) {
+    return TF32 ? wm0 + (r >> 1) * 16 + (lane >> 2) + 8 * (r & 1) : wm0 + (lane & 7) + 8 * r;
+  }
+  // the lanes and warps that share a row: each writes its own one of SLOTS partial sums
+  static constexpr int SLOTS = CFG::WARPS_N * 4;
+  C3_HD static int slot(int warp, int lane) { return (warp % CFG::WARPS_N) * 4 + (TF32 ? (lane & 3) : (lane >> 3)); }
+};
+
+// The conv -> batch-norm epilogue: per row of the block's tile (an output channel of the conv,
+// whose columns are batch and positions), the sum of the stored values v over the tile's
+// columns and the sum of their squared deviations from the tile row's mean, to
+// row_moments[2 * (row * tiles_n + tile_n)] (float pairs, a row's tiles side by side for the
+// merge: conv2d.cu merges them per channel in double).
+// Deviations from the tile's own mean keep the variance exact when the mean is large against
+// the spread. Partial sums go through shared memory (smem, BM * (SLOTS + 2) floats) and are
+// added in a fixed order, so the results do not depend on timing.
+template <class CFG, bool TF32, class Ctx>
+C3_HD void tile_row_moments(Ctx& ctx, float* smem, const float* v, int m0, int n0, int M, int N, int wm0, int wn0,
+                            int warp, int lane, float* row_moments) {
+  using Rows = AccRows<CFG, TF32>;
+  constexpr int R = Rows::R, SLOTS = Rows::SLOTS;
+  float* part = smem;                       // [BM][SLOTS]
+  float* mean = smem + CFG::BM * SLOTS;     // [BM]
+  float* total = mean + CFG::BM;            // [BM]
+  const int t = ctx.tid(), slot = Rows::slot(warp, lane);
+  const int cols = N - n0 < CFG::BN ? N - n0 : CFG::BN;
+  float s[R];
+C3_UNROLL
+  for (int r = 0; r < R; ++r) s[r] = 0.0f;
+  for_each_acc<CFG, TF32>(wm0, wn0, lane, [&](int q, int, int n) {
+    if (n0 + n < N) s[Rows::of(q)] += v[q];
+  });
+C3_UNROLL
+  for (int r = 0; r < R; ++r) part[Rows::row(r, wm0, lane) * SLOTS + slot] = s[r];
+  ctx.sync();
+  if (t < CFG::BM) {
+    float sum = 0.0f;
+    for (int k = 0; k < SLOTS; ++k) sum += part[t * SLOTS + k];
+    total[t] = sum;
+    mean[t] = sum / static_cast<float>(cols);
+  }
+  ctx.sync();
+C3_UNROLL
+  for (int r = 0; r < R; ++r) s[r] = 0.0f;
+  for_each_acc<CFG, TF32>(wm0, wn0, lane, [&](int q, int m, int n) {
+    if (n0 + n < N) {
+      const float d = v[q] - mean[m];
+      s[Rows::of(q)] += d * d;
+    }
+  });
+C3_UNROLL
+  for (int r = 0; r < R; ++r) part[Rows::row(r, wm0, lane) * SLOTS + slot] = s[r];
+  ctx.sync();
+  if (t < CFG::BM && m0 + t < M) {
+    float m2 = 0.0f;
+    for (int k = 0; k < SLOTS; ++k) m2 += part[t * SLOTS + k];
+    const int tiles_n = (N + CFG::BN - 1) / CFG::BN;
+    const int64_t at = 2 * (static_cast<int64_t>(m0 + t) * tiles_n + n0 / CFG::BN);
+    row_moments[at] = total[t];
+    row_moments[at + 1] = m2;
   }
 }
 
@@ -249,10 +320,11 @@ C3_UNROLL
 }
 
 // One thread's share of block (ctx.bx(): n tile, ctx.by(): m tile, ctx.bz(): K split).
-// ws == null: write out; else raw partial sums to ws[(z * M + m) * N + n].
+// ws == null: write out; else raw partial sums to ws[(z * M + m) * N + n]. row_moments (without
+// ws only): also the tile's per-row moments (tile_row_moments).
 template <class CFG, bool TF32, class OpA, class OpB, class Out, class Ctx>
 C3_HD void tile_block(Ctx& ctx, Shared<CFG, OpA, OpB>& sh, const OpA& a, const OpB& b, const Out& out, int K,
-                      int kchunk, float* ws) {
+                      int kchunk, float* ws, float* row_moments = nullptr) {
   const int t = ctx.tid(), warp = t >> 5, lane = t & 31;
   const int m0 = ctx.by() * CFG::BM, n0 = ctx.bx() * CFG::BN;
   const int kbeg = ctx.bz() * kchunk, kend = K < kbeg + kchunk ? K : kbeg + kchunk;
@@ -308,8 +380,15 @@ C3_UNROLL
     const int gm = m0 + m, gn = n0 + n;
     if (gm >= M || gn >= N) return;
     if (ws) ws[(static_cast<int64_t>(z) * M + gm) * N + gn] = acc[q];
-    else store_out(out, gm, gn, acc[q]);
+    else acc[q] = store_out(out, gm, gn, acc[q]);
   });
+  if (row_moments && !ws) {
+    // the operand buffers are free: every thread passed the loop's last barrier
+    static_assert(sizeof(sh) >= sizeof(float) * CFG::BM * (AccRows<CFG, TF32>::SLOTS + 2),
+                  "the moments' partial sums fit in the operand buffers");
+    tile_row_moments<CFG, TF32>(ctx, reinterpret_cast<float*>(&sh), acc, m0, n0, M, N, wm0, wn0, warp, lane,
+                                row_moments);
+  }
 }
 
 // The split-K epilogue for output element idx of M x N: the splits summed in order.

@@ -46,10 +46,11 @@ struct DeviceCtx {
 
 template <class CFG, bool TF32, class OpA, class OpB, class Out>
 __global__ void __launch_bounds__(CFG::THREADS)
-    tile_gemm_kernel(const OpA a, const OpB b, const Out out, const int K, const int kchunk, float* ws) {
+    tile_gemm_kernel(const OpA a, const OpB b, const Out out, const int K, const int kchunk, float* ws,
+                     float* row_moments) {
   __shared__ Shared<CFG, OpA, OpB> sh;
   DeviceCtx ctx;
-  tile_block<CFG, TF32>(ctx, sh, a, b, out, K, kchunk, ws);
+  tile_block<CFG, TF32>(ctx, sh, a, b, out, K, kchunk, ws, row_moments);
 }
 
 template <class Out>
@@ -60,36 +61,42 @@ __global__ void splitk_reduce_kernel(const float* __restrict__ ws, int splits, i
 }
 
 template <class CFG, bool TF32, class OpA, class OpB, class Out>
-void run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K) {
+bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K, float* row_moments) {
   const int M = a.rows, N = b.rows;
-  if (M <= 0 || N <= 0) return;
+  if (M <= 0 || N <= 0) return false;
   const Plan p = plan_tiles<CFG>(M, N, K, sm_count());
   c3::check(p.tiles_m <= 65535, op, "product has ", M, " rows; the CUDA tile grid allows at most ", 65535 * CFG::BM);
   const dim3 grid(static_cast<unsigned>(p.tiles_n), static_cast<unsigned>(p.tiles_m), static_cast<unsigned>(p.splits));
   if (p.splits == 1) {
     launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, p.kchunk,
-           static_cast<float*>(nullptr));
-    return;
+           static_cast<float*>(nullptr), row_moments);
+    return row_moments != nullptr;
   }
   Scratch ws(static_cast<size_t>(p.splits) * M * N * sizeof(float));
   launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, p.kchunk,
-         ws.as<float>());
+         ws.as<float>(), static_cast<float*>(nullptr));
   const int64_t MN = static_cast<int64_t>(M) * N;
   launch(op, splitk_reduce_kernel<Out>, grid_for(MN, 256), 256, 0, static_cast<const float*>(ws.as<float>()),
          p.splits, M, N, out);
+  return false;
 }
 
-// out = alpha * A B^T (+ bias, + beta out) for A (M x K), B (N x K) descriptors.
+// Columns per tile in both tile shapes: row_moments holds 2 floats per (row, column tile).
+constexpr int kTileCols = Big::BN;
+static_assert(SmallM::BN == kTileCols, "both tile shapes cut the columns alike");
+
+// out = alpha * A B^T (+ bias, + beta out) for A (M x K), B (N x K) descriptors. With
+// row_moments (2 * ceil(N / kTileCols) * M floats), also each tile row's sum and sum of squared
+// deviations (tile_row_moments); returns whether it wrote them (not when K is split: the values
+// exist only after the split's reduction).
 template <class OpA, class OpB, class Out>
-void tile_gemm(const char* op, const OpA& a, const OpB& b, const Out& out, int K) {
+bool tile_gemm(const char* op, const OpA& a, const OpB& b, const Out& out, int K, float* row_moments = nullptr) {
   const bool tf32 = math() == CudaMath::TF32;
-  if (a.rows <= 32) {
-    if (tf32) run_tiles<SmallM, true>(op, a, b, out, K);
-    else run_tiles<SmallM, false>(op, a, b, out, K);
-  } else {
-    if (tf32) run_tiles<Big, true>(op, a, b, out, K);
-    else run_tiles<Big, false>(op, a, b, out, K);
-  }
+  if (a.rows <= 32)
+    return tf32 ? run_tiles<SmallM, true>(op, a, b, out, K, row_moments)
+                : run_tiles<SmallM, false>(op, a, b, out, K, row_moments);
+  return tf32 ? run_tiles<Big, true>(op, a, b, out, K, row_moments)
+              : run_tiles<Big, false>(op, a, b, out, K, row_moments);
 }
 
 }  // namespace c3::cuda::tile

@@ -120,6 +120,34 @@ struct ConvShape {
   int64_t N, C, H, W, K, R, S, stride, pad;
 };
 
+// The conv -> batch-norm statistics: the conv, then batch norm summing its output, against the
+// conv's epilogue handing the moments over (backend.h conv2d_forward's moments), side by side.
+void bench_conv_bn_statistics(const c3::Conv2dParams& p, const float* x, const float* w, float* y,
+                              const std::string& tag, int reps) {
+  const int64_t C = p.K, HW = p.OH * p.OW;
+  DevBuf g(C, 21), b(C, 22), rm(C, 23), rv(C, 24), mean(C, 25), invstd(C, 26), moments(2 * C, 27);
+  const double t_two = time_ms([&] {
+    gpu().conv2d_forward(p, x, w, nullptr, y, nullptr);
+    gpu().batchnorm_forward_train(p.N, C, HW, y, g.p, b.p, rm.p, rv.p, 0.1f, 1e-5f, nullptr, mean.p, invstd.p, nullptr);
+  }, reps);
+  const std::vector<float> m_two = mean.host(), i_two = invstd.host();
+  const double t_fused = time_ms([&] {
+    gpu().conv2d_forward(p, x, w, nullptr, y, moments.p);
+    gpu().batchnorm_forward_train(p.N, C, HW, y, g.p, b.p, rm.p, rv.p, 0.1f, 1e-5f, nullptr, mean.p, invstd.p,
+                                  moments.p);
+  }, reps);
+  const std::vector<float> m_fused = mean.host(), i_fused = invstd.host();
+  double worst = 0;  // the two ways' statistics agree to float rounding
+  for (int64_t c = 0; c < C; ++c)
+    worst = std::fmax(worst, std::fabs(static_cast<double>(i_fused[c]) - i_two[c]) / std::fabs(i_two[c]) +
+                                 std::fabs(static_cast<double>(m_fused[c]) - m_two[c]) * i_two[c]);
+  std::printf("%-44s %9.3f ms   (conv, then batch norm's statistics pass %.3f ms: %.2fx) %s\n",
+              (tag + " fwd+BN stats, fused").c_str(), t_fused, t_two, t_two / t_fused,
+              worst <= 1e-4 ? "ok" : "MISMATCH");
+  if (!(worst <= 1e-4)) ++g_failures;
+  if (g_out) std::fprintf(g_out, "%s\t%.6f\t%.6f\n", (tag + " fwd+BN stats (fused, two-pass ms)").c_str(), t_fused, t_two);
+}
+
 void bench_conv(const ConvShape& cs, bool tf32, int reps) {
   c3::cuda_set_math(tf32 ? c3::CudaMath::TF32 : c3::CudaMath::FP32);
   c3::Conv2dParams p{cs.N, cs.C, cs.H, cs.W, cs.K, cs.R, cs.S, 0, 0, cs.stride, cs.pad};
@@ -178,6 +206,7 @@ void bench_conv(const ConvShape& cs, bool tf32, int reps) {
   report(tag + " forward", t_fwd, flops, tf32, cf.verdict());
   report(tag + " backward_data", t_bd, flops, tf32, cd.verdict());
   report(tag + " backward_weight", t_bw, flops, tf32, cw.verdict());
+  bench_conv_bn_statistics(p, x.p, w.p, y.p, tag, reps);
 }
 
 void bench_copy(int reps) {
