@@ -80,7 +80,7 @@ if [ "$BENCH_OK" -eq 0 ]; then
   step "c3gan CUDA timings" 120 "$BENCH" --bench --out "$TSV" --reps 20
   if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench: ok, spot checks passed"
   else note "bench: exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable' "$STEP_OUT")"; fi
-  while read -r l; do note "    $l"; done < <(grep -E 'TFLOP/s|TB/s' "$STEP_OUT")
+  while read -r l; do note "    $l"; done < <(grep -E 'TFLOP/s|TB/s|fwd\+BN stats' "$STEP_OUT")
 else
   note "bench: not built, no timings"
 fi
@@ -135,6 +135,22 @@ for tf32 in (True, False):
         show(tag + " forward", bench(lambda: torch.nn.functional.conv2d(x, w, stride=s, padding=p)), flops)
         show(tag + " backward_data", bench(lambda: torch.nn.grad.conv2d_input(x.shape, w, dy, stride=s, padding=p)), flops)
         show(tag + " backward_weight", bench(lambda: torch.nn.grad.conv2d_weight(x, w.shape, dy, stride=s, padding=p)), flops)
+    if not tf32:
+        continue
+    # the generator's upsample + 3x3 conv as the official model runs it (nn.Upsample, then the
+    # conv; backward weight reads the upsampled map saved by forward)
+    F = torch.nn.functional
+    for label, N, C, H, K in (("128->128 16x16 N64", 64, 128, 16, 128), ("16->32 64x64 N64", 64, 16, 64, 32)):
+        x = torch.rand(N, C, H, H, device=dev) * 2 - 1
+        w = torch.rand(K, C, 3, 3, device=dev) * 2 - 1
+        u = F.interpolate(x, scale_factor=2, mode="nearest")
+        dy = torch.rand(N, K, 2 * H, 2 * H, device=dev) * 2 - 1
+        flops = 2 * N * K * 4 * H * H * C * 9
+        tag = f"conv up {label} {mode}"
+        show(tag + " forward", bench(lambda: F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, padding=1)), flops)
+        show(tag + " backward_data", bench(lambda: torch.nn.grad.conv2d_input(u.shape, w, dy, padding=1)
+             .reshape(N, C, H, 2, H, 2).sum((3, 5))), flops)
+        show(tag + " backward_weight", bench(lambda: torch.nn.grad.conv2d_weight(u, w.shape, dy, padding=1)), flops)
 print("torch", torch.__version__, "cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name())
 PYEOF
   step "PyTorch/cuDNN reference timings" 90 env PYTHONUNBUFFERED=1 $PY /tmp/c3gan_torch_ref.py "$TSV"

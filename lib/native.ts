@@ -43,6 +43,8 @@ export interface MemoryStats {
   cacheEnabled?: boolean;
   /** CPU, glibc only: the C heap in use outside the cache (kernel scratch, Node's own) */
   mallocBytes?: number;
+  /** CPU: the Winograd transformed weights kept between calls (C3GAN_WINOGRAD_CACHE_MB; emptyCache clears them) */
+  weightCacheBytes?: number;
   deviceFreeBytes?: number;
   deviceTotalBytes?: number;
 }

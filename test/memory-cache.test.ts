@@ -57,8 +57,19 @@ test("live bytes count tensors exactly; peaks reset; emptyCache releases the cac
   assert.equal(s2.peakLiveBytes, live0 + 4 * (1000 * 1001 + 3));
   N.resetPeakMemory("cpu");
   assert.equal(N.memoryStats("cpu").peakLiveBytes, live0);
+  // a Winograd-sized conv keeps its transformed weights, counted apart from the tensors
+  const conv = new Conv2d(32, 32, 3, { padding: 1, bias: false, generator: new Generator(4), device: "cpu" });
+  tidy(() => {
+    conv.forward(Tensor.randn([2, 32, 16, 16], new Generator(5), { device: "cpu" }));
+  });
+  conv.dispose();
+  const held = N.memoryStats("cpu").weightCacheBytes!;
+  if (process.env.C3GAN_WINOGRAD !== "0" && process.env.C3GAN_WINOGRAD_CACHE_MB !== "0") {
+    assert.ok(held >= 32 * 32 * 16 * 4, `weight cache holds ${held} bytes`);
+  }
   N.emptyCache("cpu");
   const s3 = N.memoryStats("cpu");
+  assert.equal(s3.weightCacheBytes, 0, "emptyCache clears the weight cache");
   assert.equal(s3.cachedBytes, 0);
   assert.equal(s3.liveBytes, live0, "emptyCache leaves live tensors alone");
   assert.throws(() => N.memoryStats("tpu" as never), /"cpu" or "cuda"/);

@@ -177,8 +177,10 @@ test("conv2dUp is conv2d(upsample2x(x)) in value and gradients, on the phase pat
       const fused = run((a, v, c) => ops.conv2dUp(a, v, c));
       const plain = run((a, v, c) => ops.conv2d(ops.upsample2x(a), v, c, 1, 1));
       ["y", "dx", "dw", "db"].forEach((name, i) => {
+        // the phases multiply tap-summed weights: equal to float rounding, or to TF32's on CUDA
         const err = scaledMaxError(fused[i], plain[i]);
-        assert.ok(err <= 1e-5, `conv2dUp ${N}x${C}x${H}x${W} -> ${K} ${name}: scaled max error ${err}`);
+        const tol = productTol(1e-5);
+        assert.ok(err <= tol, `conv2dUp ${N}x${C}x${H}x${W} -> ${K} ${name}: scaled max error ${err} > ${tol}`);
       });
     });
   }

@@ -7,7 +7,7 @@
 
 #include "batchnorm.cuh"
 #include "conv2d.cuh"
-#include "reduce.cuh"
+#include "conv_moments.cuh"
 #include "runtime.cuh"
 #include "tile_gemm.cuh"
 
@@ -22,29 +22,6 @@ ConvShape checked_shape(const Conv2dParams& p, const char* op) {
   need_int32(p.N * p.K * p.OH * p.OW, op, "the output");
   need_int32(p.K * p.C * p.R * p.S, op, "the weight");
   return conv_shape(p);
-}
-
-// Channel m's mean and biased variance from its column tiles' (sum, M2) pairs (the epilogue's
-// tile_row_moments), merged in double around tile 0's mean: the shifted sums
-// s1 = sum n_t (mean_t - ref) and s2 = sum M2_t + n_t (mean_t - ref)^2, added in a fixed order.
-__global__ void merge_tile_moments(int M, int cols, int tiles, const float* __restrict__ part, float2* moments) {
-  __shared__ double scratch[32];
-  const int m = blockIdx.x;
-  const float* row = part + 2 * static_cast<int64_t>(m) * tiles;
-  const auto count = [&](int t) { return static_cast<double>(min(tile::kTileCols, cols - t * tile::kTileCols)); };
-  const double ref = static_cast<double>(row[0]) / count(0);
-  double s1 = 0.0, s2 = 0.0;
-  for (int t = threadIdx.x; t < tiles; t += blockDim.x) {
-    const double n = count(t), d = static_cast<double>(row[2 * t]) / n - ref;
-    s1 += n * d;
-    s2 += static_cast<double>(row[2 * t + 1]) + n * d * d;
-  }
-  s1 = block_sum(s1, scratch);
-  s2 = block_sum(s2, scratch);
-  if (threadIdx.x == 0) {
-    const double mean_shift = s1 / cols;
-    moments[m] = make_float2(static_cast<float>(ref + mean_shift), static_cast<float>(fmax(s2 / cols - mean_shift * mean_shift, 0.0)));
-  }
 }
 
 }  // namespace
@@ -64,11 +41,10 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
     channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
     return;
   }
-  Scratch part(2 * sizeof(float) * static_cast<size_t>(tiles) * s.K);
+  const TileMoments tm(1, tiles, s.K);
   if (tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias), crs,
-                      part.as<float>()))
-    launch("conv2d_forward (moments)", merge_tile_moments, s.K, 256, 0, s.K, cols, tiles,
-           static_cast<const float*>(part.as<float>()), reinterpret_cast<float2*>(moments));
+                      tm.group(0)))
+    tm.merge("conv2d_forward (moments)", cols, reinterpret_cast<float2*>(moments));
   else
     channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
 }

@@ -22,7 +22,7 @@ namespace {
 void set(Napi::Object o, const char* k, int64_t v) { o.Set(k, Napi::Number::New(o.Env(), double(v))); }
 
 // memoryStats(device): { liveBytes, peakLiveBytes, inUseBytes, cachedBytes, peakInUseBytes,
-// systemAllocs, cacheHits, cacheEnabled, ... } (the allocator's figures are rounded to its size classes;
+// systemAllocs, cacheHits, cacheEnabled, weightCacheBytes, ... } (the allocator's figures are rounded to its size classes;
 // mallocBytes, where glibc tells, is the C heap in use outside the cache)
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -42,6 +42,8 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
       set(o, "systemFrees", s.system_frees);
       set(o, "cacheHits", s.cache_hits);
       o.Set("cacheEnabled", Napi::Boolean::New(info.Env(), s.cache_enabled));
+      // the Winograd transformed weights kept between calls (outside the tensor allocator)
+      set(o, "weightCacheBytes", c3::cpu::wino::weight_cache_stats().bytes);
 #ifdef C3GAN_MALLINFO2
       // the C heap outside the cache (kernel scratch, V8 and Node's own), for telling them apart
       const struct mallinfo2 mi = mallinfo2();

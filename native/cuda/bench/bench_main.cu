@@ -209,6 +209,39 @@ void bench_conv(const ConvShape& cs, bool tf32, int reps) {
   bench_conv_bn_statistics(p, x.p, w.p, y.p, tag, reps);
 }
 
+// The generator's upsample-then-3x3 conv (conv_up.cu): x (N, C, H, W) -> y (N, K, 2H, 2W). Its
+// TFLOP/s count the FLOPs of the 3x3 conv over the upsampled map (what PyTorch runs), so they
+// compare with the conv rows and with cuDNN directly; the kernels do 16/36 of that work.
+void bench_conv_up(const char* name, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, bool tf32, int reps) {
+  c3::cuda_set_math(tf32 ? c3::CudaMath::TF32 : c3::CudaMath::FP32);
+  const c3::Conv2dParams p{N, C, H, W, K, 3, 3, H, W, 1, 1};
+  const int64_t ny = N * K * 4 * H * W;
+  DevBuf x(N * C * H * W, 31), w(K * C * 9, 32), y(ny, 33), dy(ny, 34), dx(N * C * H * W, 35), dw(K * C * 9, 36);
+  const double flops = 2.0 * N * K * 4 * H * W * C * 9;
+  const std::string tag = std::string("conv up ") + name + (tf32 ? " tf32" : " fp32");
+  const double t_fwd = time_ms([&] { gpu().conv2d_up_forward(p, x.p, w.p, nullptr, y.p, nullptr); }, reps);
+  const double t_bd = time_ms([&] { gpu().conv2d_up_backward_data(p, dy.p, w.p, dx.p); }, reps);
+  const double t_bw = time_ms([&] { gpu().conv2d_up_backward_weight(p, dy.p, x.p, dw.p); }, reps);
+  const std::vector<float> hx = x.host(), hw = w.host(), hy = y.host();
+  Checker cf{check_tol(tf32, C * 9)};
+  for (int s = 0; s < 24; ++s) {  // y[n, k, Y, X] = sum w[k, c, r, q] x[n, c, (Y + r - 1) / 2, (X + q - 1) / 2]
+    const int64_t n = (s * 7) % N, k = (s * 13) % K, Y = (s * 11) % (2 * H), X = (s * 17 + 3) % (2 * W);
+    double want = 0, scale = 0;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < 3; ++r)
+        for (int64_t q = 0; q < 3; ++q) {
+          const int64_t uy = Y + r - 1, ux = X + q - 1;
+          if (uy < 0 || uy >= 2 * H || ux < 0 || ux >= 2 * W) continue;
+          const double t = static_cast<double>(hx[((n * C + c) * H + uy / 2) * W + ux / 2]) * hw[((k * C + c) * 3 + r) * 3 + q];
+          want += t, scale += std::fabs(t);
+        }
+    cf.add(hy[((n * K + k) * 2 * H + Y) * 2 * W + X], want, scale);
+  }
+  report(tag + " forward", t_fwd, flops, tf32, cf.verdict());
+  report(tag + " backward_data", t_bd, flops, tf32, "(checked by the op tests)");
+  report(tag + " backward_weight", t_bw, flops, tf32, "(checked by the op tests)");
+}
+
 void bench_copy(int reps) {
   const size_t n = size_t(1) << 28;  // 1 GiB
   float* a = static_cast<float*>(gpu().alloc(n * 4));
@@ -248,6 +281,9 @@ int main(int argc, char** argv) {
                                {"3x3 s1 32->16 128x128 N64", 64, 32, 128, 128, 16, 3, 3, 1, 1}};
     for (bool tf32 : {true, false})
       for (const ConvShape& cs : convs) bench_conv(cs, tf32, tf32 ? reps : std::max(5, reps / 4));
+    // the CUB generator's (ngf 512) 32 px up block (128 channels in, 2 x 64 out) and its 128 px one
+    bench_conv_up("128->128 16x16 N64", 64, 128, 16, 16, 128, true, reps);
+    bench_conv_up("16->32 64x64 N64", 64, 16, 64, 64, 32, true, reps);
     const c3::CudaMemoryStats st = c3::cuda_memory_stats();
     std::printf("allocator: peak in use %.1f MiB, cached %.1f MiB, %lld cudaMalloc calls, %lld cache hits\n",
                 st.peak_in_use_bytes / 1048576.0, st.cached_bytes / 1048576.0, (long long)st.device_allocs,
