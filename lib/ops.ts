@@ -433,17 +433,26 @@ function withMoments(m: NativeTensor, result: () => Tensor): WithMoments {
 function conv2dResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null, stride: number,
   padding: number): Tensor {
   const N = native();
-  const xh = x.use(op);
-  const wh = w.use(op);
   const xShape = x.shape;
   const wShape = w.shape;
+  return convResult(op, y, x, w, bias, (dy, ws) => N.conv2dBackwardData(dy, ws, xShape, stride, padding),
+    (dy, xs) => N.conv2dBackwardWeight(dy, xs, wShape, stride, padding));
+}
+
+/** A conv's output as a tape node: gradients by backData(dy, w), backWeight(dy, x) and the bias's sum. */
+function convResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null,
+  backData: (dy: NativeTensor, w: NativeTensor) => NativeTensor,
+  backWeight: (dy: NativeTensor, x: NativeTensor) => NativeTensor): Tensor {
+  const N = native();
+  const xh = x.use(op);
+  const wh = w.use(op);
   return finish(op, y, [x, w, bias], (c) => {
     const [nx, nw, nb] = c.needs;
     const ws = nx ? c.share(wh) : null;
     const xs = nw ? c.share(xh) : null;
     return (dy) => [
-      nx ? N.conv2dBackwardData(dy, ws!, xShape, stride, padding) : null,
-      nw ? N.conv2dBackwardWeight(dy, xs!, wShape, stride, padding) : null,
+      nx ? backData(dy, ws!) : null,
+      nw ? backWeight(dy, xs!) : null,
       nb ? N.sum(dy, [0, 2, 3], false) : null,
     ];
   });
@@ -677,22 +686,11 @@ export function conv2dUpMoments(x: Tensor, w: Tensor, bias: Tensor | null = null
 }
 
 function conv2dUpResult(y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null): Tensor {
-  const op = "conv2dUp";
   const N = native();
-  const xh = x.use(op);
-  const wh = w.use(op);
   const xShape = x.shape;
   const wShape = w.shape;
-  return finish(op, y, [x, w, bias], (c) => {
-    const [nx, nw, nb] = c.needs;
-    const ws = nx ? c.share(wh) : null;
-    const xs = nw ? c.share(xh) : null;
-    return (dy) => [
-      nx ? N.conv2dUpBackwardData(dy, ws!, xShape) : null,
-      nw ? N.conv2dUpBackwardWeight(dy, xs!, wShape) : null,
-      nb ? N.sum(dy, [0, 2, 3], false) : null,
-    ];
-  });
+  return convResult("conv2dUp", y, x, w, bias, (dy, ws) => N.conv2dUpBackwardData(dy, ws, xShape),
+    (dy, xs) => N.conv2dUpBackwardWeight(dy, xs, wShape));
 }
 
 function checkConv2dUp(x: Tensor, w: Tensor, bias: Tensor | null): void {

@@ -42,7 +42,10 @@ DVec moments_d(int64_t N, int64_t C, int64_t HW, const Vec& x) {
 
 double max_abs(const Vec& v) {
   double a = 0;
-  for (float f : v) a = std::fmax(a, std::fabs(f));
+  for (float f : v) {
+    const double m = std::fabs(static_cast<double>(f));
+    if (m > a) a = m;  // (an fmax reduction here crashes aarch64 g++ 12's vectoriser)
+  }
   return a;
 }
 
