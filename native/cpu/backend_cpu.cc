@@ -3,22 +3,6 @@
 
 namespace c3 {
 
-namespace cpu {
-
-void conv2d_forward_moments(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
-                            float* moments) {
-  conv2d_forward(p, x, w, bias, y);
-  if (moments) channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
-}
-
-void conv2d_up_forward_moments(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
-                               float* moments) {
-  conv2d_up_forward(p, x, w, bias, y);
-  if (moments) channel_moments(p.N, p.K, 4 * p.OH * p.OW, y, moments);
-}
-
-}  // namespace cpu
-
 const Backend& cpu_backend() {
   static const Backend table = {
       "cpu",
@@ -26,8 +10,8 @@ const Backend& cpu_backend() {
       cpu::rand_normal, cpu::rand_uniform,
       cpu::axpy, cpu::affine,
       cpu::gemm,
-      cpu::conv2d_forward_moments, cpu::conv2d_backward_data, cpu::conv2d_backward_weight,
-      cpu::conv2d_up_forward_moments, cpu::conv2d_up_backward_data, cpu::conv2d_up_backward_weight,
+      cpu::conv2d_forward, cpu::conv2d_backward_data, cpu::conv2d_backward_weight,
+      cpu::conv2d_up_forward, cpu::conv2d_up_backward_data, cpu::conv2d_up_backward_weight,
       cpu::batchnorm_forward_train, cpu::batchnorm_forward_eval, cpu::batchnorm_backward,
       cpu::glu_forward, cpu::glu_backward,
       cpu::bn_glu_forward, cpu::bn_glu_backward,

@@ -22,6 +22,7 @@
 #include "../core/threadpool.h"
 #include "batchnorm_kernels.h"
 #include "kernels.h"
+#include "moments.h"
 
 namespace c3::cpu {
 
@@ -190,18 +191,6 @@ struct Chunks {
   void at(int64_t q, int64_t& n0, int64_t& nr, int64_t& i0, int64_t& nc) const {
     n0 = q / col_chunks * rows_per, nr = std::min(rows_per, N - n0);
     i0 = q % col_chunks * cols_per, nc = std::min(cols_per, HW - i0);
-  }
-};
-
-// count, mean and sum of squared deviations, merged in double (Chan, Golub and LeVeque)
-struct Moments {
-  double n = 0, mean = 0, m2 = 0;
-  void add(const Moments& b) {
-    if (b.n == 0) return;
-    const double nab = n + b.n, delta = b.mean - mean;
-    mean += delta * (b.n / nab);
-    m2 += b.m2 + delta * delta * (n * b.n / nab);
-    n = nab;
   }
 };
 

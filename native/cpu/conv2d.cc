@@ -470,7 +470,17 @@ bool use_col2im(const Conv2dParams& p) {
 
 void set_conv2d_backward_data_path(int path) { data_path() = path < 0 ? -1 : path > 0 ? 1 : 0; }
 
-void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                    float* moments) {
+  if (moments) {
+    // the Winograd paths form them while each output plane is in cache; the others in a pass after
+    if (p.N > 0 && p.K > 0 && p.OH > 0 && p.OW > 0 && !is_dense(p)) {
+      if (winograd_applies(p, ConvPass::Forward)) return winograd_forward(p, x, w, bias, y, moments);
+      if (winograd_s2_applies(p, ConvPass::Forward)) return winograd_s2_forward(p, x, w, bias, y, moments);
+    }
+    conv2d_forward(p, x, w, bias, y, nullptr);
+    return channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
+  }
   if (p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0) return;
   const int64_t crs = p.C * p.R * p.S;
   if (is_dense(p)) {  // y (N x K) = x (N x CRS) w^T

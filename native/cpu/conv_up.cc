@@ -103,8 +103,10 @@ void shifted_phases(int64_t NK, int64_t H, int64_t W, const float* dy, float* Q)
   });
 }
 
+// moments: null, or 4 * K * image blocks items (phase-major; winograd_conv's per phase)
 template <class F>
-void forward_f(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+void forward_f(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+               Moments* moments) {
   const size_t per_phase = wino::packed_weights_size<F>(p.K, p.C);
   const uint64_t key = wino::cache_key({reinterpret_cast<uintptr_t>(w), 0x5500 + uint64_t(F::M), uint64_t(p.C),
                                         uint64_t(p.K), uint64_t(gemm_micro_kernel().mr)});
@@ -122,7 +124,7 @@ void forward_f(const Conv2dParams& p, const float* x, const float* w, const floa
   for (int ab = 0; ab < 4; ++ab) {
     const int a = ab >> 1, b = ab & 1;
     wino::winograd_conv<F>(p.N, p.C, p.H, p.W, p.K, 1 - a, 1 - b, p.H, p.W, x, panels->data() + ab * per_phase, bias,
-                           part);
+                           part, moments ? moments + ab * p.K * wino::image_blocks(p.N) : nullptr);
     parallel_for(p.N * p.K, 16, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         const float* s = part + i * p.H * p.W;
@@ -189,16 +191,23 @@ bool conv2d_up_applies(const Conv2dParams& p) {
          wino::Tiles(p.N, p.H, p.W, 2).total >= kMinTiles;
 }
 
-void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-  if (p.N * p.K * p.H * p.W == 0) return;
+void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                       float* moments) {
+  if (p.N * p.K * p.H * p.W == 0) {
+    if (moments) channel_moments(p.N, p.K, 4 * p.H * p.W, y, moments);
+    return;
+  }
   if (!conv2d_up_applies(p)) {  // upsample, then the 3x3 conv's own path
     const Conv2dParams q = upsampled(p);
     float* u = buffer(0, static_cast<size_t>(q.N * q.C * q.H * q.W));
     upsample2x_forward(p.N * p.C, p.H, p.W, x, u);
-    return conv2d_forward(q, u, w, bias, y);
+    return conv2d_forward(q, u, w, bias, y, moments);
   }
-  if (wino::f42_pays(p.N, p.H, p.W, kMinTilesF4)) return forward_f<wino::F42>(p, x, w, bias, y);
-  forward_f<wino::F22>(p, x, w, bias, y);
+  std::vector<Moments> parts(moments ? 4 * p.K * wino::image_blocks(p.N) : 0);
+  Moments* mp = moments ? parts.data() : nullptr;
+  if (wino::f42_pays(p.N, p.H, p.W, kMinTilesF4)) forward_f<wino::F42>(p, x, w, bias, y, mp);
+  else forward_f<wino::F22>(p, x, w, bias, y, mp);
+  if (moments) merge_moments(parts.data(), 4, p.K, wino::image_blocks(p.N), moments);
 }
 
 void conv2d_up_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

@@ -27,13 +27,10 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     const float* B, float beta, float* C);
 
 // conv2d.cc (fast path on gemm) and the plain loops beside it
-void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
-// the table's conv2d_forward and conv2d_up_forward: the conv, then the output's channel_moments
-// when asked (a pass over the fresh output; the conv paths do not fuse it yet)
-void conv2d_forward_moments(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
-                            float* moments);
-void conv2d_up_forward_moments(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
-                               float* moments);
+// moments (backend.h's): the Winograd paths form them while each output plane is in cache,
+// the others in a channel_moments pass after the conv
+void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                    float* moments = nullptr);
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 void conv2d_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
@@ -42,7 +39,8 @@ void conv2d_backward_weight_reference(const Conv2dParams& p, const float* dy, co
 // conv_up.cc: the conv of x upsampled 2x (backend.h conv2d_up_*); the references upsample, then
 // run the plain conv loops
 bool conv2d_up_applies(const Conv2dParams& p);
-void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                       float* moments = nullptr);
 void conv2d_up_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_up_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 void conv2d_up_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);

@@ -76,9 +76,13 @@ bool winograd_applies(const Conv2dParams& p, ConvPass pass) {
   return depth >= kMinDepth && lo >= kMinChannels && p.C + p.K >= kMinChannelSum && tiles >= kMinTiles;
 }
 
-void winograd_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-  if (tile_size(p.N, p.OH, p.OW) == 4) return wino::forward_m<wino::F43>(p, x, w, bias, y);
-  wino::forward_m<wino::F23>(p, x, w, bias, y);
+void winograd_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                      float* moments) {
+  std::vector<Moments> parts(moments ? p.K * wino::image_blocks(p.N) : 0);
+  Moments* mp = moments ? parts.data() : nullptr;
+  if (tile_size(p.N, p.OH, p.OW) == 4) wino::forward_m<wino::F43>(p, x, w, bias, y, mp);
+  else wino::forward_m<wino::F23>(p, x, w, bias, y, mp);
+  if (moments) merge_moments(parts.data(), 1, p.K, wino::image_blocks(p.N), moments);
 }
 
 void winograd_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

@@ -16,7 +16,9 @@ enum class ConvPass { Forward, BackwardData, BackwardWeight };
 // tiles, needs more of both). C3GAN_WINOGRAD=0 in the environment turns the path off.
 bool winograd_applies(const Conv2dParams& p, ConvPass pass);
 
-void winograd_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+// moments: null, or backend.h conv2d_forward's, formed while each output plane is in cache
+void winograd_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                      float* moments = nullptr);
 void winograd_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void winograd_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
@@ -28,7 +30,8 @@ bool winograd_enabled();
 // (winograd_s2.cc), where the channels and tiles make it pay. C3GAN_WINOGRAD_S2=0 in the
 // environment turns the path off.
 bool winograd_s2_applies(const Conv2dParams& p, ConvPass pass);
-void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                         float* moments = nullptr);
 void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void winograd_s2_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 void set_winograd_s2_enabled(bool on);

@@ -18,6 +18,7 @@
 #include "../core/threadpool.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
+#include "moments.h"
 #include "winograd_cache.h"
 
 namespace c3::cpu::wino {
@@ -414,8 +415,47 @@ void transform_input(const float* x, int64_t C, int64_t H, int64_t W, int64_t pa
   parallel_for(C * nb, 1, [&](int64_t i0, int64_t i1) { C3_DISPATCH(input, job, i0, i1); });
 }
 
+// The count, mean and sum of squared deviations of the first OH rows and OW columns of the
+// first `valid` lanes of buf (rows of RW x L floats, an output item's plane while it is in
+// cache): the mean, then the sums of the deviations from it rounded to float (which corrects
+// for that rounding), as batch norm's chunks. Four vector accumulators per row, rows in double.
+template <class Term>
+C3_INLINE void lane_row_sums(const float* buf, int64_t RW, int64_t OH, int64_t OW, double* s1, double* s2, Term term) {
+  for (int64_t oy = 0; oy < OH; ++oy) {
+    const float* r = buf + oy * RW * L;
+    Lanes a[4] = {}, q[4] = {};
+    int64_t ox = 0;
+    for (; ox + 4 <= OW; ox += 4)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) term(load_lanes(r + (ox + u) * L), a[u], q[u]);
+    for (; ox < OW; ++ox) term(load_lanes(r + ox * L), a[0], q[0]);
+    const Lanes ta = (a[0] + a[1]) + (a[2] + a[3]), tq = (q[0] + q[1]) + (q[2] + q[3]);
+    for (int l = 0; l < L; ++l) s1[l] += ta[l], s2[l] += tq[l];
+  }
+}
+
+C3_INLINE Moments plane_moments(const float* buf, int64_t RW, int64_t OH, int64_t OW, int64_t valid) {
+  double s[L] = {}, unused[L] = {};
+  lane_row_sums(buf, RW, OH, OW, s, unused, [](const Lanes& v, Lanes& a, Lanes&) { a += v; });
+  double total = 0;
+  for (int64_t l = 0; l < valid; ++l) total += s[l];
+  const double n = static_cast<double>(OH * OW * valid);
+  const float pivot = static_cast<float>(total / n);
+  double d1[L] = {}, d2[L] = {};
+  lane_row_sums(buf, RW, OH, OW, d1, d2, [pivot](const Lanes& v, Lanes& a, Lanes& q) {
+    const Lanes d = v - pivot;
+    a += d;
+    q += d * d;
+  });
+  double t1 = 0, t2 = 0;
+  for (int64_t l = 0; l < valid; ++l) t1 += d1[l], t2 += d2[l];
+  const double shift = t1 / n;
+  return {n, pivot + shift, std::max(0.0, t2 - t1 * shift)};
+}
+
 // ---- output: y (N, K, OH, OW) of image blocks [b0, b0 + nb) = A^T M A (+ bias) from
-// M (a^2 x K x tc); items of (channel, image block)
+// M (a^2 x K x tc); items of (channel, image block). With moments, also each item's
+// plane_moments at moments[k * blocks + b].
 struct OutputJob {
   const float* Mx;
   int64_t K, OH, OW;
@@ -423,6 +463,7 @@ struct OutputJob {
   int64_t b0, nb, tc;
   const float* bias;
   float* y;
+  Moments* moments;
 };
 
 template <class F>
@@ -462,14 +503,15 @@ C3_INLINE void output_body(const OutputJob& j, int64_t i0, int64_t i1) {
       }
       deinterleave_lanes(buf + oy * RW * L, j.OW, dst);
     }
+    if (j.moments) j.moments[k * g.blocks + b] = plane_moments(buf, RW, j.OH, j.OW, std::min<int64_t>(L, g.N - b * L));
   }
 }
 C3_VARIANTS(output, (const OutputJob& j, int64_t i0, int64_t i1), (j, i0, i1))
 
 template <class F>
 void transform_output(const float* Mx, int64_t K, int64_t OH, int64_t OW, const Grid& g, int64_t b0, int64_t nb,
-                      const float* bias, float* y) {
-  const OutputJob job{Mx, K, OH, OW, &g, b0, nb, g.tiles(nb), bias, y};
+                      const float* bias, float* y, Moments* moments) {
+  const OutputJob job{Mx, K, OH, OW, &g, b0, nb, g.tiles(nb), bias, y, moments};
   parallel_for(K * nb, 1, [&](int64_t i0, int64_t i1) { C3_DISPATCH(output, job, i0, i1); });
 }
 
@@ -579,9 +621,11 @@ void over_positions(int positions, int64_t extent, int64_t unit, const Body& bod
   });
 }
 
+// moments: null, or K * blocks items (each channel's output per 8-image block, plane_moments)
 template <class F>
 void winograd_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t pad_y, int64_t pad_x, int64_t OH,
-                   int64_t OW, const float* x, const float* Ap, const float* bias, float* y) {
+                   int64_t OW, const float* x, const float* Ap, const float* bias, float* y,
+                   Moments* moments = nullptr) {
   constexpr int A = F::A, M = F::M;
   const MicroKernel& mk = gemm_micro_kernel();
   const Grid g(N, OH, OW, M);
@@ -599,7 +643,7 @@ void winograd_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_
     over_positions(A * A, tc_pad / mk.nr, 1, [&](int64_t e, int64_t q0, int64_t q1) {
       gemm_panels(mk, K, C, tc, tc_pad, Ap + e * Kp * C, V + e * C * tc_pad, q0, q1, Mx + e * K * tc, tc);
     });
-    transform_output<F>(Mx, K, OH, OW, g, b0, nb, bias, y);
+    transform_output<F>(Mx, K, OH, OW, g, b0, nb, bias, y, moments);
   }
 }
 
@@ -620,13 +664,17 @@ Packed cached_weights(int pass, const float* w, size_t n, int64_t rows, int64_t 
   });
 }
 
+// the number of 8-image blocks of a batch: winograd_conv's moments hold K of these per product
+inline int64_t image_blocks(int64_t N) { return (N + L - 1) / L; }
+
 template <class F>
-void forward_m(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+void forward_m(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+               Moments* moments) {
   constexpr int RR = F::R * F::R;
   const Packed Ap = cached_weights<F>(0, w, p.K * p.C * RR, p.K, p.C, [&](int64_t k, int64_t c, float* g) {
     std::memcpy(g, w + (k * p.C + c) * RR, RR * sizeof(float));
   });
-  winograd_conv<F>(p.N, p.C, p.H, p.W, p.K, p.pad, p.pad, p.OH, p.OW, x, Ap->data(), bias, y);
+  winograd_conv<F>(p.N, p.C, p.H, p.W, p.K, p.pad, p.pad, p.OH, p.OW, x, Ap->data(), bias, y, moments);
 }
 
 // the same forward on dy with each kernel flipped and the channels swapped

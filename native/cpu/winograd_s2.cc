@@ -169,7 +169,8 @@ void phased_direct_backward_weight(const Conv2dParams& p, const float* dy, const
 namespace {
 
 template <class F>
-void forward_f(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+void forward_f(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+               Moments* moments) {
   const Conv2dParams q = phase_params(p);
   float* P = buffer(0, static_cast<size_t>(q.N * q.C * q.H * q.W));
   split_phases(p, x, P);
@@ -178,7 +179,7 @@ void forward_f(const Conv2dParams& p, const float* x, const float* w, const floa
     const float* src = w + (k * p.C + d / 4) * 16;
     for (int e = 0; e < 4; ++e) g[e] = src[tap_of((d % 4) * 4 + e)];
   });
-  wino::winograd_conv<F>(q.N, q.C, q.H, q.W, q.K, 0, 0, q.OH, q.OW, P, Ap->data(), bias, y);
+  wino::winograd_conv<F>(q.N, q.C, q.H, q.W, q.K, 0, 0, q.OH, q.OW, P, Ap->data(), bias, y, moments);
 }
 
 template <class F>
@@ -235,9 +236,13 @@ void backward_weight_f(const Conv2dParams& p, const float* dy, const float* x, f
 void set_winograd_s2_tile(int m) { forced_tile() = m == 2 || m == 4 ? m : 0; }
 int winograd_s2_tile(const Conv2dParams& p, ConvPass pass) { return tile_for(p, pass); }
 
-void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-  if (tile_for(p, ConvPass::Forward) == 4) return forward_f<wino::F42>(p, x, w, bias, y);
-  forward_f<wino::F22>(p, x, w, bias, y);
+void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                         float* moments) {
+  std::vector<Moments> parts(moments ? p.K * wino::image_blocks(p.N) : 0);
+  Moments* mp = moments ? parts.data() : nullptr;
+  if (tile_for(p, ConvPass::Forward) == 4) forward_f<wino::F42>(p, x, w, bias, y, mp);
+  else forward_f<wino::F22>(p, x, w, bias, y, mp);
+  if (moments) merge_moments(parts.data(), 1, p.K, wino::image_blocks(p.N), moments);
 }
 
 void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

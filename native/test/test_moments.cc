@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "../core/threadpool.h"
+#include "../cpu/kernels.h"
+#include "../cpu/winograd.h"
 #include "harness.h"
 
 namespace {
@@ -19,6 +22,8 @@ using c3::test::expect_close;
 using c3::test::random_vec;
 using Vec = std::vector<float>;
 using DVec = std::vector<double>;
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // per channel of x (N, C, HW): mean and biased variance, interleaved as the moments are
 DVec moments_d(int64_t N, int64_t C, int64_t HW, const Vec& x) {
@@ -118,6 +123,63 @@ C3_TEST(conv2d_up_forward_gives_the_output_moments) {
     const Vec y = by.host();
     expect_close(y, by0.host(), 0.0, 0.0, what + ": the output is the same with moments");
     expect_moments(bm.host(), p.N, p.K, 4 * p.H * p.W, y, what);
+  }
+}
+
+// The CPU's Winograd paths form the moments while each output plane is in cache
+// (winograd_core.h plane_moments): every path and tile size, batches with a part-filled 8-image
+// block and several chunks, against the float64 moments of the output; the output is the same
+// as without moments and the moments the same bits on 1 and 2 threads.
+C3_TEST(cpu_winograd_outputs_give_their_moments) {
+  if (std::string(be.name) != "cpu") return;
+  struct Restore {
+    int threads = c3::num_threads();
+    ~Restore() {
+      c3::cpu::set_winograd_tile(0);
+      c3::cpu::set_winograd_s2_tile(0);
+      c3::set_num_threads(threads);
+    }
+  } restore;
+  enum Path { S1, S2, Up };
+  struct WCase {
+    Path path;
+    int tile;  // forced F(tile x tile, .), 0 by shape
+    int64_t N, C, H, W, K;
+    float bias_offset;
+  };
+  const WCase cases[] = {
+      {S1, 2, 10, 32, 12, 12, 40, 5.0f},  {S1, 4, 10, 32, 12, 12, 40, 0.0f}, {S1, 2, 3, 16, 9, 7, 20, -3.0f},
+      {S1, 4, 17, 16, 40, 40, 16, 0.0f},  // three chunks, the last part-filled
+      {S2, 2, 9, 32, 16, 16, 64, 2.0f},   {S2, 4, 9, 32, 16, 16, 64, 0.0f}, {S2, 2, 3, 16, 10, 14, 24, 0.0f},
+      {Up, 0, 11, 32, 8, 8, 16, 4.0f},    {Up, 0, 4, 32, 9, 11, 16, 0.0f},  {Up, 0, 2, 4, 5, 6, 3, 0.0f},
+  };
+  uint64_t seed = 9400;
+  for (const WCase& wc : cases) {
+    Conv2dParams p{wc.N, wc.C, wc.H, wc.W, wc.K, 3, 3, wc.H, wc.W, 1, 1};
+    if (wc.path == S2) p = Conv2dParams{wc.N, wc.C, wc.H, wc.W, wc.K, 4, 4, wc.H / 2, wc.W / 2, 2, 1};
+    const int64_t hw = wc.path == Up ? 4 * p.OH * p.OW : p.OH * p.OW, ny = p.N * p.K * hw;
+    Vec x = random_vec(p.N * p.C * p.H * p.W, ++seed), w = random_vec(p.K * p.C * p.R * p.S, ++seed);
+    Vec b = random_vec(p.K, ++seed);
+    for (float& v : b) v += wc.bias_offset;
+    c3::cpu::set_winograd_tile(wc.path == S1 ? wc.tile : 0);
+    c3::cpu::set_winograd_s2_tile(wc.path == S2 ? wc.tile : 0);
+    auto run = [&](float* y, float* m) {
+      if (wc.path == S1) c3::cpu::winograd_forward(p, x.data(), w.data(), b.data(), y, m);
+      else if (wc.path == S2) c3::cpu::winograd_s2_forward(p, x.data(), w.data(), b.data(), y, m);
+      else c3::cpu::conv2d_up_forward(p, x.data(), w.data(), b.data(), y, m);
+    };
+    const std::string what = std::string(wc.path == S1 ? "winograd 3x3" : wc.path == S2 ? "winograd 4x4 s2" : "conv_up") +
+                             " F" + std::to_string(wc.tile) + " N" + std::to_string(p.N) + " C" + std::to_string(p.C) +
+                             " " + std::to_string(p.H) + "x" + std::to_string(p.W) + " K" + std::to_string(p.K);
+    Vec y0(ny, kNaN), y(ny, kNaN), m(2 * p.K, kNaN), m1(2 * p.K, kNaN);
+    c3::set_num_threads(2);
+    run(y0.data(), nullptr);
+    run(y.data(), m.data());
+    expect_close(y, y0, 0.0, 0.0, what + ": the output is the same with moments");
+    expect_moments(m, p.N, p.K, hw, y, what);
+    c3::set_num_threads(1);
+    run(y0.data(), m1.data());
+    expect_close(m1, m, 0.0, 0.0, what + ": the same moments on 1 thread");
   }
 }
 
