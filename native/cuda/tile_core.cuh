@@ -218,7 +218,7 @@ struct AccRows {
 // whose columns are batch and positions), the sum of the stored values v over the tile's
 // columns and the sum of their squared deviations from the tile row's mean, to
 // row_moments[2 * (row * tiles_n + tile_n)] (float pairs, a row's tiles side by side for the
-// merge: conv2d.cu merges them per channel in double).
+// merge: conv_moments.cu merges them per channel in double).
 // Deviations from the tile's own mean keep the variance exact when the mean is large against
 // the spread. Partial sums go through shared memory (smem, BM * (SLOTS + 2) floats) and are
 // added in a fixed order, so the results do not depend on timing.
