@@ -116,9 +116,10 @@ C3_TEST(conv2d_up_forward_gives_the_output_moments) {
     const Conv2dParams p{sh[0], sh[1], sh[2], sh[3], sh[4], 3, 3, sh[2], sh[3], 1, 1};
     const int64_t ny = p.N * p.K * 4 * p.H * p.W;
     Vec x = random_vec(p.N * p.C * p.H * p.W, ++seed), w = random_vec(p.K * p.C * 9, ++seed);
-    Buf bx(be, x), bw(be, w), by0(be, Vec(ny, nan)), by(be, Vec(ny, nan)), bm(be, Vec(2 * p.K, nan));
-    be.conv2d_up_forward(p, bx.p(), bw.p(), nullptr, by0.p(), nullptr);
-    be.conv2d_up_forward(p, bx.p(), bw.p(), nullptr, by.p(), bm.p());
+    Vec b = random_vec(p.K, ++seed, 2.0f, 6.0f);  // with a bias: a mean away from 0
+    Buf bx(be, x), bw(be, w), bb(be, b), by0(be, Vec(ny, nan)), by(be, Vec(ny, nan)), bm(be, Vec(2 * p.K, nan));
+    be.conv2d_up_forward(p, bx.p(), bw.p(), bb.p(), by0.p(), nullptr);
+    be.conv2d_up_forward(p, bx.p(), bw.p(), bb.p(), by.p(), bm.p());
     const std::string what = "conv_up N" + std::to_string(p.N) + " C" + std::to_string(p.C) + " K" + std::to_string(p.K);
     const Vec y = by.host();
     expect_close(y, by0.host(), 0.0, 0.0, what + ": the output is the same with moments");
