@@ -62,6 +62,10 @@ if [ "$TEST_OK" -eq 0 ]; then
   step "cuda_vs_cpu cases with the default math mode (tf32)" 90 "$TEST" --device cuda --filter cuda_
   test_line "cuda_vs_cpu + host checks (tf32 default)"
 
+  step "cuda_vs_cpu cases on the cp.async tile pipeline (C3GAN_CUDA_TILE=async, tf32)" 60 \
+    env C3GAN_CUDA_TILE=async "$TEST" --device cuda --filter cuda_vs_cpu
+  test_line "cuda_vs_cpu on the cp.async pipeline (tf32)"
+
   if command -v compute-sanitizer > /dev/null; then
     step "compute-sanitizer memcheck of the CUDA comparisons" 75 compute-sanitizer --tool memcheck \
       --error-exitcode 9 --print-limit 20 "$TEST" --device cuda --filter cuda_vs_cpu
@@ -81,6 +85,12 @@ if [ "$BENCH_OK" -eq 0 ]; then
   if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench: ok, spot checks passed"
   else note "bench: exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable' "$STEP_OUT")"; fi
   while read -r l; do note "    $l"; done < <(grep -E 'TFLOP/s|TB/s|fwd\+BN stats' "$STEP_OUT")
+  # the same products on the cp.async pipeline, to choose the default (tile_gemm.cuh async_tiles)
+  step "c3gan CUDA timings on the cp.async tile pipeline" 90 env C3GAN_CUDA_TILE=async "$BENCH" --bench --reps 20 \
+    --out "${OUT:-/tmp}/cuda-bench-async.tsv"
+  if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench (async tiles): ok, spot checks passed"
+  else note "bench (async tiles): exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable' "$STEP_OUT")"; fi
+  while read -r l; do note "    async: $l"; done < <(grep -E 'TFLOP/s|fwd\+BN stats' "$STEP_OUT" | grep -v '^copy\|^axpy')
 else
   note "bench: not built, no timings"
 fi

@@ -6,7 +6,9 @@
 #      emulator's own checks, the host checks of the kernels' index maps, CPU-vs-CUDA comparisons
 #      (with --asan, the CPU device's cases too, and a planted kernel overrun that must be reported);
 #   2. the same in the default TF32 math with the threads of each block and the blocks of each
-#      grid run in a shuffled order (a result that depends on the order is a race);
+#      grid run in a shuffled order (a result that depends on the order is a race), and again with
+#      the tile GEMM's cp.async pipeline (C3GAN_CUDA_TILE=async; its copies land only when a
+#      wait retires them, so a read before the wait sees the stage's old contents);
 #   3. the TypeScript suites with C3GAN_DEVICE=cuda and C3GAN_ADDON=build-emu's addon (op tests,
 #      gradient checks, PyTorch parity of the ops and of the whole model, training, the CLI).
 # It proves the kernels' logic (indexing, barriers, shuffles, the mma fragment layout, split K,
@@ -55,6 +57,9 @@ if [ "$ASAN" = 1 ]; then
   # one pass of the native cases (CI's time): fp32 math, shuffled order; TF32 runs in step 3
   echo "== emulated CUDA under AddressSanitizer: every native op case in fp32 math, shuffled order"
   C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
+  echo "== emulated CUDA under AddressSanitizer: the cp.async tile pipeline, TF32 math, shuffled order"
+  C3GAN_CUDA_TILE=async C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --exclude cuda_emulator |
+    grep -v '^ok '
   echo "== CPU backend under AddressSanitizer: every native op case but the CUDA ones (run above)"
   "$TEST" --device cpu --exclude cuda_ | grep -v '^ok '
   echo "== AddressSanitizer sees a kernel writing one int past a tensor"
@@ -69,6 +74,9 @@ else
   C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda | grep -v '^ok '
   echo "== emulated CUDA: every native op case in TF32 math, threads and blocks in shuffled order (races)"
   C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda | grep -v '^ok '
+  echo "== emulated CUDA: the cp.async tile pipeline (C3GAN_CUDA_TILE=async), TF32 math, shuffled order"
+  C3GAN_CUDA_TILE=async C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --exclude cuda_emulator |
+    grep -v '^ok '
 fi
 [ "$NATIVE_ONLY" = 1 ] && exit 0
 

@@ -58,7 +58,8 @@ template <class... KArgs, class... Args>
 void enqueue(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args&&... args) {
 #ifdef C3GAN_CUDA_EMULATION
   (void)s;
-  c3emu::launch(grid, block, smem, [&] { kernel(static_cast<KArgs>(args)...); });
+  c3emu::launch(reinterpret_cast<const void*>(kernel), grid, block, smem,
+                [&] { kernel(static_cast<KArgs>(args)...); });
 #else
   kernel<<<grid, block, smem, s>>>(static_cast<KArgs>(args)...);
 #endif

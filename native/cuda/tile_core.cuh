@@ -51,6 +51,16 @@ struct alignas(16) Shared {
   Part tB[2][OpB::kTable ? BK : 1];
 };
 
+// The operand stages of the cp.async pipeline (tile_block_async): ST slices in flight, raw
+// floats (TF32 rounding happens as fragments are read), a table slot per stage.
+template <class CFG, class OpA, class OpB, int ST>
+struct alignas(16) SharedAsync {
+  float sA[ST][Smem<CFG::BM, OpA::kKContig>::kElems];
+  float sB[ST][Smem<CFG::BN, OpB::kKContig>::kElems];
+  Part tA[ST][OpA::kTable ? BK : 1];
+  Part tB[ST][OpB::kTable ? BK : 1];
+};
+
 C3_HD uint32_t f2u(float x) {
 #ifdef __CUDA_ARCH__
   return __float_as_uint(x);
@@ -147,6 +157,42 @@ C3_UNROLL
           if (in_bounds(op, r, kp)) x = load_ro(op.p + r.off + kp.off);
         }
         v[e] = x;
+      }
+    }
+  }
+
+  // load()'s elements as cp.async copies straight into the stage smem (zero-filled where load()
+  // reads nothing), for the pipeline of tile_block_async
+  template <class Ctx>
+  C3_HD void issue(Ctx& ctx, const Op& op, int row0, int k0, int kend, const Part* table, float* smem) const {
+    if (KC) {
+      const int k = k0 + lk;
+      const bool kok = k < kend;
+      const Part kp = Op::kTable ? table[lk] : op.kpart(k);
+C3_UNROLL
+      for (int e = 0; e < E; ++e) {
+        const int i = row0 + li + e * STEP;
+        const float* src = op.p;
+        bool ok = kok && i < op.rows;
+        if (ok) {
+          const Part rp = op.row(i);
+          ok = in_bounds(op, rp, kp);
+          if (ok) src = op.p + rp.off + kp.off;
+        }
+        ctx.cp_async4(smem + S::idx(li + e * STEP, lk), src, ok);
+      }
+    } else {
+C3_UNROLL
+      for (int e = 0; e < E; ++e) {
+        const int kk = lk + e * STEP;
+        const float* src = op.p;
+        bool ok = rok && k0 + kk < kend;
+        if (ok) {
+          const Part kp = Op::kTable ? table[kk] : op.kpart(k0 + kk);
+          ok = in_bounds(op, r, kp);
+          if (ok) src = op.p + r.off + kp.off;
+        }
+        ctx.cp_async4(smem + S::idx(li, kk), src, ok);
       }
     }
   }
@@ -272,8 +318,10 @@ C3_UNROLL
 // acc += this warp's part of the slice. TF32: m16n8k8 fragments as in the PTX ISA, a0 (g, t),
 // a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4); b0 (k=t, n=g), b1 (k=t+4, n=g), for g = lane / 4,
 // t = lane % 4. FP32: each lane owns rows tm + 8i and columns tn + 4j of the warp tile.
-template <class CFG, bool TF32, class OpA, class OpB, class Ctx>
+// RAW: shared memory holds unrounded floats (the cp.async stages); TF32 rounds each as it is read.
+template <class CFG, bool TF32, class OpA, class OpB, bool RAW = false, class Ctx>
 C3_HD void multiply_slice(Ctx& ctx, const float* sA, const float* sB, float* acc, int wm0, int wn0, int lane) {
+  const auto frag = [](float x) { return f2u(RAW ? to_tf32(x) : x); };
   using TA = Smem<CFG::BM, OpA::kKContig>;
   using TB = Smem<CFG::BN, OpB::kKContig>;
   if (TF32) {
@@ -285,16 +333,16 @@ C3_UNROLL
 C3_UNROLL
       for (int mt = 0; mt < MT; ++mt) {
         const int r = wm0 + mt * 16 + g;
-        af[mt][0] = f2u(sA[TA::idx(r, ks + tq)]);
-        af[mt][1] = f2u(sA[TA::idx(r + 8, ks + tq)]);
-        af[mt][2] = f2u(sA[TA::idx(r, ks + tq + 4)]);
-        af[mt][3] = f2u(sA[TA::idx(r + 8, ks + tq + 4)]);
+        af[mt][0] = frag(sA[TA::idx(r, ks + tq)]);
+        af[mt][1] = frag(sA[TA::idx(r + 8, ks + tq)]);
+        af[mt][2] = frag(sA[TA::idx(r, ks + tq + 4)]);
+        af[mt][3] = frag(sA[TA::idx(r + 8, ks + tq + 4)]);
       }
 C3_UNROLL
       for (int nt = 0; nt < NT; ++nt) {
         const int c = wn0 + nt * 8 + g;
-        bf[nt][0] = f2u(sB[TB::idx(c, ks + tq)]);
-        bf[nt][1] = f2u(sB[TB::idx(c, ks + tq + 4)]);
+        bf[nt][0] = frag(sB[TB::idx(c, ks + tq)]);
+        bf[nt][1] = frag(sB[TB::idx(c, ks + tq + 4)]);
       }
 C3_UNROLL
       for (int mt = 0; mt < MT; ++mt)
@@ -316,6 +364,27 @@ C3_UNROLL
 C3_UNROLL
         for (int j = 0; j < TN; ++j) acc[i * TN + j] = fmaf(av[i], bv[j], acc[i * TN + j]);
     }
+  }
+}
+
+// The accumulators out: stored (or, with ws, raw K-split partial sums to
+// ws[(z * M + m) * N + n]), then the moments epilogue when asked. The operand buffers sh are
+// free: every thread has passed the main loop's last barrier.
+template <class CFG, bool TF32, class Out, class Ctx, class SH>
+C3_HD void tile_epilogue(Ctx& ctx, SH& sh, int M, int N, const Out& out, float* acc, int m0, int n0, int wm0, int wn0,
+                         int warp, int lane, float* ws, float* row_moments) {
+  const int z = ctx.bz();
+  for_each_acc<CFG, TF32>(wm0, wn0, lane, [&](int q, int m, int n) {
+    const int gm = m0 + m, gn = n0 + n;
+    if (gm >= M || gn >= N) return;
+    if (ws) ws[(static_cast<int64_t>(z) * M + gm) * N + gn] = acc[q];
+    else acc[q] = store_out(out, gm, gn, acc[q]);
+  });
+  if (row_moments && !ws) {
+    static_assert(sizeof(sh) >= sizeof(float) * CFG::BM * (AccRows<CFG, TF32>::SLOTS + 2),
+                  "the moments' partial sums fit in the operand buffers");
+    tile_row_moments<CFG, TF32>(ctx, reinterpret_cast<float*>(&sh), acc, m0, n0, M, N, wm0, wn0, warp, lane,
+                                row_moments);
   }
 }
 
@@ -374,21 +443,66 @@ C3_UNROLL
     }
   }
 
-  const int M = a.rows, N = b.rows;
-  const int z = ctx.bz();
-  for_each_acc<CFG, TF32>(wm0, wn0, lane, [&](int q, int m, int n) {
-    const int gm = m0 + m, gn = n0 + n;
-    if (gm >= M || gn >= N) return;
-    if (ws) ws[(static_cast<int64_t>(z) * M + gm) * N + gn] = acc[q];
-    else acc[q] = store_out(out, gm, gn, acc[q]);
-  });
-  if (row_moments && !ws) {
-    // the operand buffers are free: every thread passed the loop's last barrier
-    static_assert(sizeof(sh) >= sizeof(float) * CFG::BM * (AccRows<CFG, TF32>::SLOTS + 2),
-                  "the moments' partial sums fit in the operand buffers");
-    tile_row_moments<CFG, TF32>(ctx, reinterpret_cast<float*>(&sh), acc, m0, n0, M, N, wm0, wn0, warp, lane,
-                                row_moments);
+  tile_epilogue<CFG, TF32>(ctx, sh, a.rows, b.rows, out, acc, m0, n0, wm0, wn0, warp, lane, ws, row_moments);
+}
+
+// The stage of the tile GEMM as tile_block, with the operands in ST stages of shared memory
+// filled by cp.async (ST - 1 slices in flight while one is multiplied, one barrier per slice):
+// the loads no longer pass through registers, so more of them can be outstanding. The index
+// tables are filled ST slices ahead, into the slot whose slice was issued last round.
+template <class CFG, bool TF32, int ST, class OpA, class OpB, class Out, class Ctx>
+C3_HD void tile_block_async(Ctx& ctx, SharedAsync<CFG, OpA, OpB, ST>& sh, const OpA& a, const OpB& b, const Out& out,
+                            int K, int kchunk, float* ws, float* row_moments) {
+  static_assert(ST >= 2, "a pipeline needs two stages");
+  const int t = ctx.tid(), warp = t >> 5, lane = t & 31;
+  const int m0 = ctx.by() * CFG::BM, n0 = ctx.bx() * CFG::BN;
+  const int kbeg = ctx.bz() * kchunk, kend = K < kbeg + kchunk ? K : kbeg + kchunk;
+  const int ktiles = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
+  const int wm0 = (warp / CFG::WARPS_N) * CFG::WM, wn0 = (warp % CFG::WARPS_N) * CFG::WN;
+
+  Loader<OpA, CFG::BM, CFG::THREADS> la;
+  Loader<OpB, CFG::BN, CFG::THREADS> lb;
+  la.init(a, m0, t);
+  lb.init(b, n0, t);
+
+  constexpr int ACC = CFG::WM * CFG::WN / 32;
+  float acc[ACC];
+C3_UNROLL
+  for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
+
+  if (ktiles > 0) {
+    for (int s = 0; s < ST && s < ktiles; ++s) {
+      fill_table(a, sh.tA[s], kbeg + s * BK, t);
+      fill_table(b, sh.tB[s], kbeg + s * BK, t - 32);
+    }
+    ctx.sync();
+    for (int s = 0; s + 1 < ST; ++s) {
+      if (s < ktiles) {
+        la.issue(ctx, a, m0, kbeg + s * BK, kend, sh.tA[s], sh.sA[s]);
+        lb.issue(ctx, b, n0, kbeg + s * BK, kend, sh.tB[s], sh.sB[s]);
+      }
+      ctx.cp_commit();  // empty groups too: the wait below counts groups
+    }
+    for (int kt = 0; kt < ktiles; ++kt) {
+      ctx.template cp_wait<ST - 2>();  // this thread's copies of slice kt have landed
+      ctx.sync();                      // everyone's have, and slice kt - 1's stage is free
+      const int nk = kt + ST - 1, ns = nk % ST;
+      if (nk < ktiles) {
+        la.issue(ctx, a, m0, kbeg + nk * BK, kend, sh.tA[ns], sh.sA[ns]);
+        lb.issue(ctx, b, n0, kbeg + nk * BK, kend, sh.tB[ns], sh.sB[ns]);
+      }
+      ctx.cp_commit();
+      const int cur = kt % ST;
+      if (kt + ST < ktiles) {  // slot cur's slice kt was issued rounds ago; visible after the next barrier
+        fill_table(a, sh.tA[cur], kbeg + (kt + ST) * BK, t);
+        fill_table(b, sh.tB[cur], kbeg + (kt + ST) * BK, t - 32);
+      }
+      multiply_slice<CFG, TF32, OpA, OpB, true>(ctx, sh.sA[cur], sh.sB[cur], acc, wm0, wn0, lane);
+    }
+    ctx.template cp_wait<0>();
+    ctx.sync();
   }
+  tile_epilogue<CFG, TF32>(ctx, sh, a.rows, b.rows, out, acc, m0, n0, wm0, wn0, warp, lane, ws, row_moments);
 }
 
 // The split-K epilogue for output element idx of M x N: the splits summed in order.

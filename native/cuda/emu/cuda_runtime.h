@@ -105,6 +105,17 @@ struct cudaDeviceProp {
   int multiProcessorCount;
 };
 
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+};
+// The opt-in to more than 48 KiB of dynamic shared memory for one kernel (up to the H200's
+// 227 KiB per block); launch() then allows it for that kernel.
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value);
+template <class... A>
+cudaError_t cudaFuncSetAttribute(void (*func)(A...), cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(func), attr, value);
+}
+
 cudaError_t cudaGetDeviceCount(int* count);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
 cudaError_t cudaSetDevice(int device);
@@ -156,10 +167,15 @@ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]);
 
 // Runs body() as every thread of the grid; a configuration the hardware refuses sets the last
 // error (cudaGetLastError) and runs nothing.
-void launch(dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const void* body);
+// func identifies the kernel (its dynamic shared memory opt-in; null: none).
+void launch(const void* func, dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const void* body);
+template <class F>
+void launch(const void* func, dim3 grid, dim3 block, size_t smem, const F& body) {
+  launch(func, grid, block, smem, [](const void* f) { (*static_cast<const F*>(f))(); }, &body);
+}
 template <class F>
 void launch(dim3 grid, dim3 block, size_t smem, const F& body) {
-  launch(grid, block, smem, [](const void* f) { (*static_cast<const F*>(f))(); }, &body);
+  launch(nullptr, grid, block, smem, body);
 }
 
 // For the emulator's own tests: forgets a sticky error, which a real context never does.

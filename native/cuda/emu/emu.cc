@@ -30,6 +30,7 @@ namespace {
 
 constexpr size_t kStackBytes = size_t(256) << 10;
 constexpr size_t kMaxDynamicShared = size_t(48) << 10;  // without a cudaFuncSetAttribute opt-in
+constexpr size_t kMaxOptInShared = size_t(227) << 10;   // with it (sm_90)
 
 enum class Wait { None, Block, Warp, Done };
 
@@ -358,7 +359,24 @@ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   mma_m16n8k8_lane(d, lane, w.fa[p], w.fb[p]);
 }
 
-void launch(dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const void* body) {
+// per kernel: the dynamic shared memory it opted into (cudaFuncSetAttribute)
+std::mutex& optin_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<const void*, size_t>& optins() {
+  static std::map<const void*, size_t> m;
+  return m;
+}
+
+size_t dynamic_shared_limit(const void* func) {
+  if (!func) return kMaxDynamicShared;
+  std::lock_guard<std::mutex> g(optin_mutex());
+  const auto it = optins().find(func);
+  return it == optins().end() ? kMaxDynamicShared : std::max(kMaxDynamicShared, it->second);
+}
+
+void launch(const void* func, dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const void* body) {
   if (sticky() != cudaSuccess) {
     fail(sticky());
     return;
@@ -372,9 +390,11 @@ void launch(dim3 grid, dim3 block, size_t smem, void (*run)(const void*), const 
     fail(cudaErrorInvalidConfiguration, b);
     return;
   }
-  if (smem > kMaxDynamicShared) {
+  const size_t limit = dynamic_shared_limit(func);
+  if (smem > limit) {
     fail(cudaErrorInvalidValue, "invalid argument (CUDA emulator: " + std::to_string(smem) +
-                                    " bytes of dynamic shared memory, over the 48 KiB a launch gets without opt-in)");
+                                    " bytes of dynamic shared memory, over the " + std::to_string(limit >> 10) +
+                                    " KiB this kernel may use" + (limit == kMaxDynamicShared ? " without opt-in)" : ")"));
     return;
   }
   std::lock_guard<std::mutex> g(launch_mutex());
@@ -441,6 +461,16 @@ struct CUevent_st {
   bool recorded = false;
   std::chrono::steady_clock::time_point at;
 };
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (!func || attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+      static_cast<size_t>(value) > c3emu::kMaxOptInShared)
+    return fail(cudaErrorInvalidValue, "invalid argument (CUDA emulator: cudaFuncSetAttribute " + std::to_string(value) +
+                                           " bytes; the most a block may opt into is 227 KiB)");
+  std::lock_guard<std::mutex> g(c3emu::optin_mutex());
+  c3emu::optins()[func] = static_cast<size_t>(value);
+  return cudaSuccess;
+}
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
