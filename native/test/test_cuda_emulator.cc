@@ -80,6 +80,14 @@ __global__ void dynamic_shared_kernel(int* out) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = s[threadIdx.x];
 }
 
+// writes the far end of 64 KiB of dynamic shared memory and reads it back
+__global__ void opted_shared_kernel(int* out) {
+  C3_DYNAMIC_SHARED(int, s);
+  s[64 * 1024 / 4 + threadIdx.x] = 64 * 1024 / 4 + static_cast<int>(threadIdx.x);
+  __syncthreads();
+  out[threadIdx.x] = s[64 * 1024 / 4 + threadIdx.x];
+}
+
 __global__ void early_return_then_sync(int* out) {
   if (threadIdx.x < 16) return;
   __syncthreads();
@@ -150,6 +158,18 @@ C3_TEST(cuda_emulator_refuses_what_the_runtime_refuses) {
                {"cuda test_config", "cudaErrorInvalidConfiguration"}, "2048 threads per block");
   expect_error([&] { cuda::launch("test_smem", dynamic_shared_kernel, 1, 64, 64 * 1024, out.p); },
                {"cuda test_smem", "48 KiB"}, "64 KiB of dynamic shared memory");
+  // more than 48 KiB only after the kernel's opt-in, and at most 227 KiB with it
+  if (cudaFuncSetAttribute(opted_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 300 * 1024) == cudaSuccess)
+    throw Failure("cudaFuncSetAttribute accepted 300 KiB");
+  cudaGetLastError();
+  if (cudaFuncSetAttribute(opted_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 96 * 1024) != cudaSuccess)
+    throw Failure("cudaFuncSetAttribute refused 96 KiB");
+  cuda::launch("test_optin", opted_shared_kernel, 1, 64, 96 * 1024, out.p);
+  if (out.host()[5] != 64 * 1024 / 4 + 5) throw Failure("a kernel with 96 KiB of opted-in shared memory");
+  expect_error([&] { cuda::launch("test_optin", opted_shared_kernel, 1, 64, 100 * 1024, out.p); },
+               {"cuda test_optin", "96 KiB this kernel may use"}, "past the opted-in size");
+  expect_error([&] { cuda::launch("test_smem", dynamic_shared_kernel, 1, 64, 64 * 1024, out.p); },
+               {"cuda test_smem", "48 KiB"}, "another kernel keeps the 48 KiB limit");
   std::vector<float> host(16);
   expect_error([&] { cuda::upload(host.data(), host.data(), 16); }, {"cuda upload", "destination is not inside"},
                "upload to host memory");
