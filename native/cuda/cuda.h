@@ -27,4 +27,11 @@ enum class CudaMath : int { TF32 = 0, FP32 = 1 };
 CudaMath cuda_math();
 void cuda_set_math(CudaMath m);
 
+// How the tile GEMM stages its operands: through registers into a double buffer (the default)
+// or by cp.async into three stages (tile_gemm.cuh); the same results either way. The initial
+// choice comes from the environment: C3GAN_CUDA_TILE=registers|async.
+enum class CudaTile : int { Registers = 0, Async = 1 };
+CudaTile cuda_tile();
+void cuda_set_tile(CudaTile t);
+
 }  // namespace c3

@@ -181,6 +181,27 @@ Staging& staging() {
 cudaStream_t stream() { return usable_state().stream; }
 int sm_count() { return usable_state().sms; }
 
+std::atomic<int>& tile_slot() {
+  static std::atomic<int>* t = [] {
+    const char* env = std::getenv("C3GAN_CUDA_TILE");
+    int v = static_cast<int>(CudaTile::Registers);
+    if (env && *env) {
+      if (!std::strcmp(env, "async")) v = static_cast<int>(CudaTile::Async);
+      else if (std::strcmp(env, "registers")) v = kMathInvalid;
+    }
+    return new std::atomic<int>(v);
+  }();
+  return *t;
+}
+
+CudaTile tile_pipeline() {
+  const int v = tile_slot().load();
+  if (v == kMathInvalid)
+    throw Error("cuda", std::string("C3GAN_CUDA_TILE must be 'registers' or 'async', got '") +
+                            std::getenv("C3GAN_CUDA_TILE") + "'");
+  return static_cast<CudaTile>(v);
+}
+
 CudaMath math() {
   const int v = math_slot().load();
   if (v == kMathInvalid)
@@ -274,6 +295,13 @@ const char* cuda_status() { return cuda::state().status.c_str(); }
 bool cuda_available() { return cuda::state().usable; }
 
 CudaMath cuda_math() { return cuda::math(); }
+CudaTile cuda_tile() { return cuda::tile_pipeline(); }
+void cuda_set_tile(CudaTile t) {
+  c3::check(t == CudaTile::Registers || t == CudaTile::Async, "cuda_set_tile", "unknown tile pipeline ",
+            static_cast<int>(t));
+  cuda::tile_slot().store(static_cast<int>(t));
+}
+
 void cuda_set_math(CudaMath m) {
   c3::check(m == CudaMath::TF32 || m == CudaMath::FP32, "cuda_set_math", "unknown math mode ",
             static_cast<int>(m));

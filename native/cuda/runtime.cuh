@@ -17,6 +17,8 @@ namespace c3::cuda {
 cudaStream_t stream();
 int sm_count();
 CudaMath math();
+// the tile GEMM's operand staging (cuda.h cuda_tile)
+CudaTile tile_pipeline();
 
 // Throws c3::Error("cuda <op>", "<name>: <message>") unless e is cudaSuccess. Errors that leave
 // the context unusable (illegal address, launch failure, ...) are named sticky in the message

@@ -5,8 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
 #include "runtime.cuh"
@@ -108,15 +106,9 @@ __global__ void __launch_bounds__(CFG::THREADS)
   tile_block_async<CFG, TF32, kStages>(ctx, sh, a, b, out, K, kchunk, ws, row_moments);
 }
 
-// Whether the tile GEMM runs the cp.async pipeline: C3GAN_CUDA_TILE=async (default: the
-// register-staged double buffer, until a GPU has measured the two side by side).
-inline bool async_tiles() {
-  static const bool on = [] {
-    const char* v = std::getenv("C3GAN_CUDA_TILE");
-    return v && std::string(v) == "async";
-  }();
-  return on;
-}
+// Whether the tile GEMM runs the cp.async pipeline (cuda_tile(), C3GAN_CUDA_TILE=async; the
+// default is the register-staged double buffer until a GPU has timed the two side by side).
+inline bool async_tiles() { return tile_pipeline() == CudaTile::Async; }
 
 // The kernel to launch for these operands and its dynamic shared memory (opted into once).
 template <class CFG, bool TF32, class OpA, class OpB, class Out>

@@ -934,6 +934,61 @@ C3_TEST(cuda_vs_cpu_gemm_shapes_transposes_and_modes) {
 #endif
 }
 
+// The tile GEMM's two operand pipelines (cuda.h CudaTile: register-staged, cp.async stages) give
+// the same bits: the same TF32 rounding of each operand, the same products in the same order.
+// gemm in the four transposes with split K, every conv pass with the moments epilogue, the
+// up-conv; both math modes.
+C3_TEST(cuda_vs_cpu_tile_pipelines_agree_bitwise) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_tile_pipelines_agree_bitwise");
+  if (!g) return;
+#ifdef C3GAN_HAVE_CUDA
+  if (selftest()) return;  // a CUDA knob: nothing to compare on the CPU
+  struct TileScope {
+    CudaTile saved = cuda_tile();
+    ~TileScope() { cuda_set_tile(saved); }
+  } tile_scope;
+  const Conv2dParams convs[] = {{3, 20, 11, 13, 40, 3, 3, 11, 13, 1, 1}, {2, 16, 12, 12, 24, 4, 4, 6, 6, 2, 1},
+                                {2, 64, 4, 4, 48, 3, 3, 4, 4, 1, 1}};
+  const Conv2dParams up{3, 24, 6, 5, 20, 3, 3, 6, 5, 1, 1};
+  const auto run = [&](CudaTile t) {
+    cuda_set_tile(t);
+    Outputs o;
+    uint64_t seed = 63000;
+    for (int tr = 0; tr < 4; ++tr)
+      for (auto& s : {std::array<int64_t, 3>{97, 130, 70}, std::array<int64_t, 3>{40, 300, 4100}}) {
+        Vf A = random_vec(s[0] * s[2], ++seed), B = random_vec(s[2] * s[1], ++seed);
+        Buf ba(*g, A), bb(*g, B), bc(*g, nan_vec(s[0] * s[1]));
+        g->gemm(tr & 1, tr & 2, s[0], s[1], s[2], 1.0f, ba.p(), bb.p(), 0.0f, bc.p());
+        o.push_back(bc.host());
+      }
+    for (const Conv2dParams& p : convs) {
+      const size_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
+      Buf bx(*g, random_vec(nx, ++seed)), bw(*g, random_vec(nw, ++seed)), bdy(*g, random_vec(ny, ++seed));
+      Buf by(*g, nan_vec(ny)), bm(*g, nan_vec(2 * p.K)), bdx(*g, nan_vec(nx)), bdw(*g, nan_vec(nw));
+      g->conv2d_forward(p, bx.p(), bw.p(), nullptr, by.p(), bm.p());
+      g->conv2d_backward_data(p, bdy.p(), bw.p(), bdx.p());
+      g->conv2d_backward_weight(p, bdy.p(), bx.p(), bdw.p());
+      for (Buf* b : {&by, &bm, &bdx, &bdw}) o.push_back(b->host());
+    }
+    const size_t nx = up.N * up.C * up.H * up.W, nw = up.K * up.C * 9, ny = up.N * up.K * 4 * up.H * up.W;
+    Buf bx(*g, random_vec(nx, ++seed)), bw(*g, random_vec(nw, ++seed)), bdy(*g, random_vec(ny, ++seed));
+    Buf by(*g, nan_vec(ny)), bm(*g, nan_vec(2 * up.K)), bdx(*g, nan_vec(nx)), bdw(*g, nan_vec(nw));
+    g->conv2d_up_forward(up, bx.p(), bw.p(), nullptr, by.p(), bm.p());
+    g->conv2d_up_backward_data(up, bdy.p(), bw.p(), bdx.p());
+    g->conv2d_up_backward_weight(up, bdy.p(), bx.p(), bdw.p());
+    for (Buf* b : {&by, &bm, &bdx, &bdw}) o.push_back(b->host());
+    return o;
+  };
+  for (CudaMath m : kModes) {
+    MathScope ms(m);
+    const Outputs regs = run(CudaTile::Registers), async = run(CudaTile::Async);
+    for (size_t i = 0; i < regs.size(); ++i)
+      expect_same(async[i], regs[i], std::string(mode_name(m)) + " output " + std::to_string(i) +
+                                         " (cp.async pipeline against the register-staged one)");
+  }
+#endif
+}
+
 #ifdef C3GAN_HAVE_CUDA
 void conv_case(const Backend& g, const ConvCase& cc, bool bias, uint64_t seed) {
   const Conv2dParams p = conv_params(cc);
