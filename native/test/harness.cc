@@ -90,10 +90,23 @@ std::vector<double> numeric_grad(std::vector<double> x, const std::function<doub
   return g;
 }
 
+// whether name contains one of the comma-separated parts of list
+bool matches_any(const std::string& name, const std::string& list) {
+  size_t at = 0;
+  while (at <= list.size()) {
+    const size_t end = std::min(list.find(',', at), list.size());
+    const std::string part = list.substr(at, end - at);
+    if (!part.empty() && name.find(part) != std::string::npos) return true;
+    at = end + 1;
+  }
+  return false;
+}
+
 }  // namespace c3::test
 
 // Runs every case on the backend named by --device (cpu by default; cuda where built and present);
-// --filter S keeps the cases whose names contain S, --exclude S drops them.
+// --filter S keeps the cases whose names contain S, --exclude S drops them (S may list
+// comma-separated alternatives).
 int main(int argc, char** argv) {
   std::string device = "cpu", filter, exclude;
   for (int i = 1; i < argc; ++i) {
@@ -112,8 +125,8 @@ int main(int argc, char** argv) {
   if (device == "cpu") std::printf("cpu gemm kernel: %s\n", c3::cpu::gemm_micro_kernel().name);
   int passed = 0, failed = 0;
   for (auto& c : c3::test::registry()) {
-    if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
-    if (!exclude.empty() && std::string(c.name).find(exclude) != std::string::npos) continue;
+    if (!filter.empty() && !c3::test::matches_any(c.name, filter)) continue;
+    if (!exclude.empty() && c3::test::matches_any(c.name, exclude)) continue;
     try {
       c.fn(*be);
       ++passed;
