@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <initializer_list>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -131,18 +132,31 @@ bool is_sticky(cudaError_t e) {
 
 // ---- math mode ----
 
-constexpr int kMathInvalid = -1;
-std::atomic<int>& math_slot() {
-  static std::atomic<int>* m = [] {
-    const char* env = std::getenv("C3GAN_CUDA_MATH");
-    int v = static_cast<int>(CudaMath::TF32);
-    if (env && *env) {
-      if (!std::strcmp(env, "fp32")) v = static_cast<int>(CudaMath::FP32);
-      else if (std::strcmp(env, "tf32")) v = kMathInvalid;
+// A choice read once from the environment: the index of its value among names (the first when
+// the variable is unset or empty), kInvalidChoice for anything else (reported at first use).
+constexpr int kInvalidChoice = -1;
+std::atomic<int>* env_choice(const char* var, std::initializer_list<const char*> names) {
+  const char* env = std::getenv(var);
+  int v = 0;
+  if (env && *env) {
+    v = kInvalidChoice;
+    int i = 0;
+    for (const char* n : names) {
+      if (!std::strcmp(env, n)) v = i;
+      ++i;
     }
-    return new std::atomic<int>(v);
-  }();
+  }
+  return new std::atomic<int>(v);
+}
+
+std::atomic<int>& math_slot() {  // CudaMath
+  static std::atomic<int>* m = env_choice("C3GAN_CUDA_MATH", {"tf32", "fp32"});
   return *m;
+}
+
+std::atomic<int>& tile_slot() {  // CudaTile
+  static std::atomic<int>* t = env_choice("C3GAN_CUDA_TILE", {"registers", "async"});
+  return *t;
 }
 
 // ---- pinned staging for host <-> device copies ----
@@ -181,22 +195,9 @@ Staging& staging() {
 cudaStream_t stream() { return usable_state().stream; }
 int sm_count() { return usable_state().sms; }
 
-std::atomic<int>& tile_slot() {
-  static std::atomic<int>* t = [] {
-    const char* env = std::getenv("C3GAN_CUDA_TILE");
-    int v = static_cast<int>(CudaTile::Registers);
-    if (env && *env) {
-      if (!std::strcmp(env, "async")) v = static_cast<int>(CudaTile::Async);
-      else if (std::strcmp(env, "registers")) v = kMathInvalid;
-    }
-    return new std::atomic<int>(v);
-  }();
-  return *t;
-}
-
 CudaTile tile_pipeline() {
   const int v = tile_slot().load();
-  if (v == kMathInvalid)
+  if (v == kInvalidChoice)
     throw Error("cuda", std::string("C3GAN_CUDA_TILE must be 'registers' or 'async', got '") +
                             std::getenv("C3GAN_CUDA_TILE") + "'");
   return static_cast<CudaTile>(v);
@@ -204,7 +205,7 @@ CudaTile tile_pipeline() {
 
 CudaMath math() {
   const int v = math_slot().load();
-  if (v == kMathInvalid)
+  if (v == kInvalidChoice)
     throw Error("cuda", std::string("C3GAN_CUDA_MATH must be 'tf32' or 'fp32', got '") +
                             std::getenv("C3GAN_CUDA_MATH") + "'");
   return static_cast<CudaMath>(v);

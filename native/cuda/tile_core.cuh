@@ -367,6 +367,19 @@ C3_UNROLL
   }
 }
 
+// A thread's place in the product: its block's tile (ctx.bx(): n tile, ctx.by(): m tile), its
+// K range (ctx.bz(): split), its warp's sub-tile.
+template <class CFG>
+struct BlockPlace {
+  int t, warp, lane, m0, n0, kbeg, kend, ktiles, wm0, wn0;
+  template <class Ctx>
+  C3_HD BlockPlace(Ctx& ctx, int K, int kchunk)
+      : t(ctx.tid()), warp(t >> 5), lane(t & 31), m0(ctx.by() * CFG::BM), n0(ctx.bx() * CFG::BN),
+        kbeg(ctx.bz() * kchunk), kend(K < kbeg + kchunk ? K : kbeg + kchunk),
+        ktiles(kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0), wm0((warp / CFG::WARPS_N) * CFG::WM),
+        wn0((warp % CFG::WARPS_N) * CFG::WN) {}
+};
+
 // The accumulators out: stored (or, with ws, raw K-split partial sums to
 // ws[(z * M + m) * N + n]), then the moments epilogue when asked. The operand buffers sh are
 // free: every thread has passed the main loop's last barrier.
@@ -394,11 +407,9 @@ C3_HD void tile_epilogue(Ctx& ctx, SH& sh, int M, int N, const Out& out, float* 
 template <class CFG, bool TF32, class OpA, class OpB, class Out, class Ctx>
 C3_HD void tile_block(Ctx& ctx, Shared<CFG, OpA, OpB>& sh, const OpA& a, const OpB& b, const Out& out, int K,
                       int kchunk, float* ws, float* row_moments = nullptr) {
-  const int t = ctx.tid(), warp = t >> 5, lane = t & 31;
-  const int m0 = ctx.by() * CFG::BM, n0 = ctx.bx() * CFG::BN;
-  const int kbeg = ctx.bz() * kchunk, kend = K < kbeg + kchunk ? K : kbeg + kchunk;
-  const int ktiles = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
-  const int wm0 = (warp / CFG::WARPS_N) * CFG::WM, wn0 = (warp % CFG::WARPS_N) * CFG::WN;
+  const BlockPlace<CFG> bp(ctx, K, kchunk);
+  const int t = bp.t, warp = bp.warp, lane = bp.lane, m0 = bp.m0, n0 = bp.n0, kbeg = bp.kbeg, kend = bp.kend,
+            ktiles = bp.ktiles, wm0 = bp.wm0, wn0 = bp.wn0;
 
   Loader<OpA, CFG::BM, CFG::THREADS> la;
   Loader<OpB, CFG::BN, CFG::THREADS> lb;
@@ -454,11 +465,9 @@ template <class CFG, bool TF32, int ST, class OpA, class OpB, class Out, class C
 C3_HD void tile_block_async(Ctx& ctx, SharedAsync<CFG, OpA, OpB, ST>& sh, const OpA& a, const OpB& b, const Out& out,
                             int K, int kchunk, float* ws, float* row_moments) {
   static_assert(ST >= 2, "a pipeline needs two stages");
-  const int t = ctx.tid(), warp = t >> 5, lane = t & 31;
-  const int m0 = ctx.by() * CFG::BM, n0 = ctx.bx() * CFG::BN;
-  const int kbeg = ctx.bz() * kchunk, kend = K < kbeg + kchunk ? K : kbeg + kchunk;
-  const int ktiles = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
-  const int wm0 = (warp / CFG::WARPS_N) * CFG::WM, wn0 = (warp % CFG::WARPS_N) * CFG::WN;
+  const BlockPlace<CFG> bp(ctx, K, kchunk);
+  const int t = bp.t, warp = bp.warp, lane = bp.lane, m0 = bp.m0, n0 = bp.n0, kbeg = bp.kbeg, kend = bp.kend,
+            ktiles = bp.ktiles, wm0 = bp.wm0, wn0 = bp.wn0;
 
   Loader<OpA, CFG::BM, CFG::THREADS> la;
   Loader<OpB, CFG::BN, CFG::THREADS> lb;
