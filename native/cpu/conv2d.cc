@@ -472,31 +472,29 @@ void set_conv2d_backward_data_path(int path) { data_path() = path < 0 ? -1 : pat
 
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments) {
-  if (moments) {
-    // the Winograd paths form them while each output plane is in cache; the others in a pass after
-    if (p.N > 0 && p.K > 0 && p.OH > 0 && p.OW > 0 && !is_dense(p)) {
-      if (winograd_applies(p, ConvPass::Forward)) return winograd_forward(p, x, w, bias, y, moments);
-      if (winograd_s2_applies(p, ConvPass::Forward)) return winograd_s2_forward(p, x, w, bias, y, moments);
-    }
-    conv2d_forward(p, x, w, bias, y, nullptr);
-    return channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
-  }
-  if (p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0) return;
+  const bool empty = p.N == 0 || p.K == 0 || p.OH == 0 || p.OW == 0;
   const int64_t crs = p.C * p.R * p.S;
-  if (is_dense(p)) {  // y (N x K) = x (N x CRS) w^T
+  if (empty) {
+    // nothing to compute; an empty output's moments are zeros
+  } else if (is_dense(p)) {  // y (N x K) = x (N x CRS) w^T
     gemm_strided(false, true, p.N, p.K, crs, 1.0f, x, crs, w, crs, 0.0f, y, p.K);
     if (bias)
       for (int64_t n = 0; n < p.N; ++n)
         for (int64_t k = 0; k < p.K; ++k) y[n * p.K + k] += bias[k];
-    return;
+  } else if (winograd_applies(p, ConvPass::Forward)) {  // (these two form the moments in cache)
+    return winograd_forward(p, x, w, bias, y, moments);
+  } else if (winograd_s2_applies(p, ConvPass::Forward)) {
+    return winograd_s2_forward(p, x, w, bias, y, moments);
+  } else if (direct_conv_applies(p, ConvPass::Forward)) {
+    direct_conv_forward(p, x, w, bias, y);
+  } else if (blocked_forward_applies(p)) {
+    blocked_forward(p, x, w, bias, y);
+  } else {
+    const Gather g = forward_gather(p, x);
+    const Scatter s{y, p.K, p.OH, p.OW, 1, 0, 0, p.OH, p.OW, bias};
+    gemm_run(p.K, p.N * p.OH * p.OW, crs, GatherOperands(w, crs, g, s));
   }
-  if (winograd_applies(p, ConvPass::Forward)) return winograd_forward(p, x, w, bias, y);
-  if (winograd_s2_applies(p, ConvPass::Forward)) return winograd_s2_forward(p, x, w, bias, y);
-  if (direct_conv_applies(p, ConvPass::Forward)) return direct_conv_forward(p, x, w, bias, y);
-  if (blocked_forward_applies(p)) return blocked_forward(p, x, w, bias, y);
-  const Gather g = forward_gather(p, x);
-  const Scatter s{y, p.K, p.OH, p.OW, 1, 0, 0, p.OH, p.OW, bias};
-  gemm_run(p.K, p.N * p.OH * p.OW, crs, GatherOperands(w, crs, g, s));
+  if (moments) channel_moments(p.N, p.K, p.OH * p.OW, y, moments);  // the other paths: a pass after
 }
 
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

@@ -203,11 +203,10 @@ void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, co
     upsample2x_forward(p.N * p.C, p.H, p.W, x, u);
     return conv2d_forward(q, u, w, bias, y, moments);
   }
-  std::vector<Moments> parts(moments ? 4 * p.K * wino::image_blocks(p.N) : 0);
-  Moments* mp = moments ? parts.data() : nullptr;
-  if (wino::f42_pays(p.N, p.H, p.W, kMinTilesF4)) forward_f<wino::F42>(p, x, w, bias, y, mp);
-  else forward_f<wino::F22>(p, x, w, bias, y, mp);
-  if (moments) merge_moments(parts.data(), 4, p.K, wino::image_blocks(p.N), moments);
+  wino::with_block_moments(4, p.K, p.N, moments, [&](Moments* mp) {
+    if (wino::f42_pays(p.N, p.H, p.W, kMinTilesF4)) forward_f<wino::F42>(p, x, w, bias, y, mp);
+    else forward_f<wino::F22>(p, x, w, bias, y, mp);
+  });
 }
 
 void conv2d_up_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

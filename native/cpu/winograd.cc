@@ -78,11 +78,10 @@ bool winograd_applies(const Conv2dParams& p, ConvPass pass) {
 
 void winograd_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                       float* moments) {
-  std::vector<Moments> parts(moments ? p.K * wino::image_blocks(p.N) : 0);
-  Moments* mp = moments ? parts.data() : nullptr;
-  if (tile_size(p.N, p.OH, p.OW) == 4) wino::forward_m<wino::F43>(p, x, w, bias, y, mp);
-  else wino::forward_m<wino::F23>(p, x, w, bias, y, mp);
-  if (moments) merge_moments(parts.data(), 1, p.K, wino::image_blocks(p.N), moments);
+  wino::with_block_moments(1, p.K, p.N, moments, [&](Moments* mp) {
+    if (tile_size(p.N, p.OH, p.OW) == 4) wino::forward_m<wino::F43>(p, x, w, bias, y, mp);
+    else wino::forward_m<wino::F23>(p, x, w, bias, y, mp);
+  });
 }
 
 void winograd_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

@@ -667,6 +667,15 @@ Packed cached_weights(int pass, const float* w, size_t n, int64_t rows, int64_t 
 // the number of 8-image blocks of a batch: winograd_conv's moments hold K of these per product
 inline int64_t image_blocks(int64_t N) { return (N + L - 1) / L; }
 
+// run(parts) with room for `groups` products' block moments (null when moments is), then
+// moments (K, 2) merged from them (merge_moments)
+template <class Run>
+void with_block_moments(int64_t groups, int64_t K, int64_t N, float* moments, const Run& run) {
+  std::vector<Moments> parts(moments ? groups * K * image_blocks(N) : 0);
+  run(moments ? parts.data() : nullptr);
+  if (moments) merge_moments(parts.data(), groups, K, image_blocks(N), moments);
+}
+
 template <class F>
 void forward_m(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                Moments* moments) {

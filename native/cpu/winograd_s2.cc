@@ -238,11 +238,10 @@ int winograd_s2_tile(const Conv2dParams& p, ConvPass pass) { return tile_for(p, 
 
 void winograd_s2_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                          float* moments) {
-  std::vector<Moments> parts(moments ? p.K * wino::image_blocks(p.N) : 0);
-  Moments* mp = moments ? parts.data() : nullptr;
-  if (tile_for(p, ConvPass::Forward) == 4) forward_f<wino::F42>(p, x, w, bias, y, mp);
-  else forward_f<wino::F22>(p, x, w, bias, y, mp);
-  if (moments) merge_moments(parts.data(), 1, p.K, wino::image_blocks(p.N), moments);
+  wino::with_block_moments(1, p.K, p.N, moments, [&](Moments* mp) {
+    if (tile_for(p, ConvPass::Forward) == 4) forward_f<wino::F42>(p, x, w, bias, y, mp);
+    else forward_f<wino::F22>(p, x, w, bias, y, mp);
+  });
 }
 
 void winograd_s2_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

@@ -29,24 +29,15 @@ ConvShape checked_shape(const Conv2dParams& p, const char* op) {
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments) {
   const ConvShape s = checked_shape(p, "cuda conv2d_forward");
-  const int crs = s.C * s.R * s.S;
-  if (!moments) {
-    tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias), crs);
-    return;
-  }
   // the statistics for a batch norm after the conv, from the tile epilogue while the values are
-  // in registers; a K split has them only after its reduction, so then a pass over y
+  // in registers; a K split (or an empty product) has none, so then a pass over y
   const int cols = s.N * s.OH * s.OW, tiles = (cols + tile::kTileCols - 1) / tile::kTileCols;
-  if (cols == 0 || s.K == 0) {
-    channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
-    return;
-  }
-  const TileMoments tm(1, tiles, s.K);
-  if (tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias), crs,
-                      tm.group(0)))
-    tm.merge("conv2d_forward (moments)", cols, reinterpret_cast<float2*>(moments));
-  else
-    channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
+  const TileMoments tm(moments ? 1 : 0, tiles, s.K);
+  const bool formed = tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias),
+                                      s.C * s.R * s.S, moments ? tm.group(0) : nullptr);
+  if (!moments) return;
+  if (formed) tm.merge("conv2d_forward (moments)", cols, reinterpret_cast<float2*>(moments));
+  else channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
 }
 
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {

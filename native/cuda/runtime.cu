@@ -149,6 +149,14 @@ std::atomic<int>* env_choice(const char* var, std::initializer_list<const char*>
   return new std::atomic<int>(v);
 }
 
+// The slot's choice; an invalid environment value is an error naming the variable.
+int chosen(const std::atomic<int>& slot, const char* var, const char* allowed) {
+  const int v = slot.load();
+  if (v == kInvalidChoice)
+    throw Error("cuda", std::string(var) + " must be " + allowed + ", got '" + std::getenv(var) + "'");
+  return v;
+}
+
 std::atomic<int>& math_slot() {  // CudaMath
   static std::atomic<int>* m = env_choice("C3GAN_CUDA_MATH", {"tf32", "fp32"});
   return *m;
@@ -196,20 +204,10 @@ cudaStream_t stream() { return usable_state().stream; }
 int sm_count() { return usable_state().sms; }
 
 CudaTile tile_pipeline() {
-  const int v = tile_slot().load();
-  if (v == kInvalidChoice)
-    throw Error("cuda", std::string("C3GAN_CUDA_TILE must be 'registers' or 'async', got '") +
-                            std::getenv("C3GAN_CUDA_TILE") + "'");
-  return static_cast<CudaTile>(v);
+  return static_cast<CudaTile>(chosen(tile_slot(), "C3GAN_CUDA_TILE", "'registers' or 'async'"));
 }
 
-CudaMath math() {
-  const int v = math_slot().load();
-  if (v == kInvalidChoice)
-    throw Error("cuda", std::string("C3GAN_CUDA_MATH must be 'tf32' or 'fp32', got '") +
-                            std::getenv("C3GAN_CUDA_MATH") + "'");
-  return static_cast<CudaMath>(v);
-}
+CudaMath math() { return static_cast<CudaMath>(chosen(math_slot(), "C3GAN_CUDA_MATH", "'tf32' or 'fp32'")); }
 
 void check_cuda(cudaError_t e, const char* op) {
   if (e == cudaSuccess) return;
