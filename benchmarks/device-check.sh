@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on a GPU machine, run once per lease (no Node needed):
-#   1. build c3gan_op_test and c3gan_cuda_bench with plain CMake for sm_90;
+#   1. build c3gan_op_test and c3gan_cuda_bench with plain CMake for sm_90a;
 #   2. every native op case on CUDA in exact-FP32 mode (the cases' tolerances are float32's),
 #      then the cuda_vs_cpu cases (both math modes, against the CPU backend) and the host
 #      index checks, then a compute-sanitizer memcheck pass over the CUDA comparisons;
@@ -35,7 +35,7 @@ command -v nvcc > /dev/null || export PATH=/usr/local/cuda/bin:$PATH
 say "$(nvcc --version 2>&1 | tail -n 1); $(cmake --version 2>&1 | head -n 1)"
 
 # ---- 1. build ----
-step "configure" 90 cmake -S . -B "$BUILD" -DC3GAN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release
+step "configure" 90 cmake -S . -B "$BUILD" -DC3GAN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_BUILD_TYPE=Release
 if [ "$STEP_RC" -ne 0 ]; then note "configure: FAILED (exit $STEP_RC)"; exit 1; fi
 # the bench needs only c3core, so a test program that fails to build still leaves the timings
 step "build c3core and the bench" 150 cmake --build "$BUILD" -j"$JOBS" --target c3gan_cuda_bench
@@ -65,6 +65,10 @@ if [ "$TEST_OK" -eq 0 ]; then
   step "cuda_vs_cpu cases on the cp.async tile pipeline (C3GAN_CUDA_TILE=async, tf32)" 60 \
     env C3GAN_CUDA_TILE=async "$TEST" --device cuda --filter cuda_vs_cpu
   test_line "cuda_vs_cpu on the cp.async pipeline (tf32)"
+
+  step "cuda_vs_cpu cases on the wgmma tile pipeline (C3GAN_CUDA_TILE=wgmma, tf32)" 60 \
+    env C3GAN_CUDA_TILE=wgmma "$TEST" --device cuda --filter cuda_vs_cpu
+  test_line "cuda_vs_cpu on the wgmma pipeline (tf32)"
 
   if command -v compute-sanitizer > /dev/null; then
     step "compute-sanitizer memcheck of the CUDA comparisons" 75 compute-sanitizer --tool memcheck \
@@ -168,6 +172,15 @@ PYEOF
   else note "torch reference: exit $STEP_RC: $(tail -n 1 "$STEP_OUT")"; fi
 else
   note "torch reference: python3 with CUDA torch not available, skipped"
+fi
+
+# the products on the wgmma pipeline (after the torch reference, which needs the budget more)
+if [ "$BENCH_OK" -eq 0 ]; then
+  step "c3gan CUDA timings on the wgmma tile pipeline" 90 env C3GAN_CUDA_TILE=wgmma "$BENCH" --bench --reps 20 \
+    --out "${OUT:-/tmp}/cuda-bench-wgmma.tsv"
+  if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench (wgmma tiles): ok, spot checks passed"
+  else note "bench (wgmma tiles): exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable|sm_90a' "$STEP_OUT")"; fi
+  while read -r l; do note "    wgmma: $l"; done < <(grep -E 'TFLOP/s|fwd\+BN stats' "$STEP_OUT" | grep -v '^copy\|^axpy' | grep -v fp32)
 fi
 
 # ---- 4. with the time left: racecheck of conv_const.cu (shared-memory class sums per block) ----

@@ -8,6 +8,7 @@
 #   2. one training iteration at the CUB config (128 px, batch 64, K 400), c3gan and PyTorch
 #      eager with cuDNN (default TF32 settings) alternating in one run: `c3gan bench --compare torch`;
 #   3. 1,000 iterations at the 32 px config: device memory must stay flat.
+#   4. the CUB iteration again with C3GAN_CUDA_TILE=wgmma (Hopper's warpgroup MMA).
 # Every step has a time limit (about 9 minutes in all); the summary is printed whatever fails.
 # The log goes to $OUT/device-node.log when $OUT is set. A dry run without a GPU:
 #   C3GAN_ADDON=$PWD/build-emu/Release/c3gan.node C3GAN_DEVICE_NODE_SECONDS=300 bash benchmarks/device-node.sh
@@ -53,3 +54,8 @@ note "CUB iteration (exit $STEP_RC): $(grep -E 'cub-128px-b64' "$STEP_OUT" | tai
 # ---- 3. memory over 1,000 iterations ----
 step "memory over 1000 iterations" 150 "$NODE" dist/benchmarks/memory-flat.js --device cuda --config 32px-ngf128-ndf32-K20-b64 --iterations 1000 --seconds 120
 note "memory (exit $STEP_RC): $(grep -E 'iterations in|memory' "$STEP_OUT" | tr '\n' ' ')"
+
+# ---- 4. the CUB iteration on the wgmma tile pipeline (c3gan only; against step 2's) ----
+step "CUB iteration, wgmma tiles" 75 env C3GAN_CUDA_TILE=wgmma "$NODE" dist/bin/c3gan.js bench --device cuda \
+  --configs cub-128px-b64 --runs 3
+note "CUB iteration, C3GAN_CUDA_TILE=wgmma (exit $STEP_RC): $(grep -E 'cub-128px-b64|sm_90a' "$STEP_OUT" | tail -n 1)"

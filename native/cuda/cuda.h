@@ -27,10 +27,12 @@ enum class CudaMath : int { TF32 = 0, FP32 = 1 };
 CudaMath cuda_math();
 void cuda_set_math(CudaMath m);
 
-// How the tile GEMM stages its operands: through registers into a double buffer (the default)
-// or by cp.async into three stages (tile_gemm.cuh); the same results either way. The initial
-// choice comes from the environment: C3GAN_CUDA_TILE=registers|async.
-enum class CudaTile : int { Registers = 0, Async = 1 };
+// How the tile GEMM stages and multiplies its operands: through registers into a double buffer
+// for mma.sync (the default), by cp.async into three stages for mma.sync (the same bits), or
+// through registers for Hopper's wgmma (TF32 products on the 128-row tile; sm_90a builds on
+// compute capability 9.0 only, the other products as with registers). The initial choice comes
+// from the environment: C3GAN_CUDA_TILE=registers|async|wgmma.
+enum class CudaTile : int { Registers = 0, Async = 1, Wgmma = 2 };
 CudaTile cuda_tile();
 void cuda_set_tile(CudaTile t);
 

@@ -7,6 +7,24 @@
 
 namespace c3::cuda {
 
+namespace tile {
+
+__global__ void wgmma_probe_kernel(int* built) { *built = C3_WGMMA_BUILT; }
+
+bool wgmma_built() {
+  static const bool built = [] {
+    Scratch flag(sizeof(int));
+    launch("wgmma probe", wgmma_probe_kernel, 1, 1, 0, flag.as<int>());
+    int v = 0;
+    check_cuda(cudaMemcpyAsync(&v, flag.as<int>(), sizeof v, cudaMemcpyDeviceToHost, stream()), "wgmma probe");
+    check_cuda(cudaStreamSynchronize(stream()), "wgmma probe");
+    return v == 1;
+  }();
+  return built;
+}
+
+}  // namespace tile
+
 namespace {
 
 using gemmop::DenseOut;

@@ -163,7 +163,7 @@ std::atomic<int>& math_slot() {  // CudaMath
 }
 
 std::atomic<int>& tile_slot() {  // CudaTile
-  static std::atomic<int>* t = env_choice("C3GAN_CUDA_TILE", {"registers", "async"});
+  static std::atomic<int>* t = env_choice("C3GAN_CUDA_TILE", {"registers", "async", "wgmma"});
   return *t;
 }
 
@@ -204,7 +204,7 @@ cudaStream_t stream() { return usable_state().stream; }
 int sm_count() { return usable_state().sms; }
 
 CudaTile tile_pipeline() {
-  return static_cast<CudaTile>(chosen(tile_slot(), "C3GAN_CUDA_TILE", "'registers' or 'async'"));
+  return static_cast<CudaTile>(chosen(tile_slot(), "C3GAN_CUDA_TILE", "'registers', 'async' or 'wgmma'"));
 }
 
 CudaMath math() { return static_cast<CudaMath>(chosen(math_slot(), "C3GAN_CUDA_MATH", "'tf32' or 'fp32'")); }
@@ -296,7 +296,7 @@ bool cuda_available() { return cuda::state().usable; }
 CudaMath cuda_math() { return cuda::math(); }
 CudaTile cuda_tile() { return cuda::tile_pipeline(); }
 void cuda_set_tile(CudaTile t) {
-  c3::check(t == CudaTile::Registers || t == CudaTile::Async, "cuda_set_tile", "unknown tile pipeline ",
+  c3::check(t == CudaTile::Registers || t == CudaTile::Async || t == CudaTile::Wgmma, "cuda_set_tile", "unknown tile pipeline ",
             static_cast<int>(t));
   cuda::tile_slot().store(static_cast<int>(t));
 }

@@ -5,10 +5,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "runtime.cuh"
 #include "tile_core.cuh"
+#include "tile_wgmma.cuh"
 
 namespace c3::cuda::tile {
 
@@ -32,6 +34,41 @@ struct DeviceCtx {
   C3_HD int by() const { return blockIdx.y; }
   C3_HD int bz() const { return blockIdx.z; }
   C3_HD void sync() const { __syncthreads(); }
+  // wgmma (sm_90a only; elsewhere the wgmma kernel has no body and is never launched)
+  C3_HD uint32_t smem_addr(const void* p) const { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  // generic-proxy stores to shared memory made visible to wgmma's reads (the async proxy)
+  C3_HD void fence_async_smem() const { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+  // the accumulators stay in their registers, in order with the asynchronous wgmma around them
+  C3_HD static void pin(float* acc, int n) {
+    for (int i = 0; i < n; ++i) asm volatile("" : "+f"(acc[i])::"memory");
+  }
+  C3_HD void wgmma_fence(float* acc, int n) const {
+    pin(acc, n);
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+  }
+  // d += A B^T for the warpgroup's 64 x 128 x 8 product, A and B from shared memory (K-major)
+  C3_HD void wgmma_m64n128k8(float* d, uint64_t desc_a, uint64_t desc_b) const {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k8.f32.tf32.tf32 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(desc_a), "l"(desc_b));
+  }
+  C3_HD void wgmma_commit() const { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+  template <int N>
+  C3_HD void wgmma_wait(float* acc, int n) const {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+    pin(acc, n);
+  }
+#else
+  C3_HD void fence_async_smem() const {}
+  C3_HD void wgmma_fence(float*, int) const {}
+  C3_HD void wgmma_m64n128k8(float*, uint64_t, uint64_t) const {}
+  C3_HD void wgmma_commit() const {}
+  template <int N>
+  C3_HD void wgmma_wait(float*, int) const {}
+#endif
   // D += A B for one m16n8k8 TF32 tile, fp32 accumulation
   C3_HD void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) const {
     asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -63,6 +100,33 @@ struct DeviceCtx {
     }
     pending.resize(keep);
   }
+  // wgmma as the hardware may order it at the latest: the product is formed when a wait retires
+  // its group, from shared memory as it is then (an overwrite before the wait, or a read of the
+  // accumulators before it, shows as wrong results)
+  struct PendingMma {
+    float* d;
+    uint64_t desc_a, desc_b;
+    int group;
+  };
+  std::vector<PendingMma> mmas;
+  int open_mma_group = 0;
+  uint32_t smem_addr(const void* p) const { return c3emu::shared_address(p); }
+  void fence_async_smem() const {}
+  void wgmma_fence(float*, int) const {}
+  void wgmma_m64n128k8(float* d, uint64_t desc_a, uint64_t desc_b) {
+    mmas.push_back({d, desc_a, desc_b, open_mma_group});
+  }
+  void wgmma_commit() { ++open_mma_group; }
+  template <int N>
+  void wgmma_wait(float*, int) {
+    const int done = open_mma_group - N;
+    size_t keep = 0;
+    for (const PendingMma& m : mmas) {
+      if (m.group < done) c3emu::wgmma_tf32(m.d, 128, m.desc_a, m.desc_b, true);
+      else mmas[keep++] = m;
+    }
+    mmas.resize(keep);
+  }
   int tid() const { return threadIdx.x; }
   int bx() const { return blockIdx.x; }
   int by() const { return blockIdx.y; }
@@ -74,6 +138,13 @@ struct DeviceCtx {
   C3_HD void cp_commit() {}
   template <int N>
   C3_HD void cp_wait() {}
+  C3_HD uint32_t smem_addr(const void*) const { return 0; }
+  C3_HD void fence_async_smem() const {}
+  C3_HD void wgmma_fence(float*, int) const {}
+  C3_HD void wgmma_m64n128k8(float*, uint64_t, uint64_t) const {}
+  C3_HD void wgmma_commit() const {}
+  template <int N>
+  C3_HD void wgmma_wait(float*, int) const {}
   C3_HD int tid() const { return 0; }
   C3_HD int bx() const { return 0; }
   C3_HD int by() const { return 0; }
@@ -105,6 +176,31 @@ __global__ void __launch_bounds__(CFG::THREADS)
   DeviceCtx ctx;
   tile_block_async<CFG, TF32, kStages>(ctx, sh, a, b, out, K, kchunk, ws, row_moments);
 }
+
+// The wgmma pipeline (tile_wgmma.cuh), TF32 on the big tile: Hopper code (sm_90a) only. Built
+// for another architecture the kernel has no body, so wgmma_built() asks the device which code
+// it runs before the first launch.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(C3GAN_CUDA_EMULATION)
+#define C3_WGMMA_BUILT 1
+#else
+#define C3_WGMMA_BUILT 0
+#endif
+
+template <class OpA, class OpB, class Out>
+__global__ void __launch_bounds__(Wg::THREADS)
+    tile_gemm_wgmma_kernel(const OpA a, const OpB b, const Out out, const int K, const int kchunk, float* ws,
+                           float* row_moments) {
+#if C3_WGMMA_BUILT
+  C3_DYNAMIC_SHARED(float4, raw);
+  auto& sh = *reinterpret_cast<SharedWg<OpA, OpB>*>(raw);
+  DeviceCtx ctx;
+  tile_block_wgmma(ctx, sh, a, b, out, K, kchunk, ws, row_moments);
+#endif
+}
+
+// Whether the device runs wgmma code of this build (an sm_90a device and an sm_90a build;
+// gemm.cu). Asked once; its launch is checked like any other.
+bool wgmma_built();
 
 // Whether the tile GEMM runs the cp.async pipeline (cuda_tile(), C3GAN_CUDA_TILE=async; the
 // default is the register-staged double buffer until a GPU has timed the two side by side).
@@ -138,7 +234,13 @@ bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K
   c3::check(p.tiles_m <= 65535, op, "product has ", M, " rows; the CUDA tile grid allows at most ", 65535 * CFG::BM);
   const dim3 grid(static_cast<unsigned>(p.tiles_n), static_cast<unsigned>(p.tiles_m), static_cast<unsigned>(p.splits));
   const auto run = [&](float* ws, float* moments) {
-    if (async_tiles())
+    if (TF32 && std::is_same<CFG, Big>::value && tile_pipeline() == CudaTile::Wgmma) {
+      c3::check(wgmma_built(), op,
+                "C3GAN_CUDA_TILE=wgmma needs a compute capability 9.0 GPU and the addon built for sm_90a "
+                "(CMAKE_CUDA_ARCHITECTURES with 90a-real)");
+      launch(op, tile_gemm_wgmma_kernel<OpA, OpB, Out>, grid, Wg::THREADS, sizeof(SharedWg<OpA, OpB>), a, b, out,
+             K, p.kchunk, ws, moments);
+    } else if (async_tiles())
       launch(op, tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS,
              async_kernel_bytes<CFG, TF32, OpA, OpB, Out>(op), a, b, out, K, p.kchunk, ws, moments);
     else

@@ -737,6 +737,21 @@ void expect_same(const Vf& got, const Vf& want, const std::string& what) {
 }
 
 #ifdef C3GAN_HAVE_CUDA
+// |got - want| <= rel * max |want| everywhere (the same products summed in another order)
+void expect_agree(const Vf& got, const Vf& want, double rel, const std::string& what) {
+  if (got.size() != want.size()) throw Failure(what + ": size mismatch");
+  double top = 0;
+  for (float w : want) top = std::max(top, std::fabs(static_cast<double>(w)));
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
+    if (!(d <= rel * top)) {
+      char b[200];
+      std::snprintf(b, sizeof b, ": element %zu is %.9g, %.9g expected (allowed %.3g)", i, got[i], want[i], rel * top);
+      throw Failure(what + b);
+    }
+  }
+}
+
 Vf absv(Vf v) {
   for (float& x : v) x = std::fabs(x);
   return v;
@@ -934,8 +949,9 @@ C3_TEST(cuda_vs_cpu_gemm_shapes_transposes_and_modes) {
 #endif
 }
 
-// The tile GEMM's two operand pipelines (cuda.h CudaTile: register-staged, cp.async stages) give
-// the same bits: the same TF32 rounding of each operand, the same products in the same order.
+// The tile GEMM's operand pipelines (cuda.h CudaTile: register-staged, cp.async stages) give the
+// same bits: the same TF32 rounding of each operand, the same products in the same order; wgmma
+// (where built) the same bits on the emulator, the same values to rounding on a GPU.
 // gemm in the four transposes with split K, every conv pass with the moments epilogue, the
 // up-conv; both math modes.
 C3_TEST(cuda_vs_cpu_tile_pipelines_agree_bitwise) {
@@ -985,6 +1001,31 @@ C3_TEST(cuda_vs_cpu_tile_pipelines_agree_bitwise) {
     for (size_t i = 0; i < regs.size(); ++i)
       expect_same(async[i], regs[i], std::string(mode_name(m)) + " output " + std::to_string(i) +
                                          " (cp.async pipeline against the register-staged one)");
+    // wgmma: the same operand values (rounded to TF32 before the store to shared memory) and the
+    // same sums of 8 products in the emulator; the hardware's tensor cores may add each k step's
+    // products in another order than mma.sync's, so on a GPU the outputs agree to rounding.
+    Outputs wg;
+    try {
+      wg = run(CudaTile::Wgmma);
+    } catch (const c3::Error& e) {
+      const std::string msg = e.what();
+      if (msg.find("sm_90a") == std::string::npos) throw;
+      std::printf("  (wgmma: not on this device or build: %s)\n", msg.c_str());
+      continue;
+    }
+    for (size_t i = 0; i < regs.size(); ++i) {
+      const std::string what = std::string(mode_name(m)) + " output " + std::to_string(i) +
+                               " (wgmma pipeline against the register-staged one)";
+      // outputs 8 on: (y, moments, dx, dw) per conv; the moments' partial sums follow the warps'
+      // rows, which differ between the tile shapes
+      const bool moments = i >= 8 && (i - 8) % 4 == 1;
+#ifdef C3GAN_CUDA_EMULATION
+      if (!moments) expect_same(wg[i], regs[i], what);
+      else expect_agree(wg[i], regs[i], 1e-5, what);
+#else
+      expect_agree(wg[i], regs[i], moments ? 1e-5 : 1e-4, what);
+#endif
+    }
   }
 #endif
 }

@@ -165,6 +165,14 @@ void* dynamic_shared();
 // fragments posted by the whole warp (PTX ISA fragment layout, mma_fragment.h).
 void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]);
 
+// The address of p (in the block's dynamic shared memory) in the shared window, as
+// __cvta_generic_to_shared.
+uint32_t shared_address(const void* p);
+// wgmma.mma_async.sync.aligned.m64nNk8.f32.tf32.tf32 for the calling thread, both operands in
+// shared memory (descriptors: wgmma_layout.h, non-swizzled K-major only): its N/2 accumulators
+// d (+)= A B^T, summed in k order like mma_m16n8k8_tf32.
+void wgmma_tf32(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumulate);
+
 // Runs body() as every thread of the grid; a configuration the hardware refuses sets the last
 // error (cudaGetLastError) and runs nothing.
 // func identifies the kernel (its dynamic shared memory opt-in; null: none).

@@ -21,6 +21,7 @@
 
 #include "fiber.h"
 #include "mma_fragment.h"
+#include "wgmma_layout.h"
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #endif
@@ -357,6 +358,46 @@ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   w.fb[p][lane * 2 + 1] = b[1];
   meet(r, w, 0xffffffffu, lane, "mma.sync");
   mma_m16n8k8_lane(d, lane, w.fa[p], w.fb[p]);
+}
+
+// The block's dynamic shared memory sits at this address of the shared window (not 0, as on the
+// GPU, where static and reserved shared memory come first), so a kernel that takes a generic
+// pointer for a shared address is caught.
+constexpr uint32_t kSharedBase = 0x400;
+
+uint32_t shared_address(const void* p) {
+  Run& r = current("__cvta_generic_to_shared");
+  const char* base = reinterpret_cast<const char*>(r.smem.data());
+  const char* q = static_cast<const char*>(p);
+  if (q < base || q > base + r.smem.size()) fault(r, "a shared address taken of memory outside the dynamic shared memory");
+  return kSharedBase + static_cast<uint32_t>(q - base);
+}
+
+void wgmma_tf32(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  Run& r = current("wgmma.mma_async");
+  if (r.threads % 128) fault(r, "wgmma in a block whose threads are not whole warpgroups");
+  const SmemDesc a = decode_desc(desc_a), b = decode_desc(desc_b);
+  if (a.swizzle || b.swizzle || a.base_offset || b.base_offset)
+    fault(r, "wgmma descriptor with a swizzle or base offset (the emulator knows the non-swizzled K-major layout only)");
+  // tf32 operands: the tensor core reads the top 19 bits of each float
+  const auto read = [&](uint32_t addr) {
+    const uint32_t off = addr - kSharedBase;
+    if (addr < kSharedBase || (addr & 3u) || off + 4 > r.smem.size())
+      fault(r, "wgmma operand outside the dynamic shared memory");
+    uint32_t u;
+    std::memcpy(&u, r.smem.data() + off, 4);
+    u &= 0xffffe000u;
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+  };
+  const int warp = (r.cur->linear / 32) % 4, lane = r.cur->linear % 32;
+  for (int v = 0; v < n / 2; ++v) {
+    const int row = wgmma_row(warp, lane, v), col = wgmma_col(lane, v);
+    float s = accumulate ? d[v] : 0.0f;
+    for (int k = 0; k < 8; ++k) s = std::fma(read(kmajor_at(a, row, k)), read(kmajor_at(b, col, k)), s);
+    d[v] = s;
+  }
 }
 
 // per kernel: the dynamic shared memory it opted into (cudaFuncSetAttribute)
