@@ -206,17 +206,15 @@ bool wgmma_built();
 // default is the register-staged double buffer until a GPU has timed the two side by side).
 inline bool async_tiles() { return tile_pipeline() == CudaTile::Async; }
 
-// The kernel to launch for these operands and its dynamic shared memory (opted into once).
-template <class CFG, bool TF32, class OpA, class OpB, class Out>
-size_t async_kernel_bytes(const char* op) {
-  constexpr size_t bytes = sizeof(SharedAsync<CFG, OpA, OpB, kStages>);
+// A kernel's dynamic shared memory, Bytes; over 48 KiB the kernel opts in (once per kernel).
+template <auto Kernel, size_t Bytes>
+size_t opted_in_bytes(const char* op) {
   static const cudaError_t opted =
-      bytes > (size_t(48) << 10)
-          ? cudaFuncSetAttribute(tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes))
+      Bytes > (size_t(48) << 10)
+          ? cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Bytes))
           : cudaSuccess;
   check_cuda(opted, op);
-  return bytes;
+  return Bytes;
 }
 
 template <class Out>
@@ -238,11 +236,14 @@ bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K
       c3::check(wgmma_built(), op,
                 "C3GAN_CUDA_TILE=wgmma needs a compute capability 9.0 GPU and the addon built for sm_90a "
                 "(CMAKE_CUDA_ARCHITECTURES with 90a-real)");
-      launch(op, tile_gemm_wgmma_kernel<OpA, OpB, Out>, grid, Wg::THREADS, sizeof(SharedWg<OpA, OpB>), a, b, out,
-             K, p.kchunk, ws, moments);
+      launch(op, tile_gemm_wgmma_kernel<OpA, OpB, Out>, grid, Wg::THREADS,
+             opted_in_bytes<tile_gemm_wgmma_kernel<OpA, OpB, Out>, sizeof(SharedWg<OpA, OpB>)>(op), a, b, out, K,
+             p.kchunk, ws, moments);
     } else if (async_tiles())
       launch(op, tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS,
-             async_kernel_bytes<CFG, TF32, OpA, OpB, Out>(op), a, b, out, K, p.kchunk, ws, moments);
+             opted_in_bytes<tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>,
+                            sizeof(SharedAsync<CFG, OpA, OpB, kStages>)>(op),
+             a, b, out, K, p.kchunk, ws, moments);
     else
       launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, p.kchunk, ws,
              moments);

@@ -2,8 +2,9 @@
 // TF32 on the big tile): the same tiles, K split, operand descriptors and epilogue as tile_block
 // (tile_core.cuh), with the multiply issued by two warpgroups, each a 64 x 128 x 8 wgmma reading
 // both operands straight from shared memory. Operands still go global -> registers -> shared
-// (rounded to TF32 there, so the products see the same operand values as the mma.sync paths),
-// double-buffered, one barrier per slice; the wgmma of slice k runs while slice k+1 is stored.
+// (rounded to TF32 there, so the products see the same operand values as the mma.sync paths), in
+// three stages, one barrier per slice; the wgmma of slice k runs while slice k+1 is stored and
+// goes on through the next barrier (one wgmma group stays in flight).
 // Shared memory holds each slice in wgmma's K-major core matrices (emu/wgmma_layout.h).
 #pragma once
 #include "emu/wgmma_layout.h"
@@ -26,10 +27,14 @@ struct SmemCore {
   C3_HD static int idx(int i, int k) { return (k >> 2) * (BR * 4) + (i >> 3) * 32 + (i & 7) * 4 + (k & 3); }
 };
 
+// Three operand stages: slice k is multiplied while slice k + 1 is stored, and the wgmma of slice
+// k - 1 may still be reading its stage; two index-table slots.
+constexpr int kWgStages = 3;
+
 template <class OpA, class OpB>
 struct alignas(128) SharedWg {
-  float sA[2][SmemCore<Wg::BM>::kElems];
-  float sB[2][SmemCore<Wg::BN>::kElems];
+  float sA[kWgStages][SmemCore<Wg::BM>::kElems];
+  float sB[kWgStages][SmemCore<Wg::BN>::kElems];
   Part tA[2][OpA::kTable ? BK : 1];
   Part tB[2][OpB::kTable ? BK : 1];
 };
@@ -109,28 +114,28 @@ C3_UNROLL
   for (int i = 0; i < ACC; ++i) acc[i] = 0.0f;
 
   if (ktiles > 0) {
-    fill_table(a, sh.tA[0], kbeg, t);
-    fill_table(b, sh.tB[0], kbeg, t - 32);
+    for (int k = 0; k < 2 && k < ktiles; ++k) {
+      fill_table(a, sh.tA[k], kbeg + k * BK, t);
+      fill_table(b, sh.tB[k], kbeg + k * BK, t - 32);
+    }
     ctx.sync();
     la.load(a, kbeg, kend, sh.tA[0]);
     lb.load(b, kbeg, kend, sh.tB[0]);
     la.store(sh.sA[0]);
     lb.store(sh.sB[0]);
-    ctx.fence_async_smem();  // the stores above are read by wgmma (the async proxy)
-    if (ktiles > 1) {
-      fill_table(a, sh.tA[1], kbeg + BK, t);
-      fill_table(b, sh.tB[1], kbeg + BK, t - 32);
-    }
-    ctx.sync();
+    ctx.fence_async_smem();  // the stores are read by wgmma (the async proxy)
     for (int kt = 0; kt < ktiles; ++kt) {
-      const int cur = kt & 1, nxt = cur ^ 1;
+      const int cur = kt % kWgStages, nxt = (kt + 1) % kWgStages, slot = kt & 1;
+      // slice kt is stored and visible; every warpgroup's wgmma of slice kt - 2, the last reader
+      // of stage nxt, has retired; table slot `slot` (slice kt's) is free
+      ctx.sync();
       if (kt + 1 < ktiles) {
-        la.load(a, kbeg + (kt + 1) * BK, kend, sh.tA[nxt]);
-        lb.load(b, kbeg + (kt + 1) * BK, kend, sh.tB[nxt]);
+        la.load(a, kbeg + (kt + 1) * BK, kend, sh.tA[slot ^ 1]);
+        lb.load(b, kbeg + (kt + 1) * BK, kend, sh.tB[slot ^ 1]);
       }
-      if (kt + 2 < ktiles) {  // table slot cur held slice kt, whose loads are done
-        fill_table(a, sh.tA[cur], kbeg + (kt + 2) * BK, t);
-        fill_table(b, sh.tB[cur], kbeg + (kt + 2) * BK, t - 32);
+      if (kt + 2 < ktiles) {
+        fill_table(a, sh.tA[slot], kbeg + (kt + 2) * BK, t);
+        fill_table(b, sh.tB[slot], kbeg + (kt + 2) * BK, t - 32);
       }
       ctx.wgmma_fence(acc, ACC);
 C3_UNROLL
@@ -138,14 +143,15 @@ C3_UNROLL
         ctx.wgmma_m64n128k8(acc, slice_desc<Wg::BM>(ctx, sh.sA[cur], group_row, s),
                             slice_desc<Wg::BN>(ctx, sh.sB[cur], 0, s));
       ctx.wgmma_commit();
-      if (kt + 1 < ktiles) {  // slice kt - 1's wgmma, the last reader of nxt, was waited for
+      if (kt + 1 < ktiles) {
         la.store(sh.sA[nxt]);
         lb.store(sh.sB[nxt]);
         ctx.fence_async_smem();
       }
-      ctx.template wgmma_wait<0>(acc, ACC);
-      ctx.sync();
+      ctx.template wgmma_wait<1>(acc, ACC);  // slice kt - 1's products have retired
     }
+    ctx.template wgmma_wait<0>(acc, ACC);
+    ctx.sync();  // the epilogue's moments reuse the stages
   }
   tile_epilogue<Wg, true>(ctx, sh, a.rows, b.rows, out, acc, m0, n0, bp.wm0, bp.wn0, bp.warp, bp.lane, ws,
                           row_moments);
