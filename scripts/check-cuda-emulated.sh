@@ -8,7 +8,8 @@
 #   2. the same in the default TF32 math with the threads of each block and the blocks of each
 #      grid run in a shuffled order (a result that depends on the order is a race), and again with
 #      the tile GEMM's cp.async pipeline (C3GAN_CUDA_TILE=async; its copies land only when a
-#      wait retires them, so a read before the wait sees the stage's old contents);
+#      wait retires them, so a read before the wait sees the stage's old contents), and with its
+#      wgmma pipeline (C3GAN_CUDA_TILE=wgmma; products formed when wgmma.wait_group retires them);
 #   3. the TypeScript suites with C3GAN_DEVICE=cuda and C3GAN_ADDON=build-emu's addon (op tests,
 #      gradient checks, PyTorch parity of the ops and of the whole model, training, the CLI).
 # It proves the kernels' logic (indexing, barriers, shuffles, the mma fragment layout, split K,
@@ -61,6 +62,9 @@ if [ "$ASAN" = 1 ]; then
   echo "== emulated CUDA under AddressSanitizer: the cp.async tile pipeline, TF32 math, shuffled order (conv and gemm cases)"
   C3GAN_CUDA_TILE=async C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda \
     --filter pipelines,moments,conv2d_forward_against,conv2d_backward_against,cuda_vs_cpu_conv2d_all | grep -v '^ok '
+  echo "== emulated CUDA under AddressSanitizer: the wgmma tile pipeline, TF32 math, shuffled order (conv and gemm cases)"
+  C3GAN_CUDA_TILE=wgmma C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda \
+    --filter moments,conv2d_forward_against,conv2d_backward_against,cuda_vs_cpu_conv2d_all,cuda_vs_cpu_gemm | grep -v '^ok '
   echo "== CPU backend under AddressSanitizer: every native op case but the CUDA ones (run above)"
   "$TEST" --device cpu --exclude cuda_ | grep -v '^ok '
   echo "== AddressSanitizer sees a kernel writing one int past a tensor"
@@ -77,6 +81,9 @@ else
   C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda | grep -v '^ok '
   echo "== emulated CUDA: the cp.async tile pipeline (C3GAN_CUDA_TILE=async), TF32 math, shuffled order"
   C3GAN_CUDA_TILE=async C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --exclude cuda_emulator |
+    grep -v '^ok '
+  echo "== emulated CUDA: the wgmma tile pipeline (C3GAN_CUDA_TILE=wgmma), TF32 math, shuffled order"
+  C3GAN_CUDA_TILE=wgmma C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --exclude cuda_emulator |
     grep -v '^ok '
 fi
 [ "$NATIVE_ONLY" = 1 ] && exit 0
