@@ -14,9 +14,26 @@
 
 namespace c3::cuda::tile {
 
+// wgmma's calls where no wgmma code is built (device code for other than sm_90a, the host pass):
+// the wgmma kernel has no body there (C3_WGMMA_BUILT), but its block code still names them.
+struct NoWgmma {
+  C3_HD void fence_async_smem() const {}
+  C3_HD void wgmma_fence(float*, int) const {}
+  C3_HD void wgmma_m64n128k8(float*, uint64_t, uint64_t) const {}
+  C3_HD void wgmma_commit() const {}
+  template <int N>
+  C3_HD void wgmma_wait(float*, int) const {}
+};
+#if (defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)) || \
+    (!defined(__CUDA_ARCH__) && !defined(C3GAN_CUDA_EMULATION))
+using WgmmaStubs = NoWgmma;
+#else
+struct WgmmaStubs {};
+#endif
+
 // Host-device only so the host/device template machinery of tile_core.cuh accepts it; the
 // bodies exist in device code and in the emulated build (native/cuda/emu) alone.
-struct DeviceCtx {
+struct DeviceCtx : WgmmaStubs {
 #ifdef __CUDA_ARCH__
   // cp.async (sm_80): 4 bytes global -> shared, zero-filled when !valid (nothing is read then);
   // groups committed in order, wait<N> until at most the N newest groups are in flight
@@ -61,13 +78,6 @@ struct DeviceCtx {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
     pin(acc, n);
   }
-#else
-  C3_HD void fence_async_smem() const {}
-  C3_HD void wgmma_fence(float*, int) const {}
-  C3_HD void wgmma_m64n128k8(float*, uint64_t, uint64_t) const {}
-  C3_HD void wgmma_commit() const {}
-  template <int N>
-  C3_HD void wgmma_wait(float*, int) const {}
 #endif
   // D += A B for one m16n8k8 TF32 tile, fp32 accumulation
   C3_HD void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) const {
@@ -139,12 +149,6 @@ struct DeviceCtx {
   template <int N>
   C3_HD void cp_wait() {}
   C3_HD uint32_t smem_addr(const void*) const { return 0; }
-  C3_HD void fence_async_smem() const {}
-  C3_HD void wgmma_fence(float*, int) const {}
-  C3_HD void wgmma_m64n128k8(float*, uint64_t, uint64_t) const {}
-  C3_HD void wgmma_commit() const {}
-  template <int N>
-  C3_HD void wgmma_wait(float*, int) const {}
   C3_HD int tid() const { return 0; }
   C3_HD int bx() const { return 0; }
   C3_HD int by() const { return 0; }
