@@ -17,6 +17,7 @@ interface Sample {
   inUseBytes: number | null;
   cachedBytes: number | null;
   systemAllocs: number | null;
+  scratchBytes: number | null;
 }
 
 function main(): number {
@@ -54,10 +55,11 @@ function main(): number {
       const seconds = bench.run();
       const m: MemoryStats = N.memoryStats(device);
       samples.push({ iteration: done + 1, seconds, liveBytes: m.liveBytes, inUseBytes: m.inUseBytes ?? null,
-        cachedBytes: m.cachedBytes ?? null, systemAllocs: m.systemAllocs ?? null });
+        cachedBytes: m.cachedBytes ?? null, systemAllocs: m.systemAllocs ?? null, scratchBytes: m.scratchBytes ?? null });
       if (!values.json && ((done + 1) % 100 === 0 || done < warmup)) {
         console.log(`iteration ${done + 1}: ${seconds.toFixed(3)} s, live ${mib(m.liveBytes)}, in use ${mib(m.inUseBytes)}, ` +
-          `cached ${mib(m.cachedBytes)}, system allocations ${m.systemAllocs ?? "?"}`);
+          `cached ${mib(m.cachedBytes)}, system allocations ${m.systemAllocs ?? "?"}` +
+          (m.scratchBytes === undefined ? "" : `, kernel scratch ${mib(m.scratchBytes)}`));
       }
       if (limit > 0 && elapsed() > limit) {
         done++;
@@ -74,6 +76,7 @@ function main(): number {
   if (steady.length < 2) problems.push(`only ${samples.length} iterations ran: too few to judge`);
   if (varies("liveBytes")) problems.push(`live tensor bytes change after iteration ${first.iteration}: ${first.liveBytes} -> ${last.liveBytes}`);
   if (varies("inUseBytes")) problems.push(`allocator in-use bytes change after iteration ${first.iteration}: ${first.inUseBytes} -> ${last.inUseBytes}`);
+  if (varies("scratchBytes")) problems.push(`kernel scratch grows after iteration ${first.iteration}: ${first.scratchBytes} -> ${last.scratchBytes}`);
   if (first.systemAllocs !== null && last.systemAllocs !== first.systemAllocs) {
     problems.push(`${(last.systemAllocs ?? 0) - first.systemAllocs} fresh system/driver allocations after iteration ${first.iteration}`);
   }

@@ -45,6 +45,8 @@ export interface MemoryStats {
   mallocBytes?: number;
   /** CPU: the Winograd transformed weights kept between calls (C3GAN_WINOGRAD_CACHE_MB; emptyCache clears them) */
   weightCacheBytes?: number;
+  /** CPU: the kernels' per-thread scratch, grown to the largest call and kept for the thread's life */
+  scratchBytes?: number;
   deviceFreeBytes?: number;
   deviceTotalBytes?: number;
 }

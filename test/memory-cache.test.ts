@@ -67,8 +67,12 @@ test("live bytes count tensors exactly; peaks reset; emptyCache releases the cac
   if (process.env.C3GAN_WINOGRAD !== "0" && process.env.C3GAN_WINOGRAD_CACHE_MB !== "0") {
     assert.ok(held >= 32 * 32 * 16 * 4, `weight cache holds ${held} bytes`);
   }
+  // the conv's kernels grew their per-thread scratch, which stays for the threads' life
+  const scratch = N.memoryStats("cpu").scratchBytes!;
+  assert.ok(scratch > 0, `scratch after a conv: ${scratch} bytes`);
   N.emptyCache("cpu");
   const s3 = N.memoryStats("cpu");
+  assert.equal(s3.scratchBytes, scratch, "the threads keep their scratch through emptyCache");
   assert.equal(s3.weightCacheBytes, 0, "emptyCache clears the weight cache");
   assert.equal(s3.cachedBytes, 0);
   assert.equal(s3.liveBytes, live0, "emptyCache leaves live tensors alone");

@@ -26,6 +26,7 @@
 #include "gemm_kernels.h"
 #include "kernels.h"
 #include "winograd.h"
+#include "thread_scratch.h"
 
 namespace c3::cpu {
 
@@ -76,9 +77,8 @@ inline void zero_run(float* d, int64_t n) {
 }
 
 float* phase_buffer(int64_t n) {
-  thread_local std::vector<float> v;
-  if (v.size() < static_cast<size_t>(n)) v.resize(n);
-  return v.data();
+  thread_local ScratchBuffer v;
+  return v.get(static_cast<size_t>(n));
 }
 
 // One axis of a gather: output o of tap t reads source o * stride + off[t], valid for o in
@@ -170,9 +170,8 @@ struct Gather {
 
 // Scratch for one gathered line, per thread (the engine's threads call the packers).
 float* line_buffer(int64_t n) {
-  thread_local std::vector<float> v;
-  if (v.size() < static_cast<size_t>(n)) v.resize(n);
-  return v.data();
+  thread_local ScratchBuffer v;
+  return v.get(static_cast<size_t>(n));
 }
 
 // y-like outputs: C column (n, i, j) of row m goes to dst[n, m, i*stride + oa, j*stride + ob]

@@ -17,6 +17,7 @@
 #include "../core/threadpool.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
+#include "thread_scratch.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -52,10 +53,8 @@ bool& enabled_flag() {
 #ifdef C3_DIRECT_AVX2
 
 float* scratch(int which, size_t n) {
-  thread_local std::vector<float> bufs[2];
-  std::vector<float>& v = bufs[which];
-  if (v.size() < n) v.resize(n);
-  return v.data();
+  thread_local ScratchBuffer bufs[2];
+  return bufs[which].get(n);
 }
 
 // Padded rows [y0, y0 + rows) of a (C, H, W) image: padded row u is input row u - pad, input

@@ -19,6 +19,7 @@
 #include "kernels.h"
 #include "winograd.h"
 #include "winograd_core.h"
+#include "thread_scratch.h"
 
 namespace c3::cpu {
 namespace {
@@ -31,10 +32,8 @@ constexpr int64_t kMinChannels = 32, kMinOutChannels = 16, kMinMap = 8, kMinTile
                   kMinTilesF4Weight = 128;
 
 float* buffer(int which, size_t n) {
-  thread_local std::vector<float> bufs[4];
-  std::vector<float>& v = bufs[which];
-  if (v.size() < n) v.resize(n);
-  return v.data();
+  thread_local ScratchBuffer bufs[4];
+  return bufs[which].get(n);
 }
 
 // The four phases' 2x2 kernels of every (k, c): pk[((ab * K + k) * C + c) * 4 + t * 2 + u], made

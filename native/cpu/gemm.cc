@@ -12,6 +12,7 @@
 #include "../core/threadpool.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
+#include "thread_scratch.h"
 
 namespace c3::cpu {
 
@@ -81,10 +82,8 @@ const MicroKernel*& active_kernel() {
 
 // Per-thread scratch, 64-byte aligned, grown on demand and kept between calls.
 float* thread_scratch(int which, size_t n) {
-  thread_local std::vector<float> bufs[2];
-  std::vector<float>& v = bufs[which];
-  if (v.size() < n + 16) v.resize(n + 16);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
+  thread_local ScratchBuffer bufs[2];
+  const uintptr_t p = reinterpret_cast<uintptr_t>(bufs[which].get(n + 16));
   return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
 }
 

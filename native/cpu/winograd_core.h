@@ -20,6 +20,7 @@
 #include "kernels.h"
 #include "moments.h"
 #include "winograd_cache.h"
+#include "thread_scratch.h"
 
 namespace c3::cpu::wino {
 
@@ -27,10 +28,8 @@ namespace c3::cpu::wino {
 constexpr int64_t kChunkFloats = int64_t(1) << 21;
 
 inline float* scratch(int which, size_t n) {
-  thread_local std::vector<float> bufs[3];
-  std::vector<float>& v = bufs[which];
-  if (v.size() < n) v.resize(n);
-  return v.data();
+  thread_local ScratchBuffer bufs[3];
+  return bufs[which].get(n);
 }
 
 // The transform matrices of F(m x m, r x r): a = m + r - 1 transform positions per axis.
@@ -160,10 +159,8 @@ void deinterleave_lanes(const float* src, int64_t n, float* const* dst);
 // Per-thread buffers of the transforms: 0 an interleaved plane, 1 zeros (the rows of images past
 // the batch; never written), 2 a sink for the outputs of those images.
 inline float* lane_buffer(int which, size_t n) {
-  thread_local std::vector<float> bufs[3];
-  std::vector<float>& v = bufs[which];
-  if (v.size() < n) v.assign(n, 0.0f);
-  return v.data();
+  thread_local ScratchBuffer bufs[3];
+  return bufs[which].get(n, /*zeroed=*/true);
 }
 
 // Interleaves rows [0, rows) of the L planes of block b (plane of image n at base + n * stride)

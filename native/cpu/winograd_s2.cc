@@ -16,6 +16,7 @@
 #include "conv_direct.h"
 #include "winograd.h"
 #include "winograd_core.h"
+#include "thread_scratch.h"
 
 namespace c3::cpu {
 namespace {
@@ -69,10 +70,8 @@ int tile_for(const Conv2dParams& p, ConvPass pass) {
 }
 
 float* buffer(int which, size_t n) {
-  thread_local std::vector<float> bufs[2];
-  std::vector<float>& v = bufs[which];
-  if (v.size() < n) v.resize(n);
-  return v.data();
+  thread_local ScratchBuffer bufs[2];
+  return bufs[which].get(n);
 }
 
 // The stride-1 2x2 conv over the phases of p's input.

@@ -5,6 +5,7 @@
 
 #include "../core/tensor.h"
 #include "../cpu/host_alloc.h"
+#include "../cpu/thread_scratch.h"
 #include "../cpu/winograd_cache.h"
 #include "args.h"
 #ifdef C3GAN_HAVE_CUDA
@@ -22,7 +23,7 @@ namespace {
 void set(Napi::Object o, const char* k, int64_t v) { o.Set(k, Napi::Number::New(o.Env(), double(v))); }
 
 // memoryStats(device): { liveBytes, peakLiveBytes, inUseBytes, cachedBytes, peakInUseBytes,
-// systemAllocs, cacheHits, cacheEnabled, weightCacheBytes, ... } (the allocator's figures are rounded to its size classes;
+// systemAllocs, cacheHits, cacheEnabled, weightCacheBytes, scratchBytes, ... } (the allocator's figures are rounded to its size classes;
 // mallocBytes, where glibc tells, is the C heap in use outside the cache)
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -44,6 +45,8 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
       o.Set("cacheEnabled", Napi::Boolean::New(info.Env(), s.cache_enabled));
       // the Winograd transformed weights kept between calls (outside the tensor allocator)
       set(o, "weightCacheBytes", c3::cpu::wino::weight_cache_stats().bytes);
+      // the kernels' per-thread scratch (kept for each thread's life; also outside the allocator)
+      set(o, "scratchBytes", c3::cpu::thread_scratch_bytes());
 #ifdef C3GAN_MALLINFO2
       // the C heap outside the cache (kernel scratch, V8 and Node's own), for telling them apart
       const struct mallinfo2 mi = mallinfo2();
