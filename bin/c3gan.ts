@@ -109,7 +109,9 @@ program
     // the file node-gyp-build chose: a prebuild (prebuilds/<platform>-<arch>/) or a local build
     const file: string = require("node-gyp-build").path(packageRoot());
     console.log(`c3gan ${VERSION}\nnative addon ${N.version}\naddon ${file}\nthreads ${N.numThreads()}\n` +
-      `cpu: ${N.cpuFeatures()}; gemm kernel ${N.gemmKernel()}\ncuda: ${N.cudaStatus()}`);
+      `cpu: ${N.cpuFeatures()}; gemm kernel ${N.gemmKernel()}\ncuda: ${N.cudaStatus()}\n` +
+      `cuda code: ${N.cudaBuild()}` +
+      (N.cudaAvailable() ? `; math ${N.cudaMath()}, tile pipeline ${N.cudaTile()}` : ""));
   });
 
 registerBenchCommand(program);

@@ -51,6 +51,8 @@ export interface MemoryStats {
   deviceTotalBytes?: number;
 }
 
+export type CudaTile = "registers" | "async" | "wgmma";
+
 export interface NativeAddon {
   version: string;
   cudaStatus(): string;
@@ -58,6 +60,11 @@ export interface NativeAddon {
   /** The CUDA matrix-math mode (gemm, conv): TF32 tensor cores (the default) or exact fp32. Throws without CUDA. */
   cudaMath(): "tf32" | "fp32";
   setCudaMath(mode: "tf32" | "fp32"): void;
+  /** How the CUDA tile GEMM stages and multiplies (C3GAN_CUDA_TILE); "wgmma" needs an sm_90a build on an H100/H200 */
+  cudaTile(): CudaTile;
+  setCudaTile(pipeline: CudaTile): void;
+  /** The GPU code this addon carries ("sm_80 sm_86 sm_89 sm_90a + compute_90 PTX"), or why none */
+  cudaBuild(): string;
   numThreads(): number;
   setNumThreads(n: number): void;
   /** bytes held by live tensors on a device */

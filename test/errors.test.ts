@@ -170,3 +170,25 @@ test("errors thrown mid-graph leave the process and the tape usable", () => {
     assert.equal(x.grad!.shape.join(), "2,3");
   });
 });
+
+test("the CUDA knobs: names checked, and a clear error where CUDA is unavailable", () => {
+  const N = native();
+  const build = N.cudaBuild();
+  assert.match(build, /^(none \(built without the CUDA backend\)|the host emulator|sm_\d+a?( sm_\d+a?)*( \+ compute_\d+a?( compute_\d+a?)* PTX)?)/,
+    `cudaBuild() says ${build}`);
+  throwsError(() => N.setCudaTile("tma" as never), /setCudaTile: argument 'pipeline' must be one of "registers", "async", "wgmma"/);
+  if (!N.cudaAvailable()) {
+    throwsError(() => N.cudaTile(), /cudaTile: CUDA is unavailable/);
+    throwsError(() => N.setCudaTile("async"), /setCudaTile: CUDA is unavailable/);
+    return;
+  }
+  const before = N.cudaTile();
+  try {
+    for (const t of ["async", "registers"] as const) {
+      N.setCudaTile(t);
+      assert.equal(N.cudaTile(), t);
+    }
+  } finally {
+    N.setCudaTile(before);
+  }
+});

@@ -21,10 +21,12 @@ test(`a short run trains on ${testDevice()} and its checkpoint scores the same o
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-train-device-"));
   const N = native();
   const mathBefore = device === "cuda" ? N.cudaMath() : null;
+  const tileBefore = device === "cuda" ? N.cudaTile() : null;
   const cfg = parseConfig({
     name: "device", dataset: { format: "synthetic", numClasses: 2, perClass: 8, testPerClass: 4, seed: 3 },
     numGtClasses: 2, over: 1, batchSize: 4, temperature: 0.1, perturbation: "w", maxEpoch: 1, evalInterval: 1,
     logInterval: 1, zDim: 8, czDim: 4, imageSize: 32, channels: 3, ngf: 32, ndf: 8, device, cudaMath: "fp32",
+    cudaTile: "async",
     seed: 5, workers: 0, saveDir: dir,
   }, "device test config");
   try {
@@ -34,6 +36,7 @@ test(`a short run trains on ${testDevice()} and its checkpoint scores the same o
     const d = r.last!.d, g = r.last!.g;
     for (const [k, v] of [...Object.entries(d), ...Object.entries(g)]) assert.ok(Number.isFinite(v), `loss ${k} = ${v}`);
     if (device === "cuda") assert.equal(N.cudaMath(), "fp32", "the config's cudaMath was applied");
+    if (device === "cuda") assert.equal(N.cudaTile(), "async", "the config's cudaTile was applied");
 
     const data = await openTrainingData(cfg);
     const onDevice = await loadModel(path.join(dir, "last.safetensors"), { device });
@@ -59,6 +62,7 @@ test(`a short run trains on ${testDevice()} and its checkpoint scores the same o
     }
   } finally {
     if (mathBefore) N.setCudaMath(mathBefore);
+    if (tileBefore) N.setCudaTile(tileBefore);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

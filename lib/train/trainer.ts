@@ -148,6 +148,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   if (cfg.threads > 0) N.setNumThreads(cfg.threads);
   const device = resolveDevice(cfg.device);
   if (device === "cuda" && cfg.cudaMath) N.setCudaMath(cfg.cudaMath);
+  if (device === "cuda" && cfg.cudaTile) N.setCudaTile(cfg.cudaTile);
   const saveDir = cfg.saveDir;
   fs.mkdirSync(saveDir, { recursive: true });
   const lastFile = path.join(saveDir, "last.safetensors");

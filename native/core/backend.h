@@ -179,5 +179,7 @@ const Backend* cuda_backend();
 // "available (<device name>)" or "unavailable (<reason>)"
 const char* cuda_status();
 bool cuda_available();
+// The GPU code the addon carries, e.g. "sm_80 sm_86 sm_89 sm_90a + compute_90 PTX", or why none.
+const char* cuda_build();
 
 }  // namespace c3

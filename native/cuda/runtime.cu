@@ -291,6 +291,32 @@ void synchronize() { check_cuda(cudaStreamSynchronize(stream()), "synchronize");
 }  // namespace cuda
 
 const char* cuda_status() { return cuda::state().status.c_str(); }
+
+// C3GAN_CUDA_ARCHS: CMake's architecture list ("80-real 90a-real 90-virtual", "90": both kinds)
+const char* cuda_build() {
+#ifdef C3GAN_CUDA_EMULATION
+  return "the host emulator (C3GAN_CUDA=EMULATE: every CUDA thread a fiber)";
+#else
+  static const std::string text = [] {
+    std::string sass, ptx;
+    std::string list = C3GAN_CUDA_ARCHS;
+    size_t at = 0;
+    while (at < list.size()) {
+      size_t end = list.find(' ', at);
+      if (end == std::string::npos) end = list.size();
+      const std::string item = list.substr(at, end - at);
+      at = end + 1;
+      if (item.empty()) continue;
+      const size_t dash = item.find('-');
+      const std::string arch = item.substr(0, dash), kind = dash == std::string::npos ? "" : item.substr(dash + 1);
+      if (kind != "virtual") sass += (sass.empty() ? "sm_" : " sm_") + arch;
+      if (kind != "real") ptx += (ptx.empty() ? "compute_" : " compute_") + arch;
+    }
+    return sass + (ptx.empty() ? "" : (sass.empty() ? "" : " + ") + ptx + " PTX");
+  }();
+  return text.c_str();
+#endif
+}
 bool cuda_available() { return cuda::state().usable; }
 
 CudaMath cuda_math() { return cuda::math(); }

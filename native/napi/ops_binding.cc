@@ -372,6 +372,33 @@ C3_OP(CudaMathMode, "cudaMath")
   throw c3::Error("cudaMath", std::string("CUDA is ") + c3::cuda_status());
 C3_END
 
+// cudaTile(): how the tile GEMM stages and multiplies ("registers", the default; "async": cp.async
+// stages; "wgmma": Hopper's warpgroup MMA for TF32, sm_90a builds on compute capability 9.0);
+// C3GAN_CUDA_TILE sets it at start, setCudaTile(name) later
+constexpr const char* kTileNames[] = {"registers", "async", "wgmma"};
+C3_OP(CudaTileMode, "cudaTile")
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) return Napi::String::New(env, kTileNames[static_cast<int>(c3::cuda_tile())]);
+#endif
+  throw c3::Error("cudaTile", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
+C3_OP(SetCudaTileMode, "setCudaTile")
+  const std::string t = a.choice(0, "pipeline", {"registers", "async", "wgmma"});
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) {
+    c3::cuda_set_tile(t == "wgmma" ? c3::CudaTile::Wgmma : t == "async" ? c3::CudaTile::Async : c3::CudaTile::Registers);
+    return env.Undefined();
+  }
+#endif
+  throw c3::Error("setCudaTile", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
+// cudaBuild(): the GPU code this addon carries ("sm_80 sm_86 ... compute_90 PTX"), or why none
+C3_OP(CudaBuild, "cudaBuild")
+  return Napi::String::New(env, c3::cuda_build());
+C3_END
+
 C3_OP(SetCudaMathMode, "setCudaMath")
   const std::string m = a.choice(0, "mode", {"tf32", "fp32"});
 #ifdef C3GAN_HAVE_CUDA
@@ -427,7 +454,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"gridSample", GridSample}, {"gridSampleBackward", GridSampleBackward}, {"adamStep", AdamStep},
       {"conv2dConstChannels", Conv2dConstChannels},
       {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"cudaMath", CudaMathMode},
-      {"setCudaMath", SetCudaMathMode}, {"numThreads", NumThreads},
+      {"setCudaMath", SetCudaMathMode}, {"cudaTile", CudaTileMode}, {"setCudaTile", SetCudaTileMode},
+      {"cudaBuild", CudaBuild}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };
   for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
