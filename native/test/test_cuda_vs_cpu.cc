@@ -27,6 +27,7 @@
 #include "../cuda/emu/mma_fragment.h"
 #include "../cuda/philox.cuh"
 #include "../cuda/tile_core.cuh"
+#include "../cuda/tile_wgmma.cuh"
 #include "harness.h"
 #ifdef C3GAN_HAVE_CUDA
 #include "../cuda/cuda.h"
@@ -533,6 +534,57 @@ std::string codech_name(const CodeChCase& c) {
 // Every axis class against conv_const.cc's loops: a class's positions share their in-image
 // taps, the classes partition the axis in order, and the positions where tap t is inside (the
 // CPU's tap_outputs) are exactly those of the classes that see t.
+// The wgmma pipeline's shared-memory slices (tile_wgmma.cuh SmemCore) are the K-major,
+// non-swizzled layout its descriptors describe (emu/wgmma_layout.h, the address rule the
+// emulator and, per the PTX ISA, the tensor cores read by): each warpgroup's k step from its
+// descriptor; the fields round-trip; and each warp store of CoreLoader fills one whole core
+// matrix, its 32 lanes on 32 banks, for operands contiguous along k and along the rows.
+template <class Op>
+void check_core_loader_stores(const char* what) {
+  using namespace c3::cuda::tile;
+  using S = SmemCore<Wg::BM>;
+  std::vector<int> hits(S::kElems, 0);
+  const Op op{nullptr, Wg::BM, 1, 1};
+  for (int w = 0; w < Wg::THREADS / 32; ++w)
+    for (int e = 0; e < 8; ++e) {
+      int lo = S::kElems;
+      unsigned banks = 0;
+      for (int lane = 0; lane < 32; ++lane) {
+        CoreLoader<Op, Wg::BM, Wg::THREADS> l;
+        l.init(op, 0, w * 32 + lane);
+        const int at = S::idx(l.i0 + 8 * (e >> 2), (e & 3) * 4 + l.c4);
+        ++hits[at];
+        lo = std::min(lo, at);
+        banks |= 1u << (at % 32);
+      }
+      expect_true(lo % 32 == 0 && banks == 0xffffffffu, std::string(what) + ": warp " + std::to_string(w) + " store " +
+                                                   std::to_string(e) + " fills one core matrix on 32 banks");
+    }
+  for (int i = 0; i < S::kElems; ++i)
+    expect_true(hits[i] == 1, std::string(what) + ": slice element " + std::to_string(i) + " stored once");
+}
+
+C3_TEST(cuda_host_wgmma_layout_matches_descriptors) {
+  using namespace c3::cuda::tile;
+  using S = SmemCore<Wg::BM>;
+  const c3emu::SmemDesc rt = c3emu::decode_desc(c3emu::encode_desc(0x3ff0, S::LBO, S::SBO));
+  expect_true(rt.start == 0x3ff0 && rt.lbo == S::LBO && rt.sbo == S::SBO && rt.swizzle == 0 && rt.base_offset == 0,
+              "descriptor fields round-trip");
+  const uint32_t base = 0x400;  // the slice's shared address
+  for (int g = 0; g < 2; ++g)
+    for (int s = 0; s < BK / 8; ++s) {
+      const uint32_t start = base + 4 * static_cast<uint32_t>(S::idx(64 * g, 8 * s));
+      const c3emu::SmemDesc d = c3emu::decode_desc(c3emu::encode_desc(start, S::LBO, S::SBO));
+      for (int row = 0; row < 64; ++row)
+        for (int k = 0; k < 8; ++k)
+          if (c3emu::kmajor_at(d, row, k) != base + 4 * static_cast<uint32_t>(S::idx(64 * g + row, 8 * s + k)))
+            throw Failure("warpgroup " + std::to_string(g) + ", k step " + std::to_string(s) + ": row " +
+                          std::to_string(row) + ", k " + std::to_string(k) + " is not where the descriptor says");
+    }
+  check_core_loader_stores<c3::cuda::gemmop::Linear<true>>("k-contiguous operand");
+  check_core_loader_stores<c3::cuda::gemmop::Linear<false>>("row-contiguous operand");
+}
+
 C3_TEST(cuda_host_code_channels_axis_classes) {
   for (int taps = 1; taps <= 15; taps += 2)
     for (int out = 0; out <= 40; ++out) {
