@@ -48,6 +48,11 @@ TEST_OK=$STEP_RC
 note "build: done ($(( $(date +%s) - START )) s since start)"
 TEST="$BUILD/c3gan_op_test"
 BENCH="$BUILD/c3gan_cuda_bench"
+# the wgmma kernels are there as Hopper's own instructions (HGMMA in SASS; 0: no sm_90a code)
+if [ "$BENCH_OK" -eq 0 ] && command -v cuobjdump > /dev/null; then
+  step "SASS of the bench: HGMMA instructions" 30 sh -c "cuobjdump -sass '$BENCH' | grep -c HGMMA"
+  note "sass: $(tail -n 1 "$STEP_OUT") HGMMA instructions in the bench binary (exit $STEP_RC)"
+fi
 
 # ---- 2. correctness ----
 if [ "$TEST_OK" -eq 0 ]; then
