@@ -360,9 +360,9 @@ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   mma_m16n8k8_lane(d, lane, w.fa[p], w.fb[p]);
 }
 
-// The block's dynamic shared memory sits at this address of the shared window (not 0, as on the
-// GPU, where static and reserved shared memory come first), so a kernel that takes a generic
-// pointer for a shared address is caught.
+// The block's dynamic shared memory sits at this address of the shared window, not at 0 (on the
+// GPU static and reserved shared memory come first), so a kernel that hands a generic pointer or
+// an offset where a shared address belongs is caught.
 constexpr uint32_t kSharedBase = 0x400;
 
 uint32_t shared_address(const void* p) {
