@@ -206,10 +206,6 @@ __global__ void __launch_bounds__(Wg::THREADS)
 // gemm.cu). Asked once; its launch is checked like any other.
 bool wgmma_built();
 
-// Whether the tile GEMM runs the cp.async pipeline (cuda_tile(), C3GAN_CUDA_TILE=async; the
-// default is the register-staged double buffer until a GPU has timed the two side by side).
-inline bool async_tiles() { return tile_pipeline() == CudaTile::Async; }
-
 // A kernel's dynamic shared memory, Bytes; over 48 KiB the kernel opts in (once per kernel).
 template <auto Kernel, size_t Bytes>
 size_t opted_in_bytes(const char* op) {
@@ -235,15 +231,18 @@ bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K
   const Plan p = plan_tiles<CFG>(M, N, K, sm_count());
   c3::check(p.tiles_m <= 65535, op, "product has ", M, " rows; the CUDA tile grid allows at most ", 65535 * CFG::BM);
   const dim3 grid(static_cast<unsigned>(p.tiles_n), static_cast<unsigned>(p.tiles_m), static_cast<unsigned>(p.splits));
+  // the operand pipeline (cuda_tile(), C3GAN_CUDA_TILE): the register-staged double buffer is the
+  // default until a GPU has timed the three side by side; wgmma takes only TF32 on the big tile
+  const CudaTile pipeline = tile_pipeline();
   const auto run = [&](float* ws, float* moments) {
-    if (TF32 && std::is_same<CFG, Big>::value && tile_pipeline() == CudaTile::Wgmma) {
+    if (TF32 && std::is_same<CFG, Big>::value && pipeline == CudaTile::Wgmma) {
       c3::check(wgmma_built(), op,
                 "C3GAN_CUDA_TILE=wgmma needs a compute capability 9.0 GPU and the addon built for sm_90a "
                 "(CMAKE_CUDA_ARCHITECTURES with 90a-real)");
       launch(op, tile_gemm_wgmma_kernel<OpA, OpB, Out>, grid, Wg::THREADS,
              opted_in_bytes<tile_gemm_wgmma_kernel<OpA, OpB, Out>, sizeof(SharedWg<OpA, OpB>)>(op), a, b, out, K,
              p.kchunk, ws, moments);
-    } else if (async_tiles())
+    } else if (pipeline == CudaTile::Async)
       launch(op, tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS,
              opted_in_bytes<tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>,
                             sizeof(SharedAsync<CFG, OpA, OpB, kStages>)>(op),
