@@ -84,25 +84,25 @@ C3_TEST(host_alloc_bounds_cached_bytes) {
   c3::cpu::host_set_cache_enabled(true);
   c3::cpu::host_empty_cache();
   const HostMemoryStats s0 = host_memory_stats();
-  expect_true(s0.cached_bytes == 0 && s0.limit_bytes == s0.in_use_bytes + s0.in_use_bytes / 4,
+  expect_true(s0.cached_bytes == 0 && s0.limit_bytes == s0.in_use_bytes + s0.in_use_bytes / 2,
               "empty_cache drops every block and restarts the bound");
   void* a = host_alloc(8 * MiB);
   expect_bounded("after the first block");
   host_free(a);
   expect_true(host_memory_stats().cached_bytes == int64_t(8 * MiB), "the 8 MiB block is cached");
-  // a new size class would take the footprint past 5/4 of the high-water mark: the old block goes
-  void* b = host_alloc(4 * MiB);
+  // a new size class would take the footprint past 3/2 of the high-water mark: the old block goes
+  void* b = host_alloc(5 * MiB);
   const HostMemoryStats s1 = host_memory_stats();
   expect_true(s1.cached_bytes == 0, "the cached block was evicted to stay under the bound");
   expect_true(s1.system_frees == s0.system_frees + 1, "one block went back to the system");
   expect_bounded("after the eviction");
-  // two blocks of 4 MiB fit under the 8 MiB mark: freeing both keeps both
-  void* c = host_alloc(4 * MiB);
+  // blocks of 5 and 3 MiB fit under the 8 MiB mark: freeing both keeps both
+  void* c = host_alloc(3 * MiB);
   host_free(b);
   host_free(c);
-  expect_true(host_memory_stats().cached_bytes == int64_t(8 * MiB), "both 4 MiB blocks are kept");
-  void* d = host_alloc(4 * MiB);
-  void* e = host_alloc(4 * MiB);
+  expect_true(host_memory_stats().cached_bytes == int64_t(8 * MiB), "both blocks are kept");
+  void* d = host_alloc(5 * MiB);
+  void* e = host_alloc(3 * MiB);
   expect_true((d == b || d == c) && (e == b || e == c) && d != e, "both are reused");
   host_free(d);
   host_free(e);
