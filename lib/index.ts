@@ -10,6 +10,8 @@ export * as F from "./ops";
 export * as nn from "./nn";
 export { Adam } from "./optim/adam";
 export { native } from "./native";
+export { OpProfile } from "./profile";
+export type { OpTime } from "./profile";
 export { C3GAN, sampleCodes, randomGrid } from "./model/c3gan";
 export type { ModelSpec } from "./model/spec";
 export { parseConfig, loadConfig, describeConfig, clusterCount } from "./train/config";

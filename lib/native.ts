@@ -76,6 +76,8 @@ export interface NativeAddon {
   resetPeakMemory(device: DeviceName): void;
   /** returns the allocator's cached (freed, kept for reuse) blocks to the system */
   emptyCache(device: DeviceName): void;
+  /** waits for the device's queued work (CUDA launches are asynchronous; a no-op on the CPU) */
+  synchronize(device: DeviceName): void;
   /** measured fp32 FMA throughput over `threads` threads (GFLOP/s) */
   peakGflops(seconds: number, threads: number): number;
   /**
@@ -190,6 +192,13 @@ export interface NativeAddon {
 }
 
 let cached: NativeAddon | undefined;
+// While an op profile runs (lib/profile.ts), native() hands out its timing wrapper of the addon.
+let wrapper: NativeAddon | undefined;
+
+/** For lib/profile.ts: wrap(addon) becomes what native() returns, until setNativeWrapper(null). */
+export function setNativeWrapper(wrap: ((addon: NativeAddon) => NativeAddon) | null): void {
+  wrapper = wrap ? wrap(loadAddon()) : undefined;
+}
 
 /** The package root (where binding.gyp, build/ and prebuilds/ live), from dist/lib or lib. */
 export function packageRoot(): string {
@@ -202,6 +211,10 @@ export function packageRoot(): string {
 }
 
 export function native(): NativeAddon {
+  return wrapper ?? loadAddon();
+}
+
+function loadAddon(): NativeAddon {
   if (cached) return cached;
   const root = packageRoot();
   // C3GAN_ADDON names one addon file to load instead (the emulated-CUDA build in build-emu/,

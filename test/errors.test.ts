@@ -96,6 +96,12 @@ test("the native layer also rejects bad sizes with an Error", () => {
 test("a device that is not there is an Error, not a crash", { skip: native().cudaAvailable() }, () => {
   throwsError(() => Tensor.zeros([2], { device: "cuda" }), /cuda/i);
   throwsError(() => new Linear(2, 2, { device: "cuda" }), /cuda/i);
+  throwsError(() => native().synchronize("cuda"), /device: cuda is unavailable/);
+});
+
+test("synchronize: a no-op on the CPU, a named error for a device that is not one", () => {
+  native().synchronize("cpu");
+  throwsError(() => native().synchronize("gpu" as never), /synchronize: argument 'device'/);
 });
 
 test("cross-entropy targets must be integer classes in range", () => {

@@ -4,6 +4,7 @@
 // number of threads), alternating with c3gan in the same run, and prints the ratios.
 import { Command } from "commander";
 import { native, DeviceName, NativeAddon } from "../native";
+import { OpProfile } from "../profile";
 import { BENCH_CONFIGS, BenchConfig, DEFAULT_CONFIG_NAMES, resolveConfigs } from "./configs";
 import { IterationBench, summarize } from "./iteration";
 import { bestPeak, loadAverage, Machine, machineInfo, measurePeak, Peak } from "./machine";
@@ -11,8 +12,8 @@ import {
   buildRows, combine, OpRunner, opTiming, parseFilters, parseTorchRow, PassName, RowResult, rowTiming, torchRequest, wanted, BYTE_LEGEND,
 } from "./ops";
 import {
-  constChannelLines, convTable, convTotalsTable, iterationTable, IterationResult, machineLines, memTable, Render,
-  renderText, targetResults, TargetResult, targetTable,
+  constChannelLines, convTable, convTotalsTable, iterationTable, IterationProfile, IterationResult, machineLines, memTable,
+  profileTable, Render, renderText, targetResults, TargetResult, targetTable,
 } from "./report";
 import { mergeTimings, nowSeconds, Timing } from "./stats";
 import { benchScript, TorchWorker } from "./torch";
@@ -37,6 +38,8 @@ export interface BenchOptions {
   device: DeviceName;
   threads: number | null;
   json: boolean;
+  /** iterations: time every native op call of the timed runs (lib/profile.ts) */
+  profile: boolean;
 }
 
 export const ITERATION_DEFAULT_CONFIGS = ["32px-ngf128-ndf32-K20-b64", "64px-ngf256-ndf64-K20-b32"];
@@ -56,6 +59,11 @@ export function benchOptions(raw: Record<string, unknown>): BenchOptions {
   for (const k of ["filter", "seconds", "rounds"]) {
     if (!ops && str(k) !== undefined) throw new Error(`--${k} applies to the per-op bench: add --ops`);
   }
+  const profile = raw.profile === true;
+  if (profile && ops) throw new Error("--profile applies to the iteration bench (the per-op bench already times each op): leave out --ops");
+  if (profile && raw.compare !== undefined) {
+    throw new Error("--profile times every native call (on CUDA it waits for each), which slows the iterations it measures: leave out --compare");
+  }
   let seconds: number | null = null;
   if (str("seconds") !== undefined) {
     seconds = Number(str("seconds"));
@@ -67,7 +75,7 @@ export function benchOptions(raw: Record<string, unknown>): BenchOptions {
   if (compare !== undefined && compare !== "torch") throw new Error(`--compare takes 'torch', got '${compare}'`);
   const configs = resolveConfigs(str("configs") ?? (ops ? DEFAULT_CONFIG_NAMES : ITERATION_DEFAULT_CONFIGS).join(","));
   return {
-    ops, configs, quick, device, json: raw.json === true,
+    ops, configs, quick, device, json: raw.json === true, profile,
     batch: int("batch", 2),
     runs: int("runs", 1) ?? (ops ? (quick ? 1 : 2) : quick ? 1 : 3),
     seconds,
@@ -96,6 +104,8 @@ export interface IterationReport {
   device: DeviceName;
   torch: Record<string, unknown> | null;
   results: IterationResult[];
+  /** with --profile: per config, where its timed iterations spent their time */
+  profiles: IterationProfile[];
   elapsedSeconds: number;
   loadAverageEnd: number[];
 }
@@ -105,6 +115,7 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
   const machine = machineInfo(N);
   const t0 = nowSeconds();
   const results: IterationResult[] = [];
+  const profiles: IterationProfile[] = [];
   let torchInfo: Record<string, unknown> | null = null;
   for (const base of o.configs) {
     const cfg = { ...base, batch: batchOf(o, base) };
@@ -114,6 +125,7 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
     let worker: TorchWorker | null = null;
     const ours: number[] = [];
     const theirs: number[] = [];
+    const profile = o.profile ? new OpProfile(o.device) : null;
     try {
       bench.run(); // warm-up
       if (o.compare) {
@@ -128,7 +140,7 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
       }
       // alternate, so both see the same machine noise
       for (let i = 0; i < o.runs; i++) {
-        ours.push(bench.run());
+        ours.push(profile ? profile.run(() => bench.run()) : bench.run());
         log(`c3gan ${ours[i].toFixed(2)} s `);
         if (worker) {
           const r = await worker.request({ runs: 1 });
@@ -147,9 +159,14 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
     log("\n");
     const c = summarize(ours);
     const t = theirs.length ? summarize(theirs) : null;
-    results.push({ config: cfg.name + (cfg.batch !== base.batch ? ` (batch ${cfg.batch})` : ""), c3gan: c, torch: t, speedVsTorch: t ? t.median / c.median : null });
+    const config = cfg.name + (cfg.batch !== base.batch ? ` (batch ${cfg.batch})` : "");
+    results.push({ config, c3gan: c, torch: t, speedVsTorch: t ? t.median / c.median : null });
+    if (profile) {
+      profiles.push({ config, iterations: o.runs, seconds: profile.totalSeconds / o.runs, opSeconds: profile.opSeconds / o.runs,
+        ops: profile.ops(), shapes: profile.shapes() });
+    }
   }
-  return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, elapsedSeconds: nowSeconds() - t0, loadAverageEnd: loadAverage() };
+  return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, profiles, elapsedSeconds: nowSeconds() - t0, loadAverageEnd: loadAverage() };
 }
 
 export function formatIterations(r: IterationReport, render: Render = renderText): string {
@@ -158,7 +175,23 @@ export function formatIterations(r: IterationReport, render: Render = renderText
     render(iterationTable(r.results)), "",
     `s/iteration = one D step + one G step (the official losses, Adam), random inputs; median (min-max) of the runs after one warm-up;` +
     (r.torch ? ` c3gan and PyTorch alternate run by run; speed / torch = torch's median / c3gan's (> 1: c3gan is faster).` : ""),
+    ...r.profiles.flatMap((p) => profileLines(p, r.device, render)),
   ].join("\n");
+}
+
+const PROFILE_ROWS = 20;
+
+function profileLines(p: IterationProfile, device: DeviceName, render: Render): string[] {
+  const pct = (s: number) => `${((100 * s) / p.seconds).toFixed(1)}%`;
+  const outside = p.seconds - p.opSeconds;
+  return [
+    "", `profile of ${p.config}: ${p.iterations} iteration${p.iterations > 1 ? "s" : ""}, ${p.seconds.toFixed(3)} s each (random inputs included); ` +
+      `native ops ${p.opSeconds.toFixed(3)} s (${pct(p.opSeconds)}), outside them (JS: autograd, tape, argument checks) ${outside.toFixed(3)} s (${pct(outside)})` +
+      (device === "cuda" ? "; every op call waited for its kernels, so these iterations run slower than unprofiled ones" : ""),
+    "", render(profileTable(p, false, PROFILE_ROWS)),
+    "", render(profileTable(p, true, PROFILE_ROWS)),
+    ...(p.shapes.length > PROFILE_ROWS ? [`(${p.shapes.length - PROFILE_ROWS} more op/shape rows: --json has them all)`] : []),
+  ];
 }
 
 // ---------------------------------------------------------------- per-op
@@ -281,6 +314,7 @@ export function benchCommand(): Command {
     .option("--python <path>", "python with torch for --compare", "/usr/bin/python3")
     .option("--threads <n>", "native threads (PyTorch gets the same)")
     .option("--device <device>", "cpu or cuda", "cpu")
+    .option("--profile", "time every native op call of the timed iterations and print where the time goes (per op and per op and shapes)")
     .option("--json", "print one JSON object (progress goes to stderr)")
     .action(async (raw) => {
       const o = benchOptions(raw);

@@ -2,6 +2,7 @@
 // as Markdown, the per-op tables, their uses-weighted totals and the speed targets of the issue.
 import * as path from "node:path";
 import { packageRoot } from "../native";
+import type { OpTime } from "../profile";
 import { Machine, Peak, PEAK_TRIALS } from "./machine";
 import type { OpRow, PassName, RowResult } from "./ops";
 import type { Timing } from "./stats";
@@ -214,6 +215,30 @@ export function constChannelLines(rows: RowResult[]): string[] {
 }
 
 // ---------------------------------------------------------------- iterations
+
+/** `bench --profile`: where one config's iterations spent their time */
+export interface IterationProfile {
+  config: string;
+  iterations: number;
+  /** per iteration, from the profiled runs */
+  seconds: number;
+  opSeconds: number;
+  /** per op, then per op and tensor shapes; the most time first; calls and seconds summed over the iterations */
+  ops: OpTime[];
+  shapes: OpTime[];
+}
+
+/** The top `limit` rows of a profile: per op, or per op and shapes (`detail`). */
+export function profileTable(p: IterationProfile, detail: boolean, limit: number): Table {
+  const rows = (detail ? p.shapes : p.ops).slice(0, limit).map((t) => [
+    detail ? `${t.op} ${t.shapes}` : t.op,
+    fixed(t.calls / p.iterations, t.calls % p.iterations ? 1 : 0),
+    fixed((t.seconds / p.iterations) * 1e3, 2),
+    `${fixed((100 * t.seconds) / (p.seconds * p.iterations))}%`,
+  ]);
+  const headers = [detail ? "op and tensor shapes" : "op", "calls/iteration", "ms/iteration", "of the iteration"];
+  return { headers, rows, align: alignment(headers.length, 1) };
+}
 
 export interface IterationResult {
   config: string;

@@ -1,4 +1,4 @@
-// Memory statistics and cache control exported to JS: live tensor bytes and their high-water
+// Memory statistics, cache control and device synchronisation exported to JS: live tensor bytes and their high-water
 // mark (what V8 is told about), and the device allocators' caches (CPU: cpu/host_alloc.cc;
 // CUDA: cuda/allocator.cu when the addon has the CUDA backend).
 #include <napi.h>
@@ -99,12 +99,24 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   });
 }
 
+// synchronize(device): waits until the device has finished the work queued so far (CUDA's
+// launches are asynchronous; the CPU's ops return finished). A CUDA error raised by that work
+// surfaces here, naming it.
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Args a(info, "synchronize");
+    c3::backend_for(a.device(0, "device")).synchronize();
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
 void register_memory(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New(env, ResetPeakMemory, "resetPeakMemory"));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
 }
 
 }  // namespace c3::napi

@@ -1,0 +1,88 @@
+// The op profiler (lib/profile.ts, `c3gan bench --profile`): it counts every native op call of
+// the code it runs, by op and by tensor shapes, leaves native() as it was afterwards (also after
+// a throw), refuses to nest, and `bench --profile` reports where an iteration's time went.
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { benchOptions, formatIterations, runIterations } from "../lib/bench/command";
+import { native } from "../lib/native";
+import * as ops from "../lib/ops";
+import { OpProfile } from "../lib/profile";
+import { Generator, Tensor, tidy } from "../lib/tensor";
+import { testDevice } from "./helpers/device";
+
+const device = testDevice();
+
+test("a profile counts each op call with its tensor shapes, and native() is the addon again after it", () => {
+  const raw = native();
+  const gen = new Generator(1);
+  const x = Tensor.randn([2, 3, 8, 8], gen, { device, requiresGrad: true });
+  const w = Tensor.randn([4, 3, 3, 3], gen, { device, requiresGrad: true });
+  const p = new OpProfile(device);
+  const sum = p.run(() => {
+    assert.notEqual(native(), raw, "inside the profile native() is the timing wrapper");
+    return tidy(() => {
+      for (let i = 0; i < 3; i++) ops.mean(ops.conv2d(x, w, null, 1, 1)).backward();
+      return ops.sum(ops.relu(ops.conv2d(x, w, null, 1, 1))).item();
+    });
+  });
+  assert.equal(native(), raw, "the addon itself after the profile");
+  assert.ok(Number.isFinite(sum));
+  const conv = p.shapes().find((t) => t.op === "conv2d");
+  assert.ok(conv, JSON.stringify(p.ops().map((t) => t.op)));
+  assert.equal(conv.shapes, "2x3x8x8, 4x3x3x3");
+  assert.equal(conv.calls, 4);
+  const byOp = new Map(p.ops().map((t) => [t.op, t]));
+  assert.equal(byOp.get("conv2dBackwardData")?.calls, 3, "each backward pass once per backward()");
+  assert.equal(byOp.get("conv2dBackwardWeight")?.calls, 3);
+  assert.equal(byOp.get("conv2dBackwardWeight")?.shapes, "", "per-op totals carry no shapes");
+  assert.ok(!byOp.has("memoryStats") && !byOp.has("numThreads"), "queries and knobs are not ops");
+  for (const t of p.ops()) assert.ok(t.seconds >= 0 && t.calls > 0, JSON.stringify(t));
+  const sorted = p.ops().map((t) => t.seconds);
+  assert.deepEqual(sorted, [...sorted].sort((a, b) => b - a), "the most time first");
+  assert.ok(p.opSeconds > 0 && p.opSeconds <= p.totalSeconds + 1e-3, `${p.opSeconds} of ${p.totalSeconds}`);
+  // a second run adds to the same counts
+  p.run(() => tidy(() => ops.conv2d(x, w, null, 1, 1)));
+  assert.equal(p.shapes().find((t) => t.op === "conv2d")!.calls, 5);
+  x.dispose();
+  w.dispose();
+});
+
+test("a throwing op passes its error through uncounted; profiles do not nest; async code is refused", () => {
+  const raw = native();
+  const p = new OpProfile(device);
+  const a = Tensor.zeros([2, 3], { device });
+  const b = Tensor.zeros([4, 5], { device });
+  assert.throws(() => p.run(() => ops.add(a, b)), /shape|broadcast/i);
+  assert.equal(native(), raw, "restored after a throw");
+  assert.ok(!p.ops().some((t) => t.op === "binary"), "the failed call is not counted");
+  assert.throws(() => p.run(() => new OpProfile(device).run(() => 1)), /another op profile is active/);
+  assert.equal(native(), raw);
+  assert.throws(() => p.run(() => Promise.resolve(1)), /returned a Promise/);
+  assert.equal(native(), raw);
+  a.dispose();
+  b.dispose();
+});
+
+test("bench --profile: option checks, and a report of where the iteration's time went", async () => {
+  assert.equal(benchOptions({}).profile, false);
+  assert.equal(benchOptions({ profile: true }).profile, true);
+  assert.throws(() => benchOptions({ profile: true, ops: true }), /--profile applies to the iteration bench/);
+  assert.throws(() => benchOptions({ profile: true, compare: "torch" }), /leave out --compare/);
+  const o = benchOptions({ profile: true, quick: true, configs: "32px", batch: "2", device });
+  const r = await runIterations(o);
+  assert.equal(r.profiles.length, 1);
+  const p = r.profiles[0];
+  assert.equal(p.iterations, 1);
+  assert.ok(p.opSeconds > 0 && p.opSeconds <= p.seconds, `${p.opSeconds} of ${p.seconds}`);
+  const names = p.ops.map((t) => t.op);
+  for (const op of ["conv2dMoments", "conv2dBackwardData", "conv2dBackwardWeight", "adamStep", "ntXent"]) {
+    assert.ok(names.includes(op), `${op} in ${names.join(" ")}`);
+  }
+  // the G's 32 px image head: its constant code channels run as conv2dConstChannels
+  assert.ok(names.includes("conv2dConstChannels"));
+  const text = formatIterations(r);
+  assert.match(text, /profile of 32px-ngf128-ndf32-K20-b64 \(batch 2\): 1 iteration, [\d.]+ s each/);
+  assert.match(text, /native ops [\d.]+ s \([\d.]+%\), outside them \(JS: autograd, tape, argument checks\)/);
+  assert.match(text, /\nop +calls\/iteration +ms\/iteration +of the iteration\n/);
+  assert.match(text, /\nconv2dMoments 2x\d+x\d+x\d+, \d+x\d+x\d+x\d+ +\d+ +[\d.]+ +[\d.]+%/);
+});
