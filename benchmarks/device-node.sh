@@ -4,6 +4,7 @@
 # `bash scripts/device-carry.sh` and carry what it prints (dist, the CUDA addon, node.xz).
 #   1. one training iteration at the CUB config (128 px, batch 64, K 400), c3gan and PyTorch
 #      eager with cuDNN (default TF32 settings) alternating in one run: `c3gan bench --compare torch`;
+#   1b. one profiled CUB iteration (`bench --profile`): which ops take the GPU's time;
 #   2. 1,000 iterations at the 32 px config: device memory must stay flat;
 #   3. the CUB iteration again with C3GAN_CUDA_TILE=wgmma (Hopper's warpgroup MMA);
 #   4. with what the budget leaves, the TypeScript op tests on CUDA (C3GAN_DEVICE=cuda): every op
@@ -46,6 +47,11 @@ else
 fi
 step "CUB iteration" 180 "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 5 "${COMPARE[@]}"
 note "CUB iteration (exit $STEP_RC): $(grep -E 'cub-128px-b64' "$STEP_OUT" | tail -n 1)"
+
+# ---- 1b. where the CUB iteration's GPU time goes (every op call waits for its kernels) ----
+step "CUB iteration profile" 45 "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 1 --profile
+note "CUB profile (exit $STEP_RC): $(grep -E '^profile of' "$STEP_OUT" | cut -c1-220)"
+while read -r l; do note "    $l"; done < <(awk '/^op +calls/{f=1; next} f && /^-/{next} f && NF==0{exit} f' "$STEP_OUT" | head -n 8)
 
 # ---- 2. memory over 1,000 iterations ----
 step "memory over 1000 iterations" 100 "$NODE" dist/benchmarks/memory-flat.js --device cuda --config 32px-ngf128-ndf32-K20-b64 --iterations 1000 --seconds 80
