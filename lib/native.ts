@@ -82,10 +82,11 @@ export interface NativeAddon {
   peakGflops(seconds: number, threads: number): number;
   /**
    * For benchmarks and tests: switch a CPU conv path, process-wide. "winograd" 0|1,
-   * "winogradTile" 0 (by shape)|2|4, "winogradS2" 0|1, "direct" 0|1, "dataPath" -1 (by shape)|0
-   * (stride phases)|1 (fused col2im).
+   * "winogradTile" 0 (by shape)|2|4, "winogradS2" 0|1, "direct" 0|1, "directWide" 0|1 (the direct
+   * loops' AVX-512VL register blocks, where the CPU has them), "dataPath" -1 (by shape)|0 (stride
+   * phases)|1 (fused col2im).
    */
-  setConvPath(name: "winograd" | "winogradTile" | "winogradS2" | "direct" | "dataPath", value: number): void;
+  setConvPath(name: "winograd" | "winogradTile" | "winogradS2" | "direct" | "directWide" | "dataPath", value: number): void;
   /** CPU features the addon sees (e.g. "sse4.2 avx avx2 fma") */
   cpuFeatures(): string;
   /** the CPU GEMM micro-kernel in use (e.g. "avx2-fma 6x16"; C3GAN_GEMM_KERNEL picks another) */

@@ -99,6 +99,10 @@ test("a device that is not there is an Error, not a crash", { skip: native().cud
   throwsError(() => native().synchronize("cuda"), /device: cuda is unavailable/);
 });
 
+test("setConvPath names the paths it knows", () => {
+  throwsError(() => native().setConvPath("fast" as never, 1), /setConvPath: unknown conv path 'fast' \(winograd, winogradTile, winogradS2, direct, directWide, dataPath\)/);
+});
+
 test("synchronize: a no-op on the CPU, a named error for a device that is not one", () => {
   native().synchronize("cpu");
   throwsError(() => native().synchronize("gpu" as never), /synchronize: argument 'device'/);

@@ -6,6 +6,10 @@
 //   backward-data:   the forward on dy with the flipped, transposed kernel (padding R-1-pad)
 //   backward-weight: dw[k, c, r, s] = sum over rows of dy[k, oh, :] . P[c, oh + r, s:], nine
 //                    vector accumulators per (k, c), per-chunk partial sums added at the end
+// Where the CPU has AVX-512VL (32 vector registers) the forward takes 4 output channels at once
+// and the weight gradient 2, so each loaded input vector feeds more FMAs (Zen 4, in one process
+// against the AVX2 blocks: forward and backward-data 1.2-1.3x, weight gradient 1.4-1.6x on G's
+// 4-16 channel layers; the CUB iteration at batch 8 1.07x).
 // Only built for x86 with GCC/Clang (target attributes); elsewhere direct_conv_applies is false.
 #include "conv_direct.h"
 
@@ -51,6 +55,22 @@ bool& enabled_flag() {
 }
 
 #ifdef C3_DIRECT_AVX2
+
+// AVX-512VL: 32 vector registers, so the loops below can keep more output channels' sums in them
+bool wide_supported() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  }();
+  return ok;
+}
+
+bool& wide_flag() {
+  static bool on = wide_supported();
+  return on;
+}
+
+bool wide_registers() { return wide_flag(); }
 
 float* scratch(int which, size_t n) {
   thread_local ScratchBuffer bufs[2];
@@ -146,6 +166,56 @@ void fwd_dispatch(int nv, const FwdShape& f, const float* prow, const float* w0,
   }
 }
 
+// Four output channels at once where AVX-512VL gives 32 vector registers: 4 x NV accumulators,
+// NV input loads and 4 broadcasts per tap for 4 * NV FMAs (the pair above: NV + 2 loads for 2 * NV),
+// so the FMA units and not the loads set the pace.
+template <int NV>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void fwd_segment4(const FwdShape& f, const float* prow,
+                                                                       const float* w, int64_t wstride,
+                                                                       const float* bias, float* y, int64_t ystride,
+                                                                       int64_t valid) {
+  __m256 a[4][NV];
+#pragma GCC unroll 4
+  for (int kk = 0; kk < 4; ++kk)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) a[kk][v] = _mm256_set1_ps(bias ? bias[kk] : 0.0f);
+  for (int64_t t = 0; t < f.taps; ++t) {
+    const float* in = prow + f.off[t];
+    __m256 x[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) x[v] = _mm256_loadu_ps(in + 8 * v);
+#pragma GCC unroll 4
+    for (int kk = 0; kk < 4; ++kk) {
+      const __m256 k = _mm256_broadcast_ss(w + kk * wstride + t);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) a[kk][v] = _mm256_fmadd_ps(k, x[v], a[kk][v]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int kk = 0; kk < 4; ++kk) {
+    float* out = y + kk * ystride;
+    if (valid == 8 * NV) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(out + 8 * v, a[kk][v]);
+    } else {
+      alignas(32) float t[32];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm256_store_ps(t + 8 * v, a[kk][v]);
+      for (int64_t i = 0; i < valid; ++i) out[i] = t[i];
+    }
+  }
+}
+
+void fwd_dispatch4(int nv, const FwdShape& f, const float* prow, const float* w, int64_t wstride, const float* bias,
+                   float* y, int64_t ystride, int64_t valid) {
+  switch (nv) {
+    case 1: return fwd_segment4<1>(f, prow, w, wstride, bias, y, ystride, valid);
+    case 2: return fwd_segment4<2>(f, prow, w, wstride, bias, y, ystride, valid);
+    case 3: return fwd_segment4<3>(f, prow, w, wstride, bias, y, ystride, valid);
+    default: return fwd_segment4<4>(f, prow, w, wstride, bias, y, ystride, valid);
+  }
+}
+
 // y (N, K, OH, OW) = the stride-1 correlation of x (N, C, H, W) with w (K, C, R, S), padding pad.
 void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t pad,
                   int64_t OH, int64_t OW, const float* x, const float* w, const float* bias, float* y) {
@@ -170,8 +240,19 @@ void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t
       const FwdShape f{C * R * S, rows == max_rows ? full_off.data() : short_off.data()};
       float* P = scratch(0, static_cast<size_t>(C * rows * Wp));
       pad_rows(x + n * C * H * W, C, H, W, pad, oh0, rows, Wp, P);
-      for (int64_t oh = oh0; oh < oh1; ++oh)
-        for (int64_t k = 0; k < K; k += 2) {
+      const int64_t K4 = wide_registers() ? K / 4 * 4 : 0;
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        for (int64_t k = 0; k < K4; k += 4) {
+          const float* w0 = w + k * C * R * S;
+          float* y0 = y + ((n * K + k) * OH + oh) * OW;
+          for (int64_t ow0 = 0; ow0 < OW; ow0 += 32) {
+            const int64_t valid = std::min<int64_t>(32, OW - ow0);
+            const float* prow = P + (oh - oh0) * Wp + ow0;
+            fwd_dispatch4(static_cast<int>((valid + 7) / 8), f, prow, w0, C * R * S, bias ? bias + k : nullptr,
+                          y0 + ow0, OH * OW, valid);
+          }
+        }
+        for (int64_t k = K4; k < K; k += 2) {
           const bool pair = k + 1 < K;
           const float* w0 = w + k * C * R * S;
           const float* w1 = pair ? w0 + C * R * S : w0;
@@ -186,6 +267,7 @@ void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t
             else fwd_dispatch<false>(nv, f, prow, w0, w1, b0, b1, y0 + ow0, y1 + ow0, valid);
           }
         }
+      }
     }
   });
 }
@@ -222,13 +304,59 @@ __attribute__((target("avx2,fma"))) void weight_band(int64_t K, int64_t C, int64
     }
 }
 
+// The same for two output channels at once where AVX-512VL gives 32 vector registers: 2 x R x S
+// accumulators, and each loaded input vector feeds two FMAs (the loop above: one).
+template <int R, int S>
+__attribute__((target("avx512f,avx512vl,avx2,fma"))) void weight_band2(int64_t K, int64_t C, int64_t band,
+                                                                      int64_t rowsP, int64_t Wp, int64_t OWv,
+                                                                      const float* D, const float* P, float* partial) {
+  const int64_t K2 = K / 2 * 2;
+  for (int64_t k = 0; k < K2; k += 2)
+    for (int64_t c = 0; c < C; ++c) {
+      __m256 a0[R][S], a1[R][S];
+#pragma GCC unroll 3
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+        for (int s = 0; s < S; ++s) a0[r][s] = a1[r][s] = _mm256_setzero_ps();
+      for (int64_t u = 0; u < band; ++u) {
+        const float* d0row = D + (k * band + u) * OWv;
+        const float* d1row = d0row + band * OWv;
+        const float* prow = P + (c * rowsP + u) * Wp;
+        for (int64_t j = 0; j < OWv; j += 8) {
+          const __m256 d0 = _mm256_loadu_ps(d0row + j), d1 = _mm256_loadu_ps(d1row + j);
+#pragma GCC unroll 3
+          for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+            for (int s = 0; s < S; ++s) {
+              __m256 x = _mm256_loadu_ps(prow + r * Wp + j + s);
+              __asm__("" : "+v"(x));  // one load for both FMAs (GCC would fold it into each)
+              a0[r][s] = _mm256_fmadd_ps(d0, x, a0[r][s]);
+              a1[r][s] = _mm256_fmadd_ps(d1, x, a1[r][s]);
+            }
+        }
+      }
+      float* out0 = partial + (k * C + c) * R * S;
+      float* out1 = out0 + C * R * S;
+      for (int r = 0; r < R; ++r)
+        for (int s = 0; s < S; ++s) {
+          out0[r * S + s] += hsum(a0[r][s]);
+          out1[r * S + s] += hsum(a1[r][s]);
+        }
+    }
+  if (K2 < K)  // the odd channel: the one-channel loop, on the last channel's rows
+    weight_band<R, S>(1, C, band, rowsP, Wp, OWv, D + K2 * band * OWv, P, partial + K2 * C * R * S);
+}
+
 using WeightBandFn = void (*)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const float*, const float*, float*);
 
 WeightBandFn weight_band_for(int64_t R, int64_t S) {
   static const WeightBandFn fns[3][3] = {{weight_band<1, 1>, weight_band<1, 2>, weight_band<1, 3>},
                                          {weight_band<2, 1>, weight_band<2, 2>, weight_band<2, 3>},
                                          {weight_band<3, 1>, weight_band<3, 2>, weight_band<3, 3>}};
-  return fns[R - 1][S - 1];
+  static const WeightBandFn pairs[3][3] = {{weight_band2<1, 1>, weight_band2<1, 2>, weight_band2<1, 3>},
+                                           {weight_band2<2, 1>, weight_band2<2, 2>, weight_band2<2, 3>},
+                                           {weight_band2<3, 1>, weight_band2<3, 2>, weight_band2<3, 3>}};
+  return (wide_registers() ? pairs : fns)[R - 1][S - 1];
 }
 
 void backward_weight_avx2(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
@@ -558,6 +686,22 @@ void blocked_forward(const Conv2dParams& p, const float* x, const float* w, cons
   blocked_forward_avx2(p, x, w, bias, y);
 #else
   conv2d_forward_reference(p, x, w, bias, y);
+#endif
+}
+
+void set_direct_wide_registers(bool on) {
+#ifdef C3_DIRECT_AVX2
+  wide_flag() = on && wide_supported();
+#else
+  (void)on;
+#endif
+}
+
+bool direct_wide_registers() {
+#ifdef C3_DIRECT_AVX2
+  return wide_flag();
+#else
+  return false;
 #endif
 }
 

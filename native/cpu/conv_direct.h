@@ -31,5 +31,10 @@ void blocked_backward_data(const Conv2dParams& p, const float* dy, const float* 
 // For tests and benchmarks: whether direct_conv_applies and blocked_*_applies may say yes.
 void set_direct_conv_enabled(bool on);
 bool direct_conv_enabled();
+// Whether the direct forward and weight-gradient loops use the blocks of 4 (forward) and 2
+// (weight gradient) output channels that need AVX-512VL's 32 vector registers; on by default
+// where the CPU has them, and setting it on elsewhere leaves it off.
+void set_direct_wide_registers(bool on);
+bool direct_wide_registers();
 
 }  // namespace c3::cpu

@@ -34,7 +34,8 @@ Napi::Value GemmKernel(const Napi::CallbackInfo& info) {
 }
 
 // setConvPath(name, value): "winograd" 0|1, "winogradTile" 0 (by shape)|2|4, "winogradS2" 0|1,
-// "direct" 0|1, "dataPath" -1 (by shape)|0 (stride phases)|1 (fused col2im). Process-wide, not
+// "direct" 0|1, "directWide" 0|1 (AVX-512VL's register blocks in the direct loops, where the CPU
+// has them), "dataPath" -1 (by shape)|0 (stride phases)|1 (fused col2im). Process-wide, not
 // thread-safe against running convs: for benchmarks and tests.
 Napi::Value SetConvPath(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -46,8 +47,9 @@ Napi::Value SetConvPath(const Napi::CallbackInfo& info) {
     else if (name == "winogradTile") c3::cpu::set_winograd_tile(v);
     else if (name == "winogradS2") c3::cpu::set_winograd_s2_enabled(v != 0);
     else if (name == "direct") c3::cpu::set_direct_conv_enabled(v != 0);
+    else if (name == "directWide") c3::cpu::set_direct_wide_registers(v != 0);
     else if (name == "dataPath") c3::cpu::set_conv2d_backward_data_path(v);
-    else a.range_error("unknown conv path '" + name + "' (winograd, winogradTile, winogradS2, direct, dataPath)");
+    else a.range_error("unknown conv path '" + name + "' (winograd, winogradTile, winogradS2, direct, directWide, dataPath)");
     return info.Env().Undefined();
   });
 }

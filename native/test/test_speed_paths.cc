@@ -170,11 +170,12 @@ const ConvCase kCases[] = {
 
 struct PathGuard {
   bool wino = c3::cpu::winograd_enabled(), wino_s2 = c3::cpu::winograd_s2_enabled(),
-       direct = c3::cpu::direct_conv_enabled();
+       direct = c3::cpu::direct_conv_enabled(), wide = c3::cpu::direct_wide_registers();
   ~PathGuard() {
     c3::cpu::set_winograd_enabled(wino);
     c3::cpu::set_winograd_s2_enabled(wino_s2);
     c3::cpu::set_direct_conv_enabled(direct);
+    c3::cpu::set_direct_wide_registers(wide);
     c3::cpu::set_conv2d_backward_data_path(-1);
   }
 };
@@ -284,25 +285,35 @@ C3_TEST(speed_direct_conv_matches_reference) {
       {1, 2, 20, 3, 3, 3, 3, 1, 1, false},    // a narrow map: 3 columns, bands of rows
   };
   uint64_t seed = 75000;
-  for (int threads : {1, 2}) {
-    c3::set_num_threads(threads);
-    for (const ConvCase& cc : cases) {
-      const Conv2dParams p = params(cc);
-      const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
-      Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
-      Vec dy = random_vec(ny, ++seed);
-      const float* bias = cc.bias ? b.data() : nullptr;
-      Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN), ry(ny), rdx(nx), rdw(nw);
-      c3::cpu::direct_conv_forward(p, x.data(), w.data(), bias, y.data());
-      c3::cpu::direct_conv_backward_data(p, dy.data(), w.data(), dx.data());
-      c3::cpu::direct_conv_backward_weight(p, dy.data(), x.data(), dw.data());
-      c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
-      c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
-      c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
-      const std::string what = describe(p) + " direct, " + std::to_string(threads) + " thread(s)";
-      expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
-      expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
-      expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+  // with AVX-512VL: the blocks of 4 (forward) and 2 (weight gradient) output channels, then the
+  // AVX2 pairs and singles; without it only the latter
+  std::vector<bool> widths{false};
+  c3::cpu::set_direct_wide_registers(true);
+  if (c3::cpu::direct_wide_registers()) widths.insert(widths.begin(), true);
+  else std::printf("     note: no AVX-512VL on this CPU: the direct loops' 4- and 2-channel blocks are not tested\n");
+  for (bool wide : widths) {
+    for (int threads : {1, 2}) {
+      c3::cpu::set_direct_wide_registers(wide);
+      c3::set_num_threads(threads);
+      for (const ConvCase& cc : cases) {
+        const Conv2dParams p = params(cc);
+        const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
+        Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
+        Vec dy = random_vec(ny, ++seed);
+        const float* bias = cc.bias ? b.data() : nullptr;
+        Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN), ry(ny), rdx(nx), rdw(nw);
+        c3::cpu::direct_conv_forward(p, x.data(), w.data(), bias, y.data());
+        c3::cpu::direct_conv_backward_data(p, dy.data(), w.data(), dx.data());
+        c3::cpu::direct_conv_backward_weight(p, dy.data(), x.data(), dw.data());
+        c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
+        c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+        c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+        const std::string what = describe(p) + " direct" + (wide ? " (AVX-512VL blocks)" : "") + ", " +
+                                 std::to_string(threads) + " thread(s)";
+        expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
+        expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
+        expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+      }
     }
   }
   // the routing
