@@ -180,6 +180,33 @@ struct PathGuard {
   }
 };
 
+// One case's random inputs (a fresh seed for each), its reference outputs, and outputs to fill,
+// NaN at first so that every element must be written.
+struct ConvRun {
+  Conv2dParams p;
+  Vec x, w, b, dy, ry, rdx, rdw, y, dx, dw;
+  const float* bias;
+  ConvRun(const ConvCase& cc, uint64_t& seed) : p(params(cc)) {
+    const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
+    x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed), dy = random_vec(ny, ++seed);
+    bias = cc.bias ? b.data() : nullptr;
+    ry.resize(ny), rdx.resize(nx), rdw.resize(nw);
+    y.assign(ny, kNaN), dx.assign(nx, kNaN), dw.assign(nw, kNaN);
+    c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
+    c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
+    c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
+  }
+  void expect_data(const Vec& got, const std::string& what) const {
+    expect_close(got, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what);
+  }
+  // y, dx and dw against the references
+  void expect_all(const std::string& what) const {
+    expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
+    expect_data(dx, what + " backward_data");
+    expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+  }
+};
+
 // The implicit GEMM (both Winograd paths and the direct loops off) with every micro-kernel, then once more
 // with the default routing.
 C3_TEST(speed_conv2d_fast_paths_match_reference) {
@@ -197,32 +224,22 @@ C3_TEST(speed_conv2d_fast_paths_match_reference) {
     for (int threads : {1, 2}) {
       c3::set_num_threads(threads);
       for (const ConvCase& cc : kCases) {
-        const Conv2dParams p = params(cc);
-        const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
-        Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
-        Vec dy = random_vec(ny, ++seed);
-        const float* bias = cc.bias ? b.data() : nullptr;
-        // outputs start as NaN: every element must be overwritten
-        Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN), ry(ny), rdx(nx), rdw(nw);
-        c3::cpu::conv2d_forward(p, x.data(), w.data(), bias, y.data());
-        c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx.data());
-        c3::cpu::conv2d_backward_weight(p, dy.data(), x.data(), dw.data());
+        ConvRun r(cc, seed);
+        const Conv2dParams& p = r.p;
+        c3::cpu::conv2d_forward(p, r.x.data(), r.w.data(), r.bias, r.y.data());
+        c3::cpu::conv2d_backward_data(p, r.dy.data(), r.w.data(), r.dx.data());
+        c3::cpu::conv2d_backward_weight(p, r.dy.data(), r.x.data(), r.dw.data());
         // backward-data both ways: by stride phases and by the fused col2im
-        Vec dx_phases(nx, kNaN), dx_col2im(nx, kNaN);
+        Vec dx_phases(r.dx.size(), kNaN), dx_col2im(r.dx.size(), kNaN);
         c3::cpu::set_conv2d_backward_data_path(0);
-        c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx_phases.data());
+        c3::cpu::conv2d_backward_data(p, r.dy.data(), r.w.data(), dx_phases.data());
         c3::cpu::set_conv2d_backward_data_path(1);
-        c3::cpu::conv2d_backward_data(p, dy.data(), w.data(), dx_col2im.data());
+        c3::cpu::conv2d_backward_data(p, r.dy.data(), r.w.data(), dx_col2im.data());
         c3::cpu::set_conv2d_backward_data_path(-1);
-        c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
-        c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
-        c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
         const std::string what = describe(p) + (k ? tag(*k, threads) : " [default routing]");
-        expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
-        expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
-        expect_close(dx_phases, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data by phases");
-        expect_close(dx_col2im, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data by col2im");
-        expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+        r.expect_all(what);
+        r.expect_data(dx_phases, what + " backward_data by phases");
+        r.expect_data(dx_col2im, what + " backward_data by col2im");
       }
     }
   }
@@ -296,23 +313,12 @@ C3_TEST(speed_direct_conv_matches_reference) {
       c3::cpu::set_direct_wide_registers(wide);
       c3::set_num_threads(threads);
       for (const ConvCase& cc : cases) {
-        const Conv2dParams p = params(cc);
-        const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
-        Vec x = random_vec(nx, ++seed), w = random_vec(nw, ++seed), b = random_vec(p.K, ++seed);
-        Vec dy = random_vec(ny, ++seed);
-        const float* bias = cc.bias ? b.data() : nullptr;
-        Vec y(ny, kNaN), dx(nx, kNaN), dw(nw, kNaN), ry(ny), rdx(nx), rdw(nw);
-        c3::cpu::direct_conv_forward(p, x.data(), w.data(), bias, y.data());
-        c3::cpu::direct_conv_backward_data(p, dy.data(), w.data(), dx.data());
-        c3::cpu::direct_conv_backward_weight(p, dy.data(), x.data(), dw.data());
-        c3::cpu::conv2d_forward_reference(p, x.data(), w.data(), bias, ry.data());
-        c3::cpu::conv2d_backward_data_reference(p, dy.data(), w.data(), rdx.data());
-        c3::cpu::conv2d_backward_weight_reference(p, dy.data(), x.data(), rdw.data());
-        const std::string what = describe(p) + " direct" + (wide ? " (AVX-512VL blocks)" : "") + ", " +
-                                 std::to_string(threads) + " thread(s)";
-        expect_close(y, ry, 1e-4, 1e-5 * (p.C * p.R * p.S + 1), what + " forward");
-        expect_close(dx, rdx, 1e-4, 1e-5 * (p.K * p.R * p.S + 1), what + " backward_data");
-        expect_close(dw, rdw, 1e-4, 1e-5 * (p.N * p.OH * p.OW + 1), what + " backward_weight");
+        ConvRun r(cc, seed);
+        c3::cpu::direct_conv_forward(r.p, r.x.data(), r.w.data(), r.bias, r.y.data());
+        c3::cpu::direct_conv_backward_data(r.p, r.dy.data(), r.w.data(), r.dx.data());
+        c3::cpu::direct_conv_backward_weight(r.p, r.dy.data(), r.x.data(), r.dw.data());
+        r.expect_all(describe(r.p) + " direct" + (wide ? " (AVX-512VL blocks)" : "") + ", " + std::to_string(threads) +
+                     " thread(s)");
       }
     }
   }
