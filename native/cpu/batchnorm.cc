@@ -194,19 +194,11 @@ struct Chunks {
   }
 };
 
-// Chunk q of channel c: its mean a in float, then the sums of d = x - a from L1; the shift
-// corrects for a being rounded (M2 = sum d^2 - (sum d)^2 / n).
+// Chunk q of channel c.
 Moments chunk_moments(const BatchnormKernels& k, const Chunks& ch, int64_t C, int64_t c, int64_t q, const float* x) {
   int64_t n0, nr, i0, nc;
   ch.at(q, n0, nr, i0, nc);
-  const int64_t ld = C * ch.HW;
-  const float* p = x + (n0 * C + c) * ch.HW + i0;
-  const double n = static_cast<double>(nr * nc);
-  const float a = static_cast<float>(k.sum(p, nr, nc, ld) / n);
-  float s1, s2;
-  k.shifted_sums(p, nr, nc, ld, a, &s1, &s2);
-  const double d = s1 / n;
-  return {n, a + d, std::max(0.0, s2 - s1 * d)};
+  return run_moments(k, x + (n0 * C + c) * ch.HW + i0, nr, nc, C * ch.HW);
 }
 
 void chunk_grad(const BatchnormKernels& k, const Chunks& ch, int64_t C, int64_t c, int64_t q, const float* dy,
@@ -462,6 +454,17 @@ void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, c
   parallel_for(N * C, grain_for(HW), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) k.affine(x + r * HW, HW, scale[r % C], shift[r % C], y + r * HW);
   });
+}
+
+Moments run_moments(const BatchnormKernels& k, const float* p, int64_t rows, int64_t len, int64_t ld) {
+  // the mean a in float, then the sums of d = x - a while the values are in L1; the shift
+  // corrects for a being rounded (M2 = sum d^2 - (sum d)^2 / n)
+  const double n = static_cast<double>(rows * len);
+  const float a = static_cast<float>(k.sum(p, rows, len, ld) / n);
+  float s1, s2;
+  k.shifted_sums(p, rows, len, ld, a, &s1, &s2);
+  const double d = s1 / n;
+  return {n, a + d, std::max(0.0, s2 - s1 * d)};
 }
 
 void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* moments) {

@@ -35,6 +35,11 @@ const BatchnormKernels& batchnorm_kernels();
 // For tests and benchmarks: use `k` from now on (not thread-safe against running kernels).
 void set_batchnorm_kernels(const BatchnormKernels& k);
 
+struct Moments;  // moments.h
+// Count, mean and M2 of one chunk (`rows` runs of `len` floats `ld` apart, at most a few
+// thousand floats) with k's sums: batch norm's chunks, the direct conv's output bands.
+Moments run_moments(const BatchnormKernels& k, const float* x, int64_t rows, int64_t len, int64_t ld);
+
 // One channel at a time in double, serial.
 void batchnorm_forward_train_reference(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                        const float* beta, float* running_mean, float* running_var, float momentum,

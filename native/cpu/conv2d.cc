@@ -480,12 +480,12 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
     if (bias)
       for (int64_t n = 0; n < p.N; ++n)
         for (int64_t k = 0; k < p.K; ++k) y[n * p.K + k] += bias[k];
-  } else if (winograd_applies(p, ConvPass::Forward)) {  // (these two form the moments in cache)
+  } else if (winograd_applies(p, ConvPass::Forward)) {  // (these three form the moments in cache)
     return winograd_forward(p, x, w, bias, y, moments);
   } else if (winograd_s2_applies(p, ConvPass::Forward)) {
     return winograd_s2_forward(p, x, w, bias, y, moments);
   } else if (direct_conv_applies(p, ConvPass::Forward)) {
-    direct_conv_forward(p, x, w, bias, y);
+    return direct_conv_forward(p, x, w, bias, y, moments);
   } else if (blocked_forward_applies(p)) {
     blocked_forward(p, x, w, bias, y);
   } else {

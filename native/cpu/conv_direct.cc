@@ -19,8 +19,10 @@
 #include <vector>
 
 #include "../core/threadpool.h"
+#include "batchnorm_kernels.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
+#include "moments.h"
 #include "thread_scratch.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -217,9 +219,15 @@ void fwd_dispatch4(int nv, const FwdShape& f, const float* prow, const float* w,
 }
 
 // y (N, K, OH, OW) = the stride-1 correlation of x (N, C, H, W) with w (K, C, R, S), padding pad.
+// With moments (K, 2), also each channel's mean and biased variance: every band's rows are
+// summed right after they are written (still in cache), and the parts merged in a fixed order.
 void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t pad,
-                  int64_t OH, int64_t OW, const float* x, const float* w, const float* bias, float* y) {
+                  int64_t OH, int64_t OW, const float* x, const float* w, const float* bias, float* y,
+                  float* moments = nullptr) {
   const int64_t bands = (OH + kForwardBand - 1) / kForwardBand;
+  const int64_t items = N * bands;
+  std::vector<Moments> parts(moments ? static_cast<size_t>(K * items) : 0);  // parts[k * items + item]
+  const BatchnormKernels& sums = batchnorm_kernels();
   const int64_t Wp = W + 2 * pad + 16;  // slack: the last vector of a row may read past it
   const int64_t max_rows = std::min(OH, kForwardBand) + R - 1;
   // tap offsets for a full band (a shorter last band has fewer rows per channel: its own table)
@@ -231,7 +239,7 @@ void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t
     return off;
   };
   const std::vector<int64_t> full_off = offsets(max_rows);
-  parallel_for(N * bands, 1, [&](int64_t i0, int64_t i1) {
+  parallel_for(items, 1, [&](int64_t i0, int64_t i1) {
     std::vector<int64_t> short_off;
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t n = item / bands, oh0 = (item % bands) * kForwardBand, oh1 = std::min(OH, oh0 + kForwardBand);
@@ -268,8 +276,12 @@ void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t
           }
         }
       }
+      if (moments)  // the band's rows of each channel: one contiguous run
+        for (int64_t k = 0; k < K; ++k)
+          parts[k * items + item] = run_moments(sums, y + ((n * K + k) * OH + oh0) * OW, 1, (oh1 - oh0) * OW, 0);
     }
   });
+  if (moments) merge_moments(parts.data(), 1, K, items, moments);
 }
 
 __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
@@ -705,11 +717,13 @@ bool direct_wide_registers() {
 #endif
 }
 
-void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                         float* moments) {
 #ifdef C3_DIRECT_AVX2
-  forward_avx2(p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.pad, p.OH, p.OW, x, w, bias, y);
+  forward_avx2(p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.pad, p.OH, p.OW, x, w, bias, y, moments);
 #else
   conv2d_forward_reference(p, x, w, bias, y);
+  if (moments) channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
 #endif
 }
 

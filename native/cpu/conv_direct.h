@@ -12,7 +12,10 @@ namespace c3::cpu {
 // backward-data. C3GAN_DIRECT_CONV=0 in the environment turns the path off.
 bool direct_conv_applies(const Conv2dParams& p, ConvPass pass);
 
-void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
+// moments: null, or (K, 2) for each output channel's mean and biased variance (conv2d_forward's),
+// formed while each band of output rows is in cache
+void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                         float* moments = nullptr);
 void direct_conv_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void direct_conv_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 

@@ -27,8 +27,8 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     const float* B, float beta, float* C);
 
 // conv2d.cc (fast path on gemm) and the plain loops beside it
-// moments (backend.h's): the Winograd paths form them while each output plane is in cache,
-// the others in a channel_moments pass after the conv
+// moments (backend.h's): the Winograd paths and the direct loops form them while each output
+// plane or band is in cache, the others in a channel_moments pass after the conv
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments = nullptr);
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);

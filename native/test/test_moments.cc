@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../core/threadpool.h"
+#include "../cpu/conv_direct.h"
 #include "../cpu/kernels.h"
 #include "../cpu/winograd.h"
 #include "harness.h"
@@ -181,6 +182,63 @@ C3_TEST(cpu_winograd_outputs_give_their_moments) {
     c3::set_num_threads(1);
     run(y0.data(), m1.data());
     expect_close(m1, m, 0.0, 0.0, what + ": the same moments on 1 thread");
+  }
+}
+
+// The CPU's direct loops (G's narrow layers) sum each band of output rows right after writing it:
+// several bands and a short last one, a partial last vector, the 4-channel blocks and the pairs,
+// an offset mean; the moments the same bits on 1 and 2 threads.
+C3_TEST(cpu_direct_conv_outputs_give_their_moments) {
+  if (std::string(be.name) != "cpu") return;
+  c3::cpu::set_direct_conv_enabled(true);
+  const Conv2dParams probe{2, 4, 32, 32, 8, 3, 3, 32, 32, 1, 1};
+  if (!c3::cpu::direct_conv_applies(probe, c3::cpu::ConvPass::Forward)) {
+    std::printf("     note: no AVX2+FMA on this CPU: the direct loops are never used\n");
+    return;
+  }
+  struct Restore {
+    int threads = c3::num_threads();
+    bool wide = c3::cpu::direct_wide_registers();
+    ~Restore() {
+      c3::set_num_threads(threads);
+      c3::cpu::set_direct_wide_registers(wide);
+    }
+  } restore;
+  // N, C, H, W, K, bias offset
+  const struct { int64_t N, C, H, W, K; float offset; } cases[] = {
+      {2, 4, 32, 32, 8, 0.0f},    // 4 bands of 8 rows, 4-channel blocks
+      {3, 16, 20, 13, 6, 30.0f},  // a short last band, a partial vector, a block of 4 and a pair
+      {2, 3, 9, 40, 3, -5.0f},    // a pair and a single channel, 40 columns: 32 + 8
+      {1, 8, 64, 64, 32, 0.0f},   // 8 bands, K at the direct forward's limit
+  };
+  uint64_t seed = 9500;
+  for (bool wide : {true, false}) {
+    c3::cpu::set_direct_wide_registers(wide);
+    for (const auto& cc : cases) {
+      const Conv2dParams p{cc.N, cc.C, cc.H, cc.W, cc.K, 3, 3, cc.H, cc.W, 1, 1};
+      const int64_t ny = p.N * p.K * p.OH * p.OW;
+      Vec x = random_vec(p.N * p.C * p.H * p.W, ++seed), w = random_vec(p.K * p.C * 9, ++seed);
+      Vec b = random_vec(p.K, ++seed);
+      for (float& v : b) v += cc.offset;
+      const std::string what = std::string("direct") + (c3::cpu::direct_wide_registers() ? " (AVX-512VL blocks)" : "") +
+                               " N" + std::to_string(p.N) + " C" + std::to_string(p.C) + " " + std::to_string(p.H) +
+                               "x" + std::to_string(p.W) + " K" + std::to_string(p.K);
+      Vec y0(ny, kNaN), y(ny, kNaN), m(2 * p.K, kNaN), m1(2 * p.K, kNaN);
+      c3::set_num_threads(2);
+      c3::cpu::direct_conv_forward(p, x.data(), w.data(), b.data(), y0.data());
+      c3::cpu::direct_conv_forward(p, x.data(), w.data(), b.data(), y.data(), m.data());
+      expect_close(y, y0, 0.0, 0.0, what + ": the output is the same with moments");
+      expect_moments(m, p.N, p.K, p.OH * p.OW, y, what);
+      c3::set_num_threads(1);
+      c3::cpu::direct_conv_forward(p, x.data(), w.data(), b.data(), y0.data(), m1.data());
+      expect_close(m1, m, 0.0, 0.0, what + ": the same moments on 1 thread");
+      // conv2d_forward routes the shape here and hands the moments through
+      Vec y2(ny, kNaN), m2(2 * p.K, kNaN);
+      c3::cpu::conv2d_forward(p, x.data(), w.data(), b.data(), y2.data(), m2.data());
+      if (c3::cpu::direct_conv_applies(p, c3::cpu::ConvPass::Forward) &&
+          !c3::cpu::winograd_applies(p, c3::cpu::ConvPass::Forward))
+        expect_close(m2, m1, 0.0, 0.0, what + ": conv2d_forward's moments are the direct loops'");
+    }
   }
 }
 
