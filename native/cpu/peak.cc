@@ -155,6 +155,7 @@ const char* cpu_features() {
     add(__builtin_cpu_supports("avx2"), "avx2");
     add(__builtin_cpu_supports("fma"), "fma");
     add(__builtin_cpu_supports("avx512f"), "avx512f");
+    add(__builtin_cpu_supports("avx512vl"), "avx512vl");  // the direct convs' 32-register blocks
     return s;
   }();
   return features.c_str();
