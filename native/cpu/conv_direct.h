@@ -7,7 +7,7 @@
 namespace c3::cpu {
 
 // Stride 1, kernel at most 3x3, AVX2+FMA on this CPU, and few output channels of the pass
-// (forward: K <= 32; backward-data: C <= 16; backward-weight: K * C <= 512). conv2d.cc asks
+// (forward: K <= 32; backward-data: C <= 16; backward-weight: K * C <= 1024). conv2d.cc asks
 // Winograd first in the forward (it wins on small maps) and the direct loops first in
 // backward-data. C3GAN_DIRECT_CONV=0 in the environment turns the path off.
 bool direct_conv_applies(const Conv2dParams& p, ConvPass pass);
