@@ -3,7 +3,6 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { formatList, parseList } from "../lib/data/lists";
@@ -13,10 +12,9 @@ import { decodeImageFile } from "../lib/data/decode";
 import { luma } from "../lib/data/color";
 import { syntheticDataset, syntheticImages } from "../lib/data/synthetic";
 import { makeImageFolder, photoPixels, writeImageVariants, writeJpeg } from "./helpers/images";
+import { tempDir } from "./helpers/tmp";
 
-function tmpdir(name: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `c3gan-${name}-`));
-}
+const tmpdir = tempDir;
 
 test("list lines: CRLF, BOM, blank lines, paths with spaces, the label is the last field", () => {
   const text = "\ufeffa/b.jpg 0\r\nc/with space/d e.jpg 12\r\n\r\n   \n  f.png\t3  \r\nlast.jpg 1";

@@ -3,7 +3,6 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { Command } from "commander";
 import { formatSummary, prepareCub, prepareIdx, prepareImageFolder } from "../lib/data/prepare";
@@ -13,9 +12,10 @@ import { DataLoader } from "../lib/data/loader";
 import { encodeIdxU8 } from "../lib/data/idx";
 import { registerPrepareCommand } from "../lib/data/cli";
 import { makeFakeCub, makeImageFolder } from "./helpers/images";
+import { tempDir } from "./helpers/tmp";
 
 function tmp(name: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `c3gan-prep-${name}-`));
+  return tempDir(`prep-${name}`);
 }
 
 test("prepare cub: all images in the training list, the is_training_image == 0 ones in the test list", async () => {

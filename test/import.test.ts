@@ -5,7 +5,6 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { packageRoot } from "../lib/native";
 import { BufferSource, ZipReader } from "../lib/io/zip";
@@ -21,6 +20,7 @@ import { C3GAN } from "../lib/model/c3gan";
 import { specFromConfig } from "../lib/train/trainer";
 import { Generator, noGrad, Tensor, tidy } from "../lib/tensor";
 import * as F from "../lib/ops";
+import { tempDir } from "./helpers/tmp";
 
 const FX = path.join(packageRoot(), "test", "fixtures");
 const PT = path.join(FX, "pt");
@@ -282,7 +282,7 @@ function smallConfig(over: Record<string, unknown> = {}): C3Config {
 }
 
 function tmpDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-import-"));
+  return tempDir("import");
 }
 
 test("import: the official small checkpoint becomes a safetensors file with exactly its values", () => {

@@ -6,7 +6,6 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync, SpawnSyncOptions } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import sharp from "sharp";
 import { syntheticImages } from "../lib/data/synthetic";
@@ -16,10 +15,11 @@ import { Generator } from "../lib/tensor";
 import { parseConfig } from "../lib/train/config";
 import { saveModel } from "../lib/train/checkpoint";
 import { specFromConfig } from "../lib/train/trainer";
+import { tempDir } from "./helpers/tmp";
 
 const root = packageRoot();
 const version: string = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).version;
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-pack-"));
+const work = tempDir("pack");
 
 /** npm's own entry point: the one running `npm test`, else the one installed beside node. */
 function npmCli(): string {
@@ -124,4 +124,3 @@ test("the packed tarball with its prebuild installs and runs where no compiler i
   }
 });
 
-test.after(() => fs.rmSync(work, { recursive: true, force: true }));

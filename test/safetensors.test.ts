@@ -1,7 +1,6 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { packageRoot } from "../lib/native";
@@ -10,13 +9,14 @@ import {
   readSafetensorsHeader, readSafetensorsSync, writeSafetensors, writeSafetensorsSync,
 } from "../lib/io/safetensors";
 import { writeFileAtomicSync, isTempNameFor } from "../lib/io/atomic";
+import { tempDir } from "./helpers/tmp";
 
 const fixtures = path.join(packageRoot(), "test", "fixtures");
 const script = path.join(fixtures, "make_io_fixtures.py");
 const PY = "/usr/bin/python3";
 
 function tmpdir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-st-"));
+  return tempDir("st");
 }
 
 function f32(shape: number[], values: number[]): TensorRecord {

@@ -1,13 +1,13 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { packageRoot } from "../lib/native";
 import { crc32c, maskCrc } from "../lib/io/crc32c";
 import { ProtoWriter, decodeFields, encodeVarint, fieldDouble, fieldFloat, fieldInt64, fieldString } from "../lib/io/protobuf";
 import { FILE_VERSION, SummaryWriter, TfEvent, frameRecord, readEventFile, readRecords } from "../lib/io/tensorboard";
+import { tempDir } from "./helpers/tmp";
 
 const fixtures = path.join(packageRoot(), "test", "fixtures");
 const reference = JSON.parse(fs.readFileSync(path.join(fixtures, "io", "reference.json"), "utf8"));
@@ -15,7 +15,7 @@ const PNG = Buffer.from(reference.png_hex as string, "hex"); // 3 x 2 RGB
 const PY = "/usr/bin/python3";
 
 function tmpdir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-tb-"));
+  return tempDir("tb");
 }
 
 test("crc32c matches the standard test vectors", () => {

@@ -3,16 +3,14 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { parseConfig } from "../lib/train/config";
 import { train, EvalRecord } from "../lib/train/trainer";
 import { readEventFile } from "../lib/io/tensorboard";
 import { native } from "../lib/native";
+import { tempDir } from "./helpers/tmp";
 
-function tmp(name: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `c3gan-${name}-`));
-}
+const tmp = tempDir;
 
 function tinyConfig(saveDir: string, extra: object = {}) {
   return parseConfig({

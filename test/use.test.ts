@@ -3,7 +3,6 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import sharp from "sharp";
 import { loadModel } from "../lib/api/model";
@@ -15,10 +14,11 @@ import { Generator, noGrad, Tensor, tidy } from "../lib/tensor";
 import { parseConfig } from "../lib/train/config";
 import { saveModel } from "../lib/train/checkpoint";
 import { specFromConfig } from "../lib/train/trainer";
+import { tempDir } from "./helpers/tmp";
 
 const root = packageRoot();
 const cli = path.join(root, "dist", "bin", "c3gan.js");
-const work = fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-use-"));
+const work = tempDir("use");
 
 const cfg = parseConfig({
   name: "use-test", dataset: { format: "synthetic", numClasses: 3, perClass: 8, testPerClass: 4, seed: 2 },

@@ -17,6 +17,15 @@ export function testDevice(): DeviceName {
   return v;
 }
 
+/**
+ * Whether the test device is CUDA run by the emulator on the host CPU (C3GAN_ADDON=build-emu's
+ * addon): every CUDA thread a fiber, so thousands of steps cost minutes there. Endurance loops run
+ * fewer steps on it; their logic is the same, and a real GPU runs them in full.
+ */
+export function emulatedCuda(): boolean {
+  return testDevice() === "cuda" && native().cudaStatus().includes("emulator");
+}
+
 /** The CUDA matrix-math mode the native layer reads (C3GAN_CUDA_MATH: tf32, the default, or fp32). */
 export function cudaMath(): "tf32" | "fp32" {
   return (process.env.C3GAN_CUDA_MATH ?? "").trim().toLowerCase() === "fp32" ? "fp32" : "tf32";
