@@ -1,9 +1,11 @@
 #include "harness.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
+#include "../core/threadpool.h"
 #include "../cpu/gemm_kernels.h"
 #ifdef C3GAN_HAVE_CUDA
 #include "../cuda/cuda.h"
@@ -106,13 +108,33 @@ bool matches_any(const std::string& name, const std::string& list) {
 
 // Runs every case on the backend named by --device (cpu by default; cuda where built and present);
 // --filter S keeps the cases whose names contain S, --exclude S drops them (S may list
-// comma-separated alternatives).
+// comma-separated alternatives); --threads N sizes the CPU thread pool (default one per core), so
+// the parallel loops' splits can be checked at a laptop's thread counts on any machine.
 int main(int argc, char** argv) {
   std::string device = "cpu", filter, exclude;
+  int threads = 0;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
-    else if (!std::strcmp(argv[i], "--filter") && i + 1 < argc) filter = argv[++i];
-    else if (!std::strcmp(argv[i], "--exclude") && i + 1 < argc) exclude = argv[++i];
+    const bool has_value = i + 1 < argc;
+    if (!std::strcmp(argv[i], "--device") && has_value) device = argv[++i];
+    else if (!std::strcmp(argv[i], "--filter") && has_value) filter = argv[++i];
+    else if (!std::strcmp(argv[i], "--exclude") && has_value) exclude = argv[++i];
+    else if (!std::strcmp(argv[i], "--threads") && has_value) {
+      char* end = nullptr;
+      const long n = std::strtol(argv[++i], &end, 10);
+      if (*end != '\0' || n < 1 || n > 256) {
+        std::printf("c3gan_op_test: --threads takes a whole number from 1 to 256, got '%s'\n", argv[i]);
+        return 2;
+      }
+      threads = static_cast<int>(n);
+    } else {
+      std::printf("c3gan_op_test: unknown or incomplete argument '%s' (--device cpu|cuda, --filter S, "
+                  "--exclude S, --threads N)\n", argv[i]);
+      return 2;
+    }
+  }
+  if (threads > 0) {
+    c3::set_num_threads(threads);
+    std::printf("cpu threads: %d\n", c3::num_threads());
   }
   const c3::Backend* be = &c3::cpu_backend();
   if (device == "cuda") {
