@@ -23,8 +23,9 @@ export interface NativeGenerator {
 }
 
 /**
- * Memory of one device. liveBytes/peakLiveBytes count live tensors exactly (what V8 is told);
- * the allocator's figures are rounded to its size classes. The CPU cache keeps in use + cached
+ * Memory of one device. liveBytes/peakLiveBytes count live tensors exactly; the allocator's
+ * figures are rounded to its size classes, and its inUseBytes + cachedBytes (summed over the
+ * devices) is what V8 is told as the addon's external memory. The CPU cache keeps in use + cached
  * at or below limitBytes (3/2 of the in-use high-water mark since the last emptyCache;
  * C3GAN_CPU_CACHE=0 turns it off). For CUDA the allocator fields are present when a device is
  * usable.

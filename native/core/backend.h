@@ -41,6 +41,10 @@ struct Backend {
   void (*copy)(float* dst, const float* src, size_t n);
   void (*fill)(float* x, size_t n, float v);
   void (*synchronize)();
+  // bytes the device's allocator holds from the system: in use plus cached. What V8 is told (the
+  // addon's external memory): flat once a loop's blocks are cached, where the bytes in use swing
+  // by gigabytes within each training iteration and each swing would start a V8 collection
+  int64_t (*held_bytes)();
 
   // random numbers: Philox4x32-10 stream `key`, element i uses counter `offset + i`
   void (*rand_normal)(float* y, size_t n, uint64_t key, uint64_t offset, float mean, float std);

@@ -14,7 +14,8 @@ namespace c3 {
 const Backend& backend_for(Device d);
 const char* device_name(Device d);
 
-// Bytes currently held by live storages, per device (reported to V8 and in memory statistics).
+// Bytes currently held by live storages, per device (memory statistics; V8 is told the allocators'
+// holdings, Backend::held_bytes).
 int64_t live_bytes(Device d);
 // High-water mark of live_bytes since the last reset_peak_live_bytes (or the start).
 int64_t peak_live_bytes(Device d);

@@ -6,7 +6,7 @@ namespace c3 {
 const Backend& cpu_backend() {
   static const Backend table = {
       "cpu",
-      cpu::alloc, cpu::free, cpu::upload, cpu::download, cpu::copy, cpu::fill, cpu::synchronize,
+      cpu::alloc, cpu::free, cpu::upload, cpu::download, cpu::copy, cpu::fill, cpu::synchronize, cpu::held_bytes,
       cpu::rand_normal, cpu::rand_uniform,
       cpu::axpy, cpu::affine,
       cpu::gemm,

@@ -205,6 +205,12 @@ HostMemoryStats host_memory_stats() {
   return s;
 }
 
+int64_t host_held_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  return c.stats.in_use_bytes + c.stats.cached_bytes;
+}
+
 void host_empty_cache() {
   Cache& c = cache();
   std::lock_guard<std::mutex> g(c.mu);

@@ -27,6 +27,8 @@ void* host_alloc(size_t bytes);  // 64-byte aligned; throws OutOfMemory
 void host_free(void* p);         // null and unknown pointers are ignored (never throws)
 
 HostMemoryStats host_memory_stats();
+// in_use_bytes + cached_bytes: what the cache holds from the system (cheap; the backend's held_bytes)
+int64_t host_held_bytes();
 // Returns every cached block to the system; the bound restarts from the bytes in use now.
 void host_empty_cache();
 // peak_in_use_bytes = in_use_bytes

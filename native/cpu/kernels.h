@@ -13,6 +13,7 @@ void download(float* host, const float* src, size_t n);
 void copy(float* dst, const float* src, size_t n);
 void fill(float* x, size_t n, float v);
 void synchronize();
+int64_t held_bytes();  // the caching allocator's in-use plus cached bytes
 void axpy(size_t n, float alpha, const float* x, float* y);
 void affine(size_t n, const float* x, float scale, float shift, float* y);
 

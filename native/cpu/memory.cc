@@ -17,6 +17,8 @@ void* alloc(size_t bytes) { return host_alloc(bytes); }
 
 void free(void* p) { host_free(p); }
 
+int64_t held_bytes() { return host_held_bytes(); }
+
 void upload(float* dst, const float* host, size_t n) {
   if (n) std::memcpy(dst, host, n * sizeof(float));
 }

@@ -136,6 +136,13 @@ void device_free(void* p) {
 void* alloc(size_t bytes) { return device_alloc(bytes); }
 void free(void* p) { device_free(p); }
 
+// asked after every op (napi/handles.cc), so it takes only the lock: no stream, no driver call
+int64_t held_bytes() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  return c.stats.in_use_bytes + c.stats.cached_bytes;
+}
+
 }  // namespace cuda
 
 CudaMemoryStats cuda_memory_stats() {

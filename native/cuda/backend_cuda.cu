@@ -21,7 +21,7 @@ namespace c3 {
 const Backend* cuda_backend() {
   static const Backend table = {
       "cuda",
-      cuda::alloc, cuda::free, cuda::upload, cuda::download, cuda::copy, cuda::fill, cuda::synchronize,
+      cuda::alloc, cuda::free, cuda::upload, cuda::download, cuda::copy, cuda::fill, cuda::synchronize, cuda::held_bytes,
       cuda::rand_normal, cuda::rand_uniform,
       cuda::axpy, cuda::affine,
       cuda::gemm,

@@ -12,6 +12,7 @@ void download(float* host, const float* src, size_t n);  // waits for the stream
 void copy(float* dst, const float* src, size_t n);
 void fill(float* x, size_t n, float v);
 void synchronize();
+int64_t held_bytes();  // the caching allocator's in-use plus cached bytes (no CUDA call)
 void axpy(size_t n, float alpha, const float* x, float* y);
 void affine(size_t n, const float* x, float scale, float shift, float* y);
 

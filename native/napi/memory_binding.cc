@@ -1,5 +1,5 @@
 // Memory statistics, cache control and device synchronisation exported to JS: live tensor bytes and their high-water
-// mark (what V8 is told about), and the device allocators' caches (CPU: cpu/host_alloc.cc;
+// mark, and the device allocators' caches (CPU: cpu/host_alloc.cc;
 // CUDA: cuda/allocator.cu when the addon has the CUDA backend).
 #include <napi.h>
 

@@ -889,6 +889,7 @@ C3_TEST(cuda_vs_cpu_memory_alloc_cache_and_oom) {
   expect_true(s1.cache_hits >= s0.cache_hits + 1, "the second allocation is a cache hit");
   expect_true(s1.in_use_bytes == s0.in_use_bytes, "in_use_bytes returns to its value after free");
   expect_true(s1.cached_bytes >= 12345 * 4, "the freed block is counted as cached");
+  expect_true(g->held_bytes() == s1.in_use_bytes + s1.cached_bytes, "held_bytes is in use plus cached");
   expect_true(reinterpret_cast<uintptr_t>(p) % 256 == 0, "device blocks are 256-byte aligned");
 #endif
   bool oom = false;

@@ -64,6 +64,8 @@ C3_TEST(host_alloc_reuses_freed_blocks) {
   const HostMemoryStats s1 = host_memory_stats();
   expect_true(s1.cached_bytes == int64_t(3 * MiB + 1024), "freed blocks are cached");
   expect_true(s1.in_use_bytes == s0.in_use_bytes, "in-use bytes return to the start");
+  // what V8 is told (napi/handles.cc): the holdings, cached blocks included
+  expect_true(be.held_bytes() == s1.in_use_bytes + s1.cached_bytes, "held_bytes is in use plus cached");
   // a request of the same size class gets the same block back, without the system
   void* big2 = host_alloc(3 * MiB - 100000);
   void* small2 = host_alloc(1020);
