@@ -13,6 +13,7 @@ export { native } from "./native";
 export { OpProfile } from "./profile";
 export type { OpTime } from "./profile";
 export { C3GAN, sampleCodes, randomGrid } from "./model/c3gan";
+export type { C3GANOptions } from "./model/c3gan";
 export type { ModelSpec } from "./model/spec";
 export { parseConfig, loadConfig, describeConfig, clusterCount } from "./train/config";
 export type { C3Config } from "./train/config";

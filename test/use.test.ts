@@ -66,6 +66,23 @@ test("a saved checkpoint loads back to identical outputs, with its config", asyn
   }
 });
 
+test("officialInit: false leaves the layers' defaults (what loadModel builds before it loads every weight)", () => {
+  const spec = specFromConfig(cfg);
+  const plain = new C3GAN(spec, "cpu", new Generator(4n), { officialInit: false });
+  const again = new C3GAN(spec, "cpu", new Generator(4n));
+  try {
+    // D's first BatchNorm weight: PyTorch's default ones, where the official init draws N(1, 0.02)
+    const name = "base.3.weight";
+    const w = (m: C3GAN) => m.D.stateDict().get(name)!.toArray();
+    assert.ok(w(plain).every((v) => v === 1), `${name} keeps its default ones`);
+    assert.ok(w(again).some((v) => v !== 1), `${name} is drawn by the official init`);
+    assert.deepEqual(w(again), w(model), "the default is the official init (the saved checkpoint's)");
+  } finally {
+    plain.dispose();
+    again.dispose();
+  }
+});
+
 test("loading into a different architecture lists the mismatches", async () => {
   const other = { ...cfg, numGtClasses: 4 };
   await assert.rejects(loadModel(ckpt, { config: other }), /does not fit the model[\s\S]*centroids\.weight/);

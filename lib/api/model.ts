@@ -53,7 +53,9 @@ export async function loadModel(file: string, opts: LoadModelOptions = {}): Prom
   if (!fs.existsSync(file)) throw new Error(`checkpoint ${file} does not exist`);
   let config = typeof opts.config === "string" ? loadConfig(opts.config) : opts.config ?? checkpointConfig(file);
   if (opts.device) config = { ...config, device: opts.device };
-  const gan = new C3GAN(specFromConfig(config), resolveDevice(config.device), new Generator(BigInt(config.seed)));
+  // every weight and buffer comes from the file (loadWeights refuses a missing one): no official init
+  const gan = new C3GAN(specFromConfig(config), resolveDevice(config.device), new Generator(BigInt(config.seed)),
+    { officialInit: false });
   try {
     loadWeights(file, gan);
   } catch (e) {

@@ -123,7 +123,8 @@ export function importOfficialCheckpoint(ptFile: string, cfg: C3Config, outFile?
   }
   const g = stripPrefix(asStateDict(top.get("netG"), `${ptFile}: netG`));
   const d = stripPrefix(asStateDict(top.get("netD"), `${ptFile}: netD`));
-  const model = new C3GAN(specFromConfig(cfg), "cpu", new Generator(0n));
+  // every weight and buffer is copied from the checkpoint (compare refuses a missing one)
+  const model = new C3GAN(specFromConfig(cfg), "cpu", new Generator(0n), { officialInit: false });
   try {
     const problems = [...compare("netG", model.G, g.sd), ...compare("netD", model.D, d.sd)];
     if (problems.length) {
