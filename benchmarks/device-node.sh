@@ -64,7 +64,7 @@ note "CUB iteration, C3GAN_CUDA_TILE=wgmma (exit $STEP_RC): $(grep -E 'cub-128px
 
 # ---- 4. the TypeScript op tests on CUDA (last: the native cases of device-check.sh already compared
 # every kernel with the CPU; these need what the budget leaves) ----
-TESTS="dist/test/ops.test.js dist/test/gradcheck.test.js dist/test/const-channels.test.js dist/test/parity.test.js dist/test/errors.test.js dist/test/memory.test.js dist/test/model-parity.test.js dist/test/train-device.test.js"
+TESTS="dist/test/ops.test.js dist/test/gradcheck.test.js dist/test/const-channels.test.js dist/test/parity.test.js dist/test/errors.test.js dist/test/memory.test.js dist/test/memory-v8.test.js dist/test/model-parity.test.js dist/test/train-device.test.js"
 step "op tests on CUDA" 200 env C3GAN_DEVICE=cuda "$NODE" --test --test-concurrency=1 --test-reporter=tap $TESTS
 note "op tests on CUDA (exit $STEP_RC): $(grep -E '^# (tests|pass|fail|skipped) ' "$STEP_OUT" | tr '\n' ' ')"
 while read -r l; do note "    $l"; done < <(grep -E '^not ok|^    not ok' "$STEP_OUT" | head -n 20)
