@@ -25,6 +25,9 @@ let active: OpProfile | null = null;
 export class OpProfile {
   private readonly byShape = new Map<string, OpTime>();
   private elapsed = 0n;
+  // the wrapper's own bookkeeping after each call (reading shapes, building keys: a few us a call,
+  // as much as the JS it would be mistaken for); left out of the totals
+  private bookkeeping = 0n;
 
   /** device: the one whose queue is waited on after each call (cuda), none needed for the cpu */
   constructor(readonly device: DeviceName) {}
@@ -48,9 +51,9 @@ export class OpProfile {
     }
   }
 
-  /** seconds spent inside run() */
+  /** seconds spent inside run(), less the profile's own bookkeeping */
   get totalSeconds(): number {
-    return Number(this.elapsed) / 1e9;
+    return Number(this.elapsed - this.bookkeeping) / 1e9;
   }
 
   /** seconds inside native op calls */
@@ -96,7 +99,8 @@ export class OpProfile {
             const t0 = process.hrtime.bigint();
             const out = (v as (...a: unknown[]) => unknown).apply(target, args); // a throw passes through, uncounted
             if (wait) wait();
-            const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+            const t1 = process.hrtime.bigint();
+            const seconds = Number(t1 - t0) / 1e9;
             const shapes = args.map(shapeOf).filter((s): s is string => s !== null).join(", ");
             const key = `${prop} ${shapes}`;
             const t = this.byShape.get(key);
@@ -104,6 +108,7 @@ export class OpProfile {
               t.calls++;
               t.seconds += seconds;
             } else this.byShape.set(key, { op: prop, shapes, calls: 1, seconds });
+            this.bookkeeping += process.hrtime.bigint() - t1;
             return out;
           };
           wrapped.set(prop, w);

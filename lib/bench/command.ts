@@ -186,7 +186,8 @@ function profileLines(p: IterationProfile, device: DeviceName, render: Render): 
   const outside = p.seconds - p.opSeconds;
   return [
     "", `profile of ${p.config}: ${p.iterations} iteration${p.iterations > 1 ? "s" : ""}, ${p.seconds.toFixed(3)} s each (random inputs included); ` +
-      `native ops ${p.opSeconds.toFixed(3)} s (${pct(p.opSeconds)}), outside them (JS: autograd, tape, argument checks) ${outside.toFixed(3)} s (${pct(outside)})` +
+      `native ops ${p.opSeconds.toFixed(3)} s (${pct(p.opSeconds)}), outside them (JS: autograd, tape, argument checks) ${outside.toFixed(3)} s (${pct(outside)}); ` +
+      "the profiler's own bookkeeping is left out" +
       (device === "cuda" ? "; every op call waited for its kernels, so these iterations run slower than unprofiled ones" : ""),
     "", render(profileTable(p, false, PROFILE_ROWS)),
     "", render(profileTable(p, true, PROFILE_ROWS)),
