@@ -218,6 +218,14 @@ void p_leaky_backward(int64_t n, const float* dy, const float* x, float alpha, f
   for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
 }
 
+void p_tanh_forward(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+
+void p_sigmoid_forward(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
+}
+
 template <class F>
 void p_binary_op(F f, int64_t n, const float* a, int64_t sa, const float* b, int64_t sb, float* y) {
   if (sa && sb) {
@@ -258,8 +266,8 @@ void p_affine_glu_backward(int64_t n, const float* g, const float* xa, const flo
 }
 
 const PointwiseKernels kPortable = {"portable",      p_glu_forward,   p_glu_backward,  p_relu_forward,
-                                    p_relu_backward, p_leaky_forward, p_leaky_backward, p_binary,
-                                    p_affine_glu_forward, p_affine_glu_backward};
+                                    p_relu_backward, p_leaky_forward, p_leaky_backward, p_tanh_forward,
+                                    p_sigmoid_forward, p_binary, p_affine_glu_forward, p_affine_glu_backward};
 
 const PointwiseKernels*& active_kernels() {
   static const PointwiseKernels* k = avx2_pointwise_kernels() ? avx2_pointwise_kernels() : &kPortable;
@@ -308,8 +316,8 @@ void unary_forward(UnaryOp op, size_t n, const float* x, float alpha, float* y) 
     case UnaryOp::LeakyRelu:
       stretches(n, [&](int64_t i, int64_t m) { k.leaky_forward(m, x + i, alpha, y + i); });
       break;
-    case UnaryOp::Tanh: map1(n, x, y, [](float v) { return std::tanh(v); }); break;
-    case UnaryOp::Sigmoid: map1(n, x, y, [](float v) { return sigmoid(v); }); break;
+    case UnaryOp::Tanh: stretches(n, [&](int64_t i, int64_t m) { k.tanh_forward(m, x + i, y + i); }); break;
+    case UnaryOp::Sigmoid: stretches(n, [&](int64_t i, int64_t m) { k.sigmoid_forward(m, x + i, y + i); }); break;
     case UnaryOp::Exp: map1(n, x, y, [](float v) { return std::exp(v); }); break;
     case UnaryOp::Log: map1(n, x, y, [](float v) { return std::log(v); }); break;
     case UnaryOp::Neg: map1(n, x, y, [](float v) { return -v; }); break;

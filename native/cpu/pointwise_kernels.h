@@ -29,6 +29,10 @@ struct PointwiseKernels {
   void (*relu_backward)(int64_t n, const float* dy, const float* x, float* dx);
   void (*leaky_forward)(int64_t n, const float* x, float alpha, float* y);
   void (*leaky_backward)(int64_t n, const float* dy, const float* x, float alpha, float* dx);
+  // y = tanh(x), y = sigmoid(x): the AVX2 ones compute every element with the vector code (a short
+  // tail through a padded register), so the bits do not depend on where the pool splits the work
+  void (*tanh_forward)(int64_t n, const float* x, float* y);
+  void (*sigmoid_forward)(int64_t n, const float* x, float* y);
   // y[j] = a[j * sa] op b[j * sb] for j < n, with sa, sb each 0 or 1; y may be a or b itself
   void (*binary)(BinaryOp op, int64_t n, const float* a, int64_t sa, const float* b, int64_t sb, float* y);
   // batch norm's affine into the GLU (bn_glu.cc): za = fma(xa, sa, ta), zb = fma(xb, sb, tb),
