@@ -10,6 +10,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { configureSharp } from "../lib/data/decode";
 import { openDataset } from "../lib/data/formats";
 import { DataLoader } from "../lib/data/loader";
 import type { Resampler } from "../lib/data/transforms";
@@ -105,7 +106,10 @@ async function makeData(root: string, n: number): Promise<void> {
 
 async function main(): Promise<void> {
   const ci = process.argv.indexOf("--child");
-  if (ci >= 0) return child(JSON.parse(process.argv[ci + 1]) as RunConfig);
+  if (ci >= 0) {
+    configureSharp(); // as the c3gan command does
+    return child(JSON.parse(process.argv[ci + 1]) as RunConfig);
+  }
 
   const images = arg("images", 256);
   const epochs = arg("epochs", 3);

@@ -16,6 +16,7 @@ import { registerBenchCommand } from "../lib/bench/command";
 import { registerPrepareCommand } from "../lib/data/cli";
 import { registerUseCommands } from "../lib/cli/use-commands";
 import { importCommand } from "../lib/train/import";
+import { configureSharp } from "../lib/data/decode";
 
 function fail(e: unknown): never {
   const msg = e instanceof Error ? e.message : String(e);
@@ -33,6 +34,9 @@ function configFrom(opts: { config?: string; device?: string; saveDir?: string; 
   // re-validate so overrides get the same checks as config fields
   return Object.keys(overrides).length ? parseConfig({ ...cfg, ...overrides }, opts.config ?? "built-in demo config") : cfg;
 }
+
+// the command owns its process: sharp tuned for the loaders (process-wide, so not the library's call)
+configureSharp();
 
 const program = new Command();
 program.name("c3gan").description("C3-GAN: fine-grained clustering with GANs, on native CPU/CUDA kernels").version(VERSION);

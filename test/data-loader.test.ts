@@ -11,6 +11,11 @@ import { Dataset, openDataset } from "../lib/data/formats";
 import { syntheticDataset } from "../lib/data/synthetic";
 import { encodeIdxU8 } from "../lib/data/idx";
 import { writeJpeg } from "./helpers/images";
+import sharp from "sharp";
+import { configureSharp } from "../lib/data/decode";
+
+// sharp's process-wide settings: the library must leave them as the host program set them
+const sharpSettings = () => ({ concurrency: sharp.concurrency(), cacheItems: sharp.cache().items.max });
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -137,6 +142,7 @@ test("files through workers, with and without the decode cache, channels 1 and 3
       lines.push(`c${i % 3}/im ${i}.jpg ${i % 3}`);
     }
     fs.writeFileSync(path.join(root, "trainset.txt"), lines.join("\n"));
+    const settings = sharpSettings();
     const ds: Dataset = await openDataset({ format: "lists", root }, "train");
     const opts = { mode: "train" as const, batchSize: 4, imageSize: 24, seed: 1 };
     const inThread = new DataLoader(ds, { ...opts, workers: 0 });
@@ -158,12 +164,26 @@ test("files through workers, with and without the decode cache, channels 1 and 3
       const g = await collect(gray.epoch(0));
       assert.deepEqual(g[0].real.shape, [4, 1, 24, 24]);
       assert.deepEqual(g.map((b) => [...b.indices]), (await collect(inThread.epoch(0))).map((b) => [...b.indices]));
+      assert.deepEqual(sharpSettings(), settings, "decoding (in this thread and in workers) left sharp's settings alone");
     } finally {
       await Promise.all([inThread.close(), pooled.close(), cachedA.close(), cachedB.close(), gray.close()]);
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
+});
+
+test("configureSharp (what the c3gan command calls at start) tunes sharp for the loaders", () => {
+  const before = sharpSettings();
+  const cache = sharp.cache();
+  try {
+    configureSharp();
+    assert.deepEqual(sharpSettings(), { concurrency: 1, cacheItems: 0 });
+  } finally {
+    sharp.concurrency(before.concurrency);
+    sharp.cache({ memory: cache.memory.max, files: cache.files.max, items: cache.items.max });
+  }
+  assert.deepEqual(sharpSettings(), before);
 });
 
 test("loader options are checked", () => {

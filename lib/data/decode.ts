@@ -23,19 +23,20 @@ export interface RawImage {
   channels: 1 | 3;
 }
 
-let configured = false;
-
-/** One image is one task: libvips' own threads per image only add hand-offs, parallelism comes
- * from decoding several images at once (the libuv pool, loader workers). */
+/**
+ * Tunes sharp for c3gan's loaders: one libvips thread per image (parallelism comes from decoding
+ * several images at once on the libuv pool and the loader's workers; libvips' own threads per
+ * image only add hand-offs) and no operation cache (every file is decoded once an epoch). These
+ * are process-wide settings of sharp, so the library never makes them on its own: the `c3gan`
+ * command calls this at start, and a program that uses c3gan's loaders and no sharp of its own
+ * may call it too.
+ */
 export function configureSharp(): void {
-  if (configured) return;
-  configured = true;
   sharp.cache(false);
   sharp.concurrency(1);
 }
 
 export async function decodeImageFile(file: string, channels: 1 | 3): Promise<RawImage> {
-  configureSharp();
   const { data, info } = await sharp(file, { failOn: "error" })
     .flatten({ background: { r: 0, g: 0, b: 0 } })
     .toColourspace("srgb")
@@ -87,7 +88,6 @@ export interface Region {
 export async function resizeWithSharp(
   img: RawImage, box: Region, outWidth: number, outHeight: number, window: Region,
 ): Promise<Uint8Array> {
-  configureSharp();
   let p = sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } });
   if (box.left !== 0 || box.top !== 0 || box.width !== img.width || box.height !== img.height) p = p.extract(box);
   p = p.resize(outWidth, outHeight, { fit: "fill", kernel: "linear" });

@@ -5,7 +5,7 @@ export {
 } from "./formats";
 export { ListEntry, ListFormatError, parseList, formatList } from "./lists";
 export { IdxArray, IdxImages, readIdxFile, parseIdx, encodeIdxU8, loadIdxImages } from "./idx";
-export { RawImage, decodeImageFile, toChannels } from "./decode";
+export { RawImage, configureSharp, decodeImageFile, toChannels } from "./decode";
 export { resampleBilinear } from "./resample";
 export { resampleBilinearFast, wasmResampleAvailable } from "./resample-wasm";
 export {

@@ -212,7 +212,6 @@ export async function prepareIdx(dir: string, outDir: string, opts: { files?: Id
   });
   let numClasses = 0;
   for (const { im } of loaded) for (const l of im.labels!) numClasses = Math.max(numClasses, l + 1);
-  sharp.cache(false);
   for (const { split, im } of loaded) {
     const items: Item[] = [];
     const n = im.width * im.height * im.channels;
