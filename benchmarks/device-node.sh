@@ -5,6 +5,7 @@
 #   1. one training iteration at the CUB config (128 px, batch 64, K 400), c3gan and PyTorch
 #      eager with cuDNN (default TF32 settings) alternating in one run: `c3gan bench --compare torch`;
 #   1b. one profiled CUB iteration (`bench --profile`): which ops take the GPU's time;
+#   1c. the same unwaited (`bench --profile host`): the host's cost against the GPU's backlog;
 #   2. 1,000 iterations at the 32 px config: device memory must stay flat;
 #   3. the CUB iteration again with C3GAN_CUDA_TILE=wgmma (Hopper's warpgroup MMA);
 #   4. with what the budget leaves, the TypeScript op tests on CUDA (C3GAN_DEVICE=cuda): every op
@@ -52,6 +53,11 @@ note "CUB iteration (exit $STEP_RC): $(grep -E 'cub-128px-b64' "$STEP_OUT" | tai
 step "CUB iteration profile" 45 "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 1 --profile
 note "CUB profile (exit $STEP_RC): $(grep -E '^profile of' "$STEP_OUT" | cut -c1-220)"
 while read -r l; do note "    $l"; done < <(awk '/^op +calls/{f=1; next} f && /^-/{next} f && NF==0{exit} f' "$STEP_OUT" | head -n 8)
+
+# ---- 1c. the host side of the CUB iteration: nothing waited for, so each op's time is its host
+# cost, and the GPU's backlog shows where the losses are read back (is the host the floor?) ----
+step "CUB iteration, host profile" 30 "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 2 --profile host
+note "CUB host profile (exit $STEP_RC): $(grep -E '^profile of' "$STEP_OUT" | cut -c1-420)"
 
 # ---- 2. memory over 1,000 iterations ----
 step "memory over 1000 iterations" 100 "$NODE" dist/benchmarks/memory-flat.js --device cuda --config 32px-ngf128-ndf32-K20-b64 --iterations 1000 --seconds 80

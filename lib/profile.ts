@@ -2,8 +2,19 @@
 // the addon that times every op call (on CUDA it waits for each call's kernels, so the time is
 // the op's and not its launch's) and adds it up by op name and by op name with its tensor
 // shapes. Calls made outside native ops (JS, autograd bookkeeping) are what the profile's time
-// leaves over. Meant for `c3gan bench --profile`; a library user can wrap any code in run().
+// leaves over. With { waitForDevice: false } (`bench --profile host`) nothing waits: on CUDA an
+// op's time is then its host cost (binding, launches), and the device's backlog shows up in the
+// calls that read results back (toFloat32), so the two together tell whether the host or the GPU
+// sets an iteration's pace. Meant for `c3gan bench --profile`; a library user can wrap any code in run().
 import { DeviceName, native, NativeAddon, NativeTensor, setNativeWrapper } from "./native";
+
+export interface OpProfileOptions {
+  /** on CUDA, wait for each op call's kernels (default true); false times the host side only */
+  waitForDevice?: boolean;
+}
+
+/** The addon calls that bring results back to the host (they wait for the device's queue). */
+export const READBACK_OPS = new Set(["toFloat32"]);
 
 export interface OpTime {
   op: string;
@@ -29,8 +40,12 @@ export class OpProfile {
   // as much as the JS it would be mistaken for); left out of the totals
   private bookkeeping = 0n;
 
+  readonly waitForDevice: boolean;
+
   /** device: the one whose queue is waited on after each call (cuda), none needed for the cpu */
-  constructor(readonly device: DeviceName) {}
+  constructor(readonly device: DeviceName, opts: OpProfileOptions = {}) {
+    this.waitForDevice = opts.waitForDevice ?? true;
+  }
 
   /** runs fn (synchronous) with every native op call timed; profiles do not nest */
   run<T>(fn: () => T): T {
@@ -63,6 +78,13 @@ export class OpProfile {
     return s;
   }
 
+  /** seconds inside the calls that read results back (READBACK_OPS) */
+  get readbackSeconds(): number {
+    let s = 0;
+    for (const t of this.byShape.values()) if (READBACK_OPS.has(t.op)) s += t.seconds;
+    return s;
+  }
+
   /** per op, the most time first */
   ops(): OpTime[] {
     const by = new Map<string, OpTime>();
@@ -88,7 +110,7 @@ export class OpProfile {
       if (Array.isArray(a) && a.length > 0 && a.every(isTensor)) return `[${a.map((t) => t.shape.join("x")).join(", ")}]`;
       return null;
     };
-    const wait = this.device === "cuda" ? () => addon.synchronize("cuda") : null;
+    const wait = this.device === "cuda" && this.waitForDevice ? () => addon.synchronize("cuda") : null;
     return new Proxy(addon, {
       get: (target, prop, receiver) => {
         const v = Reflect.get(target, prop, receiver);

@@ -64,8 +64,11 @@ test("a throwing op passes its error through uncounted; profiles do not nest; as
 });
 
 test("bench --profile: option checks, and a report of where the iteration's time went", async () => {
-  assert.equal(benchOptions({}).profile, false);
-  assert.equal(benchOptions({ profile: true }).profile, true);
+  assert.equal(benchOptions({}).profile, null);
+  assert.equal(benchOptions({ profile: true }).profile, "ops");
+  assert.equal(benchOptions({ profile: "ops" }).profile, "ops");
+  assert.equal(benchOptions({ profile: "host" }).profile, "host");
+  assert.throws(() => benchOptions({ profile: "kernels" }), /--profile takes 'ops' .* or 'host' .*, got 'kernels'/);
   assert.throws(() => benchOptions({ profile: true, ops: true }), /--profile applies to the iteration bench/);
   assert.throws(() => benchOptions({ profile: true, compare: "torch" }), /leave out --compare/);
   // on the CPU whatever the suite's device: the first test covers CUDA's waits, and a whole
@@ -87,4 +90,31 @@ test("bench --profile: option checks, and a report of where the iteration's time
   assert.match(text, /native ops [\d.]+ s \([\d.]+%\), outside them \(JS: autograd, tape, argument checks\)/);
   assert.match(text, /\nop +calls\/iteration +ms\/iteration +of the iteration\n/);
   assert.match(text, /\nconv2dMoments 2x\d+x\d+x\d+, \d+x\d+x\d+x\d+ +\d+ +[\d.]+ +[\d.]+%/);
+});
+
+test("a host profile waits for nothing and sets the read-backs apart", async () => {
+  const gen = new Generator(2);
+  const x = Tensor.randn([2, 3, 8, 8], gen, { device });
+  const w = Tensor.randn([4, 3, 3, 3], gen, { device });
+  const p = new OpProfile(device, { waitForDevice: false });
+  assert.equal(p.waitForDevice, false);
+  const values = p.run(() => tidy(() => [0, 1, 2].map(() => ops.sum(ops.conv2d(x, w, null, 1, 1)).item())));
+  assert.equal(values.length, 3);
+  const byOp = new Map(p.ops().map((t) => [t.op, t]));
+  assert.equal(byOp.get("conv2d")?.calls, 3);
+  assert.equal(byOp.get("toFloat32")?.calls, 3, "each item() reads one result back");
+  assert.ok(p.readbackSeconds > 0 && p.readbackSeconds <= p.opSeconds, `${p.readbackSeconds} of ${p.opSeconds}`);
+  assert.equal(p.readbackSeconds, byOp.get("toFloat32")!.seconds);
+  x.dispose();
+  w.dispose();
+
+  // `bench --profile host`: on the CPU (ops are synchronous there) the usual report; on CUDA the
+  // split between issuing the ops and waiting for the GPU (the report's text, checked here on a
+  // CPU run relabelled as CUDA)
+  const r = await runIterations(benchOptions({ profile: "host", quick: true, configs: "32px", batch: "2", device: "cpu" }));
+  assert.equal(r.profiles[0].mode, "host");
+  assert.ok(r.profiles[0].readbackSeconds > 0, "the losses are read back");
+  assert.match(formatIterations(r), /native ops [\d.]+ s/);
+  assert.match(formatIterations({ ...r, device: "cuda" }),
+    /host mode \(no op call waited for its kernels\): issuing the ops [\d.]+ s \([\d.]+%, [\d.]+ us a call\), blocked reading results back while the GPU worked through its queue [\d.]+ s/);
 });

@@ -38,8 +38,12 @@ export interface BenchOptions {
   device: DeviceName;
   threads: number | null;
   json: boolean;
-  /** iterations: time every native op call of the timed runs (lib/profile.ts) */
-  profile: boolean;
+  /**
+   * iterations: time every native op call of the timed runs (lib/profile.ts): "ops" waits for each
+   * call's kernels on CUDA (each op's device time), "host" waits for none (each op's host cost;
+   * the device's backlog shows where results are read back)
+   */
+  profile: "ops" | "host" | null;
 }
 
 export const ITERATION_DEFAULT_CONFIGS = ["32px-ngf128-ndf32-K20-b64", "64px-ngf256-ndf64-K20-b32"];
@@ -59,7 +63,11 @@ export function benchOptions(raw: Record<string, unknown>): BenchOptions {
   for (const k of ["filter", "seconds", "rounds"]) {
     if (!ops && str(k) !== undefined) throw new Error(`--${k} applies to the per-op bench: add --ops`);
   }
-  const profile = raw.profile === true;
+  const profile = raw.profile === undefined || raw.profile === false ? null
+    : raw.profile === true || raw.profile === "ops" ? "ops" : raw.profile === "host" ? "host" : null;
+  if (raw.profile !== undefined && raw.profile !== false && profile === null) {
+    throw new Error(`--profile takes 'ops' (the default: each op's time, on CUDA its kernels') or 'host' (each op's host cost, nothing waited for), got '${String(raw.profile)}'`);
+  }
   if (profile && ops) throw new Error("--profile applies to the iteration bench (the per-op bench already times each op): leave out --ops");
   if (profile && raw.compare !== undefined) {
     throw new Error("--profile times every native call (on CUDA it waits for each), which slows the iterations it measures: leave out --compare");
@@ -125,7 +133,7 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
     let worker: TorchWorker | null = null;
     const ours: number[] = [];
     const theirs: number[] = [];
-    const profile = o.profile ? new OpProfile(o.device) : null;
+    const profile = o.profile ? new OpProfile(o.device, { waitForDevice: o.profile === "ops" }) : null;
     try {
       bench.run(); // warm-up
       if (o.compare) {
@@ -162,8 +170,8 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
     const config = cfg.name + (cfg.batch !== base.batch ? ` (batch ${cfg.batch})` : "");
     results.push({ config, c3gan: c, torch: t, speedVsTorch: t ? t.median / c.median : null });
     if (profile) {
-      profiles.push({ config, iterations: o.runs, seconds: profile.totalSeconds / o.runs, opSeconds: profile.opSeconds / o.runs,
-        ops: profile.ops(), shapes: profile.shapes() });
+      profiles.push({ config, iterations: o.runs, mode: o.profile!, seconds: profile.totalSeconds / o.runs,
+        opSeconds: profile.opSeconds / o.runs, readbackSeconds: profile.readbackSeconds / o.runs, ops: profile.ops(), shapes: profile.shapes() });
     }
   }
   return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, profiles, elapsedSeconds: nowSeconds() - t0, loadAverageEnd: loadAverage() };
@@ -184,11 +192,20 @@ const PROFILE_ROWS = 20;
 function profileLines(p: IterationProfile, device: DeviceName, render: Render): string[] {
   const pct = (s: number) => `${((100 * s) / p.seconds).toFixed(1)}%`;
   const outside = p.seconds - p.opSeconds;
+  const head = `profile of ${p.config}: ${p.iterations} iteration${p.iterations > 1 ? "s" : ""}, ${p.seconds.toFixed(3)} s each (random inputs included); `;
+  const js = `outside them (JS: autograd, tape, argument checks) ${outside.toFixed(3)} s (${pct(outside)}); the profiler's own bookkeeping is left out`;
+  const issue = p.opSeconds - p.readbackSeconds;
+  const issueCalls = p.ops.reduce((n, t) => n + (t.op === "toFloat32" ? 0 : t.calls), 0);
+  const summary = p.mode === "host" && device === "cuda"
+    ? head + `host mode (no op call waited for its kernels): issuing the ops ${issue.toFixed(3)} s (${pct(issue)}, ` +
+      `${((1e6 * issue) / Math.max(1, issueCalls)).toFixed(1)} us a call), blocked reading results back while the GPU worked ` +
+      `through its queue ${p.readbackSeconds.toFixed(3)} s (${pct(p.readbackSeconds)}), ${js}. Host-bound when the blocked ` +
+      "share is small and a call takes microseconds (the GPU waits for the host); calls of milliseconds found the launch " +
+      "queue full (the GPU set the pace)"
+    : head + `native ops ${p.opSeconds.toFixed(3)} s (${pct(p.opSeconds)}), ${js}` +
+      (device === "cuda" ? "; every op call waited for its kernels, so these iterations run slower than unprofiled ones" : "");
   return [
-    "", `profile of ${p.config}: ${p.iterations} iteration${p.iterations > 1 ? "s" : ""}, ${p.seconds.toFixed(3)} s each (random inputs included); ` +
-      `native ops ${p.opSeconds.toFixed(3)} s (${pct(p.opSeconds)}), outside them (JS: autograd, tape, argument checks) ${outside.toFixed(3)} s (${pct(outside)}); ` +
-      "the profiler's own bookkeeping is left out" +
-      (device === "cuda" ? "; every op call waited for its kernels, so these iterations run slower than unprofiled ones" : ""),
+    "", summary,
     "", render(profileTable(p, false, PROFILE_ROWS)),
     "", render(profileTable(p, true, PROFILE_ROWS)),
     ...(p.shapes.length > PROFILE_ROWS ? [`(${p.shapes.length - PROFILE_ROWS} more op/shape rows: --json has them all)`] : []),
@@ -315,7 +332,8 @@ export function benchCommand(): Command {
     .option("--python <path>", "python with torch for --compare", "/usr/bin/python3")
     .option("--threads <n>", "native threads (PyTorch gets the same)")
     .option("--device <device>", "cpu or cuda", "cpu")
-    .option("--profile", "time every native op call of the timed iterations and print where the time goes (per op and per op and shapes)")
+    .option("--profile [mode]", "time every native op call of the timed iterations and print where the time goes (per op and per op and shapes); " +
+      "'host': on CUDA, wait for no kernels, so each op's time is its host cost and the GPU's backlog shows in reading results back")
     .option("--json", "print one JSON object (progress goes to stderr)")
     .action(async (raw) => {
       const o = benchOptions(raw);

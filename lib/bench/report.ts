@@ -220,9 +220,13 @@ export function constChannelLines(rows: RowResult[]): string[] {
 export interface IterationProfile {
   config: string;
   iterations: number;
+  /** ops: each op call waited for its kernels (CUDA); host: none did */
+  mode: "ops" | "host";
   /** per iteration, from the profiled runs */
   seconds: number;
   opSeconds: number;
+  /** of opSeconds, in the calls that read results back (toFloat32): on CUDA in host mode, the GPU's backlog */
+  readbackSeconds: number;
   /** per op, then per op and tensor shapes; the most time first; calls and seconds summed over the iterations */
   ops: OpTime[];
   shapes: OpTime[];
