@@ -4,7 +4,7 @@
 // number of threads), alternating with c3gan in the same run, and prints the ratios.
 import { Command } from "commander";
 import { native, DeviceName, NativeAddon } from "../native";
-import { OpProfile } from "../profile";
+import { OpProfile, READBACK_OPS } from "../profile";
 import { BENCH_CONFIGS, BenchConfig, DEFAULT_CONFIG_NAMES, resolveConfigs } from "./configs";
 import { IterationBench, summarize } from "./iteration";
 import { bestPeak, loadAverage, Machine, machineInfo, measurePeak, Peak } from "./machine";
@@ -63,9 +63,10 @@ export function benchOptions(raw: Record<string, unknown>): BenchOptions {
   for (const k of ["filter", "seconds", "rounds"]) {
     if (!ops && str(k) !== undefined) throw new Error(`--${k} applies to the per-op bench: add --ops`);
   }
-  const profile = raw.profile === undefined || raw.profile === false ? null
-    : raw.profile === true || raw.profile === "ops" ? "ops" : raw.profile === "host" ? "host" : null;
-  if (raw.profile !== undefined && raw.profile !== false && profile === null) {
+  let profile: BenchOptions["profile"] = null;
+  if (raw.profile === true || raw.profile === "ops") profile = "ops";
+  else if (raw.profile === "host") profile = "host";
+  else if (raw.profile !== undefined && raw.profile !== false) {
     throw new Error(`--profile takes 'ops' (the default: each op's time, on CUDA its kernels') or 'host' (each op's host cost, nothing waited for), got '${String(raw.profile)}'`);
   }
   if (profile && ops) throw new Error("--profile applies to the iteration bench (the per-op bench already times each op): leave out --ops");
@@ -195,7 +196,7 @@ function profileLines(p: IterationProfile, device: DeviceName, render: Render): 
   const head = `profile of ${p.config}: ${p.iterations} iteration${p.iterations > 1 ? "s" : ""}, ${p.seconds.toFixed(3)} s each (random inputs included); `;
   const js = `outside them (JS: autograd, tape, argument checks) ${outside.toFixed(3)} s (${pct(outside)}); the profiler's own bookkeeping is left out`;
   const issue = p.opSeconds - p.readbackSeconds;
-  const issueCalls = p.ops.reduce((n, t) => n + (t.op === "toFloat32" ? 0 : t.calls), 0);
+  const issueCalls = p.ops.reduce((n, t) => n + (READBACK_OPS.has(t.op) ? 0 : t.calls), 0);
   const summary = p.mode === "host" && device === "cuda"
     ? head + `host mode (no op call waited for its kernels): issuing the ops ${issue.toFixed(3)} s (${pct(issue)}, ` +
       `${((1e6 * issue) / Math.max(1, issueCalls)).toFixed(1)} us a call), blocked reading results back while the GPU worked ` +
