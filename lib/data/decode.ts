@@ -13,7 +13,7 @@
 // Undecodable data (corrupt, truncated) throws, as PIL does; decoder warnings (PIL ignores them
 // too) do not. The caller
 // adds the list file and line.
-import sharp from "sharp";
+import sharp, { type OutputInfo } from "sharp";
 
 export interface RawImage {
   /** HWC, `channels` interleaved bytes a pixel */
@@ -36,12 +36,45 @@ export function configureSharp(): void {
   sharp.concurrency(1);
 }
 
-export async function decodeImageFile(file: string, channels: 1 | 3): Promise<RawImage> {
-  const { data, info } = await sharp(file, { failOn: "error" })
+function decodeRgb(file: string): Promise<{ data: Buffer; info: OutputInfo }> {
+  return sharp(file, { failOn: "error" })
     .flatten({ background: { r: 0, g: 0, b: 0 } })
     .toColourspace("srgb")
     .raw({ depth: "uchar" })
     .toBuffer({ resolveWithObject: true });
+}
+
+// libvips keeps one error buffer for the process, and any decode running at the same time may
+// clear it: a failed decode's message then loses its detail ("Input file has corrupt header:",
+// ~1% of failures among concurrent decodes). Such a failure is tried again, the retries queued
+// one behind another, until the message says what is wrong (3 tries at most). Failures are rare;
+// good files never wait.
+let retries: Promise<unknown> = Promise.resolve();
+const noDetail = (e: unknown): boolean => e instanceof Error && /:\s*$/.test(e.message);
+
+async function decodeRgbReported(file: string): Promise<{ data: Buffer; info: OutputInfo }> {
+  try {
+    return await decodeRgb(file);
+  } catch (first) {
+    if (!noDetail(first)) throw first;
+    const again = retries.then(async () => {
+      let last: unknown = first;
+      for (let i = 0; i < 3 && noDetail(last); i++) {
+        try {
+          return await decodeRgb(file);
+        } catch (e) {
+          last = e;
+        }
+      }
+      throw last;
+    });
+    retries = again.catch(() => undefined);
+    return again;
+  }
+}
+
+export async function decodeImageFile(file: string, channels: 1 | 3): Promise<RawImage> {
+  const { data, info } = await decodeRgbReported(file);
   if (info.channels !== 3) throw new Error(`decoder returned ${info.channels} channels, expected 3`);
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const img: RawImage = { data: rgb, width: info.width, height: info.height, channels: 3 };
