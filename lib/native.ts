@@ -66,6 +66,8 @@ export interface NativeAddon {
   setCudaTile(pipeline: CudaTile): void;
   /** The GPU code this addon carries ("sm_80 sm_86 sm_89 sm_90a + compute_90 PTX"), or why none */
   cudaBuild(): string;
+  /** Kernels launched since the process started (0 without a CUDA backend) */
+  cudaLaunches(): number;
   numThreads(): number;
   setNumThreads(n: number): void;
   /** bytes held by live tensors on a device */
@@ -113,6 +115,8 @@ export interface NativeAddon {
   rand(shape: number[], device: DeviceName, gen: NativeGenerator, lo: number, hi: number): NativeTensor;
 
   affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
+  /** x = scale * x + shift, in place */
+  affineInPlace(x: NativeTensor, scale: number, shift: number): void;
   unary(op: UnaryOpName, x: NativeTensor, alpha: number): NativeTensor;
   unaryBackward(op: UnaryOpName, dy: NativeTensor, x: NativeTensor, y: NativeTensor, alpha: number): NativeTensor;
   binary(op: BinaryOpName, a: NativeTensor, b: NativeTensor): NativeTensor;
@@ -189,8 +193,9 @@ export interface NativeAddon {
   gridSampleBackward(dy: NativeTensor, x: NativeTensor, grid: NativeTensor, needDx: boolean,
     needDgrid: boolean): (NativeTensor | null)[];
 
-  adamStep(param: NativeTensor, grad: NativeTensor, m: NativeTensor, v: NativeTensor, lr: number, beta1: number,
-    beta2: number, eps: number, weightDecay: number, step: number): void;
+  /** PyTorch Adam over a parameter list in place, in one call (one launch on CUDA); steps[k] is parameter k's count (from 1) */
+  adamSteps(params: NativeTensor[], grads: NativeTensor[], ms: NativeTensor[], vs: NativeTensor[], steps: number[], lr: number,
+    beta1: number, beta2: number, eps: number, weightDecay: number): void;
 }
 
 let cached: NativeAddon | undefined;

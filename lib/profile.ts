@@ -26,7 +26,7 @@ export interface OpTime {
 
 // Queries, knobs and constructors, not work: left unwrapped.
 const NOT_OPS = new Set([
-  "version", "cudaStatus", "cudaAvailable", "cudaMath", "setCudaMath", "cudaTile", "setCudaTile", "cudaBuild",
+  "version", "cudaStatus", "cudaAvailable", "cudaMath", "setCudaMath", "cudaTile", "setCudaTile", "cudaBuild", "cudaLaunches",
   "numThreads", "setNumThreads", "liveBytes", "liveTensors", "memoryStats", "resetPeakMemory", "emptyCache",
   "synchronize", "peakGflops", "setConvPath", "cpuFeatures", "gemmKernel", "Generator", "NativeTensor",
 ]);
@@ -39,6 +39,7 @@ export class OpProfile {
   // the wrapper's own bookkeeping after each call (reading shapes, building keys: a few us a call,
   // as much as the JS it would be mistaken for); left out of the totals
   private bookkeeping = 0n;
+  private launchCount = 0;
 
   readonly waitForDevice: boolean;
 
@@ -53,6 +54,7 @@ export class OpProfile {
     active = this;
     setNativeWrapper((addon) => this.wrap(addon));
     let t0: bigint | null = null;
+    const launches0 = native().cudaLaunches();
     try {
       native().synchronize(this.device); // work queued before the profile is not counted in it
       t0 = process.hrtime.bigint();
@@ -61,6 +63,7 @@ export class OpProfile {
       return out;
     } finally {
       if (t0 !== null) this.elapsed += process.hrtime.bigint() - t0;
+      this.launchCount += native().cudaLaunches() - launches0;
       setNativeWrapper(null);
       active = null;
     }
@@ -69,6 +72,11 @@ export class OpProfile {
   /** seconds spent inside run(), less the profile's own bookkeeping */
   get totalSeconds(): number {
     return Number(this.elapsed - this.bookkeeping) / 1e9;
+  }
+
+  /** CUDA kernels launched inside run() (0 on the CPU) */
+  get launches(): number {
+    return this.launchCount;
   }
 
   /** seconds inside native op calls */
@@ -107,7 +115,10 @@ export class OpProfile {
     const isTensor = (a: unknown): a is NativeTensor => a instanceof (addon.NativeTensor as new () => unknown);
     const shapeOf = (a: unknown): string | null => {
       if (isTensor(a)) return a.shape.join("x") || "scalar";
-      if (Array.isArray(a) && a.length > 0 && a.every(isTensor)) return `[${a.map((t) => t.shape.join("x")).join(", ")}]`;
+      if (Array.isArray(a) && a.length > 0 && a.every(isTensor)) {
+        // a short list by its shapes (concat's inputs); a parameter list (adamSteps) by its length
+        return a.length <= 4 ? `[${a.map((t) => t.shape.join("x")).join(", ")}]` : `[${a.length} tensors]`;
+      }
       return null;
     };
     const wait = this.device === "cuda" && this.waitForDevice ? () => addon.synchronize("cuda") : null;

@@ -220,7 +220,7 @@ export class Tensor {
    */
   constructor(handle: NativeTensor, op = "tensor", tracked = true) {
     this._h = handle;
-    this._shape = handle.shape.slice();
+    this._shape = handle.shape; // a fresh array on every read
     this._device = handle.device;
     this.op = op;
     liveCount++;
@@ -318,9 +318,12 @@ export class Tensor {
     return this.use("handle");
   }
 
-  /** The native handle for `op`; the error names the op, this tensor's shape and its origin. */
+  /**
+   * The native handle for `op`; the error names the op, this tensor's shape and its origin. (A
+   * handle disposed behind this Tensor's back is refused by the op itself, naming the argument.)
+   */
   use(op: string): NativeTensor {
-    if (this._h === null || this._h.disposed) {
+    if (this._h === null) {
       throw new Error(
         `${op}: tensor of shape ${shapeStr(this._shape)} (made by ${this.op}) was used after dispose()`,
       );

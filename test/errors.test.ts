@@ -73,6 +73,52 @@ test("use after dispose names the op and the tensor's shape", () => {
   throwsError(() => m.forward(Tensor.zeros([1, 3], on)), /linear: tensor of shape \[2, 3\] .* used after dispose/);
 });
 
+test("native handles: a disposed one, an empty one and a look-alike are refused by name; dispose is idempotent", () => {
+  const N = native();
+  const live = N.liveTensors();
+  const h = N.full([2, 3], 1, device);
+  assert.deepEqual(h.shape, [2, 3]);
+  assert.equal(h.device, device);
+  assert.equal(h.numel, 6);
+  assert.equal(h.disposed, false);
+  assert.equal(N.liveTensors(), live + 1);
+  h.dispose();
+  assert.equal(h.disposed, true);
+  assert.equal(h.device, "none");
+  assert.equal(N.liveTensors(), live);
+  h.dispose();
+  assert.equal(N.liveTensors(), live, "a second dispose changes nothing");
+  throwsError(() => h.shape, /NativeTensor.shape: the tensor was disposed/);
+  throwsError(() => N.unary("relu", h, 0), /c3gan unary: argument 'x' is a disposed tensor/);
+  const Ctor = N.NativeTensor as unknown as new () => typeof h;
+  throwsError(() => N.unary("relu", new Ctor(), 0), /argument 'x' is a disposed tensor/);
+  const alive = N.full([2], 1, device);
+  const lookAlike = { shape: [2], device, numel: 2, disposed: false, dispose() {} } as unknown as typeof h;
+  throwsError(() => N.unary("relu", lookAlike, 0), /argument 'x' must be a tensor/);
+  throwsError(() => N.unary("relu", Object.create(Object.getPrototypeOf(alive)), 0), /argument 'x' is a disposed tensor/);
+  throwsError(() => N.concat([alive, h], 0), /element 1 of 'tensors' is disposed/);
+  throwsError(() => N.concat([alive, 7 as unknown as typeof h], 0), /element 1 of 'tensors' is not a tensor/);
+  // a tensor behind a Tensor disposed through its raw handle is refused by the op, naming the argument
+  const t = Tensor.ones([2], on);
+  t.handle.dispose();
+  throwsError(() => ops.relu(t), /argument 'x' is a disposed tensor/);
+  t.dispose();
+  alive.dispose();
+  assert.equal(N.liveTensors(), live);
+});
+
+test("adamSteps refuses lists of different lengths, mismatched shapes and bad step counts, naming the parameter", () => {
+  const N = native();
+  const [p0, p1, g1, z0, z1, bad] = [[2], [3], [3], [2], [3], [4]].map((s) => N.full(s, 0, device));
+  const hyper = [1e-3, 0.9, 0.999, 1e-8, 0] as const;
+  throwsError(() => N.adamSteps([p0, p1], [p0], [z0, z1], [z0, z1], [1, 1], ...hyper), /adamSteps: .*one entry per parameter, got 2, 1, 2, 2 and 2/);
+  throwsError(() => N.adamSteps([p0, p1], [p0, bad], [z0, z1], [z0, z1], [1, 1], ...hyper), /adam: parameter 1: param \[3\], grad \[4\]/);
+  throwsError(() => N.adamSteps([p0, p1], [p0, g1], [z0, z1], [z0, z1], [1, 0], ...hyper), /steps\[1\] must be an integer >= 1, got 0/);
+  throwsError(() => N.adamSteps([p0, p1], [p0, g1], [z0, z1], [z0, z1], [1, 1], NaN, 0.9, 0.999, 1e-8, 0), /lr/);
+  N.adamSteps([], [], [], [], [], ...hyper); // nothing to do
+  for (const h of [p0, p1, g1, z0, z1, bad]) h.dispose();
+});
+
 test("negative, huge and non-integer sizes", () => {
   throwsError(() => Tensor.zeros([1e9, 1e9], on), /Tensor.zeros: shape \[1000000000, 1000000000\] has 1000000000000000000 elements, more than 2\^40/);
   throwsError(() => Tensor.zeros([2, -1], on), /negative dimension -1/);

@@ -3,12 +3,14 @@
 // a throw), refuses to nest, and `bench --profile` reports where an iteration's time went.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
 import { benchOptions, formatIterations, runIterations } from "../lib/bench/command";
 import { native } from "../lib/native";
 import * as ops from "../lib/ops";
 import { OpProfile } from "../lib/profile";
 import { Generator, Tensor, tidy } from "../lib/tensor";
-import { testDevice } from "./helpers/device";
+import { emulatedCuda, testDevice } from "./helpers/device";
 
 const device = testDevice();
 
@@ -80,9 +82,13 @@ test("bench --profile: option checks, and a report of where the iteration's time
   assert.equal(p.iterations, 1);
   assert.ok(p.opSeconds > 0 && p.opSeconds <= p.seconds, `${p.opSeconds} of ${p.seconds}`);
   const names = p.ops.map((t) => t.op);
-  for (const op of ["conv2dMoments", "conv2dBackwardData", "conv2dBackwardWeight", "adamStep", "ntXent"]) {
+  for (const op of ["conv2dMoments", "conv2dBackwardData", "conv2dBackwardWeight", "adamSteps", "ntXent"]) {
     assert.ok(names.includes(op), `${op} in ${names.join(" ")}`);
   }
+  // one Adam call per optimizer, its parameter lists shown by their length
+  const adam = p.shapes.filter((t) => t.op === "adamSteps");
+  assert.deepEqual(adam.map((t) => t.calls), [1, 1]);
+  for (const t of adam) assert.match(t.shapes, /^\[\d+ tensors\](, \[\d+ tensors\]){3}$/);
   // the G's 32 px image head: its constant code channels run as conv2dConstChannels
   assert.ok(names.includes("conv2dConstChannels"));
   const text = formatIterations(r);
@@ -103,6 +109,9 @@ test("a host profile waits for nothing and sets the read-backs apart", async () 
   const byOp = new Map(p.ops().map((t) => [t.op, t]));
   assert.equal(byOp.get("conv2d")?.calls, 3);
   assert.equal(byOp.get("toFloat32")?.calls, 3, "each item() reads one result back");
+  // every conv and sum launches at least one kernel on CUDA; the CPU launches none
+  if (device === "cuda") assert.ok(p.launches >= 6, `${p.launches} kernel launches for 3 convs and 3 sums`);
+  else assert.equal(p.launches, 0);
   assert.ok(p.readbackSeconds > 0 && p.readbackSeconds <= p.opSeconds, `${p.readbackSeconds} of ${p.opSeconds}`);
   assert.equal(p.readbackSeconds, byOp.get("toFloat32")!.seconds);
   x.dispose();
@@ -116,5 +125,24 @@ test("a host profile waits for nothing and sets the read-backs apart", async () 
   assert.ok(r.profiles[0].readbackSeconds > 0, "the losses are read back");
   assert.match(formatIterations(r), /native ops [\d.]+ s/);
   assert.match(formatIterations({ ...r, device: "cuda" }),
-    /host mode \(no op call waited for its kernels\): issuing the ops [\d.]+ s \([\d.]+%, [\d.]+ us a call\), blocked reading results back while the GPU worked through its queue [\d.]+ s/);
+    /host mode \(no op call waited for its kernels\): issuing the ops [\d.]+ s \([\d.]+%, [\d.]+ us a call\), blocked reading results back while the GPU worked through its queue [\d.]+ s.* kernel launches an iteration/);
+
+  // the per-call figure: seconds are per iteration, calls summed over the iterations (4 iterations
+  // of 100 conv calls and 2 read-backs, 10 ms issuing and 1 ms blocked each: 100 us a call)
+  const synthetic = { ...r.profiles[0], iterations: 4, seconds: 0.02, opSeconds: 0.011, readbackSeconds: 0.001, kernelLaunches: 250,
+    ops: [{ op: "conv2d", shapes: "", calls: 400, seconds: 0.04 }, { op: "toFloat32", shapes: "", calls: 8, seconds: 0.004 }] };
+  const text = formatIterations({ ...r, device: "cuda", profiles: [synthetic] });
+  assert.match(text, /issuing the ops 0\.010 s \(50\.0%, 100\.0 us a call\)/);
+  assert.match(text, /; 250 kernel launches an iteration/);
+});
+
+test("the emulator's skipped kernels leave the host's path of a CUDA iteration to time", { skip: !emulatedCuda() && "needs the emulated CUDA addon" }, () => {
+  // benchmarks/host-cost.sh: every launch checked and counted, none run
+  const r = spawnSync(process.execPath, [path.join(__dirname, "../bin/c3gan.js"), "bench", "--device", "cuda", "--configs", "32px",
+    "--batch", "2", "--quick", "--profile", "host", "--json"], { encoding: "utf8", env: { ...process.env, C3GAN_CUDA_EMU_KERNELS: "skip" } });
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assert.match(report.machine.cuda, /kernels skipped/);
+  assert.equal(report.profiles[0].mode, "host");
+  assert.ok(report.profiles[0].kernelLaunches > 100, `${report.profiles[0].kernelLaunches} launches an iteration`);
 });

@@ -172,7 +172,8 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
     results.push({ config, c3gan: c, torch: t, speedVsTorch: t ? t.median / c.median : null });
     if (profile) {
       profiles.push({ config, iterations: o.runs, mode: o.profile!, seconds: profile.totalSeconds / o.runs,
-        opSeconds: profile.opSeconds / o.runs, readbackSeconds: profile.readbackSeconds / o.runs, ops: profile.ops(), shapes: profile.shapes() });
+        opSeconds: profile.opSeconds / o.runs, readbackSeconds: profile.readbackSeconds / o.runs,
+        kernelLaunches: profile.launches / o.runs, ops: profile.ops(), shapes: profile.shapes() });
     }
   }
   return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, profiles, elapsedSeconds: nowSeconds() - t0, loadAverageEnd: loadAverage() };
@@ -196,15 +197,17 @@ function profileLines(p: IterationProfile, device: DeviceName, render: Render): 
   const head = `profile of ${p.config}: ${p.iterations} iteration${p.iterations > 1 ? "s" : ""}, ${p.seconds.toFixed(3)} s each (random inputs included); `;
   const js = `outside them (JS: autograd, tape, argument checks) ${outside.toFixed(3)} s (${pct(outside)}); the profiler's own bookkeeping is left out`;
   const issue = p.opSeconds - p.readbackSeconds;
+  // calls summed over the iterations, seconds per iteration
   const issueCalls = p.ops.reduce((n, t) => n + (READBACK_OPS.has(t.op) ? 0 : t.calls), 0);
+  const launches = device === "cuda" ? `; ${Math.round(p.kernelLaunches)} kernel launches an iteration` : "";
   const summary = p.mode === "host" && device === "cuda"
     ? head + `host mode (no op call waited for its kernels): issuing the ops ${issue.toFixed(3)} s (${pct(issue)}, ` +
-      `${((1e6 * issue) / Math.max(1, issueCalls)).toFixed(1)} us a call), blocked reading results back while the GPU worked ` +
-      `through its queue ${p.readbackSeconds.toFixed(3)} s (${pct(p.readbackSeconds)}), ${js}. Host-bound when the blocked ` +
+      `${((1e6 * issue * p.iterations) / Math.max(1, issueCalls)).toFixed(1)} us a call), blocked reading results back while the GPU worked ` +
+      `through its queue ${p.readbackSeconds.toFixed(3)} s (${pct(p.readbackSeconds)}), ${js}${launches}. Host-bound when the blocked ` +
       "share is small and a call takes microseconds (the GPU waits for the host); calls of milliseconds found the launch " +
       "queue full (the GPU set the pace)"
     : head + `native ops ${p.opSeconds.toFixed(3)} s (${pct(p.opSeconds)}), ${js}` +
-      (device === "cuda" ? "; every op call waited for its kernels, so these iterations run slower than unprofiled ones" : "");
+      (device === "cuda" ? `${launches}; every op call waited for its kernels, so these iterations run slower than unprofiled ones` : "");
   return [
     "", summary,
     "", render(profileTable(p, false, PROFILE_ROWS)),

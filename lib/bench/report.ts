@@ -227,6 +227,8 @@ export interface IterationProfile {
   opSeconds: number;
   /** of opSeconds, in the calls that read results back (toFloat32): on CUDA in host mode, the GPU's backlog */
   readbackSeconds: number;
+  /** CUDA kernels launched per iteration (0 on the CPU) */
+  kernelLaunches: number;
   /** per op, then per op and tensor shapes; the most time first; calls and seconds summed over the iterations */
   ops: OpTime[];
   shapes: OpTime[];

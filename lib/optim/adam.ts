@@ -1,7 +1,7 @@
 // Adam (PyTorch semantics: L2 weight decay added to the gradient, bias-corrected moments) over
 // the native fused step. State (exp_avg, exp_avg_sq) lives in native tensors outside every tidy
 // scope; each parameter keeps its own step count.
-import { native } from "../native";
+import { native, NativeTensor } from "../native";
 import { shapeStr, Tensor } from "../tensor";
 
 export interface AdamOptions {
@@ -98,20 +98,25 @@ export class Adam {
     return s;
   }
 
-  /** One update of every parameter that has a gradient. */
+  /** One update of every parameter that has a gradient, in one native call (one launch on CUDA). */
   step(): void {
-    const N = native();
-    const [b1, b2] = this.betas;
+    const params: NativeTensor[] = [], grads: NativeTensor[] = [], ms: NativeTensor[] = [], vs: NativeTensor[] = [];
+    const states: AdamParamState[] = [];
     for (const p of this.params) {
       const g = p.grad;
       if (g === null) continue;
-      const ph = p.use("Adam.step");
-      const gh = g.use("Adam.step (grad)");
       const s = this.stateFor(p);
-      s.step++;
-      N.adamStep(ph, gh, s.exp_avg.use("Adam.step"), s.exp_avg_sq.use("Adam.step"), this._lr, b1, b2, this.eps,
-        this.weightDecay, s.step);
+      params.push(p.use("Adam.step"));
+      grads.push(g.use("Adam.step (grad)"));
+      ms.push(s.exp_avg.use("Adam.step"));
+      vs.push(s.exp_avg_sq.use("Adam.step"));
+      states.push(s);
     }
+    if (states.length === 0) return;
+    const [b1, b2] = this.betas;
+    // the counts move only once the step has been taken (a refused step leaves them as they were)
+    native().adamSteps(params, grads, ms, vs, states.map((s) => s.step + 1), this._lr, b1, b2, this.eps, this.weightDecay);
+    for (const s of states) s.step++;
   }
 
   /** Disposes the gradients (PyTorch's set_to_none). */

@@ -11,6 +11,17 @@ enum class Device : int { CPU = 0, CUDA = 1 };
 
 constexpr int kMaxDims = 6;
 
+// One parameter of a multi-tensor Adam step: the parameter, its gradient and moments (n elements
+// each) and its own step count (from 1).
+struct AdamTensor {
+  float* param;
+  const float* grad;
+  float* m;
+  float* v;
+  size_t n;
+  int64_t step;
+};
+
 struct Conv2dParams {
   int64_t N, C, H, W;   // input
   int64_t K, R, S;      // output channels, kernel height, kernel width
@@ -157,11 +168,13 @@ struct Backend {
   void (*grid_sample_backward)(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                const float* dy, const float* x, const float* grid, float* dx, float* dgrid);
 
-  // PyTorch Adam (L2 weight decay added to the gradient), in place; step counts from 1. The
-  // hyperparameters come in double, as PyTorch holds them (Python floats): 1 - beta2 and the bias
-  // corrections are formed in double and only then rounded to float, as there.
-  void (*adam_step)(size_t n, float* param, const float* grad, float* m, float* v, double lr, double beta1,
-                    double beta2, double eps, double weight_decay, int64_t step);
+  // PyTorch Adam (L2 weight decay added to the gradient), in place, over `count` parameters at
+  // once: one pass over the CPU's threads, one launch on CUDA (a model's ~125 parameters were as
+  // many calls and launches). The hyperparameters come in double, as PyTorch holds them (Python
+  // floats): 1 - beta2 and the bias corrections are formed in double and only then rounded to
+  // float, as there (core/adam.h).
+  void (*adam_step)(const AdamTensor* ts, size_t count, double lr, double beta1, double beta2, double eps,
+                    double weight_decay);
 
   // Constant channels of a conv2d: of p.C input channels the last Kc hold code[n, j] (N, Kc) at
   // every position; stride 1, p.pad = (R-1)/2 = (S-1)/2 (odd square kernel, 'same' size), zero

@@ -188,6 +188,13 @@ Tensor affine(const Tensor& x, float scale, float shift) {
   return y;
 }
 
+void affine_(Tensor& x, float scale, float shift) {
+  need_defined(x, "affine_", "x");
+  need_finite(scale, "affine_", "scale");
+  need_finite(shift, "affine_", "shift");
+  x.be().affine(x.numel(), x.data(), scale, shift, x.data());  // both backends' affine allow y == x
+}
+
 Tensor unary(UnaryOp op, const Tensor& x, float alpha) {
   need_defined(x, "unary", "x");
   need_finite(alpha, "unary", "alpha");
@@ -856,23 +863,30 @@ GridSampleGrads grid_sample_backward(const Tensor& dy, const Tensor& x, const Te
   return g;
 }
 
-void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
-                double eps, double weight_decay, int64_t step) {
+void adam_steps_(const std::vector<AdamParam>& ps, double lr, double beta1, double beta2, double eps,
+                 double weight_decay) {
   const char* op = "adam";
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&param, &grad, &m, &v}) need_defined(*t, op, "tensor");
-  check(grad.shape == param.shape && m.shape == param.shape && v.shape == param.shape, op,
-        "param ", shape_str(param.shape), ", grad ", shape_str(grad.shape), ", exp_avg ", shape_str(m.shape),
-        ", exp_avg_sq ", shape_str(v.shape), " must match");
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&grad, &m, &v}) same_device(param, *t, op);
   check(std::isfinite(lr) && lr >= 0, op, "lr must be finite and >= 0, got ", lr);
   check(std::isfinite(beta1) && beta1 >= 0 && beta1 < 1, op, "beta1 must be in [0, 1), got ", beta1);
   check(std::isfinite(beta2) && beta2 >= 0 && beta2 < 1, op, "beta2 must be in [0, 1), got ", beta2);
   check(std::isfinite(eps) && eps >= 0, op, "eps must be finite and >= 0, got ", eps);
   check(std::isfinite(weight_decay) && weight_decay >= 0, op, "weight_decay must be finite and >= 0, got ",
         weight_decay);
-  check(step >= 1, op, "step must be >= 1, got ", step);
-  param.be().adam_step(param.numel(), param.data(), grad.data(), m.data(), v.data(), lr, beta1, beta2, eps,
-                       weight_decay, step);
+  if (ps.empty()) return;
+  std::vector<AdamTensor> ts;
+  ts.reserve(ps.size());
+  const Tensor& first = *ps[0].param;
+  for (size_t k = 0; k < ps.size(); ++k) {
+    const AdamParam& p = ps[k];
+    for (const Tensor* t : std::initializer_list<const Tensor*>{p.param, p.grad, p.m, p.v}) need_defined(*t, op, "tensor");
+    check(p.grad->shape == p.param->shape && p.m->shape == p.param->shape && p.v->shape == p.param->shape, op,
+          "parameter ", k, ": param ", shape_str(p.param->shape), ", grad ", shape_str(p.grad->shape), ", exp_avg ",
+          shape_str(p.m->shape), ", exp_avg_sq ", shape_str(p.v->shape), " must match");
+    for (const Tensor* t : std::initializer_list<const Tensor*>{p.param, p.grad, p.m, p.v}) same_device(first, *t, op);
+    check(p.step >= 1, op, "parameter ", k, ": step must be >= 1, got ", p.step);
+    ts.push_back({p.param->data(), p.grad->data(), p.m->data(), p.v->data(), static_cast<size_t>(p.param->numel()), p.step});
+  }
+  first.be().adam_step(ts.data(), ts.size(), lr, beta1, beta2, eps, weight_decay);
 }
 
 // ---- conv2d with constant (code) channels ----

@@ -26,6 +26,7 @@ Tensor rand(Device d, const Shape& s, Generator& g, float lo, float hi);
 
 // elementwise
 Tensor affine(const Tensor& x, float scale, float shift);  // scale * x + shift
+void affine_(Tensor& x, float scale, float shift);         // x = scale * x + shift, in place
 Tensor unary(UnaryOp op, const Tensor& x, float alpha);
 Tensor unary_backward(UnaryOp op, const Tensor& dy, const Tensor& x, const Tensor& y, float alpha);
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);  // numpy broadcasting
@@ -118,8 +119,16 @@ struct GridSampleGrads {
 GridSampleGrads grid_sample_backward(const Tensor& dy, const Tensor& x, const Tensor& grid, bool need_dx,
                                      bool need_dgrid);
 
-void adam_step_(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
-                double eps, double weight_decay, int64_t step);
+// Adam over many parameters in one backend call; each has its own step count (from 1).
+struct AdamParam {
+  Tensor* param;
+  const Tensor* grad;
+  Tensor* m;
+  Tensor* v;
+  int64_t step;
+};
+void adam_steps_(const std::vector<AdamParam>& ps, double lr, double beta1, double beta2, double eps,
+                 double weight_decay);
 
 // conv2d(concat(x, code tiled over H x W) along channels, w), stride 1, 'same' padding, without
 // the tiled input: x (N, Cx, H, W), code (N, Kc), w (K, Cx + Kc, R, R), R odd, pad (R-1)/2. The

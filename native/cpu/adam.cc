@@ -1,31 +1,50 @@
-// torch.optim.Adam (amsgrad off; weight decay is L2, added to the gradient), one fused pass.
-#include <cmath>
+// torch.optim.Adam (amsgrad off; weight decay is L2, added to the gradient), one fused pass over
+// all the parameters: the threads split their elements laid end to end, so a model's many small
+// parameters share one fork and join instead of running one by one.
+#include <algorithm>
+#include <vector>
 
+#include "../core/adam.h"
 #include "../core/threadpool.h"
 #include "kernels.h"
 
 namespace c3::cpu {
 
-void adam_step(size_t n, float* param, const float* grad, float* m, float* v, double lr, double beta1_d,
-               double beta2_d, double eps_d, double weight_decay_d, int64_t step) {
-  // what PyTorch forms in Python floats (double) and rounds to float only when it meets a float
-  // tensor: the bias corrections, lr / bc1, 1 - beta (1.0f - 0.999f would be 1.3e-5 off 0.001f)
-  const double bc1 = 1.0 - std::pow(beta1_d, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(beta2_d, static_cast<double>(step));
-  const float step_size = static_cast<float>(lr / bc1);
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const float beta1 = static_cast<float>(beta1_d), beta2 = static_cast<float>(beta2_d);
-  const float one_m_b1 = static_cast<float>(1.0 - beta1_d), one_m_b2 = static_cast<float>(1.0 - beta2_d);
-  const float eps = static_cast<float>(eps_d), weight_decay = static_cast<float>(weight_decay_d);
-  parallel_for(static_cast<int64_t>(n), 1 << 14, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float g = weight_decay != 0.0f ? grad[i] + weight_decay * param[i] : grad[i];
-      const float mi = beta1 * m[i] + one_m_b1 * g;
-      const float vi = beta2 * v[i] + one_m_b2 * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      const float denom = std::sqrt(vi) / bc2_sqrt + eps;
-      param[i] -= step_size * (mi / denom);
+namespace {
+
+void adam_range(const AdamTensor& t, const AdamScalars& s, int64_t b, int64_t e) {
+  float* param = t.param;
+  const float* grad = t.grad;
+  float* m = t.m;
+  float* v = t.v;
+  for (int64_t i = b; i < e; ++i) {
+    const float g = s.weight_decay != 0.0f ? grad[i] + s.weight_decay * param[i] : grad[i];
+    const float mi = s.beta1 * m[i] + s.one_m_b1 * g;
+    const float vi = s.beta2 * v[i] + s.one_m_b2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;
+    param[i] -= s.step_size * (mi / denom);
+  }
+}
+
+}  // namespace
+
+void adam_step(const AdamTensor* ts, size_t count, double lr, double beta1, double beta2, double eps,
+               double weight_decay) {
+  if (count == 0) return;
+  std::vector<AdamScalars> scalars(count);
+  std::vector<int64_t> start(count + 1, 0);  // each tensor's first element in the joined range
+  for (size_t k = 0; k < count; ++k) {
+    scalars[k] = adam_scalars(lr, beta1, beta2, eps, weight_decay, ts[k].step);
+    start[k + 1] = start[k] + static_cast<int64_t>(ts[k].n);
+  }
+  parallel_for(start[count], 1 << 14, [&](int64_t b, int64_t e) {
+    // the tensor holding element b, then each tensor the piece overlaps
+    size_t k = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin()) - 1;
+    for (; k < count && start[k] < e; ++k) {
+      const int64_t lo = std::max(b, start[k]), hi = std::min(e, start[k + 1]);
+      if (lo < hi) adam_range(ts[k], scalars[k], lo - start[k], hi - start[k]);
     }
   });
 }

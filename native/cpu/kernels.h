@@ -117,7 +117,7 @@ void conv2d_code_channels(bool backward, const Conv2dParams& p, int64_t Kc, cons
                           const float* dy, float* y, float* dw, float* dcode);
 
 // adam.cc
-void adam_step(size_t n, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
-               double eps, double weight_decay, int64_t step);
+void adam_step(const AdamTensor* ts, size_t count, double lr, double beta1, double beta2, double eps,
+               double weight_decay);
 
 }  // namespace c3::cpu

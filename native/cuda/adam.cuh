@@ -1,11 +1,13 @@
-// The fused Adam step on the device (as native/cpu/adam.cc).
+// The fused multi-tensor Adam step on the device (as native/cpu/adam.cc).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
+#include "../core/backend.h"
+
 namespace c3::cuda {
 
-void adam_step(size_t n, float* param, const float* grad, float* m, float* v, double lr, double beta1, double beta2,
-               double eps, double weight_decay, int64_t step);
+void adam_step(const AdamTensor* ts, size_t count, double lr, double beta1, double beta2, double eps,
+               double weight_decay);
 
 }  // namespace c3::cuda

@@ -18,6 +18,10 @@ struct CudaMemoryStats {
 };
 
 CudaMemoryStats cuda_memory_stats();
+
+// Kernels launched since the process started (every launch, checked or not): with the host
+// profile, what an iteration asks of the driver's launch path.
+int64_t cuda_kernel_launches();
 // Returns every cached block to the driver (waits for the stream first).
 void cuda_empty_cache();
 

@@ -200,6 +200,8 @@ Staging& staging() {
 
 }  // namespace
 
+std::atomic<int64_t> g_kernel_launches{0};
+
 cudaStream_t stream() { return usable_state().stream; }
 int sm_count() { return usable_state().sms; }
 
@@ -318,6 +320,8 @@ const char* cuda_build() {
 #endif
 }
 bool cuda_available() { return cuda::state().usable; }
+
+int64_t cuda_kernel_launches() { return cuda::g_kernel_launches.load(std::memory_order_relaxed); }
 
 CudaMath cuda_math() { return cuda::math(); }
 CudaTile cuda_tile() { return cuda::tile_pipeline(); }

@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -54,10 +55,14 @@ class Scratch {
   void* p_ = nullptr;
 };
 
+// cuda_kernel_launches()'s count (runtime.cu)
+extern std::atomic<int64_t> g_kernel_launches;
+
 // kernel<<<grid, block, smem, s>>>(args...), unchecked. The emulated build (C3GAN_CUDA=EMULATE,
 // native/cuda/emu) runs the kernel on the host instead, every thread a fiber.
 template <class... KArgs, class... Args>
 void enqueue(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args&&... args) {
+  g_kernel_launches.fetch_add(1, std::memory_order_relaxed);
 #ifdef C3GAN_CUDA_EMULATION
   (void)s;
   c3emu::launch(reinterpret_cast<const void*>(kernel), grid, block, smem,

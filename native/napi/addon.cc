@@ -14,7 +14,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new c3::napi::AddonData();
   Napi::Function tensor = c3::napi::TensorHandle::Init(env);
   Napi::Function gen = c3::napi::GeneratorHandle::Init(env);
-  data->tensor_ctor = Napi::Persistent(tensor);
+  c3::napi::TensorHandle::Register(*data, tensor);
   data->generator_ctor = Napi::Persistent(gen);
   env.SetInstanceData(data);
   exports.Set("NativeTensor", tensor);

@@ -31,16 +31,12 @@ class Args {
     return info_[i];
   }
 
-  TensorHandle* handle(size_t i, const char* name) const {
-    Napi::Value v = at(i, name);
-    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
-      type_error(std::string("argument '") + name + "' must be a tensor");
-    TensorHandle* h = TensorHandle::Unwrap(v.As<Napi::Object>());
-    if (h->disposed || !h->tensor.defined())
-      type_error(std::string("argument '") + name + "' is a disposed tensor");
-    return h;
+  c3::Tensor& tensor(size_t i, const char* name) const {
+    TensorHandle::Kind kind;
+    c3::Tensor* t = TensorHandle::Get(env(), at(i, name), &kind);
+    if (!t) type_error(std::string("argument '") + name + (kind == TensorHandle::Kind::Disposed ? "' is a disposed tensor" : "' must be a tensor"));
+    return *t;
   }
-  c3::Tensor& tensor(size_t i, const char* name) const { return handle(i, name)->tensor; }
 
   // null/undefined -> nullptr
   const c3::Tensor* optional_tensor(size_t i, const char* name) const {
@@ -54,12 +50,12 @@ class Args {
     Napi::Array a = v.As<Napi::Array>();
     std::vector<c3::Tensor> out;
     for (uint32_t k = 0; k < a.Length(); ++k) {
-      Napi::Value e = a.Get(k);
-      if (!e.IsObject() || !e.As<Napi::Object>().InstanceOf(env().GetInstanceData<AddonData>()->tensor_ctor.Value()))
-        type_error(std::string("element ") + std::to_string(k) + " of '" + name + "' is not a tensor");
-      TensorHandle* h = TensorHandle::Unwrap(e.As<Napi::Object>());
-      if (h->disposed) type_error(std::string("element ") + std::to_string(k) + " of '" + name + "' is disposed");
-      out.push_back(h->tensor);
+      TensorHandle::Kind kind;
+      c3::Tensor* t = TensorHandle::Get(env(), a.Get(k), &kind);
+      if (!t)
+        type_error(std::string("element ") + std::to_string(k) + " of '" + name +
+                   (kind == TensorHandle::Kind::Disposed ? "' is disposed" : "' is not a tensor"));
+      out.push_back(*t);
     }
     return out;
   }

@@ -21,58 +21,143 @@ void report_memory(Napi::Env env) {
   if (delta != 0) Napi::MemoryManagement::AdjustExternalMemory(env, delta);
 }
 
-Napi::Function TensorHandle::Init(Napi::Env env) {
-  return DefineClass(env, "NativeTensor",
-                     {
-                         InstanceAccessor<&TensorHandle::Shape>("shape"),
-                         InstanceAccessor<&TensorHandle::DeviceName>("device"),
-                         InstanceAccessor<&TensorHandle::Numel>("numel"),
-                         InstanceAccessor<&TensorHandle::Disposed>("disposed"),
-                         InstanceMethod<&TensorHandle::Dispose>("dispose"),
-                     });
+namespace {
+
+AddonData& addon(napi_env env) { return *Napi::Env(env).GetInstanceData<AddonData>(); }
+
+// Raw callbacks may not throw C++ exceptions through N-API: these return after throwing in JS.
+napi_value throw_type_error(napi_env env, const char* msg) {
+  napi_throw_type_error(env, nullptr, msg);
+  return nullptr;
 }
 
-Napi::Object TensorHandle::Wrap(Napi::Env env, c3::Tensor t) {
-  Napi::Object obj = env.GetInstanceData<AddonData>()->tensor_ctor.New({});
-  TensorHandle::Unwrap(obj)->tensor = std::move(t);
-  report_memory(env);
-  return obj;
+napi_value this_of(napi_env env, napi_callback_info info) {
+  napi_value self = nullptr;
+  napi_get_cb_info(env, info, nullptr, nullptr, &self, nullptr);
+  return self;
 }
 
-TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
-  ++g_live_handles;
+TensorBox* box_of(napi_env env, napi_value self) {
+  void* data = nullptr;
+  return napi_unwrap(env, self, &data) == napi_ok ? static_cast<TensorBox*>(data) : nullptr;
 }
 
-TensorHandle::~TensorHandle() {
-  if (!disposed) --g_live_handles;
-  // Finalizers may run outside a JS call; the next op's report_memory settles the count.
+void finalize_box(napi_env, void* data, void*) {
+  delete static_cast<TensorBox*>(data);
+  --g_live_handles;
+  // runs outside a JS call (V8's finalizer queue); the next op's report_memory settles the count
 }
 
-Napi::Value TensorHandle::Shape(const Napi::CallbackInfo& info) {
-  Napi::Array a = Napi::Array::New(info.Env(), tensor.shape.size());
-  for (size_t i = 0; i < tensor.shape.size(); ++i) a.Set(i, Napi::Number::New(info.Env(), double(tensor.shape[i])));
+// `new NativeTensor()` from JS makes an empty handle, which every op refuses as disposed.
+napi_value construct(napi_env env, napi_callback_info info) { return this_of(env, info); }
+
+napi_value get_shape(napi_env env, napi_callback_info info) {
+  TensorBox* b = box_of(env, this_of(env, info));
+  if (!b) return throw_type_error(env, "c3gan NativeTensor.shape: the tensor was disposed");
+  const c3::Shape& shape = b->tensor.shape;
+  napi_value a = nullptr;
+  if (napi_create_array_with_length(env, shape.size(), &a) != napi_ok) return nullptr;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    napi_value d = nullptr;
+    if (napi_create_double(env, double(shape[i]), &d) != napi_ok || napi_set_element(env, a, uint32_t(i), d) != napi_ok)
+      return nullptr;
+  }
   return a;
 }
 
-Napi::Value TensorHandle::DeviceName(const Napi::CallbackInfo& info) {
-  if (!tensor.defined()) return Napi::String::New(info.Env(), "none");
-  return Napi::String::New(info.Env(), c3::device_name(tensor.device()));
-}
-
-Napi::Value TensorHandle::Numel(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), tensor.defined() ? double(tensor.numel()) : 0.0);
-}
-
-Napi::Value TensorHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposed); }
-
-Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
-  if (!disposed) {
-    disposed = true;
-    --g_live_handles;
-    tensor.storage.reset();
-    report_memory(info.Env());
+napi_value get_device(napi_env env, napi_callback_info info) {
+  TensorBox* b = box_of(env, this_of(env, info));
+  if (!b || !b->tensor.defined()) {
+    napi_value none = nullptr;
+    napi_create_string_utf8(env, "none", NAPI_AUTO_LENGTH, &none);
+    return none;
   }
-  return info.Env().Undefined();
+  napi_value name = nullptr;
+  napi_create_string_latin1(env, c3::device_name(b->tensor.device()), NAPI_AUTO_LENGTH, &name);
+  return name;
+}
+
+napi_value get_numel(napi_env env, napi_callback_info info) {
+  TensorBox* b = box_of(env, this_of(env, info));
+  if (!b) return throw_type_error(env, "c3gan NativeTensor.numel: the tensor was disposed");
+  napi_value n = nullptr;
+  napi_create_double(env, b->tensor.defined() ? double(b->tensor.numel()) : 0.0, &n);
+  return n;
+}
+
+napi_value get_disposed(napi_env env, napi_callback_info info) {
+  TensorBox* b = box_of(env, this_of(env, info));
+  napi_value v = nullptr;
+  napi_get_boolean(env, b == nullptr || !b->tensor.defined(), &v);
+  return v;
+}
+
+napi_value dispose(napi_env env, napi_callback_info info) {
+  void* data = nullptr;
+  if (napi_remove_wrap(env, this_of(env, info), &data) == napi_ok) {
+    delete static_cast<TensorBox*>(data);
+    --g_live_handles;
+    report_memory(Napi::Env(env));
+  }
+  napi_value u = nullptr;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+}  // namespace
+
+Napi::Function TensorHandle::Init(Napi::Env env) {
+  const napi_property_descriptor props[] = {
+      {"shape", nullptr, nullptr, get_shape, nullptr, nullptr, napi_default, nullptr},
+      {"device", nullptr, nullptr, get_device, nullptr, nullptr, napi_default, nullptr},
+      {"numel", nullptr, nullptr, get_numel, nullptr, nullptr, napi_default, nullptr},
+      {"disposed", nullptr, nullptr, get_disposed, nullptr, nullptr, napi_default, nullptr},
+      {"dispose", nullptr, dispose, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_value ctor = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_define_class(env, "NativeTensor", NAPI_AUTO_LENGTH, construct, nullptr,
+                                              sizeof props / sizeof props[0], props, &ctor),
+                       Napi::Function());
+  return Napi::Function(env, ctor);
+}
+
+void TensorHandle::Register(AddonData& data, Napi::Function ctor) {
+  data.tensor_ctor = Napi::Persistent(ctor);
+  data.tensor_proto = Napi::Persistent(ctor.Get("prototype").As<Napi::Object>());
+}
+
+Napi::Value TensorHandle::Wrap(Napi::Env env, c3::Tensor t) {
+  napi_value obj = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_new_instance(env, addon(env).tensor_ctor.Value(), 0, nullptr, &obj), Napi::Value());
+  auto* box = new TensorBox{std::move(t)};
+  const napi_status st = napi_wrap(env, obj, box, finalize_box, nullptr, nullptr);
+  if (st != napi_ok) {
+    delete box;
+    NAPI_THROW_IF_FAILED(env, st, Napi::Value());
+  }
+  ++g_live_handles;
+  report_memory(env);
+  return Napi::Value(env, obj);
+}
+
+c3::Tensor* TensorHandle::Get(napi_env env, napi_value v, Kind* kind) {
+  // recognised by its prototype (a map read and a compare; instanceof looked up Symbol.hasInstance
+  // on every argument), then unwrapped: a recognised handle with nothing wrapped is disposed
+  napi_valuetype type = napi_undefined;
+  napi_value proto = nullptr;
+  bool ours = false;
+  if (napi_typeof(env, v, &type) != napi_ok || type != napi_object || napi_get_prototype(env, v, &proto) != napi_ok ||
+      napi_strict_equals(env, proto, addon(env).tensor_proto.Value(), &ours) != napi_ok || !ours) {
+    *kind = Kind::NotATensor;
+    return nullptr;
+  }
+  TensorBox* b = box_of(env, v);
+  if (!b || !b->tensor.defined()) {
+    *kind = Kind::Disposed;
+    return nullptr;
+  }
+  *kind = Kind::Live;
+  return &b->tensor;
 }
 
 Napi::Function GeneratorHandle::Init(Napi::Env env) {

@@ -137,6 +137,11 @@ C3_OP(Affine, "affine")
   return wrap(env, ops::affine(a.tensor(0, "x"), a.finite(1, "scale"), a.finite(2, "shift")));
 C3_END
 
+C3_OP(AffineInPlace, "affineInPlace")
+  ops::affine_(a.tensor(0, "x"), a.finite(1, "scale"), a.finite(2, "shift"));
+  return env.Undefined();
+C3_END
+
 C3_OP(Unary, "unary")
   return wrap(env, ops::unary(unary_op(a, 0), a.tensor(1, "x"), a.finite(2, "alpha")));
 C3_END
@@ -346,11 +351,27 @@ C3_OP(Conv2dConstChannels, "conv2dConstChannels")
   return wrap_list(env, {g.dx, g.dw, g.dcode});
 C3_END
 
-C3_OP(AdamStep, "adamStep")
-  ops::adam_step_(a.tensor(0, "param"), a.tensor(1, "grad"), a.tensor(2, "m"), a.tensor(3, "v"), a.finite_double(4, "lr"),
-                  a.finite_double(5, "beta1"), a.finite_double(6, "beta2"), a.finite_double(7, "eps"),
-                  a.finite_double(8, "weightDecay"),
-                  a.integer(9, "step", 1, int64_t(1) << 50));
+// adamSteps(params, grads, ms, vs, steps, lr, beta1, beta2, eps, weightDecay): one call (one
+// launch on CUDA) for a whole parameter list; steps[k] is parameter k's own count
+C3_OP(AdamSteps, "adamSteps")
+  std::vector<Tensor> p = a.tensors(0, "params"), g = a.tensors(1, "grads"), m = a.tensors(2, "ms"), v = a.tensors(3, "vs");
+  Napi::Value sv = a.at(4, "steps");
+  if (!sv.IsArray()) a.type_error("argument 'steps' must be an array of integers");
+  Napi::Array steps = sv.As<Napi::Array>();
+  if (g.size() != p.size() || m.size() != p.size() || v.size() != p.size() || steps.Length() != p.size())
+    a.range_error("params, grads, ms, vs and steps must have one entry per parameter, got " + std::to_string(p.size()) + ", " +
+                  std::to_string(g.size()) + ", " + std::to_string(m.size()) + ", " + std::to_string(v.size()) + " and " +
+                  std::to_string(steps.Length()));
+  std::vector<ops::AdamParam> ps(p.size());
+  for (uint32_t k = 0; k < p.size(); ++k) {
+    Napi::Value e = steps.Get(k);
+    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
+    if (!(d >= 1 && d <= 9007199254740991.0 && d == std::floor(d)))
+      a.range_error("steps[" + std::to_string(k) + "] must be an integer >= 1, got " + (e.IsNumber() ? std::to_string(d) : "not a number"));
+    ps[k] = {&p[k], &g[k], &m[k], &v[k], static_cast<int64_t>(d)};
+  }
+  ops::adam_steps_(ps, a.finite_double(5, "lr"), a.finite_double(6, "beta1"), a.finite_double(7, "beta2"),
+                   a.finite_double(8, "eps"), a.finite_double(9, "weightDecay"));
   return env.Undefined();
 C3_END
 
@@ -392,6 +413,15 @@ C3_OP(SetCudaTileMode, "setCudaTile")
   }
 #endif
   throw c3::Error("setCudaTile", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
+// cudaLaunches(): kernels launched since the process started (0 without a CUDA backend)
+C3_OP(CudaLaunches, "cudaLaunches")
+#ifdef C3GAN_HAVE_CUDA
+  return Napi::Number::New(env, double(c3::cuda_kernel_launches()));
+#else
+  return Napi::Number::New(env, 0.0);
+#endif
 C3_END
 
 // cudaBuild(): the GPU code this addon carries ("sm_80 sm_86 ... compute_90 PTX"), or why none
@@ -438,7 +468,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   static const Entry entries[] = {
       {"empty", Empty}, {"full", Full}, {"fromFloat32", FromFloat32}, {"toFloat32", ToFloat32},
       {"toDevice", ToDevice}, {"clone", Clone}, {"reshape", Reshape}, {"fill", Fill}, {"copy", Copy},
-      {"axpy", Axpy}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"unary", Unary},
+      {"axpy", Axpy}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"affineInPlace", AffineInPlace}, {"unary", Unary},
       {"unaryBackward", UnaryBackward}, {"binary", Binary}, {"expand", Expand}, {"sumTo", SumTo}, {"sum", Sum},
       {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight}, {"conv2dUp", Conv2dUp},
       {"conv2dMoments", Conv2dMoments}, {"conv2dUpMoments", Conv2dUpMoments},
@@ -451,11 +481,11 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"l2normalizeBackward", L2NormalizeBackward}, {"softmax", Softmax}, {"softmaxBackward", SoftmaxBackward},
       {"crossEntropy", CrossEntropy}, {"crossEntropyBackward", CrossEntropyBackward}, {"ntXent", NtXent},
       {"ntXentBackward", NtXentBackward}, {"affineGrid", AffineGrid}, {"affineGridBackward", AffineGridBackward},
-      {"gridSample", GridSample}, {"gridSampleBackward", GridSampleBackward}, {"adamStep", AdamStep},
+      {"gridSample", GridSample}, {"gridSampleBackward", GridSampleBackward}, {"adamSteps", AdamSteps},
       {"conv2dConstChannels", Conv2dConstChannels},
       {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"cudaMath", CudaMathMode},
       {"setCudaMath", SetCudaMathMode}, {"cudaTile", CudaTileMode}, {"setCudaTile", SetCudaTileMode},
-      {"cudaBuild", CudaBuild}, {"numThreads", NumThreads},
+      {"cudaBuild", CudaBuild}, {"cudaLaunches", CudaLaunches}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };
   for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));

@@ -1496,23 +1496,41 @@ C3_TEST(cuda_vs_cpu_grid_sample_and_affine_grid) {
 C3_TEST(cuda_vs_cpu_adam_bitwise) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_adam_bitwise");
   if (!g) return;
-  const size_t n = 300001;
+  // one big parameter and small ones with their own step counts, stepped together (one launch)
+  const size_t sizes[] = {300001, 1, 33, 0, 4096};
+  const int64_t first_step[] = {1, 5, 2, 1, 3};
+  const size_t count = sizeof sizes / sizeof sizes[0];
   for (float wd : {0.0f, 0.01f}) {
-    Vf p = random_vec(n, 98000), zero(n, 0.0f);
     Outputs c, d;
     on_both(*g, [&](const Backend& be) {
-      Buf bp(be, p), bm(be, zero), bv(be, zero), bg(be, n);
-      for (int step = 1; step <= 3; ++step) {
-        Vf grad = random_vec(n, 98001 + step);
-        be.upload(bg.p(), grad.data(), n);
-        be.adam_step(n, bp.p(), bg.p(), bm.p(), bv.p(), 2e-4f, 0.5f, 0.999f, 1e-8f, wd, step);
+      std::vector<std::unique_ptr<Buf>> bufs;  // param, m, v, grad per tensor
+      for (size_t k = 0; k < count; ++k) {
+        bufs.push_back(std::make_unique<Buf>(be, random_vec(sizes[k], 98000 + k)));
+        bufs.push_back(std::make_unique<Buf>(be, Vf(sizes[k], 0.0f)));
+        bufs.push_back(std::make_unique<Buf>(be, Vf(sizes[k], 0.0f)));
+        bufs.push_back(std::make_unique<Buf>(be, sizes[k]));
       }
-      return Outputs{bp.host(), bm.host(), bv.host()};
+      for (int step = 0; step < 3; ++step) {
+        std::vector<c3::AdamTensor> ts;
+        for (size_t k = 0; k < count; ++k) {
+          Vf grad = random_vec(sizes[k], 98100 + 10 * step + k);
+          if (sizes[k]) be.upload(bufs[4 * k + 3]->p(), grad.data(), sizes[k]);
+          ts.push_back({bufs[4 * k]->p(), bufs[4 * k + 3]->p(), bufs[4 * k + 1]->p(), bufs[4 * k + 2]->p(), sizes[k],
+                        first_step[k] + step});
+        }
+        be.adam_step(ts.data(), ts.size(), 2e-4, 0.5, 0.999, 1e-8, wd);
+      }
+      Outputs out;
+      for (size_t k = 0; k < count; ++k)
+        for (int j = 0; j < 3; ++j) out.push_back(bufs[4 * k + j]->host());
+      return out;
     }, c, d);
-    const std::string what = "adam wd=" + std::to_string(wd);
-    expect_same(d[0], c[0], what + " param");
-    expect_same(d[1], c[1], what + " exp_avg");
-    expect_same(d[2], c[2], what + " exp_avg_sq");
+    for (size_t k = 0; k < count; ++k) {
+      const std::string what = "adam wd=" + std::to_string(wd) + " tensor " + std::to_string(k);
+      expect_same(d[3 * k], c[3 * k], what + " param");
+      expect_same(d[3 * k + 1], c[3 * k + 1], what + " exp_avg");
+      expect_same(d[3 * k + 2], c[3 * k + 2], what + " exp_avg_sq");
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 // against float64 loops written here, finite differences for the backward passes, and the CPU
 // *_reference kernels for the fast paths.
 #include <algorithm>
+#include <memory>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -20,6 +21,7 @@
 
 namespace {
 
+using c3::AdamTensor;
 using c3::Backend;
 using c3::Conv2dParams;
 using c3::test::Buf;
@@ -163,6 +165,9 @@ C3_TEST(memory_alloc_fill_copy_axpy_affine) {
   Vec back(n);
   be.download(back.data(), bx.p(), n);
   expect_close(back, x, 0, 0, "upload/download round trip");
+  be.affine(n, bx.p(), -2.5f, 0.25f, bx.p());  // in place (ops::affine_, batch norm's batch count)
+  for (size_t i = 0; i < n; ++i) want[i] = -2.5 * x[i] + 0.25;
+  expect_close(bx.host(), want, 1e-6, 1e-7, "affine in place");
 }
 
 C3_TEST(memory_alloc_failure_throws_out_of_memory) {
@@ -666,7 +671,8 @@ C3_TEST(adam_three_steps_match_hand_loop) {
     for (int step = 1; step <= 3; ++step) {
       Vec g = random_vec(n, 81 + step);
       be.upload(bg.p(), g.data(), n);
-      be.adam_step(n, bp.p(), bg.p(), bm.p(), bv.p(), lr, b1, b2, eps, wd, step);
+      const AdamTensor t{bp.p(), bg.p(), bm.p(), bv.p(), n, step};
+      be.adam_step(&t, 1, lr, b1, b2, eps, wd);
       const double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
       for (size_t i = 0; i < n; ++i) {
         const double gi = g[i] + static_cast<double>(wd) * pd[i];
@@ -679,6 +685,38 @@ C3_TEST(adam_three_steps_match_hand_loop) {
     expect_close(bm.host(), md, 1e-5, 1e-7, what + " m");
     expect_close(bv.host(), vd, 2e-6, 1e-12, what + " v");
     expect_close(bp.host(), pd, 1e-6, 1e-8, what + " param");
+  }
+}
+
+C3_TEST(adam_many_tensors_match_one_by_one) {
+  // one call over tensors of every size class (empty, tiny, across the threads' pieces), each with
+  // its own step count, against a call per tensor: the same bits
+  const size_t sizes[] = {1, 0, 7, 16385, 40000, 3, 100003};
+  const int64_t steps[] = {1, 4, 2, 3, 1, 9, 2};
+  const size_t count = sizeof sizes / sizeof sizes[0];
+  for (float wd : {0.0f, 0.01f}) {
+    std::vector<std::unique_ptr<Buf>> together, alone;
+    std::vector<AdamTensor> joint;
+    for (size_t k = 0; k < count; ++k) {
+      const size_t n = sizes[k];
+      for (auto* set : {&together, &alone}) {
+        set->push_back(std::make_unique<Buf>(be, random_vec(n, 8100 + k)));   // param
+        set->push_back(std::make_unique<Buf>(be, random_vec(n, 8200 + k)));   // grad
+        set->push_back(std::make_unique<Buf>(be, random_vec(n, 8300 + k)));   // m
+        Vec v = random_vec(n, 8400 + k);
+        for (float& x : v) x = x * x;  // a second moment is never negative
+        set->push_back(std::make_unique<Buf>(be, v));
+      }
+      joint.push_back({together[4 * k]->p(), together[4 * k + 1]->p(), together[4 * k + 2]->p(), together[4 * k + 3]->p(), n,
+                       steps[k]});
+      const AdamTensor one{alone[4 * k]->p(), alone[4 * k + 1]->p(), alone[4 * k + 2]->p(), alone[4 * k + 3]->p(), n, steps[k]};
+      be.adam_step(&one, 1, 2e-4, 0.5, 0.999, 1e-8, wd);
+    }
+    be.adam_step(joint.data(), joint.size(), 2e-4, 0.5, 0.999, 1e-8, wd);
+    for (size_t k = 0; k < count; ++k)
+      for (int j : {0, 2, 3})
+        expect_close(together[4 * k + j]->host(), alone[4 * k + j]->host(), 0, 0,
+                     "adam wd=" + std::to_string(wd) + " tensor " + std::to_string(k) + (j == 0 ? " param" : j == 2 ? " m" : " v"));
   }
 }
 

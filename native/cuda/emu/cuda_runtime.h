@@ -11,6 +11,8 @@
 // cudaErrorLaunchFailure whose text says what and where, as a device fault would.
 // What it cannot see: timing, memory ordering, races between threads (fibers switch only at
 // barriers), host pointers handed to kernels, static shared memory limits.
+// C3GAN_CUDA_EMU_KERNELS=skip checks launches without running them (emu.cc skip_kernels): the
+// host's own time of a GPU-sized iteration (benchmarks/host-cost.sh).
 #pragma once
 #ifndef C3GAN_CUDA_EMULATION
 #error "native/cuda/emu is for builds with C3GAN_CUDA=EMULATE only"

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -87,6 +88,21 @@ void fill_order(std::vector<uint32_t>& v, uint32_t n, uint64_t seed) {
     z ^= z >> 31;
     std::swap(v[i - 1], v[static_cast<uint32_t>(z % i)]);
   }
+}
+
+// C3GAN_CUDA_EMU_KERNELS=skip: launches are checked (configuration, shared memory) but no block
+// runs (the first launch, the runtime's probe, excepted), and device-side copies and fills move no bytes (reads back to the host still do). Results
+// are garbage; what is left is the host's own path (JS, binding, allocator, staging, launch
+// set-up), so an iteration's host time at a GPU-sized config can be measured on a CPU machine.
+bool skip_kernels() {
+  static const bool skip = [] {
+    const char* v = std::getenv("C3GAN_CUDA_EMU_KERNELS");
+    if (!v || !*v || !std::strcmp(v, "run")) return false;
+    if (!std::strcmp(v, "skip")) return true;
+    std::fprintf(stderr, "c3gan CUDA emulator: C3GAN_CUDA_EMU_KERNELS must be run or skip; running them\n");
+    return false;
+  }();
+  return skip;
 }
 
 // The launch running on this host thread.
@@ -438,6 +454,9 @@ void launch(const void* func, dim3 grid, dim3 block, size_t smem, void (*run)(co
                                     " KiB this kernel may use" + (limit == kMaxDynamicShared ? " without opt-in)" : ")"));
     return;
   }
+  // the process's first launch, the runtime's probe kernel, runs: its result is checked
+  static std::atomic<uint64_t> seen{0};
+  if (seen.fetch_add(1) > 0 && skip_kernels()) return;
   std::lock_guard<std::mutex> g(launch_mutex());
   Run r;
   r.grid = grid;
@@ -521,7 +540,8 @@ cudaError_t cudaGetDeviceCount(int* count) {
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device != 0) return fail(cudaErrorInvalidDevice);
   std::memset(prop, 0, sizeof *prop);
-  std::snprintf(prop->name, sizeof prop->name, "c3gan CUDA emulator on the host CPU");
+  std::snprintf(prop->name, sizeof prop->name, "c3gan CUDA emulator on the host CPU%s",
+                c3emu::skip_kernels() ? " (kernels skipped: C3GAN_CUDA_EMU_KERNELS=skip)" : "");
   prop->totalGlobalMem = dev().capacity;
   prop->sharedMemPerBlock = c3emu::kMaxDynamicShared;
   prop->warpSize = 32;
@@ -690,7 +710,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
       return fail(cudaErrorInvalidValue, std::string("invalid argument (CUDA emulator: cudaMemcpyAsync source is ") +
                                              (src_dev ? "not inside one device allocation" : "device memory") + ")");
   }
-  std::memmove(dst, src, bytes);
+  if (kind == cudaMemcpyDeviceToHost || !c3emu::skip_kernels()) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
 
@@ -702,6 +722,6 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
     if (!c3emu::inside(dev().device, dst, bytes))
       return fail(cudaErrorInvalidValue, "invalid argument (CUDA emulator: cudaMemsetAsync outside device memory)");
   }
-  std::memset(dst, value, bytes);
+  if (!c3emu::skip_kernels()) std::memset(dst, value, bytes);
   return cudaSuccess;
 }
