@@ -106,6 +106,8 @@ export interface NativeAddon {
   toFloat32(t: NativeTensor): Float32Array;
   toDevice(t: NativeTensor, device: DeviceName): NativeTensor;
   clone(t: NativeTensor): NativeTensor;
+  /** a second handle on x's storage: disposing either leaves the other as it was */
+  share(x: NativeTensor): NativeTensor;
   reshape(t: NativeTensor, shape: number[]): NativeTensor;
   fill(t: NativeTensor, value: number): void;
   copy(dst: NativeTensor, src: NativeTensor): void;

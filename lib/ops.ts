@@ -13,7 +13,7 @@ class Ctx {
   constructor(readonly N: NativeAddon, readonly needs: boolean[]) {}
   /** a second handle on the same storage, owned by the node */
   share(h: NativeTensor): NativeTensor {
-    const s = this.N.reshape(h, h.shape);
+    const s = this.N.share(h);
     this.saved.push(s);
     return s;
   }

@@ -416,7 +416,7 @@ export class Tensor {
   /** A tensor sharing this one's storage, outside the tape. */
   detach(): Tensor {
     const h = this.use("detach");
-    return new Tensor(native().reshape(h, this._shape), "detach");
+    return new Tensor(native().share(h), "detach");
   }
 
   /** A copy (outside the tape). */

@@ -98,6 +98,16 @@ test("native handles: a disposed one, an empty one and a look-alike are refused 
   throwsError(() => N.unary("relu", Object.create(Object.getPrototypeOf(alive)), 0), /argument 'x' is a disposed tensor/);
   throwsError(() => N.concat([alive, h], 0), /element 1 of 'tensors' is disposed/);
   throwsError(() => N.concat([alive, 7 as unknown as typeof h], 0), /element 1 of 'tensors' is not a tensor/);
+  // share: a second handle on the same storage, which outlives the first
+  const a = N.full([3], 2, device);
+  const b = N.share(a);
+  assert.deepEqual(b.shape, [3]);
+  assert.equal(N.liveTensors(), live + 3);
+  N.fill(a, 5);
+  a.dispose();
+  assert.deepEqual(Array.from(N.toFloat32(b)), [5, 5, 5]);
+  b.dispose();
+  throwsError(() => N.share(a), /c3gan share: argument 'x' is a disposed tensor/);
   // a tensor behind a Tensor disposed through its raw handle is refused by the op, naming the argument
   const t = Tensor.ones([2], on);
   t.handle.dispose();

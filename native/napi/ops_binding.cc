@@ -103,6 +103,12 @@ C3_OP(Clone, "clone")
   return wrap(env, ops::clone(a.tensor(0, "tensor")));
 C3_END
 
+// share(x): a second handle on x's storage (what a tape node keeps; disposing either handle
+// leaves the other as it was)
+C3_OP(Share, "share")
+  return wrap(env, a.tensor(0, "x"));
+C3_END
+
 C3_OP(Reshape, "reshape")
   return wrap(env, ops::reshape(a.tensor(0, "tensor"), a.shape(1, "shape")));
 C3_END
@@ -467,7 +473,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   };
   static const Entry entries[] = {
       {"empty", Empty}, {"full", Full}, {"fromFloat32", FromFloat32}, {"toFloat32", ToFloat32},
-      {"toDevice", ToDevice}, {"clone", Clone}, {"reshape", Reshape}, {"fill", Fill}, {"copy", Copy},
+      {"toDevice", ToDevice}, {"clone", Clone}, {"share", Share}, {"reshape", Reshape}, {"fill", Fill}, {"copy", Copy},
       {"axpy", Axpy}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"affineInPlace", AffineInPlace}, {"unary", Unary},
       {"unaryBackward", UnaryBackward}, {"binary", Binary}, {"expand", Expand}, {"sumTo", SumTo}, {"sum", Sum},
       {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight}, {"conv2dUp", Conv2dUp},
