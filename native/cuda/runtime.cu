@@ -170,26 +170,43 @@ std::atomic<int>& tile_slot() {  // CudaTile
 // ---- pinned staging for host <-> device copies ----
 
 constexpr size_t kStagingBytes = size_t(4) << 20;  // per buffer; two alternate
+// Small uploads (a loss's targets, Adam's parameter table: ~14 per training iteration) take the
+// next of kSmallSlots slots instead: one waits only for the copy kSmallSlots small uploads back,
+// so the host can run about an iteration ahead of the GPU. Through the two big buffers, each
+// waited for the copy two uploads back, queued behind every kernel issued before it.
+constexpr size_t kSmallBytes = size_t(64) << 10;
+constexpr int kSmallSlots = 32;
 
 struct Staging {
   std::mutex mu;
   void* buf[2] = {nullptr, nullptr};
   cudaEvent_t done[2] = {nullptr, nullptr};  // the last copy that used buf[i]
+  void* small = nullptr;                     // kSmallSlots slots of kSmallBytes
+  cudaEvent_t small_done[kSmallSlots] = {};  // the last copy that used slot i
+  int next_small = 0;
 
-  void ensure() {
+  static void ensure_buffer(void*& p, size_t bytes) {
     // assigned only after success, so a failed call leaves nothing half made
+    if (p) return;
+    void* q = nullptr;
+    check_cuda(cudaMallocHost(&q, bytes), "upload (pinned staging buffer)");
+    p = q;
+  }
+  static void ensure_event(cudaEvent_t& e) {
+    if (e) return;
+    cudaEvent_t q = nullptr;
+    check_cuda(cudaEventCreateWithFlags(&q, cudaEventDisableTiming), "upload (staging event)");
+    e = q;
+  }
+  void ensure() {
     for (int i = 0; i < 2; ++i) {
-      if (!buf[i]) {
-        void* p = nullptr;
-        check_cuda(cudaMallocHost(&p, kStagingBytes), "upload (pinned staging buffer)");
-        buf[i] = p;
-      }
-      if (!done[i]) {
-        cudaEvent_t e = nullptr;
-        check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "upload (staging event)");
-        done[i] = e;
-      }
+      ensure_buffer(buf[i], kStagingBytes);
+      ensure_event(done[i]);
     }
+  }
+  void ensure_small() {
+    ensure_buffer(small, kSmallBytes * kSmallSlots);
+    for (cudaEvent_t& e : small_done) ensure_event(e);
   }
 };
 
@@ -241,9 +258,20 @@ void upload(float* dst, const float* host, size_t n) {
   if (!n) return;
   Staging& st = staging();
   std::lock_guard<std::mutex> g(st.mu);
-  st.ensure();
   cudaStream_t s = stream();
   const size_t bytes = n * sizeof(float);
+  if (bytes <= kSmallBytes) {
+    st.ensure_small();
+    const int slot = st.next_small;
+    char* p = static_cast<char*>(st.small) + slot * kSmallBytes;
+    check_cuda(cudaEventSynchronize(st.small_done[slot]), "upload");  // slot no longer read by a copy
+    std::memcpy(p, host, bytes);
+    check_cuda(cudaMemcpyAsync(dst, p, bytes, cudaMemcpyHostToDevice, s), "upload");
+    check_cuda(cudaEventRecord(st.small_done[slot], s), "upload");
+    st.next_small = (slot + 1) % kSmallSlots;
+    return;
+  }
+  st.ensure();
   int i = 0;
   for (size_t off = 0; off < bytes; off += kStagingBytes, i ^= 1) {
     const size_t len = std::min(kStagingBytes, bytes - off);

@@ -874,6 +874,34 @@ C3_TEST(cuda_vs_cpu_memory_and_streaming_ops) {
   }
 }
 
+C3_TEST(cuda_vs_cpu_uploads_through_the_small_slots_and_the_big_buffers) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_uploads_through_the_small_slots_and_the_big_buffers");
+  if (!g) return;
+  // more small uploads than the ring has slots (each slot reused while earlier copies may still be
+  // queued), interleaved with big ones, each from a host buffer overwritten right after the call
+  const size_t small[] = {1, 64, 16384, 16385, 777};  // 16384 floats fill a 64 KiB slot; 16385 do not fit
+  const size_t big = (size_t(1) << 20) + 3;
+  Outputs c, d;
+  on_both(*g, [&](const Backend& be) {
+    std::vector<std::unique_ptr<Buf>> bufs;
+    Vf host;
+    for (int k = 0; k < 80; ++k) {
+      const size_t n = k % 9 == 8 ? big : small[k % 5];
+      bufs.push_back(std::make_unique<Buf>(be, n));
+      host = random_vec(n, 51000 + k);
+      be.upload(bufs.back()->p(), host.data(), n);
+      std::fill(host.begin(), host.end(), -1.0f);  // the upload took its own copy
+    }
+    Outputs o;
+    for (auto& b : bufs) o.push_back(b->host());
+    return o;
+  }, c, d);
+  for (size_t k = 0; k < c.size(); ++k) {
+    expect_same(d[k], c[k], "upload " + std::to_string(k));
+    expect_same(d[k], random_vec(d[k].size(), 51000 + k), "upload " + std::to_string(k) + " equals its host data");
+  }
+}
+
 C3_TEST(cuda_vs_cpu_memory_alloc_cache_and_oom) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_memory_alloc_cache_and_oom");
   if (!g) return;
