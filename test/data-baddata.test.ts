@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { DataLoader } from "../lib/data/loader";
 import { openDataset } from "../lib/data/formats";
 import { writeJpeg } from "./helpers/images";
+import { tempDir } from "./helpers/tmp";
 
 async function drain(it: AsyncIterable<unknown>): Promise<number> {
   let n = 0;
@@ -134,4 +135,31 @@ test("IDX labels out of range are errors naming the file", async () => {
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
+});
+
+test("a failed decode among concurrent ones names its own fault: libvips' one error buffer is retried past", async () => {
+  // each decode clears libvips' process-wide error buffer as it ends, and another's failure may
+  // write into it: without the retries ~1 in 4 of these failures read "Unknown error" or carried
+  // the other bad file's detail
+  const { decodeImageFile } = await import("../lib/data/decode");
+  const dir = tempDir("decode-race");
+  const good = path.join(dir, "good.jpg");
+  await writeJpeg(good, 40, 30, 1);
+  const bytes = fs.readFileSync(good);
+  const cut = path.join(dir, "cut.jpg");
+  fs.writeFileSync(cut, bytes.subarray(0, bytes.length >> 1));
+  const garbage = path.join(dir, "garbage.jpg");
+  fs.writeFileSync(garbage, "this is not an image at all, just text bytes......");
+  const kind = new Map([[cut, /premature end|truncated|JPEG/i], [garbage, /unsupported image format/i]]);
+  const wrong: string[] = [];
+  let failures = 0;
+  for (let round = 0; round < 25; round++) {
+    const files = Array.from({ length: 12 }, (_, i) => [good, cut, garbage][i % 3]);
+    await Promise.all(files.map((f) => decodeImageFile(f, 3).then(() => assert.equal(f, good), (e: Error) => {
+      failures++;
+      if (!kind.get(f)?.test(e.message)) wrong.push(`${path.basename(f)}: ${e.message}`);
+    })));
+  }
+  assert.equal(failures, 200);
+  assert.deepEqual(wrong, []);
 });

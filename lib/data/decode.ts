@@ -44,29 +44,39 @@ function decodeRgb(file: string): Promise<{ data: Buffer; info: OutputInfo }> {
     .toBuffer({ resolveWithObject: true });
 }
 
-// libvips keeps one error buffer for the process, and any decode running at the same time may
-// clear it: a failed decode's message then loses its detail ("Input file has corrupt header:",
-// ~1% of failures among concurrent decodes). Such a failure is tried again, the retries queued
-// one behind another, until the message says what is wrong (3 tries at most). Failures are rare;
-// good files never wait.
+// libvips keeps one error buffer for the process, and every decode clears it when it ends, while
+// another's failure may write into it: a failed decode's message may lose its detail ("Input file
+// has corrupt header:" with nothing after it, or sharp's "Unknown error" when the buffer was
+// empty: a truncated JPEG among 12 concurrent decodes read "Unknown error" 45% of the time) or
+// carry another file's ("tiff2vips: Not a TIFF file" for a truncated JPEG, ~1 in 400 there). So
+// a failure is tried again, the retries queued one behind another, until two tries give the same
+// detailed message (8 tries at most). Failures are rare; good files never wait.
 let retries: Promise<unknown> = Promise.resolve();
-const noDetail = (e: unknown): boolean => e instanceof Error && /:\s*$/.test(e.message);
+const noDetail = (e: unknown): boolean => !(e instanceof Error) || /:\s*$/.test(e.message) || e.message === "Unknown error";
+const MAX_TRIES = 8;
 
 async function decodeRgbReported(file: string): Promise<{ data: Buffer; info: OutputInfo }> {
   try {
     return await decodeRgb(file);
   } catch (first) {
-    if (!noDetail(first)) throw first;
     const again = retries.then(async () => {
+      const seen = new Set<string>();
       let last: unknown = first;
-      for (let i = 0; i < 3 && noDetail(last); i++) {
+      let detailed: unknown = null;
+      for (let i = 0; ; i++) {
+        if (!noDetail(last)) {
+          const m = (last as Error).message;
+          if (seen.has(m)) throw last;
+          seen.add(m);
+          detailed = last;
+        }
+        if (i === MAX_TRIES) throw detailed ?? last;
         try {
           return await decodeRgb(file);
         } catch (e) {
           last = e;
         }
       }
-      throw last;
     });
     retries = again.catch(() => undefined);
     return again;
