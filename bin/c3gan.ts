@@ -4,7 +4,7 @@ import "../lib/cli/env";
 import { Command, Option } from "commander";
 import * as path from "node:path";
 import { formatDuration, Progress } from "../lib/cli/progress";
-import { native, packageRoot } from "../lib/native";
+import { addonFilePath, native } from "../lib/native";
 import { C3Config, describeConfig, loadConfig, parseConfig } from "../lib/train/config";
 import { DEFAULT_CONFIG } from "../lib/train/defaults";
 import { train, evaluateModel, specFromConfig, resolveDevice } from "../lib/train/trainer";
@@ -110,8 +110,8 @@ program
   .description("version, native addon, CPU threads and kernels, CUDA status")
   .action(() => {
     const N = native();
-    // the file node-gyp-build chose: a prebuild (prebuilds/<platform>-<arch>/) or a local build
-    const file: string = require("node-gyp-build").path(packageRoot());
+    // C3GAN_ADDON's file, or the one node-gyp-build chose: a prebuild (prebuilds/<platform>-<arch>/) or a local build
+    const file = addonFilePath();
     console.log(`c3gan ${VERSION}\nnative addon ${N.version}\naddon ${file}\nthreads ${N.numThreads()}\n` +
       `cpu: ${N.cpuFeatures()}; gemm kernel ${N.gemmKernel()}\ncuda: ${N.cudaStatus()}\n` +
       `cuda code: ${N.cudaBuild()}` +

@@ -219,6 +219,13 @@ export function packageRoot(): string {
   return path.resolve(__dirname, "..", "..");
 }
 
+/** The addon file native() loads: C3GAN_ADDON's when set, else node-gyp-build's choice (a prebuild or build/Release). */
+export function addonFilePath(): string {
+  const explicit = process.env.C3GAN_ADDON;
+  if (explicit) return path.resolve(explicit);
+  return (require("node-gyp-build") as { resolve: (dir: string) => string }).resolve(packageRoot());
+}
+
 export function native(): NativeAddon {
   return wrapper ?? loadAddon();
 }

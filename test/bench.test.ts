@@ -2,10 +2,13 @@
 // tables and target sums) and the --compare plumbing against a fake python; no timing assertions.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { benchOptions, formatOps, runIterations, runOps } from "../lib/bench/command";
+import { addonFilePath, native } from "../lib/native";
+import { machineInfo } from "../lib/bench/machine";
 import { BENCH_CONFIGS, DEFAULT_CONFIG_NAMES, resolveConfigs } from "../lib/bench/configs";
 import { buildRows, combine, OpRow, parseFilters, parseTorchRow, passBytes, PassName, RowResult, torchRequest, wanted } from "../lib/bench/ops";
 import {
@@ -266,4 +269,22 @@ test("--ops --compare torch end to end with a fake python: rows, ratios, report,
   assert.match(md, /\| 3x3 convs|\| batch norm \| 32px \|/);
   assert.ok(spreadCount(r, 2).total > 0);
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("info and the bench header name the addon file loaded, C3GAN_ADDON's when it is set", () => {
+  const loaded = addonFilePath();
+  assert.ok(fs.existsSync(loaded), loaded);
+  assert.equal(machineInfo(native()).addonFile, loaded);
+  // a copy of the addon elsewhere, named by C3GAN_ADDON: info reports that file, not build/Release
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-addon-"));
+  try {
+    const copy = path.join(dir, "c3gan.node");
+    fs.copyFileSync(loaded, copy);
+    const r = spawnSync(process.execPath, [path.join(__dirname, "../bin/c3gan.js"), "info"],
+      { encoding: "utf8", env: { ...process.env, C3GAN_ADDON: copy } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`\\naddon ${copy.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\n`));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -2,7 +2,7 @@
 // measured fp32 peak the per-op GFLOP/s are read against.
 import * as fs from "node:fs";
 import * as os from "node:os";
-import { NativeAddon, packageRoot } from "../native";
+import { addonFilePath, NativeAddon } from "../native";
 
 export interface Machine {
   cpuModel: string;
@@ -13,7 +13,7 @@ export interface Machine {
   loadAverage: number[];
   node: string;
   addonVersion: string;
-  /** the addon file node-gyp-build loads, and when it was built (its mtime): other work may rebuild it */
+  /** the addon file loaded (C3GAN_ADDON's, or node-gyp-build's choice), and when it was built (its mtime): other work may rebuild it */
   addonFile: string | null;
   addonBuilt: string | null;
   cuda: string;
@@ -21,7 +21,7 @@ export interface Machine {
 
 function addonFile(): { file: string | null; built: string | null } {
   try {
-    const file = (require("node-gyp-build") as { resolve: (dir: string) => string }).resolve(packageRoot());
+    const file = addonFilePath();
     return { file, built: fs.statSync(file).mtime.toISOString() };
   } catch {
     return { file: null, built: null };
