@@ -34,7 +34,9 @@ class Args {
   c3::Tensor& tensor(size_t i, const char* name) const {
     TensorHandle::Kind kind;
     c3::Tensor* t = TensorHandle::Get(env(), at(i, name), &kind);
-    if (!t) type_error(std::string("argument '") + name + (kind == TensorHandle::Kind::Disposed ? "' is a disposed tensor" : "' must be a tensor"));
+    if (!t)
+      type_error(std::string("argument '") + name +
+                 (kind == TensorHandle::Kind::Disposed ? "' is a disposed tensor" : "' must be a tensor"));
     return *t;
   }
 

@@ -10,7 +10,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -91,9 +90,10 @@ void fill_order(std::vector<uint32_t>& v, uint32_t n, uint64_t seed) {
 }
 
 // C3GAN_CUDA_EMU_KERNELS=skip: launches are checked (configuration, shared memory) but no block
-// runs (the first launch, the runtime's probe, excepted), and device-side copies and fills move no bytes (reads back to the host still do). Results
-// are garbage; what is left is the host's own path (JS, binding, allocator, staging, launch
-// set-up), so an iteration's host time at a GPU-sized config can be measured on a CPU machine.
+// runs (the first launch, the runtime's probe, excepted), and device-side copies and fills move
+// no bytes (reads back to the host still do). Results are garbage; what is left is the host's
+// own path (JS, binding, allocator, staging, launch set-up), so an iteration's host time at a
+// GPU-sized config can be measured on a CPU machine.
 bool skip_kernels() {
   static const bool skip = [] {
     const char* v = std::getenv("C3GAN_CUDA_EMU_KERNELS");
@@ -454,10 +454,11 @@ void launch(const void* func, dim3 grid, dim3 block, size_t smem, void (*run)(co
                                     " KiB this kernel may use" + (limit == kMaxDynamicShared ? " without opt-in)" : ")"));
     return;
   }
-  // the process's first launch, the runtime's probe kernel, runs: its result is checked
-  static std::atomic<uint64_t> seen{0};
-  if (seen.fetch_add(1) > 0 && skip_kernels()) return;
   std::lock_guard<std::mutex> g(launch_mutex());
+  static uint64_t launches = 0;  // under launch_mutex
+  // the process's first launch, the runtime's probe kernel, runs even when skipping: its result is checked
+  if (launches > 0 && skip_kernels()) return;
+  const uint64_t seed = ++launches;
   Run r;
   r.grid = grid;
   r.block = block;
@@ -477,8 +478,6 @@ void launch(const void* func, dim3 grid, dim3 block, size_t smem, void (*run)(co
   Run* outer = g_run;
   g_run = &r;
   bool ok = true;
-  static uint64_t launches = 0;  // under launch_mutex
-  const uint64_t seed = ++launches;
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
   std::vector<uint32_t> block_order;
   if (blocks <= 0xffffffffu) fill_order(block_order, static_cast<uint32_t>(blocks), seed);
