@@ -26,6 +26,8 @@ export class Node {
   output: Tensor | null = null;
   refs = 1;
   freed = false;
+  /** each input's _version when the forward pass read it */
+  readonly versions: number[];
 
   constructor(op: string, inputs: (Tensor | null)[], needs: boolean[], saved: NativeTensor[], fn: BackwardFn,
     outShape: number[]) {
@@ -35,6 +37,7 @@ export class Node {
     this.saved = saved;
     this.backwardFn = fn;
     this.outShape = outShape;
+    this.versions = inputs.map((t) => (t ? t._version : 0));
   }
 
   /** disposes the saved handles; the node stays as a marker that its graph is gone */
@@ -107,6 +110,27 @@ function shapeStr(s: number[]): string {
   return `[${s.join(", ")}]`;
 }
 
+/**
+ * Refuses a graph whose inputs were written in place after the forward pass read them (an
+ * optimizer step or a loadStateDict between forward and backward): backward would combine the
+ * new values with the saved forward-time ones. PyTorch refuses it too (its version counter).
+ * Checked before any gradient is computed, so a refused backward leaves no partial gradients.
+ */
+function checkVersions(order: Node[]): void {
+  for (const n of order) {
+    for (let i = 0; i < n.inputs.length; i++) {
+      const t = n.inputs[i];
+      if (!t || t._version === n.versions[i]) continue;
+      throw new Error(
+        `backward: input ${i} (shape ${shapeStr(t.shape)}, made by ${t.op}) of ${n.op} (output shape ` +
+          `${shapeStr(n.outShape)}) was modified in place after the forward pass used it (version ` +
+          `${n.versions[i]}, now ${t._version}: an optimizer step, loadStateDict or init); call backward() ` +
+          `before changing it, or run the forward pass again`,
+      );
+    }
+  }
+}
+
 /** Nodes reachable from root, inputs before consumers (iterative DFS: graphs can be deep). */
 function topoOrder(root: Node): Node[] {
   const order: Node[] = [];
@@ -153,6 +177,7 @@ export function runBackward(root: Tensor, seed: NativeTensor, adoptGrad: (h: Nat
   let order: Node[];
   try {
     order = topoOrder(rootNode);
+    checkVersions(order);
   } catch (e) {
     seed.dispose();
     throw e;

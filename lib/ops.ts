@@ -748,12 +748,10 @@ function fusedBatchNormGlu(x: Tensor, weight: Tensor, bias: Tensor, runningMean:
   const [y, saveMean, saveInvstd] = N.batchNormGlu(xh, gh, bh, runningMean.use(op), runningVar.use(op), train, momentum,
     eps, moments);
   return finish(op, y, [x, weight, bias], (c) => {
+    // shared, not copied: backward refuses parameters written in place since (autograd.ts checkVersions)
     const xs = c.share(xh);
-    // the affine map as it was at forward time (an optimiser step may change the parameters first)
-    const gs = N.clone(gh);
-    c.saved.push(gs);
-    const bs = N.clone(bh);
-    c.saved.push(bs);
+    const gs = c.share(gh);
+    const bs = c.share(bh);
     return (dy) => {
       return neededGrads(c.needs, N.batchNormGluBackward(dy, xs, gs, bs, saveMean, saveInvstd, train));
     };

@@ -213,6 +213,11 @@ export class Tensor {
   _node: Node | null = null;
   /** @internal exempt from tidy scopes */
   _kept = false;
+  /**
+   * @internal in-place writes so far (an optimizer step, loadStateDict, an init): as PyTorch's
+   * version counter, the tape records it at forward time and backward refuses a changed input
+   */
+  _version = 0;
 
   /**
    * Wraps a native handle (the Tensor owns it from now on). `tracked: false` keeps it out of the

@@ -4,6 +4,9 @@ import * as assert from "node:assert/strict";
 import { native } from "../lib/native";
 import * as ops from "../lib/ops";
 import { Generator, liveTensors, noGrad, Tensor, tidy } from "../lib/tensor";
+import * as nn from "../lib/nn";
+import * as init from "../lib/nn/init";
+import { Adam } from "../lib/optim/adam";
 
 test("fromArray, toArray, shape getters, item", () => {
   const t = Tensor.fromArray([1, 2, 3, 4, 5, 6], [2, 3]);
@@ -150,6 +153,46 @@ test("backward twice through a freed graph throws", () => {
     const l2 = ops.mean(h);
     l1.backward();
     assert.throws(() => l2.backward(), /graph through exp .* already freed/);
+  });
+});
+
+test("backward refuses inputs written in place since the forward pass (a version counter, as PyTorch's)", () => {
+  tidy(() => {
+    const conv = new nn.Conv2d(2, 4, 3, { padding: 1 });
+    const bn = new nn.BatchNorm2d(4);
+    const x = Tensor.fromArray(Array.from({ length: 2 * 2 * 4 * 4 }, (_, i) => Math.sin(i)), [2, 2, 4, 4]);
+    const params = [...conv.parameters(), ...bn.parameters()];
+    const opt = new Adam(params, { lr: 0.1 });
+    const forward = () => ops.sum(ops.batchNormGlu(conv.forward(x), bn.weight, bn.bias, bn.runningMean, bn.runningVar, true));
+    // the usual order: forward, backward, step; then again
+    forward().backward();
+    opt.step();
+    opt.zeroGrad();
+    const good = forward();
+    good.backward();
+    const grads = params.map((p) => Array.from(p.grad!.toArray()));
+
+    // a step between forward and backward: refused, naming the op, the input and the versions;
+    // checked before any gradient moves
+    const stale = forward();
+    const v = conv.weight._version;
+    opt.step();
+    assert.equal(conv.weight._version, v + 1);
+    const re = new RegExp(`input 1 \\(shape \\[4, 2, 3, 3\\], made by .*\\) of conv2d .* modified in place after the ` +
+      `forward pass used it \\(version ${v}, now ${v + 1}: an optimizer step, loadStateDict or init\\)`);
+    assert.throws(() => stale.backward(), re);
+    assert.deepEqual(params.map((p) => Array.from(p.grad!.toArray())), grads);
+    opt.zeroGrad();
+    // loadStateDict and init count as writes too; a fresh forward pass works again
+    const s2 = forward();
+    bn.loadStateDict(new Map([...bn.stateDict()].map(([k, t]) => [k, Tensor.fromArray(t.toArray(), t.shape)])));
+    assert.throws(() => s2.backward(), /of batchNormGlu .* modified in place/);
+    const s3 = forward();
+    init.constant_(conv.bias!, 0.5);
+    assert.throws(() => s3.backward(), /input 2 .* of conv2d .* modified in place/);
+    const fresh = forward();
+    fresh.backward();
+    assert.equal(params.every((p) => p.grad !== null), true);
   });
 });
 

@@ -16,6 +16,7 @@ function finite(v: number, op: string, what: string): void {
 function assign(t: Tensor, src: NativeTensor, op: string): Tensor {
   try {
     native().copy(target(t, op), src);
+    t._version++;
   } finally {
     src.dispose();
   }
@@ -43,6 +44,7 @@ export function uniform_(t: Tensor, gen: Generator = defaultGenerator(), lo = 0,
 export function constant_(t: Tensor, value: number): Tensor {
   if (typeof value !== "number") throw new Error(`init.constant_: value must be a number, got ${String(value)}`);
   native().fill(target(t, "init.constant_"), value);
+  t._version++;
   return t;
 }
 

@@ -179,6 +179,7 @@ abstract class BatchNormBase extends Module implements Layer {
     if (!this.training) return;
     // in place: one call and one kernel, on every batch norm of every step
     native().affineInPlace(this.numBatchesTracked.use(this.constructor.name), 1, 1);
+    this.numBatchesTracked._version++;
   }
 }
 

@@ -167,6 +167,7 @@ export class Module {
           moved.dispose();
         }
       }
+      dst._version++;
     }
     return { missingKeys, unexpectedKeys };
   }

@@ -102,10 +102,12 @@ export class Adam {
   step(): void {
     const params: NativeTensor[] = [], grads: NativeTensor[] = [], ms: NativeTensor[] = [], vs: NativeTensor[] = [];
     const states: AdamParamState[] = [];
+    const stepped: Tensor[] = [];
     for (const p of this.params) {
       const g = p.grad;
       if (g === null) continue;
       const s = this.stateFor(p);
+      stepped.push(p);
       params.push(p.use("Adam.step"));
       grads.push(g.use("Adam.step (grad)"));
       ms.push(s.exp_avg.use("Adam.step"));
@@ -117,6 +119,7 @@ export class Adam {
     // the counts move only once the step has been taken (a refused step leaves them as they were)
     native().adamSteps(params, grads, ms, vs, states.map((s) => s.step + 1), this._lr, b1, b2, this.eps, this.weightDecay);
     for (const s of states) s.step++;
+    for (const p of stepped) p._version++;
   }
 
   /** Disposes the gradients (PyTorch's set_to_none). */
@@ -180,6 +183,7 @@ export class Adam {
           N.copy(dst, moved);
           moved.dispose();
         }
+        own[k]._version++;
       }
       own.step = s.step;
     }
