@@ -100,8 +100,12 @@ constexpr int L = 8;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define C3_WINO_AVX2 1
 #define C3_INLINE inline __attribute__((always_inline))
+// on the lambdas that take or return Lanes: inlined into each AVX2 or baseline copy, so no
+// 32-byte vector ever crosses a call between code built for different targets
+#define C3_LANE_FN __attribute__((always_inline))
 #else
 #define C3_INLINE inline
+#define C3_LANE_FN
 #endif
 
 inline bool use_avx2() {
@@ -241,9 +245,11 @@ inline void gemm_panels(const MicroKernel& mk, int64_t rows, int64_t depth, int6
 // A vector of L floats (GCC/Clang vector extension: one ymm op under AVX2, two xmm ops on the
 // baseline), for the transforms' arithmetic on a tile of L images.
 typedef float Lanes __attribute__((vector_size(L * sizeof(float))));
-// Lanes are passed only between always-inline functions, so no call ever uses the ABI that
-// GCC warns about for 32-byte vectors without AVX.
-#if defined(__GNUC__) && !defined(__clang__)
+// Lanes are passed only between always-inline functions and lambdas (C3_LANE_FN), so no call
+// ever uses the ABI that GCC and Clang warn about for 32-byte vectors without AVX.
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
@@ -280,11 +286,11 @@ C3_INLINE void input_tile(const float* d, int64_t ld, Lanes* v) {
   for (int a = 0; a < A; ++a)
 #pragma GCC unroll 8
     for (int col = 0; col < A; ++col)
-      t[a][col] = lane_sum(A, [&](int i) { return F::BT[a][i]; }, [&](int i) { return load_lanes(d + (i * ld + col) * L); });
+      t[a][col] = lane_sum(A, [&](int i) { return F::BT[a][i]; }, [&](int i) C3_LANE_FN { return load_lanes(d + (i * ld + col) * L); });
 #pragma GCC unroll 8
   for (int a = 0; a < A; ++a)
 #pragma GCC unroll 8
-    for (int b = 0; b < A; ++b) v[a * A + b] = lane_sum(A, [&](int i) { return F::BT[b][i]; }, [&](int i) { return t[a][i]; });
+    for (int b = 0; b < A; ++b) v[a * A + b] = lane_sum(A, [&](int i) { return F::BT[b][i]; }, [&](int i) C3_LANE_FN { return t[a][i]; });
 }
 
 // ---- weights, straight into the GEMMs' A panels: Ap[xi] holds U[xi] (rows x depth) as
@@ -324,12 +330,12 @@ C3_INLINE void weights_body(int64_t rows, int64_t depth, int mr, bool across, co
       for (int a = 0; a < A; ++a)
 #pragma GCC unroll 8
         for (int s2 = 0; s2 < R; ++s2)
-          t[a][s2] = lane_sum(R, [&](int q) { return F::G[a][q]; }, [&](int q) { return load_lanes(g[q * R + s2]); });
+          t[a][s2] = lane_sum(R, [&](int q) { return F::G[a][q]; }, [&](int q) C3_LANE_FN { return load_lanes(g[q * R + s2]); });
 #pragma GCC unroll 8
       for (int a = 0; a < A; ++a)
 #pragma GCC unroll 8
         for (int b = 0; b < A; ++b) {
-          const Lanes u = lane_sum(R, [&](int s2) { return F::G[b][s2]; }, [&](int s2) { return t[a][s2]; });
+          const Lanes u = lane_sum(R, [&](int s2) { return F::G[b][s2]; }, [&](int s2) C3_LANE_FN { return t[a][s2]; });
           float* o = at + (a * A + b) * position + j0;
           if (n == L) store_lanes(o, u);
           else
@@ -433,13 +439,13 @@ C3_INLINE void lane_row_sums(const float* buf, int64_t RW, int64_t OH, int64_t O
 
 C3_INLINE Moments plane_moments(const float* buf, int64_t RW, int64_t OH, int64_t OW, int64_t valid) {
   double s[L] = {}, unused[L] = {};
-  lane_row_sums(buf, RW, OH, OW, s, unused, [](const Lanes& v, Lanes& a, Lanes&) { a += v; });
+  lane_row_sums(buf, RW, OH, OW, s, unused, [](const Lanes& v, Lanes& a, Lanes&) C3_LANE_FN { a += v; });
   double total = 0;
   for (int64_t l = 0; l < valid; ++l) total += s[l];
   const double n = static_cast<double>(OH * OW * valid);
   const float pivot = static_cast<float>(total / n);
   double d1[L] = {}, d2[L] = {};
-  lane_row_sums(buf, RW, OH, OW, d1, d2, [pivot](const Lanes& v, Lanes& a, Lanes& q) {
+  lane_row_sums(buf, RW, OH, OW, d1, d2, [pivot](const Lanes& v, Lanes& a, Lanes& q) C3_LANE_FN {
     const Lanes d = v - pivot;
     a += d;
     q += d * d;
@@ -483,13 +489,13 @@ C3_INLINE void output_body(const OutputJob& j, int64_t i0, int64_t i1) {
 #pragma GCC unroll 8
           for (int col = 0; col < A; ++col)
             t[a][col] = lane_sum(A, [&](int i) { return F::AT[a][i]; },
-                                 [&](int i) { return load_lanes(m + (i * A + col) * j.K * j.tc); });
+                                 [&](int i) C3_LANE_FN { return load_lanes(m + (i * A + col) * j.K * j.tc); });
 #pragma GCC unroll 8
         for (int a = 0; a < M; ++a) {
           float* row = buf + ((ti * M + a) * RW + tj * M) * L;
 #pragma GCC unroll 8
           for (int c2 = 0; c2 < M; ++c2)
-            store_lanes(row + c2 * L, bias + lane_sum(A, [&](int i) { return F::AT[c2][i]; }, [&](int i) { return t[a][i]; }));
+            store_lanes(row + c2 * L, bias + lane_sum(A, [&](int i) { return F::AT[c2][i]; }, [&](int i) C3_LANE_FN { return t[a][i]; }));
         }
       }
     float* dst[L];
@@ -540,13 +546,13 @@ C3_INLINE void grad_body(const GradJob& j, int64_t i0, int64_t i1) {
         for (int i = 0; i < A; ++i)
 #pragma GCC unroll 8
           for (int col = 0; col < M; ++col)
-            r[i][col] = lane_sum(M, [&](int a) { return F::AT[a][i]; }, [&](int a) { return load_lanes(d + (a * RW + col) * L); });
+            r[i][col] = lane_sum(M, [&](int a) { return F::AT[a][i]; }, [&](int a) C3_LANE_FN { return load_lanes(d + (a * RW + col) * L); });
         float* o = out + (ti * g.tw + tj) * L;
 #pragma GCC unroll 8
         for (int i = 0; i < A; ++i)
 #pragma GCC unroll 8
           for (int q = 0; q < A; ++q)
-            store_lanes(o + (i * A + q) * j.K * j.tc, lane_sum(M, [&](int col) { return F::AT[col][q]; }, [&](int col) { return r[i][col]; }));
+            store_lanes(o + (i * A + q) * j.K * j.tc, lane_sum(M, [&](int col) { return F::AT[col][q]; }, [&](int col) C3_LANE_FN { return r[i][col]; }));
       }
   }
 }

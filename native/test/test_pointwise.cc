@@ -1128,7 +1128,10 @@ C3_TEST(fast_binary_matches_reference) {
   };
   const char* names[] = {"add", "sub", "mul", "div"};
   uint64_t seed = 2200;
-  for (const auto& [sa, sb] : cases) {
+  for (const auto& c : cases) {
+    // named copies: a C++17 lambda cannot capture structured bindings (clang refuses it)
+    const Shape& sa = c.first;
+    const Shape& sb = c.second;
     Shape out;
     const BroadcastIndex idx = binary_index(sa, sb, out);
     const Vf a = with_specials(random_vec(numel(sa), ++seed, -2, 2)), b = divisor_vec(numel(sb), ++seed);
@@ -1161,8 +1164,10 @@ C3_TEST(fast_sum_to_matches_reference) {
   const std::pair<Shape, Shape> many[] = {{{9, 3, 300}, {1, 3, 300}}, {{4, 5, 6, 70}, {4, 1, 1, 70}}, {{64, 33}, {1, 1}}};
   uint64_t seed = 2250;
   for (bool exact : {true, false})
-    for (const auto& [sx, sy] : exact ? std::vector<std::pair<Shape, Shape>>(std::begin(few), std::end(few))
-                                      : std::vector<std::pair<Shape, Shape>>(std::begin(many), std::end(many))) {
+    for (const auto& c : exact ? std::vector<std::pair<Shape, Shape>>(std::begin(few), std::end(few))
+                               : std::vector<std::pair<Shape, Shape>>(std::begin(many), std::end(many))) {
+      const Shape& sx = c.first;
+      const Shape& sy = c.second;
       const BroadcastIndex idx = sum_to_index(sx, sy);
       const Vf x = random_vec(numel(sx), ++seed, -2, 2);
       Vf want(numel(sy));
