@@ -402,9 +402,9 @@ C3_END
 // cudaTile(): how the tile GEMM stages and multiplies ("registers", the default; "async": cp.async
 // stages; "wgmma": Hopper's warpgroup MMA for TF32, sm_90a builds on compute capability 9.0);
 // C3GAN_CUDA_TILE sets it at start, setCudaTile(name) later
-constexpr const char* kTileNames[] = {"registers", "async", "wgmma"};
 C3_OP(CudaTileMode, "cudaTile")
 #ifdef C3GAN_HAVE_CUDA
+  static constexpr const char* kTileNames[] = {"registers", "async", "wgmma"};
   if (c3::cuda_available()) return Napi::String::New(env, kTileNames[static_cast<int>(c3::cuda_tile())]);
 #endif
   throw c3::Error("cudaTile", std::string("CUDA is ") + c3::cuda_status());
