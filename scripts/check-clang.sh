@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the native core and its op test program with Clang (the compiler of macOS laptops and
 # of Apple's Xcode tools) into build-clang/, warnings as errors, runs every CPU case, then
-# compiles the N-API binding (native/napi) with Clang too, warnings as errors. GCC builds
+# compiles the N-API binding (native/napi) with Clang too, and the core and the op tests for
+# AArch64 (Apple silicon) where its headers are installed, warnings as errors. GCC builds
 # everything else; this keeps the code within what both accept (e.g. C++17 lambdas may not
 # capture structured bindings: GCC allows it, Clang refuses).
 #
-#   scripts/check-clang.sh            # build, run the op cases, compile the binding (~1 min on 2 cores)
+#   scripts/check-clang.sh            # all of it (~1 min on 2 cores)
 #
 # Needs clang (apt-get install -y clang) and cmake. JOBS (default 2) sets the build's parallelism.
 set -euo pipefail
@@ -55,4 +56,17 @@ printf '%s\n' native/napi/*.cc | xargs -P "$JOBS" -I{} clang++ -std=c++17 -O1 -f
   "-DC3GAN_VERSION=\"$version\"" -I "$node_include" -I "$addon_include" {} ||
   { echo "check-clang: the N-API binding does not compile with Clang" >&2; exit 1; }
 echo "== check-clang: binding compiled in $(($(date +%s) - t1)) s"
+
+# AArch64, Apple silicon's architecture: the core (its NEON kernels) and the op tests compiled by
+# Clang for it, warnings as errors (not run: check-arm64.sh runs GCC's AArch64 build under qemu).
+# Needs the AArch64 C++ headers of g++-aarch64-linux-gnu (/usr/aarch64-linux-gnu).
+if [ -d /usr/aarch64-linux-gnu/include ]; then
+  t2=$(date +%s)
+  printf '%s\n' native/core/*.cc native/cpu/*.cc native/test/*.cc | xargs -P "$JOBS" -I{} clang++ \
+    --target=aarch64-linux-gnu -std=c++17 -O2 -fsyntax-only -Werror -Wall -Wextra -Wno-unused-parameter {} ||
+    { echo "check-clang: the core does not compile with Clang for AArch64" >&2; exit 1; }
+  echo "== check-clang: AArch64 compile took $(($(date +%s) - t2)) s"
+else
+  echo "== check-clang: no AArch64 headers (apt-get install -y g++-aarch64-linux-gnu): AArch64 compile skipped"
+fi
 echo "check-clang: all passed ($summary; $(($(date +%s) - t0)) s in all)"

@@ -34,18 +34,6 @@ namespace c3::cpu {
 
 namespace {
 
-// Where the direct loops beat the implicit GEMM and Winograd (measured on Zen 1).
-constexpr int64_t kMaxForwardK = 32;          // output channels of the forward
-constexpr int64_t kMaxDataC = 16;             // output channels of backward-data (x's)
-constexpr int64_t kMaxWeightPairs = 1024;     // backward-weight K * C (64 -> 16 on 32x32: 2.5x the GEMM)
-constexpr int64_t kForwardBand = 8;           // output rows per work item
-constexpr int64_t kWeightBand = 16;
-constexpr int64_t kWeightChunks = 16;         // backward-weight partial sums (work items)
-constexpr int64_t kMinBlockedTaps = 128;      // blocked forward: C*R*S
-constexpr int64_t kMaxFourRowImage = 16384;   // blocked forward with 4-row tiles: padded floats per image
-constexpr int64_t kMaxBlockedDataImage = 1 << 18;    // blocked backward-data: padded dy floats per image (1 MiB)
-constexpr int64_t kMaxBlockedDataWeights = 1 << 18;  // and weight floats (1 MiB)
-
 bool initial_enabled() {
   const char* e = std::getenv("C3GAN_DIRECT_CONV");
   return !(e && std::strcmp(e, "0") == 0);
@@ -57,6 +45,18 @@ bool& enabled_flag() {
 }
 
 #ifdef C3_DIRECT_AVX2
+
+// Where the direct loops beat the implicit GEMM and Winograd (measured on Zen 1); x86 only, as the loops.
+constexpr int64_t kMaxForwardK = 32;          // output channels of the forward
+constexpr int64_t kMaxDataC = 16;             // output channels of backward-data (x's)
+constexpr int64_t kMaxWeightPairs = 1024;     // backward-weight K * C (64 -> 16 on 32x32: 2.5x the GEMM)
+constexpr int64_t kForwardBand = 8;           // output rows per work item
+constexpr int64_t kWeightBand = 16;
+constexpr int64_t kWeightChunks = 16;         // backward-weight partial sums (work items)
+constexpr int64_t kMinBlockedTaps = 128;      // blocked forward: C*R*S
+constexpr int64_t kMaxFourRowImage = 16384;   // blocked forward with 4-row tiles: padded floats per image
+constexpr int64_t kMaxBlockedDataImage = 1 << 18;    // blocked backward-data: padded dy floats per image (1 MiB)
+constexpr int64_t kMaxBlockedDataWeights = 1 << 18;  // and weight floats (1 MiB)
 
 // AVX-512VL: 32 vector registers, so the loops below can keep more output channels' sums in them
 bool wide_supported() {
