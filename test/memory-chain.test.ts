@@ -9,7 +9,9 @@ import * as F from "../lib/ops";
 import { C3GAN, randomGrid, sampleCodes } from "../lib/model/c3gan";
 import { LeakyReLU, Upsample2x } from "../lib/model/blocks";
 import { ModelSpec } from "../lib/model/spec";
-import { Generator, noGrad, Tensor, tidy } from "../lib/tensor";
+import { Adam } from "../lib/optim/adam";
+import { discriminatorStep, generatorStep, PendingLosses, queuedIteration } from "../lib/train/step";
+import { Generator, liveTensors, noGrad, Tensor, tidy } from "../lib/tensor";
 
 class Identity extends Module implements Layer {
   forward(x: Tensor): Tensor {
@@ -240,6 +242,50 @@ test("the D step's no-grad generator forward frees its intermediates (peak live 
     assert.ok(peak <= 8 * map, `peak ${(peak / map).toFixed(2)} full-resolution maps (bound 8)`);
   });
   model.dispose();
+});
+
+test("a queued iteration reads the losses the two steps read one by one, and frees them", () => {
+  const N = native();
+  const spec: ModelSpec = { imageSize: 32, channels: 3, ngf: 32, ndf: 8, zDim: 16, czDim: 4, numClusters: 4 };
+  const B = 4;
+  const o = { temperature: 0.1, perturbation: "s" as const };
+  const make = () => {
+    const model = new C3GAN(spec, "cpu", new Generator(3n));
+    return {
+      model, gen: new Generator(9n),
+      optD: new Adam(model.D.parameters(), { lr: 2e-4, betas: [0.5, 0.999] }),
+      optG: new Adam(model.G.parameters(), { lr: 2e-4, betas: [0.5, 0.999] }),
+    };
+  };
+  const a = make(), b = make();
+  const data = new Generator(5n);
+  for (let it = 0; it < 2; it++) {
+    tidy(() => {
+      const real = Tensor.rand([B, 3, 32, 32], data, -1, 1), aug = Tensor.rand([B, 3, 32, 32], data, -1, 1);
+      const d = discriminatorStep(a.model, a.optD, real, aug, a.gen, o);
+      const g = generatorStep(a.model, a.optG, B, a.gen, o);
+      const tensors = liveTensors(), bytes = N.liveBytes("cpu");
+      const q = queuedIteration(b.model, b.optD, b.optG, real, aug, b.gen, o);
+      // nothing left behind once the optimizers' state exists: the loss tensors were read and freed
+      if (it > 0) {
+        assert.equal(liveTensors(), tensors);
+        assert.equal(N.liveBytes("cpu"), bytes);
+      }
+      assert.deepEqual(q, { d, g });
+      assert.ok(Number.isFinite(d.total) && Number.isFinite(g.total));
+    });
+  }
+  tidy(() => {
+    const p = new PendingLosses<{ x: number; y: number }>(["x", "y"], [Tensor.full([], 1.5), Tensor.full([], -2)]);
+    assert.deepEqual(p.read(), { x: 1.5, y: -2 });
+    assert.throws(() => p.read(), /PendingLosses.read: already read or disposed/);
+    assert.throws(() => new PendingLosses<{ x: number }>(["x"], []), /1 names for 0 losses/);
+  });
+  for (const m of [a, b]) {
+    m.optD.dispose();
+    m.optG.dispose();
+    m.model.dispose();
+  }
 });
 
 test("a BatchNorm or GLU subclass with its own forward is not fused away", () => {

@@ -30,6 +30,41 @@ export interface StepOptions {
   perturbation: Perturbation;
 }
 
+/**
+ * A step's loss values left on the device in one tensor (outside every tidy scope) until read:
+ * read() downloads them at once, waiting for the work queued before it. On CUDA the trainer and
+ * the bench read a D step's losses only after the G step is queued too, so the host stops for
+ * the GPU once per iteration (as a PyTorch loop without .item() calls), not after each step;
+ * each .item() would download one value. Read or dispose it (read frees the tensor).
+ */
+export class PendingLosses<T extends object> {
+  private values: Tensor | null;
+
+  constructor(private readonly keys: (keyof T & string)[], losses: Tensor[]) {
+    if (keys.length !== losses.length) throw new Error(`PendingLosses: ${keys.length} names for ${losses.length} losses`);
+    this.values = noGrad(() => F.concat(losses.map((l) => F.reshape(l, [1])), 0)).keep();
+  }
+
+  /** The losses by name; frees the device tensor. */
+  read(): T {
+    if (this.values === null) throw new Error("PendingLosses.read: already read or disposed");
+    let a: Float32Array;
+    try {
+      a = this.values.toArray();
+    } finally {
+      this.dispose();
+    }
+    const out: Record<string, number> = {};
+    this.keys.forEach((k, i) => (out[k] = a[i]));
+    return out as T;
+  }
+
+  dispose(): void {
+    this.values?.dispose();
+    this.values = null;
+  }
+}
+
 /** The random inputs of one D or G step: codes, then the perturbation grid (the official order). */
 export interface StepInputs {
   codes: Codes;
@@ -49,8 +84,14 @@ export function sampleStepInputs(gen: Generator, model: C3GAN, B: number, pert: 
  */
 export function discriminatorStep(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, gen: Generator,
   o: StepOptions): DLosses {
+  return discriminatorStepQueued(model, opt, real, aug, gen, o).read();
+}
+
+/** discriminatorStep with its losses left on the device until read (PendingLosses). */
+export function discriminatorStepQueued(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, gen: Generator,
+  o: StepOptions): PendingLosses<DLosses> {
   try {
-    return tidy(() => discriminatorStepWith(model, opt, real, aug, sampleStepInputs(gen, model, real.shape[0], o.perturbation), o));
+    return tidy(() => discriminatorStepQueuedWith(model, opt, real, aug, sampleStepInputs(gen, model, real.shape[0], o.perturbation), o));
   } finally {
     opt.zeroGrad();
   }
@@ -59,6 +100,11 @@ export function discriminatorStep(model: C3GAN, opt: Adam, real: Tensor, aug: Te
 /** The D step with given random inputs (parity tests feed PyTorch's). */
 export function discriminatorStepWith(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, inputs: StepInputs,
   o: StepOptions): DLosses {
+  return discriminatorStepQueuedWith(model, opt, real, aug, inputs, o).read();
+}
+
+function discriminatorStepQueuedWith(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, inputs: StepInputs,
+  o: StepOptions): PendingLosses<DLosses> {
   const { G, D } = model;
   const { codes, grid: g } = inputs;
   return tidy(() => {
@@ -86,17 +132,21 @@ export function discriminatorStepWith(model: C3GAN, opt: Adam, real: Tensor, aug
     const total = [lFake, lInfo, lInfoAug, lCon, reg1, reg2].reduce((a, b) => F.add(a, b), lReal);
     total.backward();
     opt.step();
-    return {
-      real: lReal.item(), fake: lFake.item(), info: lInfo.item(), infoAug: lInfoAug.item(),
-      contrastive: lCon.item(), entropy1: reg1.item(), entropy2: reg2.item(), total: total.item(),
-    };
+    return new PendingLosses<DLosses>(["real", "fake", "info", "infoAug", "contrastive", "entropy1", "entropy2", "total"],
+      [lReal, lFake, lInfo, lInfoAug, lCon, reg1, reg2, total]);
   });
 }
 
 /** The G step: fresh codes and perturbation, D in training mode but not updated; G's gradients freed after. */
 export function generatorStep(model: C3GAN, opt: Adam, batch: number, gen: Generator, o: StepOptions): GLosses {
+  return generatorStepQueued(model, opt, batch, gen, o).read();
+}
+
+/** generatorStep with its losses left on the device until read (PendingLosses). */
+export function generatorStepQueued(model: C3GAN, opt: Adam, batch: number, gen: Generator,
+  o: StepOptions): PendingLosses<GLosses> {
   try {
-    return tidy(() => generatorStepWith(model, opt, sampleStepInputs(gen, model, batch, o.perturbation), o));
+    return tidy(() => generatorStepQueuedWith(model, opt, sampleStepInputs(gen, model, batch, o.perturbation), o));
   } finally {
     opt.zeroGrad();
   }
@@ -104,6 +154,10 @@ export function generatorStep(model: C3GAN, opt: Adam, batch: number, gen: Gener
 
 /** The G step with given random inputs. */
 export function generatorStepWith(model: C3GAN, opt: Adam, inputs: StepInputs, o: StepOptions): GLosses {
+  return generatorStepQueuedWith(model, opt, inputs, o).read();
+}
+
+function generatorStepQueuedWith(model: C3GAN, opt: Adam, inputs: StepInputs, o: StepOptions): PendingLosses<GLosses> {
   const { G, D } = model;
   const { codes, grid: g } = inputs;
   const dParams = D.parameters();
@@ -125,10 +179,32 @@ export function generatorStepWith(model: C3GAN, opt: Adam, inputs: StepInputs, o
       const total = F.add(F.add(F.add(lAdv, lInfo), lInfoAug), lMask);
       total.backward();
       opt.step();
-      return { adv: lAdv.item(), info: lInfo.item(), infoAug: lInfoAug.item(), mask: lMask.item(), total: total.item() };
+      return new PendingLosses<GLosses>(["adv", "info", "infoAug", "mask", "total"], [lAdv, lInfo, lInfoAug, lMask, total]);
     });
   } finally {
     for (const p of dParams) p.requiresGrad = true;
+  }
+}
+
+/**
+ * One training iteration (a D step, then a G step) whose losses are read once both steps are
+ * queued: one wait for the device per iteration instead of one per step.
+ */
+export function queuedIteration(model: C3GAN, optD: Adam, optG: Adam, real: Tensor, aug: Tensor, gen: Generator,
+  o: StepOptions): { d: DLosses; g: GLosses } {
+  const d = discriminatorStepQueued(model, optD, real, aug, gen, o);
+  let g: PendingLosses<GLosses>;
+  try {
+    g = generatorStepQueued(model, optG, real.shape[0], gen, o);
+  } catch (e) {
+    d.dispose();
+    throw e;
+  }
+  try {
+    return { d: d.read(), g: g.read() };
+  } finally {
+    d.dispose();
+    g.dispose();
   }
 }
 

@@ -15,7 +15,7 @@ import { C3Config, clusterCount } from "./config";
 import { loadModel, loadTrainState, saveModel, saveTrainState, statePath, TrainState } from "./checkpoint";
 import { openTrainingData, TrainingData } from "./data-source";
 import { gridPng, stackBatches } from "./samples";
-import { assignClusters, discriminatorStep, DLosses, generatorStep, GLosses } from "./step";
+import { assignClusters, DLosses, GLosses, queuedIteration } from "./step";
 
 export interface TrainProgress {
   epoch: number;
@@ -209,9 +209,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
         const { d, g } = tidy(() => {
           const real = Tensor.fromArray(batch.real, batch.shape, { device });
           const aug = Tensor.fromArray(batch.aug, batch.shape, { device });
-          const d = discriminatorStep(model, optD, real, aug, gen, stepOpts);
-          const g = generatorStep(model, optG, batch.shape[0], gen, stepOpts);
-          return { d, g };
+          return queuedIteration(model, optD, optG, real, aug, gen, stepOpts);
         });
         if (!Number.isFinite(d.total) || !Number.isFinite(g.total))
           throw new Error(`training diverged at epoch ${epoch}, step ${state.step}: D loss ${d.total}, G loss ${g.total}`);
