@@ -22,6 +22,8 @@ export interface OpTime {
   shapes: string;
   calls: number;
   seconds: number;
+  /** CUDA kernels the calls launched (0 on the CPU) */
+  launches: number;
 }
 
 // Queries, knobs and constructors, not work: left unwrapped.
@@ -97,9 +99,10 @@ export class OpProfile {
   ops(): OpTime[] {
     const by = new Map<string, OpTime>();
     for (const t of this.byShape.values()) {
-      const o = by.get(t.op) ?? { op: t.op, shapes: "", calls: 0, seconds: 0 };
+      const o = by.get(t.op) ?? { op: t.op, shapes: "", calls: 0, seconds: 0, launches: 0 };
       o.calls += t.calls;
       o.seconds += t.seconds;
+      o.launches += t.launches;
       by.set(t.op, o);
     }
     return [...by.values()].sort((a, b) => b.seconds - a.seconds);
@@ -122,6 +125,8 @@ export class OpProfile {
       return null;
     };
     const wait = this.device === "cuda" && this.waitForDevice ? () => addon.synchronize("cuda") : null;
+    // kernels per call, from the launch counter read around it (outside the timed span)
+    const launchCount = this.device === "cuda" ? () => addon.cudaLaunches() : () => 0;
     return new Proxy(addon, {
       get: (target, prop, receiver) => {
         const v = Reflect.get(target, prop, receiver);
@@ -129,10 +134,13 @@ export class OpProfile {
         let w = wrapped.get(prop);
         if (!w) {
           w = (...args: unknown[]) => {
+            const b0 = process.hrtime.bigint();
+            const l0 = launchCount();
             const t0 = process.hrtime.bigint();
             const out = (v as (...a: unknown[]) => unknown).apply(target, args); // a throw passes through, uncounted
             if (wait) wait();
             const t1 = process.hrtime.bigint();
+            const launches = launchCount() - l0;
             const seconds = Number(t1 - t0) / 1e9;
             const shapes = args.map(shapeOf).filter((s): s is string => s !== null).join(", ");
             const key = `${prop} ${shapes}`;
@@ -140,8 +148,9 @@ export class OpProfile {
             if (t) {
               t.calls++;
               t.seconds += seconds;
-            } else this.byShape.set(key, { op: prop, shapes, calls: 1, seconds });
-            this.bookkeeping += process.hrtime.bigint() - t1;
+              t.launches += launches;
+            } else this.byShape.set(key, { op: prop, shapes, calls: 1, seconds, launches });
+            this.bookkeeping += process.hrtime.bigint() - t1 + (t0 - b0);
             return out;
           };
           wrapped.set(prop, w);

@@ -5,6 +5,7 @@ import { BatchNorm1d, BatchNorm2d, Conv2d, GLU, Linear, Module, Sequential } fro
 import { normal_, orthogonal_, orthonormalColumns } from "../lib/nn/init";
 import * as ops from "../lib/ops";
 import { Adam } from "../lib/optim/adam";
+import { OpProfile } from "../lib/profile";
 import { Generator, Tensor, tidy } from "../lib/tensor";
 import * as R from "./helpers/reference";
 import { Rng, scaledMaxError } from "./helpers/reference";
@@ -104,6 +105,40 @@ test("BatchNorm: training uses batch stats and updates running stats; eval uses 
     assert.equal(bn.numBatchesTracked.item(), 2);
   });
   bn.dispose();
+});
+
+test("BatchNorm's batch count: no native call per batch, exact whenever read (getter, stateDict, buffers, loadStateDict)", () => {
+  const net = new Net(new Generator(0));
+  const x = Tensor.fromArray(Array.from({ length: 2 * 3 * 4 * 4 }, (_, i) => Math.cos(i)), [2, 3, 4, 4]);
+  tidy(() => {
+    const prof = new OpProfile("cpu");
+    prof.run(() => tidy(() => {
+      for (let i = 0; i < 5; i++) net.bn.forward(net.conv.forward(x));
+    }));
+    assert.equal(prof.ops().find((t) => t.op === "affineInPlace"), undefined, "counted in JS, not with a native call per batch");
+    // every way of reading it sees the count
+    assert.equal(net.stateDict().get("bn.num_batches_tracked")!.item(), 5);
+    net.bn.forward(net.conv.forward(x));
+    assert.equal(new Map(net.namedBuffers()).get("bn.num_batches_tracked")!.item(), 6);
+    net.bn.forward(net.conv.forward(x));
+    assert.equal(net.bn.numBatchesTracked.item(), 7);
+    // eval batches are not counted
+    net.eval();
+    net.bn.forward(net.conv.forward(x));
+    assert.equal(net.bn.numBatchesTracked.item(), 7);
+    // a loaded count replaces the pending ones; counting goes on from it
+    net.train();
+    net.bn.forward(net.conv.forward(x));
+    const sd = new Map([...net.stateDict()].map(([k, t]) => [k, Tensor.fromArray(t.toArray(), t.shape)]));
+    sd.set("bn.num_batches_tracked", Tensor.full([], 100));
+    net.bn.forward(net.conv.forward(x));
+    net.loadStateDict(sd);
+    assert.equal(net.bn.numBatchesTracked.item(), 100);
+    net.bn.forward(net.conv.forward(x));
+    assert.equal(net.stateDict().get("bn.num_batches_tracked")!.item(), 101);
+  });
+  x.dispose();
+  net.dispose();
 });
 
 test("train/eval recurse through children", () => {

@@ -112,6 +112,10 @@ test("a host profile waits for nothing and sets the read-backs apart", async () 
   // every conv and sum launches at least one kernel on CUDA; the CPU launches none
   if (device === "cuda") assert.ok(p.launches >= 6, `${p.launches} kernel launches for 3 convs and 3 sums`);
   else assert.equal(p.launches, 0);
+  // each call's kernels are counted against it: the rows add up to the run's launches
+  assert.equal(p.ops().reduce((n, t) => n + t.launches, 0), p.launches);
+  assert.equal(p.shapes().reduce((n, t) => n + t.launches, 0), p.launches);
+  if (device === "cuda") assert.ok(byOp.get("conv2d")!.launches >= 3 && byOp.get("sum")!.launches >= 3);
   assert.ok(p.readbackSeconds > 0 && p.readbackSeconds <= p.opSeconds, `${p.readbackSeconds} of ${p.opSeconds}`);
   assert.equal(p.readbackSeconds, byOp.get("toFloat32")!.seconds);
   x.dispose();
@@ -130,10 +134,15 @@ test("a host profile waits for nothing and sets the read-backs apart", async () 
   // the per-call figure: seconds are per iteration, calls summed over the iterations (4 iterations
   // of 100 conv calls and 2 read-backs, 10 ms issuing and 1 ms blocked each: 100 us a call)
   const synthetic = { ...r.profiles[0], iterations: 4, seconds: 0.02, opSeconds: 0.011, readbackSeconds: 0.001, kernelLaunches: 250,
-    ops: [{ op: "conv2d", shapes: "", calls: 400, seconds: 0.04 }, { op: "toFloat32", shapes: "", calls: 8, seconds: 0.004 }] };
+    ops: [{ op: "conv2d", shapes: "", calls: 400, seconds: 0.04, launches: 1000 },
+      { op: "toFloat32", shapes: "", calls: 8, seconds: 0.004, launches: 0 }] };
   const text = formatIterations({ ...r, device: "cuda", profiles: [synthetic] });
   assert.match(text, /issuing the ops 0\.010 s \(50\.0%, 100\.0 us a call\)/);
   assert.match(text, /; 250 kernel launches an iteration/);
+  // with launches counted (CUDA), a kernels column per op: 1,000 launches over 4 iterations
+  assert.match(text, /\nop +calls\/iteration +kernels\/iteration +ms\/iteration +of the iteration\n/);
+  assert.match(text, /\nconv2d +100 +250 +10\.00 +50\.0%\n/);
+  assert.doesNotMatch(formatIterations(r), /kernels\/iteration/, "no column on the CPU");
 });
 
 test("the emulator's skipped kernels leave the host's path of a CUDA iteration to time", { skip: !emulatedCuda() && "needs the emulated CUDA addon" }, () => {

@@ -236,13 +236,18 @@ export interface IterationProfile {
 
 /** The top `limit` rows of a profile: per op, or per op and shapes (`detail`). */
 export function profileTable(p: IterationProfile, detail: boolean, limit: number): Table {
+  // on CUDA, the kernels each row launched (what a fusion would save)
+  const kernels = p.kernelLaunches > 0;
+  const perIteration = (n: number) => fixed(n / p.iterations, n % p.iterations ? 1 : 0);
   const rows = (detail ? p.shapes : p.ops).slice(0, limit).map((t) => [
     detail ? `${t.op} ${t.shapes}` : t.op,
-    fixed(t.calls / p.iterations, t.calls % p.iterations ? 1 : 0),
+    perIteration(t.calls),
+    ...(kernels ? [perIteration(t.launches ?? 0)] : []),
     fixed((t.seconds / p.iterations) * 1e3, 2),
     `${fixed((100 * t.seconds) / (p.seconds * p.iterations))}%`,
   ]);
-  const headers = [detail ? "op and tensor shapes" : "op", "calls/iteration", "ms/iteration", "of the iteration"];
+  const headers = [detail ? "op and tensor shapes" : "op", "calls/iteration", ...(kernels ? ["kernels/iteration"] : []),
+    "ms/iteration", "of the iteration"];
   return { headers, rows, align: alignment(headers.length, 1) };
 }
 

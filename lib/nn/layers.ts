@@ -121,7 +121,10 @@ abstract class BatchNormBase extends Module implements Layer {
   readonly bias: Tensor;
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
-  readonly numBatchesTracked: Tensor;
+  private readonly batchCount: Tensor;
+  // batches counted since the count was last written: the tensor is brought up to date when read
+  // (numBatchesTracked, stateDict, buffers), not with a native call and a kernel per batch
+  private pendingBatches = 0;
   protected abstract readonly rank: number;
 
   constructor(numFeatures: number, opts: BatchNormOptions = {}) {
@@ -143,7 +146,20 @@ abstract class BatchNormBase extends Module implements Layer {
     this.runningMean = this.registerBuffer("running_mean", Tensor.zeros([numFeatures], { device }));
     this.runningVar = this.registerBuffer("running_var", Tensor.ones([numFeatures], { device }));
     // PyTorch keeps this as a 0-dim integer tensor; here a one-element float
-    this.numBatchesTracked = this.registerBuffer("num_batches_tracked", Tensor.zeros([], { device }));
+    this.batchCount = this.registerBuffer("num_batches_tracked", Tensor.zeros([], { device }));
+  }
+
+  /** The batches seen in training (PyTorch's num_batches_tracked), up to date. */
+  get numBatchesTracked(): Tensor {
+    this.syncBuffers();
+    return this.batchCount;
+  }
+
+  protected override syncBuffers(): void {
+    if (this.pendingBatches === 0 || this.batchCount.disposed) return;
+    native().affineInPlace(this.batchCount.use(this.constructor.name), 1, this.pendingBatches);
+    this.pendingBatches = 0;
+    this.batchCount._version++;
   }
 
   /** `moments` (training): x's own statistics from the conv that made it (Conv2d.forwardMoments) */
@@ -176,10 +192,7 @@ abstract class BatchNormBase extends Module implements Layer {
   }
 
   private countBatch(): void {
-    if (!this.training) return;
-    // in place: one call and one kernel, on every batch norm of every step
-    native().affineInPlace(this.numBatchesTracked.use(this.constructor.name), 1, 1);
-    this.numBatchesTracked._version++;
+    if (this.training) this.pendingBatches++;
   }
 }
 

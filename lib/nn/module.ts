@@ -81,10 +81,17 @@ export class Module {
     return [...this._modules.entries()];
   }
 
+  /**
+   * Brings buffers that a module updates lazily up to date (BatchNorm's batch count); runs
+   * before any walk hands buffers out. Subclasses with such state override it.
+   */
+  protected syncBuffers(): void {}
+
   private namedTensors(kind: "_parameters" | "_buffers"): [string, Tensor][] {
     const out: [string, Tensor][] = [];
     const seen = new Set<Tensor>();
     for (const [p, m] of this.namedModules()) {
+      if (kind === "_buffers") m.syncBuffers();
       for (const [n, t] of m[kind]) {
         if (t === null || seen.has(t)) continue;
         seen.add(t);
@@ -115,6 +122,7 @@ export class Module {
   stateDict(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     const walk = (m: Module, p: string): void => {
+      m.syncBuffers();
       for (const [n, t] of m._parameters) if (t) out.set(p + n, t);
       for (const [n, t] of m._buffers) if (t) out.set(p + n, t);
       for (const [n, c] of m._modules) walk(c, `${p}${n}.`);
