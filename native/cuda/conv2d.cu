@@ -8,6 +8,7 @@
 #include "batchnorm.cuh"
 #include "conv2d.cuh"
 #include "conv_moments.cuh"
+#include "gemm.cuh"
 #include "runtime.cuh"
 #include "tile_gemm.cuh"
 
@@ -42,6 +43,12 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
 
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   const ConvShape s = checked_shape(p, "cuda conv2d_backward_data");
+  if (s.OH == 1 && s.OW == 1 && s.pad == 0 && s.H == s.R && s.W == s.S) {
+    // a kernel covering the whole unpadded input (D's last 4x4 conv to a 1x1 map, stride 4):
+    // dx (N x CRS) = dy (N x K) W (K x CRS), one product where the stride phases took R*S
+    gemm(false, false, s.N, static_cast<int64_t>(s.C) * s.R * s.S, s.K, 1.0f, dy, w, 0.0f, dx);
+    return;
+  }
   if (bwdd_needs_zero(s))
     check_cuda(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(p.N * p.C * p.H * p.W), stream()),
                "conv2d_backward_data");

@@ -1153,7 +1153,11 @@ C3_TEST(cuda_vs_cpu_conv2d_all_passes_and_modes) {
   const ConvCase model[] = {{4, 32, 16, 16, 64, 3, 3, 1, 1}, {4, 16, 32, 32, 3, 3, 3, 1, 1},
                             {4, 3, 32, 32, 64, 4, 4, 2, 1},  {4, 64, 16, 16, 128, 4, 4, 2, 1},
                             {8, 128, 4, 4, 1, 4, 4, 4, 0},   {8, 128, 4, 4, 96, 3, 3, 1, 1},
-                            {2, 40, 12, 12, 130, 3, 3, 1, 1}, {3, 8, 20, 18, 16, 1, 1, 1, 0}};
+                            {2, 40, 12, 12, 130, 3, 3, 1, 1}, {3, 8, 20, 18, 16, 1, 1, 1, 0},
+                            // kernels covering the whole input (backward data as one product), and
+                            // one a row short of it (the stride phases)
+                            {8, 64, 4, 4, 48, 4, 4, 4, 0},   {5, 6, 3, 5, 40, 3, 5, 1, 0},
+                            {4, 24, 5, 4, 8, 4, 4, 4, 0}};
   for (const ConvCase& cc : model) conv_case(*g, cc, cc.K % 2 == 0, seed += 5);
   // backward weight splits N*OH*OW over blocks; the fixed-order sum is deterministic
   const Conv2dParams p = conv_params({16, 32, 32, 32, 32, 3, 3, 1, 1});
