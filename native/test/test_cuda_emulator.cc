@@ -136,6 +136,15 @@ C3_TEST(cuda_emulator_builtins_give_the_device_results) {
   }
 }
 
+// an operand descriptor as the gemm kernels take them: a struct whose member p points at data
+struct HostOperand {
+  const int* p;
+};
+
+__global__ void operand_kernel(int v, const HostOperand a, int* out) {
+  if (threadIdx.x == 0) out[0] = v + (a.p != nullptr);
+}
+
 C3_TEST(cuda_emulator_reports_device_faults) {
   if (!have_cuda()) return;
   Dev<int> out(64);
@@ -146,6 +155,19 @@ C3_TEST(cuda_emulator_reports_device_faults) {
   expect_error([&] { cuda::launch("test_deadlock", split_warp, 1, 32, 0, out.p); }, {"deadlock"}, "deadlock");
   expect_error([&] { cuda::launch("test_partial_warp", partial_warp_shuffle, 1, 40, 0, out.p); },
                {"past the block's last thread"}, "shuffle in a partial warp");
+  // a kernel handed host memory, directly or inside an operand descriptor: what a GPU faults on
+  std::vector<int> host(64);
+  expect_error([&] { cuda::launch("test_host_pointer", shuffle_kernel, 1, 64, 0, host.data()); },
+               {"cuda test_host_pointer", "illegal memory access", "kernel argument 0", "not device or pinned memory",
+                "sticky"},
+               "a host pointer");
+  expect_error([&] { cuda::launch("test_host_operand", operand_kernel, 1, 32, 0, 7, HostOperand{host.data()}, out.p); },
+               {"cuda test_host_operand", "kernel argument 1"}, "a descriptor holding a host pointer");
+  // a device pointer anywhere in its block or at its end, and null, pass
+  cuda::launch("test", operand_kernel, 1, 32, 0, 7, HostOperand{out.p + 64}, out.p + 63);
+  cuda::launch("test", operand_kernel, 1, 32, 0, 7, HostOperand{nullptr}, out.p + 1);
+  const std::vector<int> got = out.host();
+  if (got[63] != 8 || got[1] != 7) throw Failure("kernels with device and null pointer arguments");
   // after the sticky errors were cleared, the device works again
   cuda::launch("test", shuffle_kernel, 1, 64, 0, out.p);
   if (out.host()[0] != 3 * 10 + 5000) throw Failure("kernel after cleared faults");

@@ -7,10 +7,11 @@
 // What it checks, beyond the results: __syncthreads reached by part of a block or after some
 // threads returned, warp shuffles and mma with lanes missing, deadlocks, launch configurations
 // the hardware refuses, copies whose pointers are not of the kind the copy names, device memory
-// exhaustion (C3GAN_CUDA_EMU_MEMORY). A failure inside a kernel becomes a sticky
-// cudaErrorLaunchFailure whose text says what and where, as a device fault would.
+// exhaustion (C3GAN_CUDA_EMU_MEMORY), host memory passed to a kernel (kernel_pointers_ok). A
+// failure inside a kernel becomes a sticky cudaErrorLaunchFailure whose text says what and
+// where, as a device fault would.
 // What it cannot see: timing, memory ordering, races between threads (fibers switch only at
-// barriers), host pointers handed to kernels, static shared memory limits.
+// barriers), host pointers inside device data, static shared memory limits.
 // C3GAN_CUDA_EMU_KERNELS=skip checks launches without running them (emu.cc skip_kernels): the
 // host's own time of a GPU-sized iteration (benchmarks/host-cost.sh).
 #pragma once
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #define __global__
 #define __device__
@@ -190,6 +192,27 @@ void launch(dim3 grid, dim3 block, size_t smem, const F& body) {
 
 // For the emulator's own tests: forgets a sticky error, which a real context never does.
 void clear_sticky_error();
+
+// The pointer a kernel argument carries: the argument itself when it is a pointer, the member p
+// of an operand descriptor (gemmop's Linear, ConvFwdX, DenseOut, ...), else none.
+template <class T, class = void>
+struct has_pointer_p : std::false_type {};
+template <class T>
+struct has_pointer_p<T, std::void_t<decltype(std::declval<const T&>().p)>>
+    : std::is_pointer<std::decay_t<decltype(std::declval<const T&>().p)>> {};
+template <class T>
+const void* argument_pointer(const T& a) {
+  if constexpr (std::is_pointer<T>::value) return reinterpret_cast<const void*>(a);
+  else if constexpr (has_pointer_p<T>::value) return reinterpret_cast<const void*>(a.p);
+  else return nullptr;
+}
+
+// Checks a launch's pointer arguments before it runs: each must be null or inside (or at the
+// end of) a cudaMalloc or cudaMallocHost block, what the device can address. Host and device
+// share one address space here, so a kernel handed host memory would run; on a GPU it faults.
+// A bad one becomes the sticky illegal-address error a GPU gives, naming the argument, and
+// false is returned (the launch does not run). Not checked with C3GAN_CUDA_EMU_KERNELS=skip.
+bool kernel_pointers_ok(const void* const* ptrs, int n);
 
 template <class T>
 T shuffle(unsigned mask, T v, int src) {
