@@ -91,7 +91,9 @@ program
   .action(async (opts) => {
     const cfg = configFrom(opts);
     const device = resolveDevice(cfg.device);
-    const model = new C3GAN(specFromConfig(cfg), device, new Generator(0n));
+    // every weight and buffer comes from the checkpoint (loadModel refuses a missing one): no
+    // official init, which takes seconds at the CUB config (orthogonal weights)
+    const model = new C3GAN(specFromConfig(cfg), device, new Generator(0n), { officialInit: false });
     loadModel(opts.checkpoint, model);
     const data = await openTrainingData(cfg);
     try {

@@ -4,6 +4,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { spawnSync } from "node:child_process";
 import { parseConfig } from "../lib/train/config";
 import { train, EvalRecord } from "../lib/train/trainer";
 import { readEventFile } from "../lib/io/tensorboard";
@@ -12,14 +13,18 @@ import { tempDir } from "./helpers/tmp";
 
 const tmp = tempDir;
 
-function tinyConfig(saveDir: string, extra: object = {}) {
-  return parseConfig({
+function tinyRaw(saveDir: string, extra: object = {}) {
+  return {
     name: "tiny",
     dataset: { format: "synthetic", numClasses: 4, perClass: 48, testPerClass: 16, seed: 3 },
     numGtClasses: 4, over: 1, batchSize: 16, temperature: 0.1, perturbation: "w",
     maxEpoch: 4, evalInterval: 2, logInterval: 4, zDim: 16, czDim: 4, imageSize: 32, channels: 3,
     ngf: 32, ndf: 8, device: "cpu", seed: 5, workers: 0, saveDir, ...extra,
-  }, "tiny test config");
+  };
+}
+
+function tinyConfig(saveDir: string, extra: object = {}) {
+  return parseConfig(tinyRaw(saveDir, extra), "tiny test config");
 }
 
 const metrics = (dir: string): EvalRecord[] =>
@@ -46,6 +51,16 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   for (const t of ["D/contrastive", "D/entropy1", "G/mask", "test/ACC", "test/NMI", "Image_sample"]) assert.ok(tags.has(t), t);
   // the model and optimisers are released at the end: what is left is what was live before
   assert.equal(live[0], live[1], "native memory is the same at both evaluations");
+  // `c3gan eval` on the best checkpoint scores what the run scored when it saved it
+  const cfgFile = path.join(dir, "tiny.json");
+  fs.writeFileSync(cfgFile, JSON.stringify(tinyRaw(dir)));
+  const cli = spawnSync(process.execPath, [path.join(__dirname, "../bin/c3gan.js"), "eval", "--config", cfgFile, "--checkpoint",
+    path.join(dir, "best_acc.safetensors"), "--json"], { encoding: "utf8" });
+  assert.equal(cli.status, 0, cli.stderr);
+  const ev2 = JSON.parse(cli.stdout);
+  assert.equal(ev2.acc, r.best!.acc);
+  assert.equal(ev2.nmiOfficial, r.best!.nmiOfficial);
+  assert.equal(ev2.images, 4 * 16);
 });
 
 test("resume after an interrupted run reproduces the uninterrupted metrics", async () => {
