@@ -4,7 +4,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { parseConfig } from "../lib/train/config";
 import { train, EvalRecord } from "../lib/train/trainer";
 import { readEventFile } from "../lib/io/tensorboard";
@@ -61,6 +61,39 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   assert.equal(ev2.acc, r.best!.acc);
   assert.equal(ev2.nmiOfficial, r.best!.nmiOfficial);
   assert.equal(ev2.images, 4 * 16);
+});
+
+test("the train command: a run from a config file, then --resume with more --epochs, and Ctrl-C", async () => {
+  const dir = tmp("cli-train");
+  const cfgFile = path.join(dir, "tiny.json");
+  fs.writeFileSync(cfgFile, JSON.stringify(tinyRaw(path.join(dir, "ignored"), { maxEpoch: 5, evalInterval: 1 })));
+  const cli = path.join(__dirname, "../bin/c3gan.js");
+  const runDir = path.join(dir, "run");
+  const first = spawnSync(process.execPath, [cli, "train", "--config", cfgFile, "--save-dir", runDir, "--epochs", "1"], { encoding: "utf8" });
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stdout, /1 epochs, 12 steps; run folder /);
+  assert.match(first.stdout, /final: ACC \d\.\d{4}  NMI \d\.\d{4} \(official formula\)/);
+  assert.ok(fs.existsSync(path.join(runDir, "last.safetensors")) && !fs.existsSync(path.join(dir, "ignored")), "--save-dir replaces saveDir");
+  const second = spawnSync(process.execPath, [cli, "train", "--config", cfgFile, "--save-dir", runDir, "--epochs", "2", "--resume"],
+    { encoding: "utf8" });
+  assert.equal(second.status, 0, second.stderr);
+  assert.match(second.stdout, /2 epochs, 24 steps/);
+  assert.deepEqual(metrics(runDir).map((m) => m.epoch), [0, 1]);
+
+  // SIGINT stops after the current step and exits with 130 (128 + SIGINT), as an interrupted command does
+  const child = spawn(process.execPath, [cli, "train", "--config", cfgFile, "--save-dir", path.join(dir, "stopped")],
+    { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => {
+    out += d;
+    // once training has stepped (the progress line names the epoch), interrupt it
+    if (/epoch 1\/5 step \d+/.test(out) && !child.killed) child.kill("SIGINT");
+  });
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  assert.equal(code, 130, out);
+  assert.match(out, /interrupted: stopping after this step/);
+  assert.match(out, /device cpu; 0 epochs, \d+ steps; run folder /);
 });
 
 test("resume after an interrupted run reproduces the uninterrupted metrics", async () => {
