@@ -96,6 +96,8 @@ export interface NativeAddon {
   gemmKernel(): string;
   /** in place: Q (positive-diagonal thin QR) of a row-major m x n Float64Array, m >= n */
   orthonormalColumns(a: Float64Array, m: number, n: number): void;
+  /** the m rows of the row-major m x n matrix a (m <= n), in place: Gram-Schmidt in row order */
+  orthonormalRows(a: Float64Array, m: number, n: number): void;
 
   Generator: new (seed: bigint | number) => NativeGenerator;
   NativeTensor: Function;

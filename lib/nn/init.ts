@@ -78,12 +78,9 @@ export function orthogonal_(t: Tensor, gen: Generator = defaultGenerator(), gain
   const g = gen.normal(rows * cols); // row-major (rows, cols), as tensor.new(rows, cols).normal_()
   let out: Float64Array;
   if (rows < cols) {
-    // QR of the transpose (cols x rows), then transpose back
-    const at = new Float64Array(rows * cols);
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) at[j * rows + i] = g[i * cols + j];
-    const q = orthonormalColumns(at, cols, rows);
-    out = new Float64Array(rows * cols);
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[i * cols + j] = q[j * rows + i];
+    // the Q of the transpose's QR, transposed back: the rows orthonormalised in order
+    native().orthonormalRows(g, rows, cols);
+    out = g;
   } else {
     out = orthonormalColumns(g, rows, cols);
   }

@@ -8,10 +8,11 @@ namespace c3::napi {
 
 namespace {
 
-// orthonormalColumns(a: Float64Array, m, n): in place, see core/linalg.h
-Napi::Value OrthonormalColumns(const Napi::CallbackInfo& info) {
+// (a: Float64Array, m, n) with a.length == m * n, in place: rows = true orthonormalises the m
+// rows of the row-major m x n matrix (m <= n), else its n columns (m >= n); see core/linalg.h
+Napi::Value Orthonormal(const Napi::CallbackInfo& info, const char* name, bool rows) {
   return guarded(info, [&]() -> Napi::Value {
-    Args a(info, "orthonormalColumns");
+    Args a(info, name);
     Napi::Value v = a.at(0, "a");
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
       a.type_error("argument 'a' must be a Float64Array");
@@ -20,15 +21,20 @@ Napi::Value OrthonormalColumns(const Napi::CallbackInfo& info) {
     int64_t n = a.integer(2, "n", 1, int64_t(1) << 31);
     if (static_cast<int64_t>(arr.ElementLength()) != m * n)
       a.range_error("'a' has " + std::to_string(arr.ElementLength()) + " elements, m x n needs " + std::to_string(m * n));
-    c3::orthonormal_columns(arr.Data(), m, n);
+    if (rows) c3::orthonormal_vectors(arr.Data(), m, n);
+    else c3::orthonormal_columns(arr.Data(), m, n);
     return info.Env().Undefined();
   });
 }
+
+Napi::Value OrthonormalColumns(const Napi::CallbackInfo& info) { return Orthonormal(info, "orthonormalColumns", false); }
+Napi::Value OrthonormalRows(const Napi::CallbackInfo& info) { return Orthonormal(info, "orthonormalRows", true); }
 
 }  // namespace
 
 void register_linalg(Napi::Env env, Napi::Object exports) {
   exports.Set("orthonormalColumns", Napi::Function::New(env, OrthonormalColumns, "orthonormalColumns"));
+  exports.Set("orthonormalRows", Napi::Function::New(env, OrthonormalRows, "orthonormalRows"));
 }
 
 }  // namespace c3::napi
