@@ -66,7 +66,8 @@ void enqueue(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaS
 #ifdef C3GAN_CUDA_EMULATION
   (void)s;
   // what a GPU could not dereference (host memory) fails here as it would there
-  const void* const ptrs[] = {nullptr, c3emu::argument_pointer<std::decay_t<KArgs>>(static_cast<KArgs>(args))...};
+  const c3emu::ArgumentPointers ptrs[] = {{nullptr, nullptr},
+                                          c3emu::argument_pointers<std::decay_t<KArgs>>(static_cast<KArgs>(args))...};
   if (!c3emu::kernel_pointers_ok(ptrs + 1, static_cast<int>(sizeof...(KArgs)))) return;
   c3emu::launch(reinterpret_cast<const void*>(kernel), grid, block, smem,
                 [&] { kernel(static_cast<KArgs>(args)...); });

@@ -193,18 +193,29 @@ void launch(dim3 grid, dim3 block, size_t smem, const F& body) {
 // For the emulator's own tests: forgets a sticky error, which a real context never does.
 void clear_sticky_error();
 
-// The pointer a kernel argument carries: the argument itself when it is a pointer, the member p
-// of an operand descriptor (gemmop's Linear, ConvFwdX, DenseOut, ...), else none.
+// The pointers a kernel argument carries: the argument itself when it is a pointer; the members
+// p and bias of an operand or output descriptor (gemmop's Linear, ConvFwdX, DenseOut, ...).
 template <class T, class = void>
 struct has_pointer_p : std::false_type {};
 template <class T>
 struct has_pointer_p<T, std::void_t<decltype(std::declval<const T&>().p)>>
     : std::is_pointer<std::decay_t<decltype(std::declval<const T&>().p)>> {};
+template <class T, class = void>
+struct has_pointer_bias : std::false_type {};
 template <class T>
-const void* argument_pointer(const T& a) {
-  if constexpr (std::is_pointer<T>::value) return reinterpret_cast<const void*>(a);
-  else if constexpr (has_pointer_p<T>::value) return reinterpret_cast<const void*>(a.p);
-  else return nullptr;
+struct has_pointer_bias<T, std::void_t<decltype(std::declval<const T&>().bias)>>
+    : std::is_pointer<std::decay_t<decltype(std::declval<const T&>().bias)>> {};
+struct ArgumentPointers {
+  const void* p;
+  const void* bias;
+};
+template <class T>
+ArgumentPointers argument_pointers(const T& a) {
+  ArgumentPointers out{nullptr, nullptr};
+  if constexpr (std::is_pointer<T>::value) out.p = reinterpret_cast<const void*>(a);
+  if constexpr (has_pointer_p<T>::value) out.p = reinterpret_cast<const void*>(a.p);
+  if constexpr (has_pointer_bias<T>::value) out.bias = reinterpret_cast<const void*>(a.bias);
+  return out;
 }
 
 // Checks a launch's pointer arguments before it runs: each must be null or inside (or at the
@@ -212,7 +223,7 @@ const void* argument_pointer(const T& a) {
 // share one address space here, so a kernel handed host memory would run; on a GPU it faults.
 // A bad one becomes the sticky illegal-address error a GPU gives, naming the argument, and
 // false is returned (the launch does not run). Not checked with C3GAN_CUDA_EMU_KERNELS=skip.
-bool kernel_pointers_ok(const void* const* ptrs, int n);
+bool kernel_pointers_ok(const ArgumentPointers* args, int n);
 
 template <class T>
 T shuffle(unsigned mask, T v, int src) {

@@ -497,22 +497,23 @@ void launch(const void* func, dim3 grid, dim3 block, size_t smem, void (*run)(co
   }
 }
 
-bool kernel_pointers_ok(const void* const* ptrs, int n) {
+bool kernel_pointers_ok(const ArgumentPointers* args, int n) {
   // skipped kernels time the host's own path (host-cost.sh): an emulator-only check has no place in it
   if (skip_kernels()) return true;
   DeviceState& d = dev();
   std::lock_guard<std::mutex> lk(d.mu);
-  for (int i = 0; i < n; ++i) {
-    if (!ptrs[i] || inside(d.device, ptrs[i], 0) || inside(d.pinned, ptrs[i], 0)) continue;
-    char b[200];
-    std::snprintf(b, sizeof b,
-                  "an illegal memory access was encountered (CUDA emulator: kernel argument %d, %p, is not device "
-                  "or pinned memory)",
-                  i, ptrs[i]);
-    d.sticky = cudaErrorIllegalAddress;
-    d.sticky_text = b;
-    return false;
-  }
+  for (int i = 0; i < n; ++i)
+    for (const void* p : {args[i].p, args[i].bias}) {
+      if (!p || inside(d.device, p, 0) || inside(d.pinned, p, 0)) continue;
+      char b[220];
+      std::snprintf(b, sizeof b,
+                    "an illegal memory access was encountered (CUDA emulator: kernel argument %d%s, %p, is not device "
+                    "or pinned memory)",
+                    i, p == args[i].p ? "" : " (its bias)", p);
+      d.sticky = cudaErrorIllegalAddress;
+      d.sticky_text = b;
+      return false;
+    }
   return true;
 }
 
