@@ -41,7 +41,8 @@ C3_LINALG_INLINE void dots(const double* q, const double* const* p, int64_t i0, 
     for (int c = 0; c < C; ++c)
       for (int l = 0; l < kLanes; ++l) acc[c][l] += q[i + l] * p[c][i + l];
   for (int c = 0; c < C; ++c) {
-    double s = ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3])) + ((acc[c][4] + acc[c][5]) + (acc[c][6] + acc[c][7]));
+    const double* a = acc[c];
+    double s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
     for (int64_t t = i; t < i1; ++t) s += q[t] * p[c][t];
     out[c] += s;
   }
@@ -157,7 +158,8 @@ void project_off_earlier(double* c, int64_t m, int64_t j0, int64_t jb, std::vect
   parallel_for(j0, std::max<int64_t>(1, 65536 / (m * jb)),
                [&](int64_t k0, int64_t k1) { dots_fn(c, m, j0, jb, k0, k1, rd); });
   // P -= Q r: each task its own rows
-  parallel_for((m + kUpdateRows - 1) / kUpdateRows, 1, [&](int64_t b0, int64_t b1) { update_fn(c, m, j0, jb, b0, b1, rd); });
+  parallel_for((m + kUpdateRows - 1) / kUpdateRows, 1,
+               [&](int64_t b0, int64_t b1) { update_fn(c, m, j0, jb, b0, b1, rd); });
 }
 
 // Gram-Schmidt within the panel: each column projected off the panel's earlier ones twice,

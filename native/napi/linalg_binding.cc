@@ -27,7 +27,9 @@ Napi::Value Orthonormal(const Napi::CallbackInfo& info, const char* name, bool r
   });
 }
 
-Napi::Value OrthonormalColumns(const Napi::CallbackInfo& info) { return Orthonormal(info, "orthonormalColumns", false); }
+Napi::Value OrthonormalColumns(const Napi::CallbackInfo& info) {
+  return Orthonormal(info, "orthonormalColumns", false);
+}
 Napi::Value OrthonormalRows(const Napi::CallbackInfo& info) { return Orthonormal(info, "orthonormalRows", true); }
 
 }  // namespace

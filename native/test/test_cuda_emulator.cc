@@ -164,8 +164,9 @@ C3_TEST(cuda_emulator_reports_device_faults) {
                "a host pointer");
   expect_error([&] { cuda::launch("test_host_operand", operand_kernel, 1, 32, 0, 7, HostOperand{host.data()}, out.p); },
                {"cuda test_host_operand", "kernel argument 1"}, "a descriptor holding a host pointer");
-  expect_error([&] { cuda::launch("test_host_bias", operand_kernel, 1, 32, 0, 7, HostOperand{out.p, host.data()}, out.p); },
-               {"cuda test_host_bias", "kernel argument 1 (its bias)"}, "a descriptor's bias in host memory");
+  expect_error(
+      [&] { cuda::launch("test_host_bias", operand_kernel, 1, 32, 0, 7, HostOperand{out.p, host.data()}, out.p); },
+      {"cuda test_host_bias", "kernel argument 1 (its bias)"}, "a descriptor's bias in host memory");
   // a device pointer anywhere in its block or at its end, and null, pass
   cuda::launch("test", operand_kernel, 1, 32, 0, 7, HostOperand{out.p + 64}, out.p + 63);
   cuda::launch("test", operand_kernel, 1, 32, 0, 7, HostOperand{nullptr}, out.p + 1);
