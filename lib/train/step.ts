@@ -88,7 +88,7 @@ export function discriminatorStep(model: C3GAN, opt: Adam, real: Tensor, aug: Te
 }
 
 /** discriminatorStep with its losses left on the device until read (PendingLosses). */
-export function discriminatorStepQueued(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, gen: Generator,
+function discriminatorStepQueued(model: C3GAN, opt: Adam, real: Tensor, aug: Tensor, gen: Generator,
   o: StepOptions): PendingLosses<DLosses> {
   try {
     return tidy(() => discriminatorStepQueuedWith(model, opt, real, aug, sampleStepInputs(gen, model, real.shape[0], o.perturbation), o));
@@ -143,7 +143,7 @@ export function generatorStep(model: C3GAN, opt: Adam, batch: number, gen: Gener
 }
 
 /** generatorStep with its losses left on the device until read (PendingLosses). */
-export function generatorStepQueued(model: C3GAN, opt: Adam, batch: number, gen: Generator,
+function generatorStepQueued(model: C3GAN, opt: Adam, batch: number, gen: Generator,
   o: StepOptions): PendingLosses<GLosses> {
   try {
     return tidy(() => generatorStepQueuedWith(model, opt, sampleStepInputs(gen, model, batch, o.perturbation), o));
