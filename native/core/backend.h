@@ -109,12 +109,15 @@ struct Backend {
   // Batch norm's affine then GLU over the channels, in one pass from the statistics of the
   // C = 2 * half channels: with z = x * s[c] + t[c], s = float(gamma * invstd), t = float(beta -
   // mean * gamma * invstd) (double products, as batchnorm_glu_coefficients), y (N, half, HW) =
-  // z[:, :half] * sigmoid(z[:, half:]). The backward recomputes z from x the same way and gives
-  // the gradient at z, dz (N, C, HW), for batchnorm_backward.
+  // z[:, :half] * sigmoid(z[:, half:]). The backward recomputes z from x the same way, writes
+  // the gradient at z, dz (N, C, HW), and goes on with batchnorm_backward's from dz (same
+  // arguments; dx, dgamma, dbeta may be null): a backend may take batch norm's sums in the
+  // pass that makes dz.
   void (*bn_glu_forward)(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
                          const float* mean, const float* invstd, float* y);
-  void (*bn_glu_backward)(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x, const float* gamma,
-                          const float* beta, const float* mean, const float* invstd, float* dz);
+  void (*bn_glu_batchnorm_backward)(int64_t N, int64_t half, int64_t HW, bool training, const float* dy,
+                                    const float* x, const float* gamma, const float* beta, const float* mean,
+                                    const float* invstd, float* dz, float* dx, float* dgamma, float* dbeta);
 
   // elementwise; alpha is LeakyReLU's slope (unused otherwise). backward gets both x and y.
   void (*unary_forward)(UnaryOp op, size_t n, const float* x, float alpha, float* y);

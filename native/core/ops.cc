@@ -581,11 +581,10 @@ BatchNormGrads batchnorm_glu_backward(const Tensor& dy, const Tensor& x, const T
   const Backend& be = x.be();
   // the gradient at the normalised values, then batch norm's backward from it
   Tensor dz(x.device(), x.shape, op);
-  be.bn_glu_backward(N, C / 2, HW, dy.data(), x.data(), gamma.data(), beta.data(), save_mean.data(),
-                     save_invstd.data(), dz.data());
   BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
-  be.batchnorm_backward(N, C, HW, training, dz.data(), x.data(), gamma.data(), save_mean.data(), save_invstd.data(),
-                        g.dx.data(), g.dgamma.data(), g.dbeta.data());
+  be.bn_glu_batchnorm_backward(N, C / 2, HW, training, dy.data(), x.data(), gamma.data(), beta.data(),
+                               save_mean.data(), save_invstd.data(), dz.data(), g.dx.data(), g.dgamma.data(),
+                               g.dbeta.data());
   return g;
 }
 

@@ -80,6 +80,13 @@ void bn_glu_backward(int64_t N, int64_t half, int64_t HW, const float* dy, const
   });
 }
 
+void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
+                               const float* gamma, const float* beta, const float* mean, const float* invstd,
+                               float* dz, float* dx, float* dgamma, float* dbeta) {
+  bn_glu_backward(N, half, HW, dy, x, gamma, beta, mean, invstd, dz);
+  batchnorm_backward(N, 2 * half, HW, training, dz, x, gamma, mean, invstd, dx, dgamma, dbeta);
+}
+
 // ---- the plain loops: z in double from the statistics, the sigmoid in double
 
 void bn_glu_forward_reference(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma,

@@ -68,6 +68,10 @@ void bn_glu_forward(int64_t N, int64_t half, int64_t HW, const float* x, const f
                     const float* mean, const float* invstd, float* y);
 void bn_glu_backward(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x, const float* gamma,
                      const float* beta, const float* mean, const float* invstd, float* dz);
+// bn_glu_backward, then batchnorm_backward from its dz (the backend table's entry)
+void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
+                               const float* gamma, const float* beta, const float* mean, const float* invstd,
+                               float* dz, float* dx, float* dgamma, float* dbeta);
 void bn_glu_forward_reference(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma,
                               const float* beta, const float* mean, const float* invstd, float* y);
 void bn_glu_backward_reference(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x,

@@ -1,7 +1,7 @@
 // Batch normalisation over (N, C, HW). Per-channel statistics in two levels: partial sums in
 // double over slices of the batch (a block per (channel, slice) when HW is large, a thread per
-// (channel, slice) when it is small so that (N, C) inputs are read along C), then one thread
-// per channel merges the slices in a fixed order. The forward sums are shifted by the
+// (channel, slice) when it is small so that (N, C) inputs are read along C), then the grid's
+// last block (arrives_last) merges each channel's slices in a fixed order, in the same launch. The forward sums are shifted by the
 // channel's first value (sum of x - K and of (x - K)^2), which keeps the one-pass variance
 // accurate when the mean is large against the spread. A final elementwise pass applies the
 // per-channel affine map; its float arithmetic (and the per-channel double arithmetic) uses
@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "batchnorm.cuh"
+#include "bn_glu.cuh"
 #include "hd.cuh"
 #include "reduce.cuh"
 #include "runtime.cuh"
@@ -66,57 +67,44 @@ __device__ __forceinline__ void slice_range(int N, int slices, int slice, int& n
   n1 = static_cast<int>(static_cast<int64_t>(N) * (slice + 1) / slices);
 }
 
-// grid (C, slices): one block sums channel c over batch slice blockIdx.y
-template <int MODE>
-__global__ void partials_wide(int N, int C, int HW, int slices, const float* __restrict__ x,
-                              const float* __restrict__ dy, const float* __restrict__ mean, double2* part) {
+// Block (c, slice) of a wide grid (C, slices) sums channel c over its batch slice; in a narrow
+// grid (ceil(C / threads), slices) each thread sums one channel. Every thread of the block
+// calls this (the wide sums are block reductions).
+template <bool WIDE, int MODE>
+__device__ __forceinline__ void channel_partials(int N, int C, int HW, int slices, const float* __restrict__ x,
+                                                 const float* __restrict__ dy, const float* __restrict__ mean,
+                                                 double2* part) {
   __shared__ double scratch[32];
-  const int c = blockIdx.x, slice = blockIdx.y;
+  const int c = WIDE ? blockIdx.x : blockIdx.x * blockDim.x + threadIdx.x, slice = blockIdx.y;
+  if (!WIDE && c >= C) return;  // past the last channel: nothing to sum (no barrier in narrow blocks)
   int n0, n1;
   slice_range(N, slices, slice, n0, n1);
   const double ref = channel_ref<MODE>(x, mean, c, HW);
   double s1 = 0.0, s2 = 0.0;
   for (int n = n0; n < n1; ++n) {
     const int64_t base = (static_cast<int64_t>(n) * C + c) * HW;
-    for (int i = threadIdx.x; i < HW; i += blockDim.x) accumulate<MODE>(x, dy, base + i, ref, s1, s2);
+    if (WIDE)
+      for (int i = threadIdx.x; i < HW; i += blockDim.x) accumulate<MODE>(x, dy, base + i, ref, s1, s2);
+    else
+      for (int i = 0; i < HW; ++i) accumulate<MODE>(x, dy, base + i, ref, s1, s2);
   }
-  s1 = block_sum(s1, scratch);
-  s2 = block_sum(s2, scratch);
-  if (threadIdx.x == 0) part[static_cast<int64_t>(c) * slices + slice] = make_double2(s1, s2);
-}
-
-// grid (ceil(C / threads), slices): one thread sums channel c over batch slice blockIdx.y
-template <int MODE>
-__global__ void partials_narrow(int N, int C, int HW, int slices, const float* __restrict__ x,
-                                const float* __restrict__ dy, const float* __restrict__ mean, double2* part) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x, slice = blockIdx.y;
-  if (c >= C) return;
-  int n0, n1;
-  slice_range(N, slices, slice, n0, n1);
-  const double ref = channel_ref<MODE>(x, mean, c, HW);
-  double s1 = 0.0, s2 = 0.0;
-  for (int n = n0; n < n1; ++n) {
-    const int64_t base = (static_cast<int64_t>(n) * C + c) * HW;
-    for (int i = 0; i < HW; ++i) accumulate<MODE>(x, dy, base + i, ref, s1, s2);
+  if (WIDE) {
+    s1 = block_sum(s1, scratch);
+    s2 = block_sum(s2, scratch);
+    if (threadIdx.x != 0) return;
   }
   part[static_cast<int64_t>(c) * slices + slice] = make_double2(s1, s2);
 }
 
-template <int MODE>
-void run_partials(int N, int C, int HW, const Plan& p, const float* x, const float* dy, const float* mean,
-                  double2* part) {
-  if (p.wide)
-    launch("batch_norm (channel sums)", partials_wide<MODE>, dim3(C, p.slices), kThreads, 0, N, C, HW, p.slices, x,
-           dy, mean, part);
-  else
-    launch("batch_norm (channel sums)", partials_narrow<MODE>, dim3((C + kThreads - 1) / kThreads, p.slices),
-           kThreads, 0, N, C, HW, p.slices, x, dy, mean, part);
+dim3 partials_grid(const Plan& p, int C) {
+  return p.wide ? dim3(C, p.slices) : dim3((C + kThreads - 1) / kThreads, p.slices);
 }
 
+// channel c's slices, merged in slice order (the partials of other blocks: read through L2)
 __device__ __forceinline__ double2 merge(const double2* part, int c, int slices) {
   double s1 = 0.0, s2 = 0.0;
   for (int k = 0; k < slices; ++k) {
-    const double2 v = part[static_cast<int64_t>(c) * slices + k];
+    const double2 v = __ldcg(part + static_cast<int64_t>(c) * slices + k);
     s1 += v.x;
     s2 += v.y;
   }
@@ -152,14 +140,21 @@ __device__ __forceinline__ void finish_channel(int c, int64_t count, double mean
   ss[c] = make_float2(static_cast<float>(g * invstd), static_cast<float>(__dsub_rn(b, __dmul_rn(mean * g, invstd))));
 }
 
-__global__ void train_finalize(int C, int slices, int64_t count, int HW, const double2* part, const float* x,
-                               const float* gamma, const float* beta, float* running_mean, float* running_var,
-                               float momentum, float eps, float* save_mean, float* save_invstd, float2* ss) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  const double2 mv = channel_mean_var(part, c, slices, count, HW, x);
-  finish_channel(c, count, mv.x, mv.y, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
-                 ss);
+// The training statistics in one launch: the partial sums, then the grid's last block finishes
+// every channel (saved statistics, running estimates, the affine map ss).
+template <bool WIDE>
+__global__ void train_statistics(int N, int C, int HW, int slices, const float* __restrict__ x, double2* part,
+                                 unsigned* arrivals, const float* gamma, const float* beta, float* running_mean,
+                                 float* running_var, float momentum, float eps, float* save_mean, float* save_invstd,
+                                 float2* ss) {
+  channel_partials<WIDE, 0>(N, C, HW, slices, x, nullptr, nullptr, part);
+  if (!arrives_last(arrivals)) return;
+  const int64_t count = static_cast<int64_t>(N) * HW;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    const double2 mv = channel_mean_var(part, c, slices, count, HW, x);
+    finish_channel(c, count, mv.x, mv.y, gamma, beta, running_mean, running_var, momentum, eps, save_mean,
+                   save_invstd, ss);
+  }
 }
 
 // the same from given moments (mean, biased variance per channel)
@@ -173,12 +168,17 @@ __global__ void train_finalize_given(int C, int64_t count, const float2* moments
                  ss);
 }
 
-__global__ void moments_finalize(int C, int slices, int64_t count, int HW, const double2* part, const float* x,
-                                 float2* moments) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  const double2 mv = channel_mean_var(part, c, slices, count, HW, x);
-  moments[c] = make_float2(static_cast<float>(mv.x), static_cast<float>(mv.y));
+// channel_moments in one launch: the partial sums, then the last block's (mean, variance) per channel
+template <bool WIDE>
+__global__ void moments_statistics(int N, int C, int HW, int slices, const float* __restrict__ x, double2* part,
+                                   unsigned* arrivals, float2* moments) {
+  channel_partials<WIDE, 0>(N, C, HW, slices, x, nullptr, nullptr, part);
+  if (!arrives_last(arrivals)) return;
+  const int64_t count = static_cast<int64_t>(N) * HW;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    const double2 mv = channel_mean_var(part, c, slices, count, HW, x);
+    moments[c] = make_float2(static_cast<float>(mv.x), static_cast<float>(mv.y));
+  }
 }
 
 __global__ void eval_coefficients(int C, const float* gamma, const float* beta, const float* running_mean,
@@ -192,12 +192,11 @@ __global__ void eval_coefficients(int C, const float* gamma, const float* beta, 
 }
 
 // per channel: dgamma, dbeta and dx = a dy + b (x - mean) + k, coefficients (a, b, k, mean)
-__global__ void backward_finalize(int C, int slices, int64_t count, bool training, const double2* part,
-                                  const float* gamma, const float* save_mean, const float* save_invstd, float* dgamma,
-                                  float* dbeta, float4* coef) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  const double2 s = merge(part, c, slices);
+__device__ __forceinline__ void backward_channel(int c, int slices, int64_t count, bool training,
+                                                 const double2* part, const float* gamma, const float* save_mean,
+                                                 const float* save_invstd, float* dgamma, float* dbeta,
+                                                 float4* coef) {
+  const double2 s = slices > 0 ? merge(part, c, slices) : make_double2(0.0, 0.0);
   const double invstd = save_invstd[c];
   const double sum_dy_xhat = s.y * invstd;
   if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xhat);
@@ -209,6 +208,85 @@ __global__ void backward_finalize(int C, int slices, int64_t count, bool trainin
     k = static_cast<float>(-ga * s.x / static_cast<double>(count));
   }
   coef[c] = make_float4(static_cast<float>(ga), b, k, save_mean[c]);
+}
+
+// The backward's sums (of dy and dy (x - mean)) in one launch, the last block finishing each channel
+template <bool WIDE>
+__global__ void backward_statistics(int N, int C, int HW, int slices, bool training, const float* __restrict__ dy,
+                                    const float* __restrict__ x, const float* gamma, const float* save_mean,
+                                    const float* save_invstd, double2* part, unsigned* arrivals, float* dgamma,
+                                    float* dbeta, float4* coef) {
+  channel_partials<WIDE, 1>(N, C, HW, slices, x, dy, save_mean, part);
+  if (!arrives_last(arrivals)) return;
+  const int64_t count = static_cast<int64_t>(N) * HW;
+  for (int c = threadIdx.x; c < C; c += blockDim.x)
+    backward_channel(c, slices, count, training, part, gamma, save_mean, save_invstd, dgamma, dbeta, coef);
+}
+
+// Batch norm-GLU's backward pass: block j of a wide grid (half, slices), or thread j of a narrow
+// one, takes the channel pair (j, half + j) that GLU output channel j came from, writes dz (the
+// gradient at the normalised values) for both and sums each as channel_partials<WIDE, 1> would
+// over the stored dz, in the same order; so batch norm's backward needs no pass of its own
+// over dz to sum it (one read of dz and x, and a launch, fewer).
+template <bool WIDE>
+__device__ __forceinline__ void glu_pair_partials(int N, int half, int HW, int slices, const float* __restrict__ dy,
+                                                  const float* __restrict__ x, const float* gamma, const float* beta,
+                                                  const float* mean, const float* invstd, float* __restrict__ dz,
+                                                  double2* part) {
+  __shared__ double scratch[32];
+  const int j = WIDE ? blockIdx.x : blockIdx.x * blockDim.x + threadIdx.x, slice = blockIdx.y;
+  if (!WIDE && j >= half) return;
+  int n0, n1;
+  slice_range(N, slices, slice, n0, n1);
+  const float2 ka = bn_glu_coefficients(j, gamma, beta, mean, invstd);
+  const float2 kb = bn_glu_coefficients(half + j, gamma, beta, mean, invstd);
+  const double ra = mean[j], rb = mean[half + j];
+  double a1 = 0.0, a2 = 0.0, b1 = 0.0, b2 = 0.0;
+  for (int n = n0; n < n1; ++n) {
+    const int64_t za = (static_cast<int64_t>(n) * 2 * half + j) * HW, zb = za + static_cast<int64_t>(half) * HW;
+    const int64_t out = (static_cast<int64_t>(n) * half + j) * HW;
+    for (int i = WIDE ? threadIdx.x : 0; i < HW; i += WIDE ? blockDim.x : 1) {
+      const float xa = x[za + i], xb = x[zb + i], g = dy[out + i];
+      const float a = fmaf(xa, ka.x, ka.y), s = glu_sigmoid(fmaf(xb, kb.x, kb.y));
+      const float da = g * s, db = g * a * s * (1.0f - s);
+      dz[za + i] = da;
+      dz[zb + i] = db;
+      a1 += static_cast<double>(da);
+      a2 += static_cast<double>(da) * (static_cast<double>(xa) - ra);
+      b1 += static_cast<double>(db);
+      b2 += static_cast<double>(db) * (static_cast<double>(xb) - rb);
+    }
+  }
+  if (WIDE) {
+    a1 = block_sum(a1, scratch);
+    a2 = block_sum(a2, scratch);
+    b1 = block_sum(b1, scratch);
+    b2 = block_sum(b2, scratch);
+    if (threadIdx.x != 0) return;
+  }
+  part[static_cast<int64_t>(j) * slices + slice] = make_double2(a1, a2);
+  part[static_cast<int64_t>(half + j) * slices + slice] = make_double2(b1, b2);
+}
+
+template <bool WIDE>
+__global__ void glu_backward_statistics(int N, int half, int HW, int slices, bool training,
+                                        const float* __restrict__ dy, const float* __restrict__ x, const float* gamma,
+                                        const float* beta, const float* save_mean, const float* save_invstd,
+                                        float* dz, double2* part, unsigned* arrivals, float* dgamma, float* dbeta,
+                                        float4* coef) {
+  glu_pair_partials<WIDE>(N, half, HW, slices, dy, x, gamma, beta, save_mean, save_invstd, dz, part);
+  if (!arrives_last(arrivals)) return;
+  const int64_t count = static_cast<int64_t>(N) * HW;
+  for (int c = threadIdx.x; c < 2 * half; c += blockDim.x)
+    backward_channel(c, slices, count, training, part, gamma, save_mean, save_invstd, dgamma, dbeta, coef);
+}
+
+// an empty batch: no sums, only each channel's gradients (zero) and coefficients
+__global__ void backward_empty(int C, bool training, const float* gamma, const float* save_mean,
+                               const float* save_invstd, float* dgamma, float* dbeta, float4* coef) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  backward_channel(c, 0, 0, training, nullptr, gamma, save_mean, save_invstd, dgamma, dbeta, coef);
 }
 
 __global__ void apply_affine(int n, FastDiv HW, FastDiv C, const float* __restrict__ x, const float2* __restrict__ ss,
@@ -252,10 +330,9 @@ void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, c
   } else {
     const Plan p = plan(n, c, hw);
     Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
-    run_partials<0>(n, c, hw, p, x, nullptr, nullptr, part.as<double2>());
-    launch("batch_norm", train_finalize, (c + kThreads - 1) / kThreads, kThreads, 0, c, p.slices, count, hw,
-           part.as<double2>(), x, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
-           ss.as<float2>());
+    launch("batch_norm", p.wide ? train_statistics<true> : train_statistics<false>, partials_grid(p, c), kThreads,
+           0, n, c, hw, p.slices, x, part.as<double2>(), block_arrivals(), gamma, beta, running_mean, running_var,
+           momentum, eps, save_mean, save_invstd, ss.as<float2>());
   }
   if (!y) return;  // the statistics only (bn_glu_forward normalises)
   const int total = n * c * hw;
@@ -274,9 +351,8 @@ void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* mo
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
   const Plan p = plan(n, c, hw);
   Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
-  run_partials<0>(n, c, hw, p, x, nullptr, nullptr, part.as<double2>());
-  launch("channel_moments", moments_finalize, (c + kThreads - 1) / kThreads, kThreads, 0, c, p.slices, count, hw,
-         static_cast<const double2*>(part.as<double2>()), x, reinterpret_cast<float2*>(moments));
+  launch("channel_moments", p.wide ? moments_statistics<true> : moments_statistics<false>, partials_grid(p, c),
+         kThreads, 0, n, c, hw, p.slices, x, part.as<double2>(), block_arrivals(), reinterpret_cast<float2*>(moments));
 }
 
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
@@ -299,18 +375,48 @@ void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const f
   if (C == 0) return;
   const int64_t count = N * HW;
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
-  Plan p{false, 0};
-  if (count > 0) p = plan(n, c, hw);
-  Scratch part(sizeof(double2) * static_cast<size_t>(C) * std::max(p.slices, 1)),
-      coef(sizeof(float4) * static_cast<size_t>(C));
-  if (count > 0) run_partials<1>(n, c, hw, p, x, dy, save_mean, part.as<double2>());
-  launch("batch_norm_backward", backward_finalize, (c + kThreads - 1) / kThreads, kThreads, 0, c, p.slices, count,
-         training, static_cast<const double2*>(part.as<double2>()), gamma, save_mean, save_invstd, dgamma, dbeta,
-         coef.as<float4>());
+  Scratch coef(sizeof(float4) * static_cast<size_t>(C));
+  if (count > 0) {
+    const Plan p = plan(n, c, hw);
+    Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
+    launch("batch_norm_backward", p.wide ? backward_statistics<true> : backward_statistics<false>,
+           partials_grid(p, c), kThreads, 0, n, c, hw, p.slices, training, dy, x, gamma, save_mean, save_invstd,
+           part.as<double2>(), block_arrivals(), dgamma, dbeta, coef.as<float4>());
+  } else {
+    launch("batch_norm_backward", backward_empty, (c + kThreads - 1) / kThreads, kThreads, 0, c, training, gamma,
+           save_mean, save_invstd, dgamma, dbeta, coef.as<float4>());
+  }
   if (!dx || count == 0) return;
   const int total = n * c * hw;
   launch("batch_norm_backward", apply_backward, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw),
          FastDiv(c), dy, x, static_cast<const float4*>(coef.as<float4>()), dx);
+}
+
+void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
+                               const float* gamma, const float* beta, const float* mean, const float* invstd,
+                               float* dz, float* dx, float* dgamma, float* dbeta) {
+  const int64_t C = 2 * half;
+  checked_dims(N, C, HW, "cuda batch_norm_glu_backward");
+  if (C == 0) return;
+  const int64_t count = N * HW;
+  const int n = static_cast<int>(N), h = static_cast<int>(half), c = static_cast<int>(C), hw = static_cast<int>(HW);
+  Scratch coef(sizeof(float4) * static_cast<size_t>(C));
+  if (count == 0) {
+    launch("batch_norm_glu_backward", backward_empty, (c + kThreads - 1) / kThreads, kThreads, 0, c, training, gamma,
+           mean, invstd, dgamma, dbeta, coef.as<float4>());
+    return;
+  }
+  // the partition of batch norm's own sums over the C channels, so the sums are the same
+  const Plan p = plan(n, c, hw);
+  Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
+  const dim3 grid = p.wide ? dim3(h, p.slices) : dim3((h + kThreads - 1) / kThreads, p.slices);
+  launch("batch_norm_glu_backward", p.wide ? glu_backward_statistics<true> : glu_backward_statistics<false>, grid,
+         kThreads, 0, n, h, hw, p.slices, training, dy, x, gamma, beta, mean, invstd, dz, part.as<double2>(),
+         block_arrivals(), dgamma, dbeta, coef.as<float4>());
+  if (!dx) return;
+  const int total = n * c * hw;
+  launch("batch_norm_glu_backward", apply_backward, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw),
+         FastDiv(c), static_cast<const float*>(dz), x, static_cast<const float4*>(coef.as<float4>()), dx);
 }
 
 }  // namespace c3::cuda

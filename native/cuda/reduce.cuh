@@ -1,5 +1,6 @@
 // Deterministic warp and block reductions: fixed butterfly trees, so the same inputs give the
-// same bits on every run (no atomics).
+// same bits on every run (no atomic sums). arrives_last lets a grid's last block finish a
+// reduction over all blocks' partials in one launch; it reads them in a fixed order too.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -45,6 +46,25 @@ __device__ __forceinline__ double block_max(double v, double* scratch) {
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   return warp_max(lane < warps ? scratch[lane] : -INFINITY);
+}
+
+// Called by every thread of every block once the block's partials are written; true in the
+// last block of the grid to get here, which may then read all blocks' partials (with __ldcg:
+// through L2, where the other blocks' fenced writes are). Each writer fences its own writes
+// before the block counts itself in; the last block resets the counter (runtime.cuh
+// block_arrivals) to 0 for the next kernel on the stream.
+__device__ __forceinline__ bool arrives_last(unsigned* arrivals) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned blocks = gridDim.x * gridDim.y * gridDim.z;
+    last = atomicAdd(arrivals, 1u) == blocks - 1;
+    if (last) *arrivals = 0;  // every other block has counted itself in
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
 }
 
 }  // namespace c3::cuda

@@ -32,6 +32,7 @@ struct DeviceState {
   std::string status;
   int sms = 0;
   cudaStream_t stream = nullptr;
+  unsigned* arrivals = nullptr;  // the probe's int, kept at 0 between kernels (block_arrivals)
 
   DeviceState() {
     int count = 0;
@@ -75,14 +76,18 @@ struct DeviceState {
       err = cudaGetLastError();
       if (err == cudaSuccess) err = cudaMemcpyAsync(&h, d, sizeof(int), cudaMemcpyDeviceToHost, stream);
       if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
-      cudaFree(d);
+      // kept as the block arrival counter, which starts at 0
+      if (err == cudaSuccess && h == 0x1234abcd) err = cudaMemsetAsync(d, 0, sizeof(int), stream);
+      if (err == cudaSuccess) err = cudaStreamSynchronize(stream);
     }
     if (err != cudaSuccess || h != 0x1234abcd) {
       status = std::string("unavailable (found ") + desc + ", but a test kernel failed: " +
                (err != cudaSuccess ? error_text(err) : std::string("wrong result")) + ")";
       cudaGetLastError();
+      if (d) cudaFree(d);
       return;
     }
+    arrivals = reinterpret_cast<unsigned*>(d);
     sms = prop.multiProcessorCount;
     usable = true;
     status = std::string("available (") + desc + ")";
@@ -221,6 +226,7 @@ std::atomic<int64_t> g_kernel_launches{0};
 
 cudaStream_t stream() { return usable_state().stream; }
 int sm_count() { return usable_state().sms; }
+unsigned* block_arrivals() { return usable_state().arrivals; }
 
 CudaTile tile_pipeline() {
   return static_cast<CudaTile>(chosen(tile_slot(), "C3GAN_CUDA_TILE", "'registers', 'async' or 'wgmma'"));

@@ -17,6 +17,10 @@ namespace c3::cuda {
 // Device 0, initialised on first use; throws c3::Error when no usable device is present.
 cudaStream_t stream();
 int sm_count();
+// One device counter, 0 between kernels: a kernel whose last block finishes the work of all
+// (arrives_last, reduce.cuh) counts its blocks in it and resets it. One stream runs one kernel
+// at a time, so one counter serves every such kernel.
+unsigned* block_arrivals();
 CudaMath math();
 // the tile GEMM's operand staging (cuda.h cuda_tile)
 CudaTile tile_pipeline();

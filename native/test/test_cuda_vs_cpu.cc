@@ -1255,31 +1255,62 @@ C3_TEST(cuda_vs_cpu_batchnorm) {
       const double bat[] = {1e-6, 1e-7 * terms, 1e-7 * terms, 1e-7, 1e-6};
       for (size_t k = 0; k < c.size(); ++k) expect_close(d[k], c[k], brt[k], bat[k], what + bnames[k]);
     }
+  // an empty batch: no sums to take (another kernel), zero dgamma and dbeta; then a full one, so a
+  // block counter left behind by the empty path would show
+  const int64_t C = 6;
+  Vf gm = random_vec(C, 80900, 0.5f, 1.5f), mean = random_vec(C, 80901), invstd = random_vec(C, 80902, 0.5f, 2.0f);
+  Vf x = random_vec(4 * C * 9, 80903), dy = random_vec(4 * C * 9, 80904);
+  Outputs c, d;
+  on_both(*g, [&](const Backend& be) {
+    Buf bg(be, gm), bm(be, mean), bi(be, invstd), bdg(be, nan_vec(C)), bdb(be, nan_vec(C)), bx(be, x), bdy(be, dy),
+        bdx(be, nan_vec(x.size())), bdg2(be, nan_vec(C));
+    be.batchnorm_backward(0, C, 9, true, bdy.p(), bx.p(), bg.p(), bm.p(), bi.p(), nullptr, bdg.p(), bdb.p());
+    be.batchnorm_backward(4, C, 9, true, bdy.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdx.p(), bdg2.p(), nullptr);
+    return Outputs{bdg.host(), bdb.host(), bdx.host(), bdg2.host()};
+  }, c, d);
+  expect_close(d[0], Vf(C, 0.0f), 0, 0, "batchnorm backward of an empty batch: dgamma");
+  expect_close(d[1], Vf(C, 0.0f), 0, 0, "batchnorm backward of an empty batch: dbeta");
+  expect_close(d[2], c[2], 1e-5, 1e-6, "batchnorm backward after an empty batch: dx");
+  expect_close(d[3], c[3], 1e-5, 1e-6, "batchnorm backward after an empty batch: dgamma");
 }
 
 C3_TEST(cuda_vs_cpu_bn_glu) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_bn_glu");
   if (!g) return;
-  // long rows and short ones (BatchNorm1d's HW = 1); expf may differ from the CPU's by an ulp or two
-  const int64_t shapes[][3] = {{8, 5, 1}, {4, 16, 7}, {16, 32, 256}, {2, 3, 1000}};
+  // long rows and short ones (BatchNorm1d's HW = 1), one block or thread per channel pair or
+  // several batch slices each; expf may differ from the CPU's by an ulp or two
+  const int64_t shapes[][3] = {{8, 5, 1}, {4, 16, 7}, {16, 32, 256}, {2, 3, 1000}, {64, 300, 1}, {40, 2, 64}};
   uint64_t seed = 81000;
-  for (auto& s : shapes) {
-    const int64_t N = s[0], half = s[1], HW = s[2], n = N * half * HW;
-    Vf x = random_vec(2 * n, ++seed, -3, 3), gm = random_vec(2 * half, ++seed, 0.5f, 1.5f);
-    Vf bt = random_vec(2 * half, ++seed), mean = random_vec(2 * half, ++seed), invstd = random_vec(2 * half, ++seed, 0.5f, 2.0f);
-    Vf dy = random_vec(n, ++seed);
-    const std::string what = "bn_glu N" + std::to_string(N) + " half" + std::to_string(half) + " HW" + std::to_string(HW);
-    Outputs c, d;
-    on_both(*g, [&](const Backend& be) {
-      Buf bx(be, x), bg(be, gm), bb(be, bt), bm(be, mean), bi(be, invstd), bdy(be, dy), by(be, nan_vec(n)),
-          bdz(be, nan_vec(2 * n));
-      be.bn_glu_forward(N, half, HW, bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), by.p());
-      be.bn_glu_backward(N, half, HW, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz.p());
-      return Outputs{by.host(), bdz.host()};
-    }, c, d);
-    expect_close(d[0], c[0], 1e-5, 1e-6, what + " forward");
-    expect_close(d[1], c[1], 1e-5, 4e-6, what + " backward");
-  }
+  for (auto& s : shapes)
+    for (bool training : {true, false}) {
+      const int64_t N = s[0], half = s[1], HW = s[2], n = N * half * HW, C = 2 * half;
+      Vf x = random_vec(2 * n, ++seed, -3, 3), gm = random_vec(C, ++seed, 0.5f, 1.5f);
+      Vf bt = random_vec(C, ++seed), mean = random_vec(C, ++seed), invstd = random_vec(C, ++seed, 0.5f, 2.0f);
+      Vf dy = random_vec(n, ++seed);
+      const std::string what = "bn_glu N" + std::to_string(N) + " half" + std::to_string(half) + " HW" +
+                               std::to_string(HW) + (training ? " training" : " eval");
+      Outputs c, d;
+      on_both(*g, [&](const Backend& be) {
+        Buf bx(be, x), bg(be, gm), bb(be, bt), bm(be, mean), bi(be, invstd), bdy(be, dy), by(be, nan_vec(n)),
+            bdz(be, nan_vec(2 * n)), bdx(be, nan_vec(2 * n)), bdg(be, nan_vec(C)), bdb(be, nan_vec(C)),
+            bdz2(be, nan_vec(2 * n)), bdg2(be, nan_vec(C));
+        be.bn_glu_forward(N, half, HW, bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), by.p());
+        be.bn_glu_batchnorm_backward(N, half, HW, training, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz.p(),
+                                     bdx.p(), bdg.p(), bdb.p());
+        // without dx and dbeta: the same dz and dgamma
+        be.bn_glu_batchnorm_backward(N, half, HW, training, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz2.p(),
+                                     nullptr, bdg2.p(), nullptr);
+        return Outputs{by.host(), bdz.host(), bdx.host(), bdg.host(), bdb.host(), bdz2.host(), bdg2.host()};
+      }, c, d);
+      const double terms = static_cast<double>(N * HW);
+      expect_close(d[0], c[0], 1e-5, 1e-6, what + " forward");
+      expect_close(d[1], c[1], 1e-5, 4e-6, what + " dz");
+      expect_close(d[2], c[2], 1e-5, 1e-5, what + " dx");
+      expect_close(d[3], c[3], 1e-5, 1e-6 * terms, what + " dgamma");
+      expect_close(d[4], c[4], 1e-5, 1e-6 * terms, what + " dbeta");
+      expect_same(d[5], d[1], what + " dz without dx");
+      expect_same(d[6], d[3], what + " dgamma without dx");
+    }
 }
 
 C3_TEST(cuda_vs_cpu_pointwise) {
