@@ -2,7 +2,7 @@
 // unfolded input (conv_gemm.cuh). Forward: Y (K x N*OH*OW) = W (K x CRS) X_col. Backward
 // weight: dW (K x CRS) = dY (K x N*OH*OW) X_col^T, split over N*OH*OW when the output is small.
 // Backward data runs once per stride phase, so a strided convolution's transpose multiplies no
-// structural zeros.
+// structural zeros; the four phases of a stride-2 conv, all of one size, run in one launch.
 #include <cuda_runtime.h>
 
 #include "batchnorm.cuh"
@@ -52,6 +52,15 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
   if (bwdd_needs_zero(s))
     check_cuda(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(p.N * p.C * p.H * p.W), stream()),
                "conv2d_backward_data");
+  const BwddPhases phases = bwdd_phases(s);
+  if (phases.uniform && phases.count == 4) {  // a 2x2 grid of phases of the same sizes: one launch
+    const Phase& ph = phases.ph[0];
+    tile::Phases<4> ps{};
+    for (int i = 0; i < 4; ++i) ps.at[i] = phase_at(phases.ph[i]);
+    tile::tile_gemm_phases("conv2d_backward_data", conv_bwdd_w(s, ph, w), conv_bwdd_dy(s, ph, dy),
+                           conv_bwdd_out(s, ph, dx), ps, s.K * ph.Rp * ph.Sp);
+    return;
+  }
   for_each_bwdd_phase(s, [&](const Phase& ph) {
     tile::tile_gemm("conv2d_backward_data", conv_bwdd_w(s, ph, w), conv_bwdd_dy(s, ph, dy), conv_bwdd_out(s, ph, dx),
                     s.K * ph.Rp * ph.Sp);

@@ -188,6 +188,13 @@ inline Phase conv_phase(const ConvShape& s, int qh, int qw) {
   return ph;
 }
 
+// What tells one phase's descriptors from another's of the same sizes (uniform_phases): a
+// batched launch (tile_gemm_phases) sets it per block.
+struct PhaseAt {
+  int qh, qw, h0, w0;
+};
+inline PhaseAt phase_at(const Phase& ph) { return PhaseAt{ph.qh, ph.qw, ph.h0, ph.w0}; }
+
 // Pixels of phases without kernel taps (stride larger than the kernel) get no gradient at
 // all: the caller zeroes dx first when this is true.
 inline bool bwdd_needs_zero(const ConvShape& s) { return s.stride > s.R || s.stride > s.S; }
@@ -203,6 +210,29 @@ void for_each_bwdd_phase(const ConvShape& s, F f) {
     }
 }
 
+// The phases as for_each_bwdd_phase gives them, and whether they all have the same sizes (so
+// their products differ only in PhaseAt and one launch can run them all).
+struct BwddPhases {
+  Phase ph[4];
+  int count = 0;
+  bool uniform = true;
+};
+inline BwddPhases bwdd_phases(const ConvShape& s) {
+  BwddPhases out;
+  bool fits = true;
+  for_each_bwdd_phase(s, [&](const Phase& ph) {
+    if (out.count == 4) {
+      fits = false;
+      return;
+    }
+    const Phase& f = out.count ? out.ph[0] : ph;
+    out.uniform = out.uniform && ph.Hp == f.Hp && ph.Wp == f.Wp && ph.Rp == f.Rp && ph.Sp == f.Sp;
+    out.ph[out.count++] = ph;
+  });
+  if (!fits) out.uniform = false, out.count = 0;  // stride over 2: one launch per phase
+  return out;
+}
+
 // the weight as C x (K Rp Sp): row c, column (k, r', s')
 struct ConvBwdDW {
   static constexpr bool kKContig = true, kTable = true, kBounds = false;
@@ -212,6 +242,7 @@ struct ConvBwdDW {
   FastDiv RpSp, Sp;
   int RS, S, qh, qw, stride;
   int64_t CRS;
+  C3_HD void set_phase(const PhaseAt& q) { qh = q.qh, qw = q.qw; }
   C3_HD Part row(int c) const { return {static_cast<int64_t>(c) * RS, 0, 0}; }
   C3_HD Part kpart(int k) const {
     int ko, rs, r, s;
@@ -237,6 +268,7 @@ struct ConvBwdDDy {
   FastDiv HpWp, Wp, RpSp, Sp;
   int h0, w0, stride, pad, OWv, PQ;
   int64_t KPQ;
+  C3_HD void set_phase(const PhaseAt& q) { h0 = q.h0, w0 = q.w0; }
   C3_HD Part row(int j) const {
     int n, ab, a, b;
     HpWp.divmod(j, n, ab);
@@ -279,6 +311,7 @@ struct ConvBwdDOut {
   FastDiv HpWp, Wp;
   int h0, w0, stride, W, HW;
   int64_t CHW;
+  C3_HD void set_phase(const PhaseAt& q) { h0 = q.h0, w0 = q.w0; }
   C3_HD int64_t offset(int c, int j) const {
     int n, ab, a, b;
     HpWp.divmod(j, n, ab);

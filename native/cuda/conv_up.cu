@@ -88,20 +88,24 @@ void conv2d_up_forward(const Conv2dParams& p, const float* x, const float* w, co
   // q's backward data, one stride phase (2x2 taps) at a time, each an output phase of y
   const int cols = s.N * s.OH * s.OW;  // columns of each phase's product
   const int tiles = (cols + tile::kTileCols - 1) / tile::kTileCols;
+  // its four phases have the same sizes (q's input is 2H x 2W, stride 2): one launch
   TileMoments tm(moments ? 4 : 0, tiles, s.C);
-  bool all = moments != nullptr;
-  int phase = 0;
-  for_each_bwdd_phase(s, [&](const Phase& ph) {
-    ConvBwdDOut out = conv_bwdd_out(s, ph, y);
-    out.bias = bias;
-    const bool same = s.N * ph.Hp * ph.Wp == cols;
-    const bool got = tile::tile_gemm(op, conv_bwdd_w(s, ph, g.g.as<float>()), conv_bwdd_dy(s, ph, x), out,
-                                     s.K * ph.Rp * ph.Sp, moments && same ? tm.group(phase) : nullptr);
-    all = all && got && same;
-    ++phase;
-  });
+  const BwddPhases phases = bwdd_phases(s);
+  if (phases.count == 0) {  // an empty map
+    if (moments) channel_moments(p.N, p.K, 4 * p.H * p.W, y, moments);
+    return;
+  }
+  c3::check(phases.uniform && phases.count == 4, op, "expected four stride phases of one size");
+  const Phase& ph = phases.ph[0];
+  tile::Phases<4> ps{};
+  for (int i = 0; i < 4; ++i) ps.at[i] = phase_at(phases.ph[i]);
+  ps.moments_stride = moments ? tm.group(1) - tm.group(0) : 0;
+  ConvBwdDOut out = conv_bwdd_out(s, ph, y);
+  out.bias = bias;
+  const bool got = tile::tile_gemm_phases(op, conv_bwdd_w(s, ph, g.g.as<float>()), conv_bwdd_dy(s, ph, x), out, ps,
+                                          s.K * ph.Rp * ph.Sp, moments ? tm.group(0) : nullptr);
   if (!moments) return;
-  if (all && phase == 4) tm.merge(op, cols, reinterpret_cast<float2*>(moments));
+  if (got) tm.merge(op, cols, reinterpret_cast<float2*>(moments));
   else channel_moments(p.N, p.K, 4 * p.H * p.W, y, moments);
 }
 

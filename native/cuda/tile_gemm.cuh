@@ -158,27 +158,70 @@ struct DeviceCtx : WgmmaStubs {
 #endif
 };
 
-template <class CFG, bool TF32, class OpA, class OpB, class Out>
+// P products of the same sizes in one launch (conv backward data's stride phases): blockIdx.z =
+// phase * splits + split; the descriptors given are phase 0's, the others differ only in their
+// PhaseAt. Each phase's K-split partials and moments follow the previous phase's.
+template <int P>
+struct Phases {
+  gemmop::PhaseAt at[P];
+  int splits;
+  int64_t ws_stride, moments_stride;  // floats per phase
+};
+
+// A block's context with its K split taken from blockIdx.z (the phase is the rest)
+struct PhasedCtx : DeviceCtx {
+  int split = 0;
+  C3_HD int bz() const { return split; }
+};
+
+// Block (blockIdx) of a P-phase launch: its split in ctx, its phase's descriptors, partials and
+// moments; then run(a, b, out, ws, row_moments).
+template <int P, class OpA, class OpB, class Out, class Run>
+__device__ __forceinline__ void for_block_phase(PhasedCtx& ctx, const Phases<P>& ps, OpA a, OpB b, Out out, float* ws,
+                                                float* row_moments, Run run) {
+  const int phase = P == 1 ? 0 : static_cast<int>(blockIdx.z) / ps.splits;
+  ctx.split = static_cast<int>(blockIdx.z) - phase * ps.splits;
+  if constexpr (P > 1) {
+    gemmop::PhaseAt q = ps.at[0];
+C3_UNROLL
+    for (int i = 1; i < P; ++i)
+      if (phase == i) q = ps.at[i];  // constant indices: no local copy of the parameter array
+    a.set_phase(q);
+    b.set_phase(q);
+    out.set_phase(q);
+    if (ws) ws += phase * ps.ws_stride;
+    if (row_moments) row_moments += phase * ps.moments_stride;
+  }
+  run(a, b, out, ws, row_moments);
+}
+
+template <class CFG, bool TF32, int P, class OpA, class OpB, class Out>
 __global__ void __launch_bounds__(CFG::THREADS)
-    tile_gemm_kernel(const OpA a, const OpB b, const Out out, const int K, const int kchunk, float* ws,
-                     float* row_moments) {
+    tile_gemm_kernel(const OpA a, const OpB b, const Out out, const Phases<P> ps, const int K, const int kchunk,
+                     float* ws, float* row_moments) {
   __shared__ Shared<CFG, OpA, OpB> sh;
-  DeviceCtx ctx;
-  tile_block<CFG, TF32>(ctx, sh, a, b, out, K, kchunk, ws, row_moments);
+  PhasedCtx ctx;
+  for_block_phase(ctx, ps, a, b, out, ws, row_moments, [&](const OpA& pa, const OpB& pb, const Out& po, float* pws,
+                                                          float* pm) {
+    tile_block<CFG, TF32>(ctx, sh, pa, pb, po, K, kchunk, pws, pm);
+  });
 }
 
 // The cp.async pipeline (tile_block_async) in dynamic shared memory: kStages stages are over
 // the 48 KiB of static shared memory for the big tile, so its kernels opt in to more.
 constexpr int kStages = 3;
 
-template <class CFG, bool TF32, class OpA, class OpB, class Out>
+template <class CFG, bool TF32, int P, class OpA, class OpB, class Out>
 __global__ void __launch_bounds__(CFG::THREADS)
-    tile_gemm_async_kernel(const OpA a, const OpB b, const Out out, const int K, const int kchunk, float* ws,
-                           float* row_moments) {
+    tile_gemm_async_kernel(const OpA a, const OpB b, const Out out, const Phases<P> ps, const int K,
+                           const int kchunk, float* ws, float* row_moments) {
   C3_DYNAMIC_SHARED(float4, raw);
   auto& sh = *reinterpret_cast<SharedAsync<CFG, OpA, OpB, kStages>*>(raw);
-  DeviceCtx ctx;
-  tile_block_async<CFG, TF32, kStages>(ctx, sh, a, b, out, K, kchunk, ws, row_moments);
+  PhasedCtx ctx;
+  for_block_phase(ctx, ps, a, b, out, ws, row_moments, [&](const OpA& pa, const OpB& pb, const Out& po, float* pws,
+                                                          float* pm) {
+    tile_block_async<CFG, TF32, kStages>(ctx, sh, pa, pb, po, K, kchunk, pws, pm);
+  });
 }
 
 // The wgmma pipeline (tile_wgmma.cuh), TF32 on the big tile: Hopper code (sm_90a) only. Built
@@ -190,15 +233,18 @@ __global__ void __launch_bounds__(CFG::THREADS)
 #define C3_WGMMA_BUILT 0
 #endif
 
-template <class OpA, class OpB, class Out>
+template <int P, class OpA, class OpB, class Out>
 __global__ void __launch_bounds__(Wg::THREADS)
-    tile_gemm_wgmma_kernel(const OpA a, const OpB b, const Out out, const int K, const int kchunk, float* ws,
-                           float* row_moments) {
+    tile_gemm_wgmma_kernel(const OpA a, const OpB b, const Out out, const Phases<P> ps, const int K,
+                           const int kchunk, float* ws, float* row_moments) {
 #if C3_WGMMA_BUILT
   C3_DYNAMIC_SHARED(float4, raw);
   auto& sh = *reinterpret_cast<SharedWg<OpA, OpB>*>(raw);
-  DeviceCtx ctx;
-  tile_block_wgmma(ctx, sh, a, b, out, K, kchunk, ws, row_moments);
+  PhasedCtx ctx;
+  for_block_phase(ctx, ps, a, b, out, ws, row_moments, [&](const OpA& pa, const OpB& pb, const Out& po, float* pws,
+                                                          float* pm) {
+    tile_block_wgmma(ctx, sh, pa, pb, po, K, kchunk, pws, pm);
+  });
 #endif
 }
 
@@ -217,20 +263,39 @@ size_t opted_in_bytes(const char* op) {
   return Bytes;
 }
 
-template <class Out>
-__global__ void splitk_reduce_kernel(const float* __restrict__ ws, int splits, int M, int N, const Out out) {
+template <int P, class Out>
+__global__ void splitk_reduce_kernel(const float* __restrict__ ws, int splits, int M, int N, const Out out,
+                                     const Phases<P> ps) {
   const int64_t MN = static_cast<int64_t>(M) * N;
-  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < MN; idx += int64_t(gridDim.x) * blockDim.x)
-    splitk_reduce_at(ws, splits, M, N, out, idx);
+  for (int64_t idx = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; idx < P * MN;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    if constexpr (P == 1) {
+      splitk_reduce_at(ws, splits, M, N, out, idx);
+    } else {
+      const int phase = static_cast<int>(idx / MN);
+      Out o = out;
+      gemmop::PhaseAt q = ps.at[0];
+C3_UNROLL
+      for (int i = 1; i < P; ++i)
+        if (phase == i) q = ps.at[i];
+      o.set_phase(q);
+      splitk_reduce_at(ws + phase * ps.ws_stride, splits, M, N, o, idx - phase * MN);
+    }
+  }
 }
 
-template <class CFG, bool TF32, class OpA, class OpB, class Out>
-bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K, float* row_moments) {
+// The products of P phases (P = 1: one product) on tile shape CFG: one launch, and one for the
+// K split's reduction when there is a split. Returns whether the moments were written.
+template <class CFG, bool TF32, int P, class OpA, class OpB, class Out>
+bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, Phases<P> ps, int K, float* row_moments) {
   const int M = a.rows, N = b.rows;
   if (M <= 0 || N <= 0) return false;
   const Plan p = plan_tiles<CFG>(M, N, K, sm_count());
   c3::check(p.tiles_m <= 65535, op, "product has ", M, " rows; the CUDA tile grid allows at most ", 65535 * CFG::BM);
-  const dim3 grid(static_cast<unsigned>(p.tiles_n), static_cast<unsigned>(p.tiles_m), static_cast<unsigned>(p.splits));
+  ps.splits = p.splits;
+  ps.ws_stride = static_cast<int64_t>(p.splits) * M * N;
+  const dim3 grid(static_cast<unsigned>(p.tiles_n), static_cast<unsigned>(p.tiles_m),
+                  static_cast<unsigned>(p.splits * P));
   // the operand pipeline (cuda_tile(), C3GAN_CUDA_TILE): the register-staged double buffer is the
   // default until a GPU has timed the three side by side; wgmma takes only TF32 on the big tile
   const CudaTile pipeline = tile_pipeline();
@@ -239,27 +304,27 @@ bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K
       c3::check(wgmma_built(), op,
                 "C3GAN_CUDA_TILE=wgmma needs a compute capability 9.0 GPU and the addon built for sm_90a "
                 "(CMAKE_CUDA_ARCHITECTURES with 90a-real)");
-      launch(op, tile_gemm_wgmma_kernel<OpA, OpB, Out>, grid, Wg::THREADS,
-             opted_in_bytes<tile_gemm_wgmma_kernel<OpA, OpB, Out>, sizeof(SharedWg<OpA, OpB>)>(op), a, b, out, K,
-             p.kchunk, ws, moments);
+      launch(op, tile_gemm_wgmma_kernel<P, OpA, OpB, Out>, grid, Wg::THREADS,
+             opted_in_bytes<tile_gemm_wgmma_kernel<P, OpA, OpB, Out>, sizeof(SharedWg<OpA, OpB>)>(op), a, b, out, ps,
+             K, p.kchunk, ws, moments);
     } else if (pipeline == CudaTile::Async)
-      launch(op, tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS,
-             opted_in_bytes<tile_gemm_async_kernel<CFG, TF32, OpA, OpB, Out>,
+      launch(op, tile_gemm_async_kernel<CFG, TF32, P, OpA, OpB, Out>, grid, CFG::THREADS,
+             opted_in_bytes<tile_gemm_async_kernel<CFG, TF32, P, OpA, OpB, Out>,
                             sizeof(SharedAsync<CFG, OpA, OpB, kStages>)>(op),
-             a, b, out, K, p.kchunk, ws, moments);
+             a, b, out, ps, K, p.kchunk, ws, moments);
     else
-      launch(op, tile_gemm_kernel<CFG, TF32, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, K, p.kchunk, ws,
+      launch(op, tile_gemm_kernel<CFG, TF32, P, OpA, OpB, Out>, grid, CFG::THREADS, 0, a, b, out, ps, K, p.kchunk, ws,
              moments);
   };
   if (p.splits == 1) {
     run(nullptr, row_moments);
     return row_moments != nullptr;
   }
-  Scratch ws(static_cast<size_t>(p.splits) * M * N * sizeof(float));
+  Scratch ws(static_cast<size_t>(P) * ps.ws_stride * sizeof(float));
   run(ws.as<float>(), nullptr);
   const int64_t MN = static_cast<int64_t>(M) * N;
-  launch(op, splitk_reduce_kernel<Out>, grid_for(MN, 256), 256, 0, static_cast<const float*>(ws.as<float>()),
-         p.splits, M, N, out);
+  launch(op, splitk_reduce_kernel<P, Out>, grid_for(P * MN, 256), 256, 0, static_cast<const float*>(ws.as<float>()),
+         p.splits, M, N, out, ps);
   return false;
 }
 
@@ -267,18 +332,27 @@ bool run_tiles(const char* op, const OpA& a, const OpB& b, const Out& out, int K
 constexpr int kTileCols = Big::BN;
 static_assert(SmallM::BN == kTileCols, "both tile shapes cut the columns alike");
 
+// out = alpha * A B^T for the P phases of ps.at (a, b, out: phase 0's descriptors, of the same
+// sizes as the others'; tile_gemm below for the rest), in one launch; row_moments then holds
+// each phase's after the previous one's (ps.moments_stride floats apart).
+template <int P, class OpA, class OpB, class Out>
+bool tile_gemm_phases(const char* op, const OpA& a, const OpB& b, const Out& out, const Phases<P>& ps, int K,
+                      float* row_moments = nullptr) {
+  const bool tf32 = math() == CudaMath::TF32;
+  if (a.rows <= 32)
+    return tf32 ? run_tiles<SmallM, true>(op, a, b, out, ps, K, row_moments)
+                : run_tiles<SmallM, false>(op, a, b, out, ps, K, row_moments);
+  return tf32 ? run_tiles<Big, true>(op, a, b, out, ps, K, row_moments)
+              : run_tiles<Big, false>(op, a, b, out, ps, K, row_moments);
+}
+
 // out = alpha * A B^T (+ bias, + beta out) for A (M x K), B (N x K) descriptors. With
 // row_moments (2 * ceil(N / kTileCols) * M floats), also each tile row's sum and sum of squared
 // deviations (tile_row_moments); returns whether it wrote them (not when K is split: the values
 // exist only after the split's reduction).
 template <class OpA, class OpB, class Out>
 bool tile_gemm(const char* op, const OpA& a, const OpB& b, const Out& out, int K, float* row_moments = nullptr) {
-  const bool tf32 = math() == CudaMath::TF32;
-  if (a.rows <= 32)
-    return tf32 ? run_tiles<SmallM, true>(op, a, b, out, K, row_moments)
-                : run_tiles<SmallM, false>(op, a, b, out, K, row_moments);
-  return tf32 ? run_tiles<Big, true>(op, a, b, out, K, row_moments)
-              : run_tiles<Big, false>(op, a, b, out, K, row_moments);
+  return tile_gemm_phases(op, a, b, out, Phases<1>{}, K, row_moments);
 }
 
 }  // namespace c3::cuda::tile
