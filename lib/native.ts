@@ -155,9 +155,11 @@ export interface NativeAddon {
   /**
    * returns [y, saveMean, saveInvstd]; training updates runningMean/runningVar in place. moments
    * (training only): x's own (C, 2) statistics from the conv that made it (conv2dMoments).
+   * residual (x's shape): added to y in the same pass.
    */
   batchNorm(x: NativeTensor, gamma: NativeTensor, beta: NativeTensor, runningMean: NativeTensor,
-    runningVar: NativeTensor, training: boolean, momentum: number, eps: number, moments?: NativeTensor | null): NativeTensor[];
+    runningVar: NativeTensor, training: boolean, momentum: number, eps: number, moments?: NativeTensor | null,
+    residual?: NativeTensor | null): NativeTensor[];
   /** returns [dx, dgamma, dbeta] */
   batchNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor, saveMean: NativeTensor,
     saveInvstd: NativeTensor, training: boolean): NativeTensor[];

@@ -645,25 +645,43 @@ function momentsHandle(op: string, moments: Tensor | null, x: Tensor, training: 
  * Batch norm of (N, C) or (N, C, H, W) over all dims but C. Training uses the batch statistics and
  * updates runningMean/runningVar in place (momentum, unbiased variance); eval uses the running ones.
  * `moments` (training only): x's own statistics from the conv that made it (conv2dMoments), so
- * they are not summed again.
+ * they are not summed again. `residual` (x's shape): add(batchNorm(...), residual) in the same
+ * pass (a residual block's sum; equal to the two ops).
  */
 export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-  training: boolean, momentum = 0.1, eps = 1e-5, moments: Tensor | null = null): Tensor {
+  training: boolean, momentum = 0.1, eps = 1e-5, moments: Tensor | null = null, residual: Tensor | null = null): Tensor {
   const op = "batchNorm";
   checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
   const mh = momentsHandle(op, moments, x, Boolean(training));
+  const rh = residualHandle(op, residual, x);
   const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);
   const [y, saveMean, saveInvstd] = N.batchNorm(xh, gh, bias.use(op), runningMean.use(op), runningVar.use(op),
-    Boolean(training), momentum, eps, mh);
-  return finish(op, y, [x, weight, bias], (c) => {
-    const xs = c.share(xh);
-    const gs = c.share(gh);
+    Boolean(training), momentum, eps, mh, rh);
+  return finish(op, y, [x, weight, bias, residual], (c) => {
+    const [nx, nw, nb, nr] = c.needs;
+    const xs = nx || nw || nb ? c.share(xh) : null;
+    const gs = nx || nw || nb ? c.share(gh) : null;
     return (dy) => {
-      return neededGrads(c.needs, N.batchNormBackward(dy, xs, gs, saveMean, saveInvstd, Boolean(training)));
+      // the residual's gradient is dy itself, as add's
+      const bn = xs ? neededGrads([nx, nw, nb], N.batchNormBackward(dy, xs, gs!, saveMean, saveInvstd, Boolean(training)))
+        : [null, null, null];
+      return [...bn, nr ? dy : null];
     };
   }, [saveMean, saveInvstd]);
+}
+
+function residualHandle(op: string, residual: Tensor | null, x: Tensor): NativeTensor | null {
+  if (residual === null || residual === undefined) return null;
+  checkTensor(residual, op, "residual");
+  if (!sameShape(residual.shape, x.shape)) {
+    throw new Error(`${op}: residual ${shapeStr(residual.shape)} does not match the input ${shapeStr(x.shape)}`);
+  }
+  if (residual.device !== x.device) {
+    throw new Error(`${op}: residual is on ${residual.device}, the input on ${x.device}`);
+  }
+  return residual.use(op);
 }
 
 /**

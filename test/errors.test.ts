@@ -182,6 +182,8 @@ test("non-finite or out-of-range hyperparameters", () => {
     throwsError(() => ops.batchNorm(x, ...args, true, NaN), /batchNorm: momentum must be a number in \[0, 1\], got NaN/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, -1e-5), /batchNorm: eps must be a finite number > 0, got -0.00001/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, Infinity), /eps must be a finite number/);
+    throwsError(() => ops.batchNorm(x, ...args, true, 0.1, 1e-5, null, Tensor.zeros([4, 2], on)),
+      /batchNorm: residual \[4, 2\] does not match the input \[4, 3\]/);
     throwsError(() => new BatchNorm2d(3, { device, momentum: NaN }), /BatchNorm2d: momentum must be a number in \[0, 1\]/);
     throwsError(() => new BatchNorm2d(3, { device, eps: -1 }), /BatchNorm2d: eps must be a finite number > 0/);
     const p = [Tensor.zeros([2], { device, requiresGrad: true })];

@@ -144,6 +144,14 @@ test("gradcheck: batchNorm (training and eval), batchNormGlu, glu, upsample2x", 
           Tensor.fromArray(rv.data, [3], { device }), training),
         reference: ([p, q, r]) => R.batchNorm(p, q, r, rm, rv, training).y,
       });
+      // with a residual added in the same pass (a residual block's sum): its gradient is dy
+      const res = rng.rt(shape);
+      gradcheck({
+        name: `batchNorm ${shape} training=${training} + residual`, inputs: [x, g, b, res],
+        forward: ([p, q, r, s]) => ops.batchNorm(p, q, r, Tensor.fromArray(rm.data, [3], { device }),
+          Tensor.fromArray(rv.data, [3], { device }), training, 0.1, 1e-5, null, s),
+        reference: ([p, q, r, s]) => R.binary(R.batchNorm(p, q, r, rm, rv, training).y, s, (u, v) => u + v),
+      });
     }
   }
   // batch norm then GLU as one op: over the channels the native one-pass kernel, over the last

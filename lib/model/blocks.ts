@@ -1,6 +1,6 @@
 // The building blocks of the official C3-GAN (base_layer.py), with the same child indices so
 // parameter names match the official state dict (e.g. an upBlock's conv is ".1", its BN ".2").
-import { Conv2d, BatchNorm2d, GLU, Layer, Module, Sequential, Upsample2x } from "../nn";
+import { Conv2d, BatchNorm2d, forwardChain, GLU, Layer, Module, Sequential, Upsample2x } from "../nn";
 import * as F from "../ops";
 import { Generator, Tensor, tidy } from "../tensor";
 import type { DeviceName } from "../native";
@@ -59,7 +59,8 @@ export class ResBlock extends Module implements Layer {
     );
   }
   forward(x: Tensor): Tensor {
-    return tidy(() => F.add(x, this.block.forward(x)));
+    // the sum is taken by the last batch norm's pass (forwardChain's residual)
+    return tidy(() => forwardChain(x, this.block.items(), false, x));
   }
 }
 

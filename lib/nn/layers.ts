@@ -1,7 +1,7 @@
 // The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, Sequential, with PyTorch's parameter names
 // and default initialisation.
 import { DeviceName, native } from "../native";
-import { batchNorm, batchNormGlu, conv2d, conv2dMoments, conv2dUp, conv2dUpMoments, glu, linear, upsample2x, WithMoments } from "../ops";
+import { add, batchNorm, batchNormGlu, conv2d, conv2dMoments, conv2dUp, conv2dUpMoments, glu, linear, upsample2x, WithMoments } from "../ops";
 import { defaultGenerator, Generator, shapeStr, Tensor, tidyMade } from "../tensor";
 import { defaultUniform_ } from "./init";
 import { Layer, Module } from "./module";
@@ -162,11 +162,14 @@ abstract class BatchNormBase extends Module implements Layer {
     this.batchCount._version++;
   }
 
-  /** `moments` (training): x's own statistics from the conv that made it (Conv2d.forwardMoments) */
-  forward(x: Tensor, moments: Tensor | null = null): Tensor {
+  /**
+   * `moments` (training): x's own statistics from the conv that made it (Conv2d.forwardMoments);
+   * `residual`: added to the result in the same pass (ops.batchNorm)
+   */
+  forward(x: Tensor, moments: Tensor | null = null, residual: Tensor | null = null): Tensor {
     this.checkInput(x);
     const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps,
-      moments);
+      moments, residual);
     this.countBatch();
     return y;
   }
@@ -226,15 +229,27 @@ export class GLU extends Module implements Layer {
  * Upsample2x followed by a 3x3 stride-1 pad-1 Conv2d as one that never makes the upsampled tensor
  * (ops.conv2dUp), and a Conv2d followed by a BatchNorm in training hands the conv's output
  * statistics to the batch norm (ops.conv2dMoments), which then does not sum them again. A layer
- * here must not keep its input or result past its forward call.
+ * here must not keep its input or result past its forward call. With `residual` the result is
+ * add(chain(x), residual) (a residual block), summed by the last batch norm's pass when the chain
+ * ends with one.
  */
-export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput = false): Tensor {
+export function forwardChain(x: Tensor, layers: readonly Layer[], disposeInput = false,
+  residual: Tensor | null = null): Tensor {
+  if (residual !== null && layers.length === 0) {
+    const sum = add(x, residual);
+    if (disposeInput) x.dispose();
+    return sum;
+  }
   let y = x;
   let owned = disposeInput;
   for (let i = 0; i < layers.length; ) {
     const prev = y;
     const step = fusedStep(layers, i);
-    const [r, made] = tidyMade(() => step.run(prev));
+    const last = i + step.count === layers.length;
+    const [r, made] = tidyMade(() => {
+      if (!last || residual === null) return step.run(prev);
+      return step.runResidual ? step.runResidual(prev, residual) : add(step.run(prev), residual);
+    });
     i += step.count;
     y = r;
     if (y !== prev) {
@@ -252,8 +267,15 @@ function own<T>(l: Layer | undefined, cls: abstract new (...args: never[]) => T,
 
 // The layers from i that run as one step of forwardChain, longest match first: [Upsample2x]
 // Conv2d BatchNorm [GLU] with the conv's moments (BatchNorm in training), Upsample2x Conv2d,
-// BatchNorm GLU, or layer i alone.
-function fusedStep(layers: readonly Layer[], i: number): { count: number; run: (x: Tensor) => Tensor } {
+// BatchNorm GLU, or layer i alone. A step ending with a batch norm (no GLU after it) can also
+// add a residual in its pass (runResidual).
+interface Step {
+  count: number;
+  run: (x: Tensor) => Tensor;
+  runResidual?: (x: Tensor, residual: Tensor) => Tensor;
+}
+
+function fusedStep(layers: readonly Layer[], i: number): Step {
   const l = layers[i];
   const up = own(l, Upsample2x) && own(layers[i + 1], Conv2d) && (layers[i + 1] as Conv2d).upsampleFusable;
   const at = up ? i + 1 : i;
@@ -265,17 +287,23 @@ function fusedStep(layers: readonly Layer[], i: number): { count: number; run: (
   const gluLayer = layers[gluAt];
   const glu = own(bnLayer, BatchNormBase) && own(gluLayer, GLU) ? (gluLayer as GLU) : null;
   if (conv && bn) {
+    const convMoments = (x: Tensor) => (up ? conv.forwardUpMoments(x) : conv.forwardMoments(x));
     return {
       count: gluAt - i + (glu ? 1 : 0),
       run: (x) => {
-        const { y, moments } = up ? conv.forwardUpMoments(x) : conv.forwardMoments(x);
+        const { y, moments } = convMoments(x);
         return glu ? bn.forwardGlu(y, glu.dim, moments) : bn.forward(y, moments);
+      },
+      runResidual: glu ? undefined : (x, residual) => {
+        const { y, moments } = convMoments(x);
+        return bn.forward(y, moments, residual);
       },
     };
   }
   if (up) return { count: 2, run: (x) => (layers[i + 1] as Conv2d).forwardUp(x) };
   if (!conv && glu) return { count: 2, run: (x) => (bnLayer as BatchNormBase).forwardGlu(x, glu.dim) };
-  return { count: 1, run: (x) => l.forward(x) };
+  const alone = own(l, BatchNormBase) ? (l as BatchNormBase) : null;
+  return { count: 1, run: (x) => l.forward(x), runResidual: alone ? (x, r) => alone.forward(x, null, r) : undefined };
 }
 
 /** Chains layers; children are named "0", "1", ... as in PyTorch. forward() is forwardChain(). */

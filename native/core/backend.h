@@ -89,13 +89,15 @@ struct Backend {
   // batch norm over (N, C, HW): statistics per channel across N and HW; y may be null (the
   // statistics only, for bn_glu_forward). moments, when not null, are x's own per-channel mean
   // and biased variance (C, 2), as conv2d_forward gives them: x is then read only for y.
+  // residual, when not null (x's shape), is added to y: y = float(bn(x)) + residual, the
+  // rounding of the two ops in turn (a residual block's sum, without its own pass).
   void (*batchnorm_forward_train)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                   const float* beta, float* running_mean, float* running_var, float momentum,
                                   float eps, float* y, float* save_mean, float* save_invstd,
-                                  const float* moments);
+                                  const float* moments, const float* residual);
   void (*batchnorm_forward_eval)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                  const float* beta, const float* running_mean, const float* running_var, float eps,
-                                 float* y);
+                                 float* y, const float* residual);
   // training: save_* are the batch statistics; eval: save_mean = running mean, save_invstd =
   // 1/sqrt(running var + eps) and dx is the affine-only gradient. dgamma/dbeta may be null.
   void (*batchnorm_backward)(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,

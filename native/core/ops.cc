@@ -520,20 +520,28 @@ static void eval_statistics(const Backend& be, Device device, int64_t C, const T
 
 BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                                Tensor& running_var, bool training, float momentum, float eps,
-                               const Tensor* moments) {
+                               const Tensor* moments, const Tensor* residual) {
   const char* op = "batch_norm";
   int64_t N, C, HW;
   check_batchnorm(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, N, C, HW);
   const float* given = given_moments(op, x, C, training, moments);
+  const float* res = nullptr;
+  if (residual) {
+    need_defined(*residual, op, "residual");
+    check(residual->shape == x.shape, op, "residual ", shape_str(residual->shape), " does not match the input ",
+          shape_str(x.shape));
+    same_device(x, *residual, op);
+    res = residual->data();
+  }
   BatchNormOut out{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   const Backend& be = x.be();
   if (training) {
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
                                running_var.data(), momentum, eps, out.y.data(), out.save_mean.data(),
-                               out.save_invstd.data(), given);
+                               out.save_invstd.data(), given, res);
   } else {
     be.batchnorm_forward_eval(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(), running_var.data(),
-                              eps, out.y.data());
+                              eps, out.y.data(), res);
     eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
   }
   return out;
@@ -554,7 +562,7 @@ BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const T
   if (training)
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
                                running_var.data(), momentum, eps, nullptr, out.save_mean.data(),
-                               out.save_invstd.data(), given);
+                               out.save_invstd.data(), given, nullptr);
   else
     eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
   be.bn_glu_forward(N, C / 2, HW, x.data(), gamma.data(), beta.data(), out.save_mean.data(), out.save_invstd.data(),

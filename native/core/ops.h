@@ -61,10 +61,11 @@ struct BatchNormOut {
 };
 // x (N, C) or (N, C, H, W). Training updates running stats in place (momentum, unbiased var).
 // moments (training only): x's own per-channel statistics from the conv that made it (conv2d's
-// moments), so x is not read again for them; they are not checked against x.
+// moments), so x is not read again for them; they are not checked against x. residual (x's
+// shape): y = batch_norm(x) + residual in the same pass (a residual block's sum).
 BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                                Tensor& running_var, bool training, float momentum, float eps,
-                               const Tensor* moments = nullptr);
+                               const Tensor* moments = nullptr, const Tensor* residual = nullptr);
 struct BatchNormGrads {
   Tensor dx, dgamma, dbeta;
 };

@@ -434,9 +434,12 @@ const BatchnormKernels& portable_batchnorm_kernels() { return kPortable; }
 const BatchnormKernels& batchnorm_kernels() { return *active_kernels(); }
 void set_batchnorm_kernels(const BatchnormKernels& k) { active_kernels() = &k; }
 
-void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
-                             float* running_mean, float* running_var, float momentum, float eps, float* y,
-                             float* save_mean, float* save_invstd, const float* moments) {
+namespace {
+
+// batch norm in training without the residual
+void normalise_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
+                     float* running_mean, float* running_var, float momentum, float eps, float* y, float* save_mean,
+                     float* save_invstd, const float* moments) {
   if (N * HW == 0 || C == 0) return;
   const TrainArgs t{gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd, nullptr};
   if (!moments) {
@@ -455,6 +458,8 @@ void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, c
     for (int64_t r = r0; r < r1; ++r) k.affine(x + r * HW, HW, scale[r % C], shift[r % C], y + r * HW);
   });
 }
+
+}  // namespace
 
 Moments run_moments(const BatchnormKernels& k, const float* p, int64_t rows, int64_t len, int64_t ld) {
   // the mean a in float, then the sums of d = x - a while the values are in L1; the shift
@@ -477,8 +482,11 @@ void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* mo
   (HW >= kShortHW ? forward_rows : forward_columns)(N, C, HW, x, t, nullptr);
 }
 
-void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
-                            const float* running_mean, const float* running_var, float eps, float* y) {
+namespace {
+
+// batch norm in eval without the residual
+void normalise_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
+                    const float* running_mean, const float* running_var, float eps, float* y) {
   if (N * C * HW == 0) return;
   std::vector<float> sc(C), sh(C);
   for (int64_t c = 0; c < C; ++c) {
@@ -506,6 +514,35 @@ void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, co
       for (int64_t j = 0; j < ld; ++j) o[j] = r[j] * pa[j] + pb[j];
     }
   });
+}
+
+}  // namespace
+
+namespace {
+
+// y += residual, as the separate add would round it (the CPU takes the sum in its own pass)
+void add_residual(int64_t n, const float* residual, float* y) {
+  if (!residual || !y) return;
+  parallel_for(n, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) y[i] += residual[i];
+  });
+}
+
+}  // namespace
+
+void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
+                             float* running_mean, float* running_var, float momentum, float eps, float* y,
+                             float* save_mean, float* save_invstd, const float* moments, const float* residual) {
+  normalise_train(N, C, HW, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd,
+                  moments);
+  if (N * HW != 0) add_residual(N * C * HW, residual, y);
+}
+
+void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
+                            const float* running_mean, const float* running_var, float eps, float* y,
+                            const float* residual) {
+  normalise_eval(N, C, HW, x, gamma, beta, running_mean, running_var, eps, y);
+  add_residual(N * C * HW, residual, y);
 }
 
 void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,

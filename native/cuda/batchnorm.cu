@@ -289,14 +289,17 @@ __global__ void backward_empty(int C, bool training, const float* gamma, const f
   backward_channel(c, 0, 0, training, nullptr, gamma, save_mean, save_invstd, dgamma, dbeta, coef);
 }
 
+// y = x * ss.x + ss.y per channel, plus residual[i] when given (rounded after the affine map, as
+// a separate add would)
 __global__ void apply_affine(int n, FastDiv HW, FastDiv C, const float* __restrict__ x, const float2* __restrict__ ss,
-                             float* __restrict__ y) {
+                             const float* __restrict__ residual, float* __restrict__ y) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     int plane, c, nn;
     plane = HW.div(i);
     C.divmod(plane, nn, c);
     const float2 a = ss[c];
-    y[i] = __fadd_rn(__fmul_rn(x[i], a.x), a.y);
+    const float v = __fadd_rn(__fmul_rn(x[i], a.x), a.y);
+    y[i] = residual ? __fadd_rn(v, residual[i]) : v;
   }
 }
 
@@ -317,7 +320,7 @@ void checked_dims(int64_t N, int64_t C, int64_t HW, const char* op) { need_int32
 
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                              float* running_mean, float* running_var, float momentum, float eps, float* y,
-                             float* save_mean, float* save_invstd, const float* moments) {
+                             float* save_mean, float* save_invstd, const float* moments, const float* residual) {
   checked_dims(N, C, HW, "cuda batch_norm");
   const int64_t count = N * HW;
   if (count == 0 || C == 0) return;
@@ -337,7 +340,7 @@ void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, c
   if (!y) return;  // the statistics only (bn_glu_forward normalises)
   const int total = n * c * hw;
   launch("batch_norm", apply_affine, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw), FastDiv(c), x,
-         static_cast<const float2*>(ss.as<float2>()), y);
+         static_cast<const float2*>(ss.as<float2>()), residual, y);
 }
 
 void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* moments) {
@@ -356,7 +359,8 @@ void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* mo
 }
 
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
-                            const float* running_mean, const float* running_var, float eps, float* y) {
+                            const float* running_mean, const float* running_var, float eps, float* y,
+                            const float* residual) {
   checked_dims(N, C, HW, "cuda batch_norm");
   if (N * C * HW == 0) return;
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
@@ -365,7 +369,7 @@ void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, co
          running_var, eps, ss.as<float2>());
   const int total = n * c * hw;
   launch("batch_norm", apply_affine, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw), FastDiv(c), x,
-         static_cast<const float2*>(ss.as<float2>()), y);
+         static_cast<const float2*>(ss.as<float2>()), residual, y);
 }
 
 void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,

@@ -235,7 +235,7 @@ C3_OP(BatchNorm, "batchNorm")
   ops::BatchNormOut o = ops::batchnorm_forward(a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "bias"),
                                                a.tensor(3, "runningMean"), a.tensor(4, "runningVar"),
                                                a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"),
-                                               a.optional_tensor(8, "moments"));
+                                               a.optional_tensor(8, "moments"), a.optional_tensor(9, "residual"));
   return wrap_list(env, {o.y, o.save_mean, o.save_invstd});
 C3_END
 

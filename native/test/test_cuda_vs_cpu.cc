@@ -1217,24 +1217,40 @@ C3_TEST(cuda_vs_cpu_batchnorm) {
       const int64_t N = s[0], C = s[1], HW = s[2], n = N * C * HW;
       Vf x = random_vec(n, ++seed, -1.0f + shift, 1.0f + shift), gm = random_vec(C, ++seed, 0.5f, 1.5f);
       Vf bt = random_vec(C, ++seed), rm = random_vec(C, ++seed), rv = random_vec(C, ++seed, 0.5f, 2.0f);
-      Vf dy = random_vec(n, ++seed);
+      Vf dy = random_vec(n, ++seed), res = random_vec(n, ++seed);
       const std::string what = "batchnorm N" + std::to_string(N) + " C" + std::to_string(C) + " HW" +
                                std::to_string(HW) + " mean " + std::to_string(shift);
       Outputs c, d;
       on_both(*g, [&](const Backend& be) {
         Buf bx(be, x), bg(be, gm), bb(be, bt), brm(be, rm), brv(be, rv), by(be, nan_vec(n)), bm(be, nan_vec(C)),
-            bi(be, nan_vec(C)), bye(be, nan_vec(n));
-        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, bye.p());
+            bi(be, nan_vec(C)), bye(be, nan_vec(n)), bres(be, res), byr(be, nan_vec(n)), byer(be, nan_vec(n)),
+            brm2(be, rm), brv2(be, rv), bm2(be, nan_vec(C)), bi2(be, nan_vec(C));
+        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, bye.p(), nullptr);
+        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, byer.p(), bres.p());
         be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bm.p(),
-                                   bi.p(), nullptr);
-        return Outputs{by.host(), bm.host(), bi.host(), brm.host(), brv.host(), bye.host()};
+                                   bi.p(), nullptr, nullptr);
+        // with a residual: the same statistics, y plus the residual
+        be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm2.p(), brv2.p(), 0.1f, 1e-5f, byr.p(),
+                                   bm2.p(), bi2.p(), nullptr, bres.p());
+        return Outputs{by.host(), bm.host(), bi.host(), brm.host(), brv.host(), bye.host(), byr.host(), byer.host(),
+                       bm2.host()};
       }, c, d);
       // statistics in double on both sides, in different orders, rounded once to float. y is
       // x * scale + shift in float: with |x| ~ 1000 an ulp of scale or shift moves it by ~5e-4.
-      const char* fnames[] = {" y", " save_mean", " save_invstd", " running_mean", " running_var", " eval y"};
-      const double frt[] = {1e-5, 1e-6, 1e-5, 1e-6, 1e-5, 1e-5};
-      const double fat[] = {1e-5 + 1e-6 * shift, 1e-6 * (1 + shift), 1e-6, 1e-6 * (1 + shift), 1e-6, 1e-5};
-      for (size_t k = 0; k < c.size(); ++k) expect_close(d[k], c[k], frt[k], fat[k], what + fnames[k]);
+      const char* fnames[] = {" y", " save_mean", " save_invstd", " running_mean", " running_var", " eval y",
+                              " y + residual", " eval y + residual"};
+      const double frt[] = {1e-5, 1e-6, 1e-5, 1e-6, 1e-5, 1e-5, 1e-5, 1e-5};
+      const double fat[] = {1e-5 + 1e-6 * shift, 1e-6 * (1 + shift), 1e-6, 1e-6 * (1 + shift), 1e-6, 1e-5,
+                            1e-5 + 1e-6 * shift, 1e-5};
+      for (size_t k = 0; k < 8; ++k) expect_close(d[k], c[k], frt[k], fat[k], what + fnames[k]);
+      // each backend's sum is its own y plus the residual, rounded once
+      for (const Outputs* o : {&c, &d}) {
+        Vf want((*o)[0]), want_eval((*o)[5]);
+        for (int64_t i = 0; i < n; ++i) want[i] += res[i], want_eval[i] += res[i];
+        expect_same((*o)[6], want, what + " y + residual is y, then the sum");
+        expect_same((*o)[7], want_eval, what + " eval y + residual is y, then the sum");
+        expect_same((*o)[8], (*o)[1], what + " the residual leaves the statistics alone");
+      }
       // backward from the same saved statistics (the CPU's), training and eval
       const Vf save_mean = c[1];  // copies: c is reassigned below
       const Vf save_invstd = c[2];

@@ -583,7 +583,7 @@ C3_TEST(batchnorm_forward_train_and_running_stats) {
     Vec b = random_vec(C, ++seed), rm = random_vec(C, ++seed), rv = random_vec(C, ++seed, 0.5f, 2.0f);
     Buf bx(be, x), bg(be, g), bb(be, b), brm(be, rm), brv(be, rv), by(be, x.size()), bm(be, C), bi(be, C);
     be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bm.p(),
-                               bi.p(), nullptr);
+                               bi.p(), nullptr, nullptr);
     BnRef r = bn_train_d(N, C, HW, to_d(x), to_d(g), to_d(b), to_d(rm), to_d(rv), 0.1, 1e-5);
     const std::string what = "batchnorm train N" + std::to_string(N) + " C" + std::to_string(C) + " HW" +
                              std::to_string(HW);
@@ -592,6 +592,15 @@ C3_TEST(batchnorm_forward_train_and_running_stats) {
     expect_close(bi.host(), r.invstd, 1e-5, 1e-6, what + " save_invstd");
     expect_close(brm.host(), r.run_mean, 1e-5, 1e-6, what + " running_mean");
     expect_close(brv.host(), r.run_var, 1e-5, 1e-6, what + " running_var (unbiased)");
+    // a residual is added to y after it is rounded, as a separate add would; the statistics are the same
+    Vec res = random_vec(N * C * HW, ++seed);
+    Buf bres(be, res), byr(be, x.size()), bm2(be, C), bi2(be, C), brm2(be, rm), brv2(be, rv);
+    be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm2.p(), brv2.p(), 0.1f, 1e-5f, byr.p(), bm2.p(),
+                               bi2.p(), nullptr, bres.p());
+    Vec want = by.host();
+    for (size_t i = 0; i < want.size(); ++i) want[i] += res[i];
+    expect_close(byr.host(), want, 0, 0, what + " y + residual");
+    expect_close(bm2.host(), bm.host(), 0, 0, what + " save_mean with a residual");
   }
 }
 
@@ -600,11 +609,17 @@ C3_TEST(batchnorm_forward_eval_uses_running_stats) {
   Vec x = random_vec(N * C * HW, 61), g = random_vec(C, 62), b = random_vec(C, 63);
   Vec rm = random_vec(C, 64), rv = random_vec(C, 65, 0.2f, 2.0f);
   Buf bx(be, x), bg(be, g), bb(be, b), brm(be, rm), brv(be, rv), by(be, x.size());
-  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, by.p());
+  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, by.p(), nullptr);
   expect_close(by.host(), bn_eval_d(N, C, HW, to_d(x), to_d(g), to_d(b), to_d(rm), to_d(rv), 1e-3), 1e-5, 1e-6,
                "batchnorm eval");
   expect_close(brm.host(), rm, 0, 0, "eval leaves running_mean alone");
   expect_close(brv.host(), rv, 0, 0, "eval leaves running_var alone");
+  Vec res = random_vec(N * C * HW, 66);
+  Buf bres(be, res), byr(be, x.size());
+  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, byr.p(), bres.p());
+  Vec want = by.host();
+  for (size_t i = 0; i < want.size(); ++i) want[i] += res[i];
+  expect_close(byr.host(), want, 0, 0, "batchnorm eval + residual");
 }
 
 void check_bn_backward(const Backend& be, int64_t N, int64_t C, int64_t HW, bool training, bool with_param_grads,
