@@ -155,14 +155,17 @@ export interface NativeAddon {
   /**
    * returns [y, saveMean, saveInvstd]; training updates runningMean/runningVar in place. moments
    * (training only): x's own (C, 2) statistics from the conv that made it (conv2dMoments).
-   * residual (x's shape): added to y in the same pass.
+   * residual (x's shape): added to y in the same pass; leakySlope (>= 0): a LeakyReLU after it.
    */
   batchNorm(x: NativeTensor, gamma: NativeTensor, beta: NativeTensor, runningMean: NativeTensor,
     runningVar: NativeTensor, training: boolean, momentum: number, eps: number, moments?: NativeTensor | null,
-    residual?: NativeTensor | null): NativeTensor[];
+    residual?: NativeTensor | null, leakySlope?: number | null): NativeTensor[];
   /** returns [dx, dgamma, dbeta] */
   batchNormBackward(dy: NativeTensor, x: NativeTensor, gamma: NativeTensor, saveMean: NativeTensor,
     saveInvstd: NativeTensor, training: boolean): NativeTensor[];
+  /** batchNormBackward through the LeakyReLU of batchNorm's leakySlope: y is that op's output */
+  batchNormLeakyBackward(dy: NativeTensor, y: NativeTensor, slope: number, x: NativeTensor, gamma: NativeTensor,
+    saveMean: NativeTensor, saveInvstd: NativeTensor, training: boolean): NativeTensor[];
 
   /** glu(batchNorm(x), 1) in one pass: returns [y (N, C/2, ...), saveMean, saveInvstd] */
   batchNormGlu(x: NativeTensor, gamma: NativeTensor, beta: NativeTensor, runningMean: NativeTensor,

@@ -646,28 +646,42 @@ function momentsHandle(op: string, moments: Tensor | null, x: Tensor, training: 
  * updates runningMean/runningVar in place (momentum, unbiased variance); eval uses the running ones.
  * `moments` (training only): x's own statistics from the conv that made it (conv2dMoments), so
  * they are not summed again. `residual` (x's shape): add(batchNorm(...), residual) in the same
- * pass (a residual block's sum; equal to the two ops).
+ * pass (a residual block's sum); `leakySlope` (>= 0): leakyRelu(batchNorm(...), leakySlope) in
+ * the same pass, and a backward that takes LeakyReLU's gradient in batch norm's own passes. Each
+ * equal to the separate ops; not both at once.
  */
 export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: Tensor, runningVar: Tensor,
-  training: boolean, momentum = 0.1, eps = 1e-5, moments: Tensor | null = null, residual: Tensor | null = null): Tensor {
+  training: boolean, momentum = 0.1, eps = 1e-5, moments: Tensor | null = null, residual: Tensor | null = null,
+  leakySlope: number | null = null): Tensor {
   const op = "batchNorm";
   checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
   const mh = momentsHandle(op, moments, x, Boolean(training));
   const rh = residualHandle(op, residual, x);
+  if (leakySlope !== null && leakySlope !== undefined) {
+    if (typeof leakySlope !== "number" || !Number.isFinite(leakySlope) || leakySlope < 0) {
+      throw new Error(`${op}: leakySlope must be a finite number >= 0, got ${String(leakySlope)}`);
+    }
+    if (rh) throw new Error(`${op}: a residual and a LeakyReLU together are not supported`);
+  }
+  const leaky = leakySlope ?? null;
   const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);
   const [y, saveMean, saveInvstd] = N.batchNorm(xh, gh, bias.use(op), runningMean.use(op), runningVar.use(op),
-    Boolean(training), momentum, eps, mh, rh);
+    Boolean(training), momentum, eps, mh, rh, leaky);
   return finish(op, y, [x, weight, bias, residual], (c) => {
     const [nx, nw, nb, nr] = c.needs;
-    const xs = nx || nw || nb ? c.share(xh) : null;
-    const gs = nx || nw || nb ? c.share(gh) : null;
+    const bnNeeded = nx || nw || nb;
+    const xs = bnNeeded ? c.share(xh) : null;
+    const gs = bnNeeded ? c.share(gh) : null;
+    const ys = bnNeeded && leaky !== null ? c.share(y) : null;
     return (dy) => {
       // the residual's gradient is dy itself, as add's
-      const bn = xs ? neededGrads([nx, nw, nb], N.batchNormBackward(dy, xs, gs!, saveMean, saveInvstd, Boolean(training)))
-        : [null, null, null];
-      return [...bn, nr ? dy : null];
+      const grads = !xs ? [null, null, null]
+        : neededGrads([nx, nw, nb], ys
+          ? N.batchNormLeakyBackward(dy, ys, leaky!, xs, gs!, saveMean, saveInvstd, Boolean(training))
+          : N.batchNormBackward(dy, xs, gs!, saveMean, saveInvstd, Boolean(training)));
+      return [...grads, nr ? dy : null];
     };
   }, [saveMean, saveInvstd]);
 }

@@ -184,6 +184,10 @@ test("non-finite or out-of-range hyperparameters", () => {
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, Infinity), /eps must be a finite number/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, 1e-5, null, Tensor.zeros([4, 2], on)),
       /batchNorm: residual \[4, 2\] does not match the input \[4, 3\]/);
+    throwsError(() => ops.batchNorm(x, ...args, true, 0.1, 1e-5, null, null, -0.1),
+      /batchNorm: leakySlope must be a finite number >= 0, got -0.1/);
+    throwsError(() => ops.batchNorm(x, ...args, true, 0.1, 1e-5, null, Tensor.zeros([4, 3], on), 0.2),
+      /batchNorm: a residual and a LeakyReLU together are not supported/);
     throwsError(() => new BatchNorm2d(3, { device, momentum: NaN }), /BatchNorm2d: momentum must be a number in \[0, 1\]/);
     throwsError(() => new BatchNorm2d(3, { device, eps: -1 }), /BatchNorm2d: eps must be a finite number > 0/);
     const p = [Tensor.zeros([2], { device, requiresGrad: true })];

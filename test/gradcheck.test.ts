@@ -152,6 +152,13 @@ test("gradcheck: batchNorm (training and eval), batchNormGlu, glu, upsample2x", 
           Tensor.fromArray(rv.data, [3], { device }), training, 0.1, 1e-5, null, s),
         reference: ([p, q, r, s]) => R.binary(R.batchNorm(p, q, r, rm, rv, training).y, s, (u, v) => u + v),
       });
+      // with a LeakyReLU in the same passes (the discriminator's BN -> LeakyReLU)
+      gradcheck({
+        name: `batchNorm ${shape} training=${training} -> LeakyReLU`, inputs: [x, g, b],
+        forward: ([p, q, r]) => ops.batchNorm(p, q, r, Tensor.fromArray(rm.data, [3], { device }),
+          Tensor.fromArray(rv.data, [3], { device }), training, 0.1, 1e-5, null, null, 0.2),
+        reference: ([p, q, r]) => R.map(R.batchNorm(p, q, r, rm, rv, training).y, (u) => (u > 0 ? u : 0.2 * u)),
+      });
     }
   }
   // batch norm then GLU as one op: over the channels the native one-pass kernel, over the last

@@ -13,14 +13,8 @@ export interface BuildOptions {
 // nn.Upsample(scale_factor=2): the library's layer (forwardChain runs it and the conv after it as one op)
 export { Upsample2x } from "../nn";
 
-export class LeakyReLU extends Module implements Layer {
-  constructor(readonly slope: number) {
-    super();
-  }
-  forward(x: Tensor): Tensor {
-    return F.leakyRelu(x, this.slope);
-  }
-}
+// nn.LeakyReLU: the library's layer (forwardChain runs a batch norm and the LeakyReLU after it as one op)
+export { LeakyReLU } from "../nn";
 
 export class Tanh extends Module implements Layer {
   forward(x: Tensor): Tensor {

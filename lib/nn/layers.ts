@@ -1,7 +1,7 @@
 // The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, Sequential, with PyTorch's parameter names
 // and default initialisation.
 import { DeviceName, native } from "../native";
-import { add, batchNorm, batchNormGlu, conv2d, conv2dMoments, conv2dUp, conv2dUpMoments, glu, linear, upsample2x, WithMoments } from "../ops";
+import { add, batchNorm, batchNormGlu, conv2d, conv2dMoments, conv2dUp, conv2dUpMoments, glu, leakyRelu, linear, upsample2x, WithMoments } from "../ops";
 import { defaultGenerator, Generator, shapeStr, Tensor, tidyMade } from "../tensor";
 import { defaultUniform_ } from "./init";
 import { Layer, Module } from "./module";
@@ -174,6 +174,15 @@ abstract class BatchNormBase extends Module implements Layer {
     return y;
   }
 
+  /** leakyRelu(this.forward(x), slope) in the batch norm's passes (ops.batchNorm's leakySlope) */
+  forwardLeaky(x: Tensor, slope: number, moments: Tensor | null = null): Tensor {
+    this.checkInput(x);
+    const y = batchNorm(x, this.weight, this.bias, this.runningMean, this.runningVar, this.training, this.momentum, this.eps,
+      moments, null, slope);
+    this.countBatch();
+    return y;
+  }
+
   /** glu(this.forward(x), dim) without keeping the normalised tensor (ops.batchNormGlu) */
   forwardGlu(x: Tensor, dim = 1, moments: Tensor | null = null): Tensor {
     this.checkInput(x);
@@ -217,6 +226,17 @@ export class GLU extends Module implements Layer {
   }
 }
 
+/** nn.LeakyReLU(slope) */
+export class LeakyReLU extends Module implements Layer {
+  constructor(readonly slope: number) {
+    super();
+    if (typeof slope !== "number" || !Number.isFinite(slope)) throw new Error(`LeakyReLU: slope must be a finite number, got ${String(slope)}`);
+  }
+  forward(x: Tensor): Tensor {
+    return leakyRelu(x, this.slope);
+  }
+}
+
 /**
  * x through `layers` in order, keeping only what is still needed. Each layer runs in its own tidy
  * scope (what it makes besides its result is freed when it returns), and each result is
@@ -225,7 +245,8 @@ export class GLU extends Module implements Layer {
  * its own handles on what its backward needs, so disposing frees only memory nothing needs (in
  * a no-grad forward, every activation but the current one). x itself is disposed only with
  * `disposeInput` (the caller hands it over). A BatchNorm followed by a GLU runs as one op that
- * does not keep the normalised tensor (ops.batchNormGlu: one pass, equal to float rounding), an
+ * does not keep the normalised tensor (ops.batchNormGlu: one pass, equal to float rounding), a
+ * BatchNorm followed by a LeakyReLU as one op (ops.batchNorm's leakySlope: equal to the bit), an
  * Upsample2x followed by a 3x3 stride-1 pad-1 Conv2d as one that never makes the upsampled tensor
  * (ops.conv2dUp), and a Conv2d followed by a BatchNorm in training hands the conv's output
  * statistics to the batch norm (ops.conv2dMoments), which then does not sum them again. A layer
@@ -266,8 +287,8 @@ function own<T>(l: Layer | undefined, cls: abstract new (...args: never[]) => T,
 }
 
 // The layers from i that run as one step of forwardChain, longest match first: [Upsample2x]
-// Conv2d BatchNorm [GLU] with the conv's moments (BatchNorm in training), Upsample2x Conv2d,
-// BatchNorm GLU, or layer i alone. A step ending with a batch norm (no GLU after it) can also
+// Conv2d BatchNorm [GLU | LeakyReLU] with the conv's moments (BatchNorm in training), Upsample2x
+// Conv2d, BatchNorm GLU, BatchNorm LeakyReLU (slope >= 0), or layer i alone. A step ending with a batch norm (no GLU after it) can also
 // add a residual in its pass (runResidual).
 interface Step {
   count: number;
@@ -285,16 +306,19 @@ function fusedStep(layers: readonly Layer[], i: number): Step {
   const bn = own(bnLayer, BatchNormBase) && (bnLayer as BatchNormBase).training ? (bnLayer as BatchNormBase) : null;
   const gluAt = bnAt + 1;
   const gluLayer = layers[gluAt];
-  const glu = own(bnLayer, BatchNormBase) && own(gluLayer, GLU) ? (gluLayer as GLU) : null;
+  const isBn = own(bnLayer, BatchNormBase);
+  const glu = isBn && own(gluLayer, GLU) ? (gluLayer as GLU) : null;
+  const leaky = isBn && own(gluLayer, LeakyReLU) && (gluLayer as LeakyReLU).slope >= 0 ? (gluLayer as LeakyReLU) : null;
   if (conv && bn) {
     const convMoments = (x: Tensor) => (up ? conv.forwardUpMoments(x) : conv.forwardMoments(x));
     return {
-      count: gluAt - i + (glu ? 1 : 0),
+      count: gluAt - i + (glu || leaky ? 1 : 0),
       run: (x) => {
         const { y, moments } = convMoments(x);
-        return glu ? bn.forwardGlu(y, glu.dim, moments) : bn.forward(y, moments);
+        if (glu) return bn.forwardGlu(y, glu.dim, moments);
+        return leaky ? bn.forwardLeaky(y, leaky.slope, moments) : bn.forward(y, moments);
       },
-      runResidual: glu ? undefined : (x, residual) => {
+      runResidual: glu || leaky ? undefined : (x, residual) => {
         const { y, moments } = convMoments(x);
         return bn.forward(y, moments, residual);
       },
@@ -302,6 +326,7 @@ function fusedStep(layers: readonly Layer[], i: number): Step {
   }
   if (up) return { count: 2, run: (x) => (layers[i + 1] as Conv2d).forwardUp(x) };
   if (!conv && glu) return { count: 2, run: (x) => (bnLayer as BatchNormBase).forwardGlu(x, glu.dim) };
+  if (!conv && leaky) return { count: 2, run: (x) => (bnLayer as BatchNormBase).forwardLeaky(x, leaky.slope) };
   const alone = own(l, BatchNormBase) ? (l as BatchNormBase) : null;
   return { count: 1, run: (x) => l.forward(x), runResidual: alone ? (x, r) => alone.forward(x, null, r) : undefined };
 }

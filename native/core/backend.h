@@ -41,6 +41,15 @@ struct BroadcastIndex {
 enum class UnaryOp : int { Relu = 0, LeakyRelu, Tanh, Sigmoid, Exp, Log, Neg, Square, Sqrt, Abs };
 enum class BinaryOp : int { Add = 0, Sub, Mul, Div };
 
+// What batch norm's normalising pass writes besides bn(x): z = bn(x) + residual (when not null,
+// x's shape; a residual block's sum), then LeakyReLU(z) with `slope` (>= 0) when `leaky`; each
+// rounded as the separate op would round it.
+struct BnEpilogue {
+  const float* residual = nullptr;
+  bool leaky = false;
+  float slope = 0.0f;
+};
+
 struct Backend {
   const char* name;
 
@@ -89,20 +98,26 @@ struct Backend {
   // batch norm over (N, C, HW): statistics per channel across N and HW; y may be null (the
   // statistics only, for bn_glu_forward). moments, when not null, are x's own per-channel mean
   // and biased variance (C, 2), as conv2d_forward gives them: x is then read only for y.
-  // residual, when not null (x's shape), is added to y: y = float(bn(x)) + residual, the
-  // rounding of the two ops in turn (a residual block's sum, without its own pass).
+  // epi: what the pass adds to y (BnEpilogue), without a pass of its own.
   void (*batchnorm_forward_train)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                   const float* beta, float* running_mean, float* running_var, float momentum,
                                   float eps, float* y, float* save_mean, float* save_invstd,
-                                  const float* moments, const float* residual);
+                                  const float* moments, const BnEpilogue& epi);
   void (*batchnorm_forward_eval)(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                  const float* beta, const float* running_mean, const float* running_var, float eps,
-                                 float* y, const float* residual);
+                                 float* y, const BnEpilogue& epi);
   // training: save_* are the batch statistics; eval: save_mean = running mean, save_invstd =
   // 1/sqrt(running var + eps) and dx is the affine-only gradient. dgamma/dbeta may be null.
   void (*batchnorm_backward)(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,
                              const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
                              float* dgamma, float* dbeta);
+  // batchnorm_backward through a LeakyReLU after the batch norm (BnEpilogue's leaky, slope >= 0):
+  // y is the LeakyReLU's output, so the gradient at the normalised values is dy where y > 0 and
+  // slope * dy elsewhere (LeakyReLU's backward: y > 0 exactly where its input is). dz (x's shape)
+  // is scratch that a backend may use for that gradient.
+  void (*batchnorm_leaky_backward)(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
+                                   const float* y, const float* x, const float* gamma, const float* save_mean,
+                                   const float* save_invstd, float* dz, float* dx, float* dgamma, float* dbeta);
 
   // GLU over a dim of size 2*half: x viewed as (outer, 2*half, inner); y = a * sigmoid(b)
   void (*glu_forward)(int64_t outer, int64_t half, int64_t inner, const float* x, float* y);

@@ -520,28 +520,34 @@ static void eval_statistics(const Backend& be, Device device, int64_t C, const T
 
 BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                                Tensor& running_var, bool training, float momentum, float eps,
-                               const Tensor* moments, const Tensor* residual) {
+                               const Tensor* moments, const Tensor* residual, std::optional<float> leaky_slope) {
   const char* op = "batch_norm";
   int64_t N, C, HW;
   check_batchnorm(op, x, gamma, beta, running_mean, running_var, training, momentum, eps, N, C, HW);
   const float* given = given_moments(op, x, C, training, moments);
-  const float* res = nullptr;
+  BnEpilogue epi;
   if (residual) {
     need_defined(*residual, op, "residual");
     check(residual->shape == x.shape, op, "residual ", shape_str(residual->shape), " does not match the input ",
           shape_str(x.shape));
     same_device(x, *residual, op);
-    res = residual->data();
+    epi.residual = residual->data();
+  }
+  if (leaky_slope) {
+    check(std::isfinite(*leaky_slope) && *leaky_slope >= 0.0f, op, "the LeakyReLU slope must be finite and >= 0, got ",
+          *leaky_slope);
+    epi.leaky = true;
+    epi.slope = *leaky_slope;
   }
   BatchNormOut out{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   const Backend& be = x.be();
   if (training) {
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
                                running_var.data(), momentum, eps, out.y.data(), out.save_mean.data(),
-                               out.save_invstd.data(), given, res);
+                               out.save_invstd.data(), given, epi);
   } else {
     be.batchnorm_forward_eval(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(), running_var.data(),
-                              eps, out.y.data(), res);
+                              eps, out.y.data(), epi);
     eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
   }
   return out;
@@ -562,7 +568,7 @@ BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const T
   if (training)
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
                                running_var.data(), momentum, eps, nullptr, out.save_mean.data(),
-                               out.save_invstd.data(), given, nullptr);
+                               out.save_invstd.data(), given, BnEpilogue{});
   else
     eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
   be.bn_glu_forward(N, C / 2, HW, x.data(), gamma.data(), beta.data(), out.save_mean.data(), out.save_invstd.data(),
@@ -610,6 +616,31 @@ BatchNormGrads batchnorm_backward(const Tensor& dy, const Tensor& x, const Tenso
   BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   x.be().batchnorm_backward(N, C, HW, training, dy.data(), x.data(), gamma.data(), save_mean.data(),
                             save_invstd.data(), g.dx.data(), g.dgamma.data(), g.dbeta.data());
+  return g;
+}
+
+BatchNormGrads batchnorm_leaky_backward(const Tensor& dy, const Tensor& y, float slope, const Tensor& x,
+                                        const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd,
+                                        bool training) {
+  const char* op = "batch_norm_leaky_backward";
+  need_defined(dy, op, "dy");
+  need_defined(y, op, "output");
+  need_defined(x, op, "input");
+  int64_t N, C, HW;
+  bn_dims(x, op, N, C, HW);
+  check(dy.shape == x.shape, op, "dy ", shape_str(dy.shape), " does not match input ", shape_str(x.shape));
+  check(y.shape == x.shape, op, "the output ", shape_str(y.shape), " does not match input ", shape_str(x.shape));
+  check(std::isfinite(slope) && slope >= 0.0f, op, "the LeakyReLU slope must be finite and >= 0, got ", slope);
+  need_vec(gamma, C, op, "weight");
+  need_vec(save_mean, C, op, "save_mean");
+  need_vec(save_invstd, C, op, "save_invstd");
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&dy, &y, &gamma, &save_mean, &save_invstd})
+    same_device(x, *t, op);
+  Tensor dz(x.device(), x.shape, op);
+  BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
+  x.be().batchnorm_leaky_backward(N, C, HW, training, slope, dy.data(), y.data(), x.data(), gamma.data(),
+                                  save_mean.data(), save_invstd.data(), dz.data(), g.dx.data(), g.dgamma.data(),
+                                  g.dbeta.data());
   return g;
 }
 

@@ -3,6 +3,7 @@
 // Forward and backward are separate calls; the autograd tape lives in TypeScript.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "rng.h"
@@ -62,15 +63,21 @@ struct BatchNormOut {
 // x (N, C) or (N, C, H, W). Training updates running stats in place (momentum, unbiased var).
 // moments (training only): x's own per-channel statistics from the conv that made it (conv2d's
 // moments), so x is not read again for them; they are not checked against x. residual (x's
-// shape): y = batch_norm(x) + residual in the same pass (a residual block's sum).
+// shape) and leaky_slope (>= 0): y = leaky_relu(batch_norm(x) + residual, slope) in the same pass
+// (a residual block's sum, the discriminator's activation).
 BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                                Tensor& running_var, bool training, float momentum, float eps,
-                               const Tensor* moments = nullptr, const Tensor* residual = nullptr);
+                               const Tensor* moments = nullptr, const Tensor* residual = nullptr,
+                               std::optional<float> leaky_slope = std::nullopt);
 struct BatchNormGrads {
   Tensor dx, dgamma, dbeta;
 };
 BatchNormGrads batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
                                   const Tensor& save_invstd, bool training);
+// the backward of batchnorm_forward with a leaky_slope: y is its output
+BatchNormGrads batchnorm_leaky_backward(const Tensor& dy, const Tensor& y, float slope, const Tensor& x,
+                                        const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd,
+                                        bool training);
 // glu(batch_norm(x), 1) in one pass over x: y (N, C/2, ...) and the statistics (as batchnorm_forward's)
 BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                                    Tensor& running_var, bool training, float momentum, float eps,

@@ -13,6 +13,7 @@ const Backend& cpu_backend() {
       cpu::conv2d_forward, cpu::conv2d_backward_data, cpu::conv2d_backward_weight,
       cpu::conv2d_up_forward, cpu::conv2d_up_backward_data, cpu::conv2d_up_backward_weight,
       cpu::batchnorm_forward_train, cpu::batchnorm_forward_eval, cpu::batchnorm_backward,
+      cpu::batchnorm_leaky_backward,
       cpu::glu_forward, cpu::glu_backward,
       cpu::bn_glu_forward, cpu::bn_glu_batchnorm_backward,
       cpu::unary_forward, cpu::unary_backward, cpu::binary_forward, cpu::expand, cpu::sum_to,

@@ -520,29 +520,42 @@ void normalise_eval(int64_t N, int64_t C, int64_t HW, const float* x, const floa
 
 namespace {
 
-// y += residual, as the separate add would round it (the CPU takes the sum in its own pass)
-void add_residual(int64_t n, const float* residual, float* y) {
-  if (!residual || !y) return;
-  parallel_for(n, kGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) y[i] += residual[i];
-  });
+// y += residual, then LeakyReLU, as the separate ops would round them (on the CPU in passes of
+// their own, as those ops)
+void apply_epilogue(int64_t n, const BnEpilogue& epi, float* y) {
+  if (!y) return;
+  if (epi.residual) {
+    const float* r = epi.residual;
+    parallel_for(n, kGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) y[i] += r[i];
+    });
+  }
+  if (epi.leaky) unary_forward(UnaryOp::LeakyRelu, static_cast<size_t>(n), y, epi.slope, y);
 }
 
 }  // namespace
 
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                              float* running_mean, float* running_var, float momentum, float eps, float* y,
-                             float* save_mean, float* save_invstd, const float* moments, const float* residual) {
+                             float* save_mean, float* save_invstd, const float* moments, const BnEpilogue& epi) {
   normalise_train(N, C, HW, x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd,
                   moments);
-  if (N * HW != 0) add_residual(N * C * HW, residual, y);
+  if (N * HW != 0) apply_epilogue(N * C * HW, epi, y);
 }
 
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, float eps, float* y,
-                            const float* residual) {
+                            const BnEpilogue& epi) {
   normalise_eval(N, C, HW, x, gamma, beta, running_mean, running_var, eps, y);
-  add_residual(N * C * HW, residual, y);
+  apply_epilogue(N * C * HW, epi, y);
+}
+
+void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
+                              const float* y, const float* x, const float* gamma, const float* save_mean,
+                              const float* save_invstd, float* dz, float* dx, float* dgamma, float* dbeta) {
+  // LeakyReLU's backward takes its input's sign, which its output has (slope >= 0)
+  unary_backward(UnaryOp::LeakyRelu, static_cast<size_t>(N * C * HW), dy, y, y, slope, dz);
+  batchnorm_backward(N, C, HW, training, dz, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
 void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,

@@ -55,15 +55,19 @@ void set_conv2d_backward_data_path(int path);
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                              float* running_mean, float* running_var, float momentum, float eps, float* y,
                              float* save_mean, float* save_invstd, const float* moments = nullptr,
-                             const float* residual = nullptr);
+                             const BnEpilogue& epi = BnEpilogue{});
 // per channel of x (N, C, HW): mean and biased variance into moments (C, 2), as batch norm forms them
 void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* moments);
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, float eps, float* y,
-                            const float* residual = nullptr);
+                            const BnEpilogue& epi = BnEpilogue{});
 void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,
                         const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
                         float* dgamma, float* dbeta);
+// LeakyReLU's backward from its output into dz, then batchnorm_backward from dz
+void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
+                              const float* y, const float* x, const float* gamma, const float* save_mean,
+                              const float* save_invstd, float* dz, float* dx, float* dgamma, float* dbeta);
 
 // bn_glu.cc (backend.h: batch norm's affine then GLU, one pass)
 void bn_glu_forward(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,

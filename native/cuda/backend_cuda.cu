@@ -28,6 +28,7 @@ const Backend* cuda_backend() {
       cuda::conv2d_forward, cuda::conv2d_backward_data, cuda::conv2d_backward_weight,
       cuda::conv2d_up_forward, cuda::conv2d_up_backward_data, cuda::conv2d_up_backward_weight,
       cuda::batchnorm_forward_train, cuda::batchnorm_forward_eval, cuda::batchnorm_backward,
+      cuda::batchnorm_leaky_backward,
       cuda::glu_forward, cuda::glu_backward,
       cuda::bn_glu_forward, cuda::bn_glu_batchnorm_backward,
       cuda::unary_forward, cuda::unary_backward, cuda::binary_forward, cuda::expand, cuda::sum_to,

@@ -42,16 +42,28 @@ Plan plan(int N, int C, int HW) {
   return p;
 }
 
-// MODE 0: (x - ref, (x - ref)^2) with ref = x[c, first]; MODE 1: (dy, dy (x - ref)) with ref = mean
+// The gradient at the normalised values: dy, or (y not null) dy through a LeakyReLU after the
+// batch norm, from its output y (the same rounding as pointwise.cu's LeakyReLU backward)
+struct GradIn {
+  const float* dy;
+  const float* y;
+  float slope;
+  __device__ __forceinline__ float at(int64_t i) const {
+    const float g = dy[i];
+    return !y || y[i] > 0.0f ? g : __fmul_rn(slope, g);
+  }
+};
+
+// MODE 0: (x - ref, (x - ref)^2) with ref = x[c, first]; MODE 1: (g, g (x - ref)) with ref = mean
 template <int MODE>
-__device__ __forceinline__ void accumulate(const float* x, const float* dy, int64_t off, double ref, double& s1,
+__device__ __forceinline__ void accumulate(const float* x, const GradIn& grad, int64_t off, double ref, double& s1,
                                            double& s2) {
   if (MODE == 0) {
     const double d = static_cast<double>(x[off]) - ref;
     s1 += d;
     s2 += d * d;
   } else {
-    const double g = dy[off];
+    const double g = grad.at(off);
     s1 += g;
     s2 += g * (static_cast<double>(x[off]) - ref);
   }
@@ -72,8 +84,7 @@ __device__ __forceinline__ void slice_range(int N, int slices, int slice, int& n
 // calls this (the wide sums are block reductions).
 template <bool WIDE, int MODE>
 __device__ __forceinline__ void channel_partials(int N, int C, int HW, int slices, const float* __restrict__ x,
-                                                 const float* __restrict__ dy, const float* __restrict__ mean,
-                                                 double2* part) {
+                                                 const GradIn& grad, const float* __restrict__ mean, double2* part) {
   __shared__ double scratch[32];
   const int c = WIDE ? blockIdx.x : blockIdx.x * blockDim.x + threadIdx.x, slice = blockIdx.y;
   if (!WIDE && c >= C) return;  // past the last channel: nothing to sum (no barrier in narrow blocks)
@@ -84,9 +95,9 @@ __device__ __forceinline__ void channel_partials(int N, int C, int HW, int slice
   for (int n = n0; n < n1; ++n) {
     const int64_t base = (static_cast<int64_t>(n) * C + c) * HW;
     if (WIDE)
-      for (int i = threadIdx.x; i < HW; i += blockDim.x) accumulate<MODE>(x, dy, base + i, ref, s1, s2);
+      for (int i = threadIdx.x; i < HW; i += blockDim.x) accumulate<MODE>(x, grad, base + i, ref, s1, s2);
     else
-      for (int i = 0; i < HW; ++i) accumulate<MODE>(x, dy, base + i, ref, s1, s2);
+      for (int i = 0; i < HW; ++i) accumulate<MODE>(x, grad, base + i, ref, s1, s2);
   }
   if (WIDE) {
     s1 = block_sum(s1, scratch);
@@ -147,7 +158,7 @@ __global__ void train_statistics(int N, int C, int HW, int slices, const float* 
                                  unsigned* arrivals, const float* gamma, const float* beta, float* running_mean,
                                  float* running_var, float momentum, float eps, float* save_mean, float* save_invstd,
                                  float2* ss) {
-  channel_partials<WIDE, 0>(N, C, HW, slices, x, nullptr, nullptr, part);
+  channel_partials<WIDE, 0>(N, C, HW, slices, x, GradIn{nullptr, nullptr, 0.0f}, nullptr, part);
   if (!arrives_last(arrivals)) return;
   const int64_t count = static_cast<int64_t>(N) * HW;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
@@ -172,7 +183,7 @@ __global__ void train_finalize_given(int C, int64_t count, const float2* moments
 template <bool WIDE>
 __global__ void moments_statistics(int N, int C, int HW, int slices, const float* __restrict__ x, double2* part,
                                    unsigned* arrivals, float2* moments) {
-  channel_partials<WIDE, 0>(N, C, HW, slices, x, nullptr, nullptr, part);
+  channel_partials<WIDE, 0>(N, C, HW, slices, x, GradIn{nullptr, nullptr, 0.0f}, nullptr, part);
   if (!arrives_last(arrivals)) return;
   const int64_t count = static_cast<int64_t>(N) * HW;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
@@ -210,13 +221,14 @@ __device__ __forceinline__ void backward_channel(int c, int slices, int64_t coun
   coef[c] = make_float4(static_cast<float>(ga), b, k, save_mean[c]);
 }
 
-// The backward's sums (of dy and dy (x - mean)) in one launch, the last block finishing each channel
+// The backward's sums (of g and g (x - mean), g the gradient at the normalised values: GradIn
+// from dy, y and slope) in one launch, the last block finishing each channel
 template <bool WIDE>
 __global__ void backward_statistics(int N, int C, int HW, int slices, bool training, const float* __restrict__ dy,
-                                    const float* __restrict__ x, const float* gamma, const float* save_mean,
-                                    const float* save_invstd, double2* part, unsigned* arrivals, float* dgamma,
-                                    float* dbeta, float4* coef) {
-  channel_partials<WIDE, 1>(N, C, HW, slices, x, dy, save_mean, part);
+                                    const float* __restrict__ y, float slope, const float* __restrict__ x,
+                                    const float* gamma, const float* save_mean, const float* save_invstd,
+                                    double2* part, unsigned* arrivals, float* dgamma, float* dbeta, float4* coef) {
+  channel_partials<WIDE, 1>(N, C, HW, slices, x, GradIn{dy, y, slope}, save_mean, part);
   if (!arrives_last(arrivals)) return;
   const int64_t count = static_cast<int64_t>(N) * HW;
   for (int c = threadIdx.x; c < C; c += blockDim.x)
@@ -289,28 +301,33 @@ __global__ void backward_empty(int C, bool training, const float* gamma, const f
   backward_channel(c, 0, 0, training, nullptr, gamma, save_mean, save_invstd, dgamma, dbeta, coef);
 }
 
-// y = x * ss.x + ss.y per channel, plus residual[i] when given (rounded after the affine map, as
-// a separate add would)
+// y = x * ss.x + ss.y per channel, then BnEpilogue's residual and LeakyReLU, each rounded as the
+// separate op would (pointwise.cu's LeakyReLU)
 __global__ void apply_affine(int n, FastDiv HW, FastDiv C, const float* __restrict__ x, const float2* __restrict__ ss,
-                             const float* __restrict__ residual, float* __restrict__ y) {
+                             const float* __restrict__ residual, bool leaky, float slope, float* __restrict__ y) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     int plane, c, nn;
     plane = HW.div(i);
     C.divmod(plane, nn, c);
     const float2 a = ss[c];
-    const float v = __fadd_rn(__fmul_rn(x[i], a.x), a.y);
-    y[i] = residual ? __fadd_rn(v, residual[i]) : v;
+    float v = __fadd_rn(__fmul_rn(x[i], a.x), a.y);
+    if (residual) v = __fadd_rn(v, residual[i]);
+    if (leaky) v = v > 0.0f ? v : __fmul_rn(slope, v);
+    y[i] = v;
   }
 }
 
+// dx = a g + b (x - mean) + k with g the gradient at the normalised values (GradIn)
 __global__ void apply_backward(int n, FastDiv HW, FastDiv C, const float* __restrict__ dy,
-                               const float* __restrict__ x, const float4* __restrict__ coef, float* __restrict__ dx) {
+                               const float* __restrict__ y, float slope, const float* __restrict__ x,
+                               const float4* __restrict__ coef, float* __restrict__ dx) {
+  const GradIn grad{dy, y, slope};
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     int plane, c, nn;
     plane = HW.div(i);
     C.divmod(plane, nn, c);
     const float4 k = coef[c];
-    dx[i] = __fadd_rn(__fadd_rn(__fmul_rn(k.x, dy[i]), __fmul_rn(k.y, __fsub_rn(x[i], k.w))), k.z);
+    dx[i] = __fadd_rn(__fadd_rn(__fmul_rn(k.x, grad.at(i)), __fmul_rn(k.y, __fsub_rn(x[i], k.w))), k.z);
   }
 }
 
@@ -320,7 +337,7 @@ void checked_dims(int64_t N, int64_t C, int64_t HW, const char* op) { need_int32
 
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                              float* running_mean, float* running_var, float momentum, float eps, float* y,
-                             float* save_mean, float* save_invstd, const float* moments, const float* residual) {
+                             float* save_mean, float* save_invstd, const float* moments, const BnEpilogue& epi) {
   checked_dims(N, C, HW, "cuda batch_norm");
   const int64_t count = N * HW;
   if (count == 0 || C == 0) return;
@@ -340,7 +357,7 @@ void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, c
   if (!y) return;  // the statistics only (bn_glu_forward normalises)
   const int total = n * c * hw;
   launch("batch_norm", apply_affine, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw), FastDiv(c), x,
-         static_cast<const float2*>(ss.as<float2>()), residual, y);
+         static_cast<const float2*>(ss.as<float2>()), epi.residual, epi.leaky, epi.slope, y);
 }
 
 void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* moments) {
@@ -360,7 +377,7 @@ void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* mo
 
 void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, float eps, float* y,
-                            const float* residual) {
+                            const BnEpilogue& epi) {
   checked_dims(N, C, HW, "cuda batch_norm");
   if (N * C * HW == 0) return;
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
@@ -369,13 +386,16 @@ void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, co
          running_var, eps, ss.as<float2>());
   const int total = n * c * hw;
   launch("batch_norm", apply_affine, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw), FastDiv(c), x,
-         static_cast<const float2*>(ss.as<float2>()), residual, y);
+         static_cast<const float2*>(ss.as<float2>()), epi.residual, epi.leaky, epi.slope, y);
 }
 
-void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,
-                        const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
-                        float* dgamma, float* dbeta) {
-  checked_dims(N, C, HW, "cuda batch_norm_backward");
+namespace {
+
+// batch norm's backward with the gradient at the normalised values given by GradIn (dy, y, slope)
+void backward(const char* op, int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* y,
+              float slope, const float* x, const float* gamma, const float* save_mean, const float* save_invstd,
+              float* dx, float* dgamma, float* dbeta) {
+  checked_dims(N, C, HW, op);
   if (C == 0) return;
   const int64_t count = N * HW;
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
@@ -383,17 +403,34 @@ void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const f
   if (count > 0) {
     const Plan p = plan(n, c, hw);
     Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
-    launch("batch_norm_backward", p.wide ? backward_statistics<true> : backward_statistics<false>,
-           partials_grid(p, c), kThreads, 0, n, c, hw, p.slices, training, dy, x, gamma, save_mean, save_invstd,
-           part.as<double2>(), block_arrivals(), dgamma, dbeta, coef.as<float4>());
+    launch(op, p.wide ? backward_statistics<true> : backward_statistics<false>, partials_grid(p, c), kThreads, 0, n,
+           c, hw, p.slices, training, dy, y, slope, x, gamma, save_mean, save_invstd, part.as<double2>(),
+           block_arrivals(), dgamma, dbeta, coef.as<float4>());
   } else {
-    launch("batch_norm_backward", backward_empty, (c + kThreads - 1) / kThreads, kThreads, 0, c, training, gamma,
-           save_mean, save_invstd, dgamma, dbeta, coef.as<float4>());
+    launch(op, backward_empty, (c + kThreads - 1) / kThreads, kThreads, 0, c, training, gamma, save_mean,
+           save_invstd, dgamma, dbeta, coef.as<float4>());
   }
   if (!dx || count == 0) return;
   const int total = n * c * hw;
-  launch("batch_norm_backward", apply_backward, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw),
-         FastDiv(c), dy, x, static_cast<const float4*>(coef.as<float4>()), dx);
+  launch(op, apply_backward, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw), FastDiv(c), dy, y, slope, x,
+         static_cast<const float4*>(coef.as<float4>()), dx);
+}
+
+}  // namespace
+
+void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,
+                        const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
+                        float* dgamma, float* dbeta) {
+  backward("cuda batch_norm_backward", N, C, HW, training, dy, nullptr, 0.0f, x, gamma, save_mean, save_invstd, dx,
+           dgamma, dbeta);
+}
+
+void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
+                              const float* y, const float* x, const float* gamma, const float* save_mean,
+                              const float* save_invstd, float* /*dz: the passes recompute it*/, float* dx,
+                              float* dgamma, float* dbeta) {
+  backward("cuda batch_norm_leaky_backward", N, C, HW, training, dy, y, slope, x, gamma, save_mean, save_invstd, dx,
+           dgamma, dbeta);
 }
 
 void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
@@ -420,7 +457,8 @@ void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool trainin
   if (!dx) return;
   const int total = n * c * hw;
   launch("batch_norm_glu_backward", apply_backward, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw),
-         FastDiv(c), static_cast<const float*>(dz), x, static_cast<const float4*>(coef.as<float4>()), dx);
+         FastDiv(c), static_cast<const float*>(dz), static_cast<const float*>(nullptr), 0.0f, x,
+         static_cast<const float4*>(coef.as<float4>()), dx);
 }
 
 }  // namespace c3::cuda

@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,11 @@ class Args {
   }
 
   float finite(size_t i, const char* name) const { return static_cast<float>(finite_double(i, name)); }
+  // null/undefined -> none
+  std::optional<float> optional_finite(size_t i, const char* name) const {
+    if (i >= info_.Length() || info_[i].IsNull() || info_[i].IsUndefined()) return std::nullopt;
+    return finite(i, name);
+  }
 
   // for hyperparameters that PyTorch keeps as Python floats (Adam's): no rounding to float here
   double finite_double(size_t i, const char* name) const {

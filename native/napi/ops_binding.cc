@@ -235,7 +235,8 @@ C3_OP(BatchNorm, "batchNorm")
   ops::BatchNormOut o = ops::batchnorm_forward(a.tensor(0, "input"), a.tensor(1, "weight"), a.tensor(2, "bias"),
                                                a.tensor(3, "runningMean"), a.tensor(4, "runningVar"),
                                                a.boolean(5, "training"), a.finite(6, "momentum"), a.finite(7, "eps"),
-                                               a.optional_tensor(8, "moments"), a.optional_tensor(9, "residual"));
+                                               a.optional_tensor(8, "moments"), a.optional_tensor(9, "residual"),
+                                               a.optional_finite(10, "leakySlope"));
   return wrap_list(env, {o.y, o.save_mean, o.save_invstd});
 C3_END
 
@@ -243,6 +244,14 @@ C3_OP(BatchNormBackward, "batchNormBackward")
   ops::BatchNormGrads g = ops::batchnorm_backward(a.tensor(0, "dy"), a.tensor(1, "input"), a.tensor(2, "weight"),
                                                   a.tensor(3, "saveMean"), a.tensor(4, "saveInvstd"),
                                                   a.boolean(5, "training"));
+  return wrap_list(env, {g.dx, g.dgamma, g.dbeta});
+C3_END
+
+C3_OP(BatchNormLeakyBackward, "batchNormLeakyBackward")
+  ops::BatchNormGrads g = ops::batchnorm_leaky_backward(a.tensor(0, "dy"), a.tensor(1, "output"),
+                                                        a.finite(2, "slope"), a.tensor(3, "input"),
+                                                        a.tensor(4, "weight"), a.tensor(5, "saveMean"),
+                                                        a.tensor(6, "saveInvstd"), a.boolean(7, "training"));
   return wrap_list(env, {g.dx, g.dgamma, g.dbeta});
 C3_END
 
@@ -481,6 +490,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"conv2dUpBackwardData", Conv2dUpBackwardData}, {"conv2dUpBackwardWeight", Conv2dUpBackwardWeight},
       {"linear", Linear}, {"linearBackwardData", LinearBackwardData}, {"linearBackwardWeight", LinearBackwardWeight},
       {"matmul", Matmul}, {"batchNorm", BatchNorm}, {"batchNormBackward", BatchNormBackward},
+      {"batchNormLeakyBackward", BatchNormLeakyBackward},
       {"batchNormGlu", BatchNormGlu}, {"batchNormGluBackward", BatchNormGluBackward}, {"glu", Glu},
       {"gluBackward", GluBackward}, {"upsample2x", Upsample2x}, {"upsample2xBackward", Upsample2xBackward},
       {"concat", Concat}, {"slice", Slice}, {"sliceBackward", SliceBackward}, {"l2normalize", L2Normalize},

@@ -1225,13 +1225,13 @@ C3_TEST(cuda_vs_cpu_batchnorm) {
         Buf bx(be, x), bg(be, gm), bb(be, bt), brm(be, rm), brv(be, rv), by(be, nan_vec(n)), bm(be, nan_vec(C)),
             bi(be, nan_vec(C)), bye(be, nan_vec(n)), bres(be, res), byr(be, nan_vec(n)), byer(be, nan_vec(n)),
             brm2(be, rm), brv2(be, rv), bm2(be, nan_vec(C)), bi2(be, nan_vec(C));
-        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, bye.p(), nullptr);
-        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, byer.p(), bres.p());
+        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, bye.p(), BnEpilogue{});
+        be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-5f, byer.p(), BnEpilogue{bres.p()});
         be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bm.p(),
-                                   bi.p(), nullptr, nullptr);
+                                   bi.p(), nullptr, BnEpilogue{});
         // with a residual: the same statistics, y plus the residual
         be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm2.p(), brv2.p(), 0.1f, 1e-5f, byr.p(),
-                                   bm2.p(), bi2.p(), nullptr, bres.p());
+                                   bm2.p(), bi2.p(), nullptr, BnEpilogue{bres.p()});
         return Outputs{by.host(), bm.host(), bi.host(), brm.host(), brv.host(), bye.host(), byr.host(), byer.host(),
                        bm2.host()};
       }, c, d);

@@ -23,6 +23,8 @@ namespace {
 
 using c3::AdamTensor;
 using c3::Backend;
+using c3::BnEpilogue;
+using c3::UnaryOp;
 using c3::Conv2dParams;
 using c3::test::Buf;
 using c3::test::expect_close;
@@ -583,7 +585,7 @@ C3_TEST(batchnorm_forward_train_and_running_stats) {
     Vec b = random_vec(C, ++seed), rm = random_vec(C, ++seed), rv = random_vec(C, ++seed, 0.5f, 2.0f);
     Buf bx(be, x), bg(be, g), bb(be, b), brm(be, rm), brv(be, rv), by(be, x.size()), bm(be, C), bi(be, C);
     be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bm.p(),
-                               bi.p(), nullptr, nullptr);
+                               bi.p(), nullptr, BnEpilogue{});
     BnRef r = bn_train_d(N, C, HW, to_d(x), to_d(g), to_d(b), to_d(rm), to_d(rv), 0.1, 1e-5);
     const std::string what = "batchnorm train N" + std::to_string(N) + " C" + std::to_string(C) + " HW" +
                              std::to_string(HW);
@@ -596,11 +598,17 @@ C3_TEST(batchnorm_forward_train_and_running_stats) {
     Vec res = random_vec(N * C * HW, ++seed);
     Buf bres(be, res), byr(be, x.size()), bm2(be, C), bi2(be, C), brm2(be, rm), brv2(be, rv);
     be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm2.p(), brv2.p(), 0.1f, 1e-5f, byr.p(), bm2.p(),
-                               bi2.p(), nullptr, bres.p());
+                               bi2.p(), nullptr, BnEpilogue{bres.p()});
     Vec want = by.host();
     for (size_t i = 0; i < want.size(); ++i) want[i] += res[i];
     expect_close(byr.host(), want, 0, 0, what + " y + residual");
     expect_close(bm2.host(), bm.host(), 0, 0, what + " save_mean with a residual");
+    // a LeakyReLU after it: the separate op's rounding
+    Buf byl(be, x.size()), bl(be, x.size()), bm3(be, C), bi3(be, C), brm3(be, rm), brv3(be, rv);
+    be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm3.p(), brv3.p(), 0.1f, 1e-5f, byl.p(), bm3.p(),
+                               bi3.p(), nullptr, BnEpilogue{nullptr, true, 0.2f});
+    be.unary_forward(UnaryOp::LeakyRelu, x.size(), by.p(), 0.2f, bl.p());
+    expect_close(byl.host(), bl.host(), 0, 0, what + " LeakyReLU(y)");
   }
 }
 
@@ -609,17 +617,55 @@ C3_TEST(batchnorm_forward_eval_uses_running_stats) {
   Vec x = random_vec(N * C * HW, 61), g = random_vec(C, 62), b = random_vec(C, 63);
   Vec rm = random_vec(C, 64), rv = random_vec(C, 65, 0.2f, 2.0f);
   Buf bx(be, x), bg(be, g), bb(be, b), brm(be, rm), brv(be, rv), by(be, x.size());
-  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, by.p(), nullptr);
+  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, by.p(), BnEpilogue{});
   expect_close(by.host(), bn_eval_d(N, C, HW, to_d(x), to_d(g), to_d(b), to_d(rm), to_d(rv), 1e-3), 1e-5, 1e-6,
                "batchnorm eval");
   expect_close(brm.host(), rm, 0, 0, "eval leaves running_mean alone");
   expect_close(brv.host(), rv, 0, 0, "eval leaves running_var alone");
   Vec res = random_vec(N * C * HW, 66);
   Buf bres(be, res), byr(be, x.size());
-  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, byr.p(), bres.p());
+  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, byr.p(),
+                            BnEpilogue{bres.p()});
   Vec want = by.host();
   for (size_t i = 0; i < want.size(); ++i) want[i] += res[i];
   expect_close(byr.host(), want, 0, 0, "batchnorm eval + residual");
+  // both, then a LeakyReLU with slope 0 (ReLU): the separate ops in turn
+  Buf byrl(be, x.size()), bl(be, x.size());
+  be.batchnorm_forward_eval(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 1e-3f, byrl.p(),
+                            BnEpilogue{bres.p(), true, 0.0f});
+  be.unary_forward(UnaryOp::LeakyRelu, x.size(), byr.p(), 0.0f, bl.p());
+  expect_close(byrl.host(), bl.host(), 0, 0, "batchnorm eval + residual, then ReLU");
+}
+
+// Through a LeakyReLU after the batch norm: LeakyReLU's backward from its output, then batch
+// norm's, to the bit (test/gradcheck.test.ts takes leaky(bn(x)) against finite differences).
+C3_TEST(batchnorm_leaky_backward_is_the_two_passes) {
+  const int64_t shapes[][3] = {{6, 4, 1}, {3, 5, 40}, {64, 300, 1}, {2, 3, 1000}};
+  uint64_t seed = 7600;
+  for (auto& s : shapes)
+    for (bool training : {true, false}) {
+      const int64_t N = s[0], C = s[1], HW = s[2], n = N * C * HW;
+      Vec x = random_vec(n, ++seed, -2.0f, 2.0f), g = random_vec(C, ++seed, 0.5f, 1.5f), b = random_vec(C, ++seed);
+      Vec mean = random_vec(C, ++seed, -0.5f, 0.5f), invstd = random_vec(C, ++seed, 0.5f, 2.0f);
+      Vec dy = random_vec(n, ++seed), y(n);
+      for (int64_t i = 0; i < n; ++i) {  // some outputs exactly 0, the rest of both signs
+        const int64_t c = i / HW % C;
+        const float z = (x[i] - mean[c]) * invstd[c] * g[c] + b[c];
+        y[i] = i % 7 == 0 ? 0.0f : z > 0 ? z : 0.2f * z;
+      }
+      Buf bx(be, x), bg(be, g), bm(be, mean), bi(be, invstd), bdy(be, dy), by(be, y), bdz(be, n), bdx(be, n),
+          bdg(be, C), bdb(be, C), bdz2(be, n), bdx2(be, n), bdg2(be, C), bdb2(be, C);
+      be.batchnorm_leaky_backward(N, C, HW, training, 0.2f, bdy.p(), by.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdz.p(),
+                                  bdx.p(), bdg.p(), bdb.p());
+      be.unary_backward(UnaryOp::LeakyRelu, n, bdy.p(), by.p(), by.p(), 0.2f, bdz2.p());
+      be.batchnorm_backward(N, C, HW, training, bdz2.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdx2.p(), bdg2.p(),
+                            bdb2.p());
+      const std::string what = std::string("batchnorm leaky backward ") + (training ? "train" : "eval") + " N" +
+                               std::to_string(N) + " C" + std::to_string(C) + " HW" + std::to_string(HW);
+      expect_close(bdx.host(), bdx2.host(), 0, 0, what + " dx");
+      expect_close(bdg.host(), bdg2.host(), 0, 0, what + " dgamma");
+      expect_close(bdb.host(), bdb2.host(), 0, 0, what + " dbeta");
+    }
 }
 
 void check_bn_backward(const Backend& be, int64_t N, int64_t C, int64_t HW, bool training, bool with_param_grads,

@@ -17,6 +17,7 @@
 namespace {
 
 using c3::Backend;
+using c3::BnEpilogue;
 using c3::Conv2dParams;
 using c3::test::Buf;
 using c3::test::expect_close;
@@ -257,9 +258,9 @@ C3_TEST(batchnorm_train_from_given_moments) {
     Buf brm0(be, rm), brv0(be, rv), by0(be, x.size()), bs0(be, C), bi0(be, C);
     Buf brm(be, rm), brv(be, rv), by(be, x.size()), bs(be, C), bi(be, C), bs2(be, C), bi2(be, C);
     be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm0.p(), brv0.p(), 0.1f, 1e-5f, by0.p(), bs0.p(),
-                               bi0.p(), nullptr, nullptr);
+                               bi0.p(), nullptr, BnEpilogue{});
     be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, by.p(), bs.p(),
-                               bi.p(), bmo.p(), nullptr);
+                               bi.p(), bmo.p(), BnEpilogue{});
     const std::string what = "batchnorm from moments N" + std::to_string(N) + " C" + std::to_string(C) + " HW" +
                              std::to_string(HW);
     expect_close(by.host(), by0.host(), 1e-5, 2e-6, what + " y");
@@ -270,7 +271,7 @@ C3_TEST(batchnorm_train_from_given_moments) {
     // the statistics only (y null, as for bn_glu_forward)
     Buf brm2(be, rm), brv2(be, rv);
     be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm2.p(), brv2.p(), 0.1f, 1e-5f, nullptr, bs2.p(),
-                               bi2.p(), bmo.p(), nullptr);
+                               bi2.p(), bmo.p(), BnEpilogue{});
     expect_close(bs2.host(), bs.host(), 0.0, 0.0, what + " save_mean without y");
     expect_close(bi2.host(), bi.host(), 0.0, 0.0, what + " save_invstd without y");
     expect_close(brv2.host(), brv.host(), 0.0, 0.0, what + " running_var without y");

@@ -129,13 +129,13 @@ void bench_conv_bn_statistics(const c3::Conv2dParams& p, const float* x, const f
   const double t_two = time_ms([&] {
     gpu().conv2d_forward(p, x, w, nullptr, y, nullptr);
     gpu().batchnorm_forward_train(p.N, C, HW, y, g.p, b.p, rm.p, rv.p, 0.1f, 1e-5f, nullptr, mean.p, invstd.p, nullptr,
-                                  nullptr);
+                                  c3::BnEpilogue{});
   }, reps);
   const std::vector<float> m_two = mean.host(), i_two = invstd.host();
   const double t_fused = time_ms([&] {
     gpu().conv2d_forward(p, x, w, nullptr, y, moments.p);
     gpu().batchnorm_forward_train(p.N, C, HW, y, g.p, b.p, rm.p, rv.p, 0.1f, 1e-5f, nullptr, mean.p, invstd.p,
-                                  moments.p, nullptr);
+                                  moments.p, c3::BnEpilogue{});
   }, reps);
   const std::vector<float> m_fused = mean.host(), i_fused = invstd.host();
   double worst = 0;  // the two ways' statistics agree to float rounding
