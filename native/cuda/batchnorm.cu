@@ -1,11 +1,11 @@
-// Batch normalisation over (N, C, HW). Per-channel statistics in two levels: partial sums in
-// double over slices of the batch (a block per (channel, slice) when HW is large, a thread per
-// (channel, slice) when it is small so that (N, C) inputs are read along C), then the grid's
-// last block (arrives_last) merges each channel's slices in a fixed order, in the same launch. The forward sums are shifted by the
-// channel's first value (sum of x - K and of (x - K)^2), which keeps the one-pass variance
-// accurate when the mean is large against the spread. A final elementwise pass applies the
-// per-channel affine map; its float arithmetic (and the per-channel double arithmetic) uses
-// _rn intrinsics in the CPU's order, so no fused multiply-add moves the rounding.
+// Batch normalisation over (N, C, HW). Per-channel statistics in two levels: partial sums in double
+// over slices of the batch (a block per (channel, slice) when HW is large, a thread per (channel,
+// slice) when it is small so that (N, C) inputs are read along C), then the grid's last block
+// (arrives_last) merges each channel's slices in a fixed order, in the same launch. The forward
+// sums are shifted by the channel's first value (sum of x - K and of (x - K)^2), which keeps the
+// one-pass variance accurate when the mean is large against the spread. A final elementwise pass
+// applies the per-channel affine map; its float arithmetic (and the per-channel double arithmetic)
+// uses _rn intrinsics in the CPU's order, so no fused multiply-add moves the rounding.
 #include <cuda_runtime.h>
 
 #include <algorithm>
