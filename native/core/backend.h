@@ -132,6 +132,11 @@ struct Backend {
   // pass that makes dz.
   void (*bn_glu_forward)(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
                          const float* mean, const float* invstd, float* y);
+  // In training: batchnorm_forward_train's statistics (moments as there, y null) into save_*, then
+  // bn_glu_forward from them; a backend may do both in one pass when the moments are given.
+  void (*bn_glu_forward_train)(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma,
+                               const float* beta, float* running_mean, float* running_var, float momentum, float eps,
+                               const float* moments, float* y, float* save_mean, float* save_invstd);
   void (*bn_glu_batchnorm_backward)(int64_t N, int64_t half, int64_t HW, bool training, const float* dy,
                                     const float* x, const float* gamma, const float* beta, const float* mean,
                                     const float* invstd, float* dz, float* dx, float* dgamma, float* dbeta);

@@ -565,12 +565,13 @@ BatchNormOut batchnorm_glu_forward(const Tensor& x, const Tensor& gamma, const T
   out_shape[1] /= 2;
   BatchNormOut out{Tensor(x.device(), out_shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   const Backend& be = x.be();
-  if (training)
-    be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
-                               running_var.data(), momentum, eps, nullptr, out.save_mean.data(),
-                               out.save_invstd.data(), given, BnEpilogue{});
-  else
-    eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
+  if (training) {
+    be.bn_glu_forward_train(N, C / 2, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
+                            running_var.data(), momentum, eps, given, out.y.data(), out.save_mean.data(),
+                            out.save_invstd.data());
+    return out;
+  }
+  eval_statistics(be, x.device(), C, running_mean, running_var, eps, out.save_mean, out.save_invstd);
   be.bn_glu_forward(N, C / 2, HW, x.data(), gamma.data(), beta.data(), out.save_mean.data(), out.save_invstd.data(),
                     out.y.data());
   return out;

@@ -15,7 +15,7 @@ const Backend& cpu_backend() {
       cpu::batchnorm_forward_train, cpu::batchnorm_forward_eval, cpu::batchnorm_backward,
       cpu::batchnorm_leaky_backward,
       cpu::glu_forward, cpu::glu_backward,
-      cpu::bn_glu_forward, cpu::bn_glu_batchnorm_backward,
+      cpu::bn_glu_forward, cpu::bn_glu_forward_train, cpu::bn_glu_batchnorm_backward,
       cpu::unary_forward, cpu::unary_backward, cpu::binary_forward, cpu::expand, cpu::sum_to,
       cpu::upsample2x_forward, cpu::upsample2x_backward,
       cpu::copy_block,

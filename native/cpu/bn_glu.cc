@@ -80,6 +80,14 @@ void bn_glu_backward(int64_t N, int64_t half, int64_t HW, const float* dy, const
   });
 }
 
+void bn_glu_forward_train(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
+                          float* running_mean, float* running_var, float momentum, float eps, const float* moments,
+                          float* y, float* save_mean, float* save_invstd) {
+  batchnorm_forward_train(N, 2 * half, HW, x, gamma, beta, running_mean, running_var, momentum, eps, nullptr,
+                          save_mean, save_invstd, moments);
+  bn_glu_forward(N, half, HW, x, gamma, beta, save_mean, save_invstd, y);
+}
+
 void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
                                const float* gamma, const float* beta, const float* mean, const float* invstd,
                                float* dz, float* dx, float* dgamma, float* dbeta) {

@@ -72,6 +72,10 @@ void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, f
 // bn_glu.cc (backend.h: batch norm's affine then GLU, one pass)
 void bn_glu_forward(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
                     const float* mean, const float* invstd, float* y);
+// batchnorm_forward_train's statistics, then bn_glu_forward (the backend table's entry)
+void bn_glu_forward_train(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
+                          float* running_mean, float* running_var, float momentum, float eps, const float* moments,
+                          float* y, float* save_mean, float* save_invstd);
 void bn_glu_backward(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x, const float* gamma,
                      const float* beta, const float* mean, const float* invstd, float* dz);
 // bn_glu_backward, then batchnorm_backward from its dz (the backend table's entry)

@@ -30,7 +30,7 @@ const Backend* cuda_backend() {
       cuda::batchnorm_forward_train, cuda::batchnorm_forward_eval, cuda::batchnorm_backward,
       cuda::batchnorm_leaky_backward,
       cuda::glu_forward, cuda::glu_backward,
-      cuda::bn_glu_forward, cuda::bn_glu_batchnorm_backward,
+      cuda::bn_glu_forward, cuda::bn_glu_forward_train, cuda::bn_glu_batchnorm_backward,
       cuda::unary_forward, cuda::unary_backward, cuda::binary_forward, cuda::expand, cuda::sum_to,
       cuda::upsample2x_forward, cuda::upsample2x_backward,
       cuda::copy_block,

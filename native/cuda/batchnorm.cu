@@ -151,6 +151,22 @@ __device__ __forceinline__ void finish_channel(int c, int64_t count, double mean
   ss[c] = make_float2(static_cast<float>(g * invstd), static_cast<float>(__dsub_rn(b, __dmul_rn(mean * g, invstd))));
 }
 
+// Every block's first step in a one-launch batch norm from given moments: the per-channel step of
+// all C channels (the affine map into the block's shared table ss); block 0 alone also writes the
+// saved statistics and the running estimates, so each has one writer.
+__device__ __forceinline__ void table_from_moments(int C, int64_t count, const float2* moments, const float* gamma,
+                                                   const float* beta, float* running_mean, float* running_var,
+                                                   float momentum, float eps, float* save_mean, float* save_invstd,
+                                                   float2* ss) {
+  const bool first = blockIdx.x == 0;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    const float2 m = moments[c];
+    finish_channel(c, count, m.x, m.y, gamma, beta, first ? running_mean : nullptr, first ? running_var : nullptr,
+                   momentum, eps, first ? save_mean : nullptr, first ? save_invstd : nullptr, ss);
+  }
+  __syncthreads();
+}
+
 // The training statistics in one launch: the partial sums, then the grid's last block finishes
 // every channel (saved statistics, running estimates, the affine map ss).
 template <bool WIDE>
@@ -302,9 +318,10 @@ __global__ void backward_empty(int C, bool training, const float* gamma, const f
 }
 
 // y = x * ss.x + ss.y per channel, then BnEpilogue's residual and LeakyReLU, each rounded as the
-// separate op would (pointwise.cu's LeakyReLU)
-__global__ void apply_affine(int n, FastDiv HW, FastDiv C, const float* __restrict__ x, const float2* __restrict__ ss,
-                             const float* __restrict__ residual, bool leaky, float slope, float* __restrict__ y) {
+// separate op would (pointwise.cu's LeakyReLU), over the grid's share of the elements
+__device__ __forceinline__ void normalise(int n, FastDiv HW, FastDiv C, const float* __restrict__ x, const float2* ss,
+                                          const float* __restrict__ residual, bool leaky, float slope,
+                                          float* __restrict__ y) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     int plane, c, nn;
     plane = HW.div(i);
@@ -315,6 +332,51 @@ __global__ void apply_affine(int n, FastDiv HW, FastDiv C, const float* __restri
     if (leaky) v = v > 0.0f ? v : __fmul_rn(slope, v);
     y[i] = v;
   }
+}
+
+__global__ void apply_affine(int n, FastDiv HW, FastDiv C, const float* __restrict__ x, const float2* __restrict__ ss,
+                             const float* __restrict__ residual, bool leaky, float slope, float* __restrict__ y) {
+  normalise(n, HW, C, x, ss, residual, leaky, slope, y);
+}
+
+// Batch norm-GLU in training from given moments in one launch: every block makes the (s, t) of
+// all 2 * half channels as bn_glu_forward takes them (through the saved float statistics; block
+// 0 also writes those and the running estimates), then the GLU pass
+__global__ void glu_from_moments(int n, FastDiv HW, FastDiv half, int hw, int h, int64_t count,
+                                 const float2* moments, const float* gamma, const float* beta, float* running_mean,
+                                 float* running_var, float momentum, float eps, float* save_mean, float* save_invstd,
+                                 const float* __restrict__ x, float* __restrict__ y) {
+  C3_DYNAMIC_SHARED(float2, st);
+  const bool first = blockIdx.x == 0;
+  for (int c = threadIdx.x; c < 2 * h; c += blockDim.x) {
+    const float2 m = moments[c];
+    if (first)
+      finish_channel(c, count, m.x, m.y, gamma, beta, running_mean, running_var, momentum, eps, save_mean,
+                     save_invstd, st);
+    // finish_channel's save_invstd, rounded; the mean is a float already
+    const float invstd = static_cast<float>(1.0 / sqrt(static_cast<double>(m.y) + eps));
+    const double g = static_cast<double>(gamma[c]) * invstd;
+    st[c] = make_float2(static_cast<float>(g), static_cast<float>(beta[c] - static_cast<double>(m.x) * g));
+  }
+  __syncthreads();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    int j;
+    const int a = glu_first_half(i, HW, half, hw, h, j);
+    y[i] = bn_glu_at(x, a, a + h * hw, st[j], st[h + j]);
+  }
+}
+
+// Batch norm in training from given moments in one launch (table_from_moments, then the pass)
+__global__ void normalise_from_moments(int n, FastDiv HW, FastDiv Cd, int C, int64_t count, const float2* moments,
+                                       const float* gamma, const float* beta, float* running_mean,
+                                       float* running_var, float momentum, float eps, float* save_mean,
+                                       float* save_invstd, const float* __restrict__ x,
+                                       const float* __restrict__ residual, bool leaky, float slope,
+                                       float* __restrict__ y) {
+  C3_DYNAMIC_SHARED(float2, ss);
+  table_from_moments(C, count, moments, gamma, beta, running_mean, running_var, momentum, eps, save_mean, save_invstd,
+                     ss);
+  normalise(n, HW, Cd, x, ss, residual, leaky, slope, y);
 }
 
 // dx = a g + b (x - mean) + k with g the gradient at the normalised values (GradIn)
@@ -333,6 +395,16 @@ __global__ void apply_backward(int n, FastDiv HW, FastDiv C, const float* __rest
 
 void checked_dims(int64_t N, int64_t C, int64_t HW, const char* op) { need_int32(N * C * HW, op, "the input"); }
 
+// A one-launch batch norm from given moments keeps the C channels' table in shared memory
+bool one_launch_from_moments(int64_t C) { return C * sizeof(float2) <= (size_t(48) << 10); }
+
+// ...and every block makes the whole table, so each block takes at least ~8 elements a channel
+unsigned from_moments_grid(int total, int C) {
+  const int64_t per_block = 8 * static_cast<int64_t>(C);
+  return static_cast<unsigned>(
+      std::max<int64_t>(1, std::min<int64_t>(grid_for(total, kThreads), (total + per_block - 1) / per_block)));
+}
+
 }  // namespace
 
 void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
@@ -342,6 +414,14 @@ void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, c
   const int64_t count = N * HW;
   if (count == 0 || C == 0) return;
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
+  if (moments && y && one_launch_from_moments(C)) {
+    const int total = n * c * hw;
+    launch("batch_norm", normalise_from_moments, from_moments_grid(total, c), kThreads,
+           sizeof(float2) * static_cast<size_t>(C), total, FastDiv(hw), FastDiv(c), c, count,
+           reinterpret_cast<const float2*>(moments), gamma, beta, running_mean, running_var, momentum, eps, save_mean,
+           save_invstd, x, epi.residual, epi.leaky, epi.slope, y);
+    return;
+  }
   Scratch ss(sizeof(float2) * static_cast<size_t>(C));
   if (moments) {  // the conv's epilogue summed x already
     launch("batch_norm", train_finalize_given, (c + kThreads - 1) / kThreads, kThreads, 0, c, count,
@@ -431,6 +511,25 @@ void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, f
                               float* dgamma, float* dbeta) {
   backward("cuda batch_norm_leaky_backward", N, C, HW, training, dy, y, slope, x, gamma, save_mean, save_invstd, dx,
            dgamma, dbeta);
+}
+
+void bn_glu_forward_train(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
+                          float* running_mean, float* running_var, float momentum, float eps, const float* moments,
+                          float* y, float* save_mean, float* save_invstd) {
+  const int64_t C = 2 * half;
+  checked_dims(N, C, HW, "cuda batch_norm_glu");
+  if (N * HW == 0 || C == 0) return;
+  if (moments && one_launch_from_moments(C)) {
+    const int total = static_cast<int>(N * half * HW), h = static_cast<int>(half), hw = static_cast<int>(HW);
+    launch("batch_norm_glu", glu_from_moments, from_moments_grid(total, static_cast<int>(C)), kThreads,
+           sizeof(float2) * static_cast<size_t>(C), total, FastDiv(hw), FastDiv(h), hw, h, N * HW,
+           reinterpret_cast<const float2*>(moments), gamma, beta, running_mean, running_var, momentum, eps, save_mean,
+           save_invstd, x, y);
+    return;
+  }
+  batchnorm_forward_train(N, C, HW, x, gamma, beta, running_mean, running_var, momentum, eps, nullptr, save_mean,
+                          save_invstd, moments);
+  bn_glu_forward(N, half, HW, x, gamma, beta, save_mean, save_invstd, y);
 }
 
 void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,

@@ -1,6 +1,7 @@
 // Batch norm's affine then GLU in one elementwise pass (as native/cpu/bn_glu.cc): per channel
 // z = fma(x, s, t), s and t rounded once from double products of the statistics, y = z_a *
-// sigmoid(z_b). The backward is batchnorm.cu's (bn_glu_batchnorm_backward).
+// sigmoid(z_b). The training forward from given moments and the backward are batchnorm.cu's
+// (bn_glu_forward_train, bn_glu_batchnorm_backward).
 #include <cuda_runtime.h>
 
 #include "bn_glu.cuh"
@@ -13,24 +14,15 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// element i of the output (N, half, HW): sample nn, channel j; its halves at xa, xa + half * HW
-__device__ __forceinline__ int first_half(int i, FastDiv HW, FastDiv half, int hw, int h, int& j) {
-  const int plane = HW.div(i), pos = i - plane * hw;
-  int nn;
-  half.divmod(plane, nn, j);
-  return (nn * 2 * h + j) * hw + pos;
-}
-
 __global__ void forward_kernel(int n, FastDiv HW, FastDiv half, int hw, int h, const float* __restrict__ x,
                                const float* __restrict__ gamma, const float* __restrict__ beta,
                                const float* __restrict__ mean, const float* __restrict__ invstd,
                                float* __restrict__ y) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     int j;
-    const int a = first_half(i, HW, half, hw, h, j), b = a + h * hw;
-    const float2 ka = bn_glu_coefficients(j, gamma, beta, mean, invstd);
-    const float2 kb = bn_glu_coefficients(h + j, gamma, beta, mean, invstd);
-    y[i] = fmaf(x[a], ka.x, ka.y) * glu_sigmoid(fmaf(x[b], kb.x, kb.y));
+    const int a = glu_first_half(i, HW, half, hw, h, j), b = a + h * hw;
+    y[i] = bn_glu_at(x, a, b, bn_glu_coefficients(j, gamma, beta, mean, invstd),
+                     bn_glu_coefficients(h + j, gamma, beta, mean, invstd));
   }
 }
 

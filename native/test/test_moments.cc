@@ -275,7 +275,44 @@ C3_TEST(batchnorm_train_from_given_moments) {
     expect_close(bs2.host(), bs.host(), 0.0, 0.0, what + " save_mean without y");
     expect_close(bi2.host(), bi.host(), 0.0, 0.0, what + " save_invstd without y");
     expect_close(brv2.host(), brv.host(), 0.0, 0.0, what + " running_var without y");
+    // with a LeakyReLU after it (BnEpilogue): the separate op's rounding
+    Buf brm3(be, rm), brv3(be, rv), byl(be, x.size()), bs3(be, C), bi3(be, C), bl(be, x.size());
+    be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm3.p(), brv3.p(), 0.1f, 1e-5f, byl.p(), bs3.p(),
+                               bi3.p(), bmo.p(), BnEpilogue{nullptr, true, 0.2f});
+    be.unary_forward(c3::UnaryOp::LeakyRelu, x.size(), by.p(), 0.2f, bl.p());
+    expect_close(byl.host(), bl.host(), 0.0, 0.0, what + " LeakyReLU(y)");
+    expect_close(brv3.host(), brv.host(), 0.0, 0.0, what + " running_var with a LeakyReLU");
   }
+}
+
+// Batch norm-GLU in training (bn_glu_forward_train) against its two steps: the statistics
+// (batchnorm_forward_train without y), then bn_glu_forward from them; from given moments and not.
+C3_TEST(bn_glu_forward_train_is_its_two_steps) {
+  const int64_t shapes[][3] = {{8, 5, 1}, {3, 4, 30}, {2, 3, 1000}, {16, 32, 16}, {4, 6, 7}};
+  uint64_t seed = 9400;
+  for (auto& s : shapes)
+    for (bool given : {true, false}) {
+      const int64_t N = s[0], half = s[1], HW = s[2], C = 2 * half, n = N * half * HW;
+      Vec x = random_vec(2 * n, ++seed, -1.0f, 3.0f), g = random_vec(C, ++seed, 0.5f, 1.5f);
+      Vec b = random_vec(C, ++seed), rm = random_vec(C, ++seed), rv = random_vec(C, ++seed, 0.5f, 2.0f);
+      const DVec md = moments_d(N, C, HW, x);
+      Vec m(md.begin(), md.end());
+      Buf bx(be, x), bg(be, g), bb(be, b), bmo(be, m), brm(be, rm), brv(be, rv), by(be, n), bs(be, C), bi(be, C),
+          brm2(be, rm), brv2(be, rv), by2(be, n), bs2(be, C), bi2(be, C);
+      const float* mo = given ? bmo.p() : nullptr;
+      be.bn_glu_forward_train(N, half, HW, bx.p(), bg.p(), bb.p(), brm.p(), brv.p(), 0.1f, 1e-5f, mo, by.p(), bs.p(),
+                              bi.p());
+      be.batchnorm_forward_train(N, C, HW, bx.p(), bg.p(), bb.p(), brm2.p(), brv2.p(), 0.1f, 1e-5f, nullptr, bs2.p(),
+                                 bi2.p(), mo, BnEpilogue{});
+      be.bn_glu_forward(N, half, HW, bx.p(), bg.p(), bb.p(), bs2.p(), bi2.p(), by2.p());
+      const std::string what = std::string("bn_glu train") + (given ? " from moments" : "") + " N" +
+                               std::to_string(N) + " half" + std::to_string(half) + " HW" + std::to_string(HW);
+      expect_close(by.host(), by2.host(), 0.0, 0.0, what + " y");
+      expect_close(bs.host(), bs2.host(), 0.0, 0.0, what + " save_mean");
+      expect_close(bi.host(), bi2.host(), 0.0, 0.0, what + " save_invstd");
+      expect_close(brm.host(), brm2.host(), 0.0, 0.0, what + " running_mean");
+      expect_close(brv.host(), brv2.host(), 0.0, 0.0, what + " running_var");
+    }
 }
 
 }  // namespace
