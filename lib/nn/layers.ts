@@ -1,4 +1,4 @@
-// The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, Sequential, with PyTorch's parameter names
+// The layers: Conv2d, Linear, BatchNorm1d/2d, GLU, LeakyReLU, Sequential, with PyTorch's parameter names
 // and default initialisation.
 import { DeviceName, native } from "../native";
 import { add, batchNorm, batchNormGlu, conv2d, conv2dMoments, conv2dUp, conv2dUpMoments, glu, leakyRelu, linear, upsample2x, WithMoments } from "../ops";
@@ -288,8 +288,8 @@ function own<T>(l: Layer | undefined, cls: abstract new (...args: never[]) => T,
 
 // The layers from i that run as one step of forwardChain, longest match first: [Upsample2x]
 // Conv2d BatchNorm [GLU | LeakyReLU] with the conv's moments (BatchNorm in training), Upsample2x
-// Conv2d, BatchNorm GLU, BatchNorm LeakyReLU (slope >= 0), or layer i alone. A step ending with a batch norm (no GLU after it) can also
-// add a residual in its pass (runResidual).
+// Conv2d, BatchNorm GLU, BatchNorm LeakyReLU (slope >= 0), or layer i alone. A step ending with a
+// batch norm (nothing fused after it) can also add a residual in its pass (runResidual).
 interface Step {
   count: number;
   run: (x: Tensor) => Tensor;
