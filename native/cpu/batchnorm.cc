@@ -436,7 +436,7 @@ void set_batchnorm_kernels(const BatchnormKernels& k) { active_kernels() = &k; }
 
 namespace {
 
-// batch norm in training without the residual
+// batch norm in training, without the epilogue (BnEpilogue)
 void normalise_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                      float* running_mean, float* running_var, float momentum, float eps, float* y, float* save_mean,
                      float* save_invstd, const float* moments) {
@@ -484,7 +484,7 @@ void channel_moments(int64_t N, int64_t C, int64_t HW, const float* x, float* mo
 
 namespace {
 
-// batch norm in eval without the residual
+// batch norm in eval, without the epilogue
 void normalise_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma, const float* beta,
                     const float* running_mean, const float* running_var, float eps, float* y) {
   if (N * C * HW == 0) return;

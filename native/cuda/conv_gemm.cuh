@@ -188,7 +188,7 @@ inline Phase conv_phase(const ConvShape& s, int qh, int qw) {
   return ph;
 }
 
-// What tells one phase's descriptors from another's of the same sizes (uniform_phases): a
+// What tells one phase's descriptors from another's of the same sizes (BwddPhases::uniform): a
 // batched launch (tile_gemm_phases) sets it per block.
 struct PhaseAt {
   int qh, qw, h0, w0;
