@@ -353,10 +353,9 @@ __global__ void glu_from_moments(int n, FastDiv HW, FastDiv half, int hw, int h,
     if (first)
       finish_channel(c, count, m.x, m.y, gamma, beta, running_mean, running_var, momentum, eps, save_mean,
                      save_invstd, st);
-    // finish_channel's save_invstd, rounded; the mean is a float already
+    // through finish_channel's save_invstd, rounded (the mean is a float already)
     const float invstd = static_cast<float>(1.0 / sqrt(static_cast<double>(m.y) + eps));
-    const double g = static_cast<double>(gamma[c]) * invstd;
-    st[c] = make_float2(static_cast<float>(g), static_cast<float>(beta[c] - static_cast<double>(m.x) * g));
+    st[c] = bn_glu_coefficients(gamma[c], beta[c], m.x, invstd);
   }
   __syncthreads();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {

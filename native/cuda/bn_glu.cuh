@@ -38,10 +38,13 @@ __device__ __forceinline__ float bn_glu_at(const float* x, int a, int b, float2 
 // channel c's z = fma(x, s, t), (s, t) rounded once from double products of the statistics
 // (as native/cpu/bn_glu.cc), computed where it is used: no table to launch a kernel for, and
 // the statistics' few loads per element hit the cache
+__device__ __forceinline__ float2 bn_glu_coefficients(float gamma, float beta, float mean, float invstd) {
+  const double g = static_cast<double>(gamma) * invstd;
+  return make_float2(static_cast<float>(g), static_cast<float>(beta - static_cast<double>(mean) * g));
+}
 __device__ __forceinline__ float2 bn_glu_coefficients(int c, const float* gamma, const float* beta, const float* mean,
                                                       const float* invstd) {
-  const double g = static_cast<double>(gamma[c]) * invstd[c];
-  return make_float2(static_cast<float>(g), static_cast<float>(beta[c] - static_cast<double>(mean[c]) * g));
+  return bn_glu_coefficients(gamma[c], beta[c], mean[c], invstd[c]);
 }
 
 }  // namespace c3::cuda

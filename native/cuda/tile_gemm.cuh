@@ -166,6 +166,14 @@ struct Phases {
   gemmop::PhaseAt at[P];
   int splits;
   int64_t ws_stride, moments_stride;  // floats per phase
+  // at[phase] read with constant indices only: no local copy of the parameter array
+  C3_HD gemmop::PhaseAt of(int phase) const {
+    gemmop::PhaseAt q = at[0];
+C3_UNROLL
+    for (int i = 1; i < P; ++i)
+      if (phase == i) q = at[i];
+    return q;
+  }
 };
 
 // A block's context with its K split taken from blockIdx.z (the phase is the rest)
@@ -182,10 +190,7 @@ __device__ __forceinline__ void for_block_phase(PhasedCtx& ctx, const Phases<P>&
   const int phase = P == 1 ? 0 : static_cast<int>(blockIdx.z) / ps.splits;
   ctx.split = static_cast<int>(blockIdx.z) - phase * ps.splits;
   if constexpr (P > 1) {
-    gemmop::PhaseAt q = ps.at[0];
-C3_UNROLL
-    for (int i = 1; i < P; ++i)
-      if (phase == i) q = ps.at[i];  // constant indices: no local copy of the parameter array
+    const gemmop::PhaseAt q = ps.of(phase);
     a.set_phase(q);
     b.set_phase(q);
     out.set_phase(q);
@@ -274,11 +279,7 @@ __global__ void splitk_reduce_kernel(const float* __restrict__ ws, int splits, i
     } else {
       const int phase = static_cast<int>(idx / MN);
       Out o = out;
-      gemmop::PhaseAt q = ps.at[0];
-C3_UNROLL
-      for (int i = 1; i < P; ++i)
-        if (phase == i) q = ps.at[i];
-      o.set_phase(q);
+      o.set_phase(ps.of(phase));
       splitk_reduce_at(ws + phase * ps.ws_stride, splits, M, N, o, idx - phase * MN);
     }
   }
