@@ -603,17 +603,26 @@ BatchNormGrads batchnorm_glu_backward(const Tensor& dy, const Tensor& x, const T
   return g;
 }
 
-BatchNormGrads batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
-                                  const Tensor& save_invstd, bool training) {
-  const char* op = "batch_norm_backward";
+// The arguments batch norm's backward passes share: dy of x's shape, the per-channel vectors, one device
+static void check_bn_backward(const char* op, const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                              const Tensor& save_mean, const Tensor& save_invstd, int64_t& N, int64_t& C,
+                              int64_t& HW) {
   need_defined(dy, op, "dy");
   need_defined(x, op, "input");
-  int64_t N, C, HW;
   bn_dims(x, op, N, C, HW);
   check(dy.shape == x.shape, op, "dy ", shape_str(dy.shape), " does not match input ", shape_str(x.shape));
   need_vec(gamma, C, op, "weight");
   need_vec(save_mean, C, op, "save_mean");
   need_vec(save_invstd, C, op, "save_invstd");
+  for (const Tensor* t : std::initializer_list<const Tensor*>{&dy, &gamma, &save_mean, &save_invstd})
+    same_device(x, *t, op);
+}
+
+BatchNormGrads batchnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
+                                  const Tensor& save_invstd, bool training) {
+  const char* op = "batch_norm_backward";
+  int64_t N, C, HW;
+  check_bn_backward(op, dy, x, gamma, save_mean, save_invstd, N, C, HW);
   BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   x.be().batchnorm_backward(N, C, HW, training, dy.data(), x.data(), gamma.data(), save_mean.data(),
                             save_invstd.data(), g.dx.data(), g.dgamma.data(), g.dbeta.data());
@@ -624,19 +633,12 @@ BatchNormGrads batchnorm_leaky_backward(const Tensor& dy, const Tensor& y, float
                                         const Tensor& gamma, const Tensor& save_mean, const Tensor& save_invstd,
                                         bool training) {
   const char* op = "batch_norm_leaky_backward";
-  need_defined(dy, op, "dy");
-  need_defined(y, op, "output");
-  need_defined(x, op, "input");
   int64_t N, C, HW;
-  bn_dims(x, op, N, C, HW);
-  check(dy.shape == x.shape, op, "dy ", shape_str(dy.shape), " does not match input ", shape_str(x.shape));
+  check_bn_backward(op, dy, x, gamma, save_mean, save_invstd, N, C, HW);
+  need_defined(y, op, "output");
   check(y.shape == x.shape, op, "the output ", shape_str(y.shape), " does not match input ", shape_str(x.shape));
+  same_device(x, y, op);
   check(std::isfinite(slope) && slope >= 0.0f, op, "the LeakyReLU slope must be finite and >= 0, got ", slope);
-  need_vec(gamma, C, op, "weight");
-  need_vec(save_mean, C, op, "save_mean");
-  need_vec(save_invstd, C, op, "save_invstd");
-  for (const Tensor* t : std::initializer_list<const Tensor*>{&dy, &y, &gamma, &save_mean, &save_invstd})
-    same_device(x, *t, op);
   Tensor dz(x.device(), x.shape, op);
   BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   x.be().batchnorm_leaky_backward(N, C, HW, training, slope, dy.data(), y.data(), x.data(), gamma.data(),
