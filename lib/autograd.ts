@@ -12,8 +12,11 @@ import type { Tensor } from "./tensor";
 /**
  * Backward closure: input gradients (null where not needed) from the output gradient. It may
  * return dy itself for one input (the tape then owns it); other results must be fresh handles.
+ * `into[i]`, when given, is the gradient input i already has from other consumers: the closure
+ * may add input i's gradient into it in place (a conv's epilogue does) and return `into[i]`
+ * itself, which tells the tape the sum is made. `into` is passed only when some entry is set.
  */
-export type BackwardFn = (dy: NativeTensor) => (NativeTensor | null)[];
+export type BackwardFn = (dy: NativeTensor, into?: (NativeTensor | null)[]) => (NativeTensor | null)[];
 
 export class Node {
   readonly op: string;
@@ -163,6 +166,39 @@ function topoOrder(root: Node): Node[] {
 }
 
 /**
+ * Gradients for leaves that already hold one, summed in one call (one launch on CUDA) when the
+ * backward pass ends instead of an axpy each: a module run several times in one graph (D sees
+ * four batches a step) gets each parameter's contributions added in arrival order, so the bits
+ * are those of the axpys. Held contributions are flushed early past kHeldBytes.
+ */
+class LeafSums {
+  static readonly kHeldBytes = 256 * 1024 * 1024;
+  private dsts: NativeTensor[] = [];
+  private srcs: NativeTensor[] = [];
+  private bytes = 0;
+
+  add(dst: NativeTensor, g: NativeTensor): void {
+    this.dsts.push(dst);
+    this.srcs.push(g);
+    this.bytes += 4 * g.numel;
+    if (this.bytes > LeafSums.kHeldBytes) this.flush();
+  }
+
+  /** adds what is held, then frees the contributions */
+  flush(): void {
+    const { dsts, srcs } = this;
+    this.dsts = [];
+    this.srcs = [];
+    this.bytes = 0;
+    try {
+      if (dsts.length) native().addInto(dsts, srcs);
+    } finally {
+      for (const g of srcs) g.dispose();
+    }
+  }
+}
+
+/**
  * Backpropagates from `root` with output gradient `seed` (a handle the tape takes over).
  * `adoptGrad` wraps a handle as an untracked Tensor for a leaf's .grad.
  */
@@ -185,6 +221,8 @@ export function runBackward(root: Tensor, seed: NativeTensor, adoptGrad: (h: Nat
   // gradients of non-leaf tensors, keyed by the Tensor object (its handle may be disposed already)
   const grads = new Map<Tensor, NativeTensor>();
   grads.set(root, seed);
+  const leafSums = new LeafSums();
+  let ok = false;
   try {
     for (let k = order.length - 1; k >= 0; k--) {
       const node = order[k];
@@ -195,19 +233,22 @@ export function runBackward(root: Tensor, seed: NativeTensor, adoptGrad: (h: Nat
         node.releaseSaved();
         continue;
       }
+      const into = heldGrads(node, grads);
       let gs: (NativeTensor | null)[];
       try {
-        gs = node.backwardFn(dy);
+        gs = into ? node.backwardFn(dy, into) : node.backwardFn(dy);
       } catch (e) {
         dy.dispose();
         throw e;
       }
-      // each returned handle must be owned once: clone repeats (and dy if returned twice)
+      // each returned handle must be owned once: clone repeats (and dy if returned twice); a
+      // gradient added into the one held is already where it belongs
       const seen = new Set<NativeTensor>();
       const owned: (NativeTensor | null)[] = [];
       for (let i = 0; i < node.inputs.length; i++) {
         let g = gs[i] ?? null;
-        if (g && seen.has(g)) g = N.clone(g);
+        if (g && into && g === into[i]) g = null;
+        else if (g && seen.has(g)) g = N.clone(g);
         if (g) seen.add(g);
         owned.push(g);
       }
@@ -229,27 +270,56 @@ export function runBackward(root: Tensor, seed: NativeTensor, adoptGrad: (h: Nat
             grads.set(input, g);
           }
         } else {
-          accumulateLeaf(input, g, adoptGrad);
+          accumulateLeaf(input, g, adoptGrad, leafSums);
         }
       }
       if (!dyOwned && !dy.disposed) dy.dispose();
       node.releaseSaved();
     }
+    ok = true;
   } finally {
-    for (const g of grads.values()) if (!g.disposed) g.dispose();
-    for (const n of order) n.releaseSaved();
+    // what reached the leaves is added even when the pass failed (as immediate axpys were)
+    try {
+      leafSums.flush();
+    } catch (e) {
+      if (ok) throw e; // after a failure, that first error is the one to report
+    } finally {
+      for (const g of grads.values()) if (!g.disposed) g.dispose();
+      for (const n of order) n.releaseSaved();
+    }
   }
 }
 
-function accumulateLeaf(leaf: Tensor, g: NativeTensor, adoptGrad: (h: NativeTensor) => Tensor): void {
+/**
+ * The gradients node's inputs already hold (non-leaf inputs another consumer reached first),
+ * or null when none does. An input listed twice gets the entry once.
+ */
+function heldGrads(node: Node, grads: Map<Tensor, NativeTensor>): (NativeTensor | null)[] | null {
+  let into: (NativeTensor | null)[] | null = null;
+  const inputs = node.inputs;
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i];
+    if (!input || !node.needs[i] || !input._node) continue;
+    const prev = grads.get(input);
+    if (!prev || inputs.indexOf(input) !== i) continue;
+    into ??= new Array<NativeTensor | null>(inputs.length).fill(null);
+    into[i] = prev;
+  }
+  return into;
+}
+
+function accumulateLeaf(leaf: Tensor, g: NativeTensor, adoptGrad: (h: NativeTensor) => Tensor, sums?: LeafSums): void {
   if (!leaf.requiresGrad) {
     g.dispose();
     return;
   }
   const cur = leaf.grad;
   if (cur && !cur.disposed) {
-    native().axpy(cur.handle, 1, g);
-    g.dispose();
+    if (sums) sums.add(cur.handle, g);
+    else {
+      native().axpy(cur.handle, 1, g);
+      g.dispose();
+    }
   } else {
     leaf._setGradInternal(adoptGrad(g));
   }

@@ -115,6 +115,8 @@ export interface NativeAddon {
   copy(dst: NativeTensor, src: NativeTensor): void;
   /** y += alpha * x */
   axpy(y: NativeTensor, alpha: number, x: NativeTensor): void;
+  /** dsts[i] += srcs[i] for each pair in order (the bits of those axpys), in one call (one launch on CUDA) */
+  addInto(dsts: NativeTensor[], srcs: NativeTensor[]): void;
   randn(shape: number[], device: DeviceName, gen: NativeGenerator, mean: number, std: number): NativeTensor;
   rand(shape: number[], device: DeviceName, gen: NativeGenerator, lo: number, hi: number): NativeTensor;
 
@@ -133,6 +135,8 @@ export interface NativeAddon {
   /** conv2d and its output's per-channel [mean, biased variance] (K, 2): [y, moments] */
   conv2dMoments(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor[];
   conv2dBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[], stride: number, pad: number): NativeTensor;
+  /** into += conv2dBackwardData(dy, w, into.shape, stride, pad); on CUDA in the conv's epilogue */
+  conv2dBackwardDataAdd(into: NativeTensor, dy: NativeTensor, w: NativeTensor, stride: number, pad: number): void;
   conv2dBackwardWeight(dy: NativeTensor, x: NativeTensor, wShape: number[], stride: number, pad: number): NativeTensor;
   /** conv2d(upsample2x(x), w, bias, 1, 1) for a (K, C, 3, 3) w, without the upsampled tensor */
   conv2dUp(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null): NativeTensor;

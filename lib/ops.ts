@@ -2,7 +2,7 @@
 // whose backward calls the native backward kernels. Arguments are checked here where the
 // message is clearer than the native one (the native layer checks everything again).
 import { native, NativeAddon, NativeTensor, UnaryOpName, BinaryOpName } from "./native";
-import { isGradEnabled, Node, retainInputs } from "./autograd";
+import { BackwardFn, isGradEnabled, Node, retainInputs } from "./autograd";
 import { checkShape, numelOf, shapeStr, Tensor } from "./tensor";
 
 type Grads = (NativeTensor | null)[];
@@ -24,7 +24,7 @@ class Ctx {
  * returns the backward closure. `own` are temporaries (e.g. saved statistics) that the node takes
  * over, or that are disposed right away when nothing is recorded.
  */
-function finish(op: string, out: NativeTensor, inputs: (Tensor | null)[], setup: (c: Ctx) => (dy: NativeTensor) => Grads,
+function finish(op: string, out: NativeTensor, inputs: (Tensor | null)[], setup: (c: Ctx) => BackwardFn,
   own: NativeTensor[] = []): Tensor {
   const grad = isGradEnabled();
   const needs = inputs.map((t) => grad && t !== null && t.requiresGrad);
@@ -35,7 +35,7 @@ function finish(op: string, out: NativeTensor, inputs: (Tensor | null)[], setup:
   }
   const N = native();
   const ctx = new Ctx(N, needs);
-  let fn: (dy: NativeTensor) => Grads;
+  let fn: BackwardFn;
   try {
     fn = setup(ctx);
   } catch (e) {
@@ -436,13 +436,18 @@ function conv2dResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: T
   const xShape = x.shape;
   const wShape = w.shape;
   return convResult(op, y, x, w, bias, (dy, ws) => N.conv2dBackwardData(dy, ws, xShape, stride, padding),
-    (dy, xs) => N.conv2dBackwardWeight(dy, xs, wShape, stride, padding));
+    (dy, xs) => N.conv2dBackwardWeight(dy, xs, wShape, stride, padding),
+    (into, dy, ws) => N.conv2dBackwardDataAdd(into, dy, ws, stride, padding));
 }
 
-/** A conv's output as a tape node: gradients by backData(dy, w), backWeight(dy, x) and the bias's sum. */
+/**
+ * A conv's output as a tape node: gradients by backData(dy, w), backWeight(dy, x) and the bias's
+ * sum; with backDataAdd, an input gradient the tape already holds takes the new one in place.
+ */
 function convResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null,
   backData: (dy: NativeTensor, w: NativeTensor) => NativeTensor,
-  backWeight: (dy: NativeTensor, x: NativeTensor) => NativeTensor): Tensor {
+  backWeight: (dy: NativeTensor, x: NativeTensor) => NativeTensor,
+  backDataAdd?: (into: NativeTensor, dy: NativeTensor, w: NativeTensor) => void): Tensor {
   const N = native();
   const xh = x.use(op);
   const wh = w.use(op);
@@ -450,8 +455,13 @@ function convResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Ten
     const [nx, nw, nb] = c.needs;
     const ws = nx ? c.share(wh) : null;
     const xs = nw ? c.share(xh) : null;
-    return (dy) => [
-      nx ? backData(dy, ws!) : null,
+    const dataGrad = (dy: NativeTensor, held: NativeTensor | null | undefined): NativeTensor => {
+      if (!held || !backDataAdd) return backData(dy, ws!);
+      backDataAdd(held, dy, ws!);
+      return held;
+    };
+    return (dy, into) => [
+      nx ? dataGrad(dy, into?.[0]) : null,
       nw ? backWeight(dy, xs!) : null,
       nb ? N.sum(dy, [0, 2, 3], false) : null,
     ];

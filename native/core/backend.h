@@ -22,6 +22,15 @@ struct AdamTensor {
   int64_t step;
 };
 
+// One gradient sum: dst (n elements) += srcs[0], then += srcs[1], ... in order, each as an axpy
+// with alpha 1 (so the same bits as that chain of axpys). No src overlaps any dst of the call.
+struct SumInto {
+  float* dst;
+  const float* const* srcs;
+  size_t count;
+  size_t n;
+};
+
 struct Conv2dParams {
   int64_t N, C, H, W;   // input
   int64_t K, R, S;      // output channels, kernel height, kernel width
@@ -72,6 +81,8 @@ struct Backend {
 
   // y += alpha * x
   void (*axpy)(size_t n, float alpha, const float* x, float* y);
+  // many SumInto at once (a backward pass's parameter gradients: one launch on CUDA)
+  void (*sum_into)(const SumInto* ts, size_t count);
   // y = scale * x + shift
   void (*affine)(size_t n, const float* x, float scale, float shift, float* y);
 
@@ -86,6 +97,9 @@ struct Backend {
   void (*conv2d_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                          float* moments);
   void (*conv2d_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+  // dx += the gradient above, with the bits of conv2d_backward_data then axpy (alpha 1): for an
+  // input whose gradient is already partly summed (a residual block's input)
+  void (*conv2d_backward_data_accumulate)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
   void (*conv2d_backward_weight)(const Conv2dParams& p, const float* dy, const float* x, float* dw);
   // The same conv of x upsampled 2x (nearest) first, without the upsampled tensor: p describes
   // the conv on x itself (3x3, stride 1, pad 1; x (N, C, H, W), y (N, K, 2H, 2W), OH = H, OW = W).

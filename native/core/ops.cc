@@ -1,6 +1,7 @@
 // Shape checks, output allocation and dispatch for every op. Kernels trust what passes here.
 #include "ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
@@ -16,6 +17,13 @@ void need_defined(const Tensor& t, const char* op, const char* arg) {
 void same_device(const Tensor& a, const Tensor& b, const char* op) {
   check(a.device() == b.device(), op, "tensors on different devices (", device_name(a.device()), " ",
         shape_str(a.shape), " and ", device_name(b.device()), " ", shape_str(b.shape), ")");
+}
+
+// whether the two tensors' elements share memory (handles on one storage, or views into it)
+bool overlaps(const Tensor& a, const Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0) return false;
+  const float *a0 = a.data(), *b0 = b.data();
+  return a0 < b0 + b.numel() && b0 < a0 + a.numel();
 }
 
 void need_rank(const Tensor& t, int rank, const char* op, const char* arg) {
@@ -148,6 +156,81 @@ void copy_(Tensor& dst, const Tensor& src) {
   same_device(dst, src, "copy");
   check(dst.numel() == src.numel(), "copy", "sizes differ: ", shape_str(dst.shape), " and ", shape_str(src.shape));
   if (dst.data() != src.data()) dst.be().copy(dst.data(), src.data(), src.numel());
+}
+
+namespace {
+
+// No source may overlap a destination, nor two destinations each other (one destination is one
+// pass; two that partly coincide would race on a device); sources may share memory. A sweep over
+// the ranges sorted by start: a call holds a backward pass's parameters, so no quadratic check.
+// first[k]: the first pair naming sums[k]'s destination (for the message)
+void check_sum_overlaps(const std::vector<SumInto>& sums, const std::vector<size_t>& first,
+                        const std::vector<const Tensor*>& srcs, const char* op) {
+  struct Range {
+    const float *begin, *end;
+    bool dst;
+    size_t index;  // the pair
+  };
+  std::vector<Range> rs;
+  rs.reserve(sums.size() + srcs.size());
+  for (size_t k = 0; k < sums.size(); ++k)
+    if (sums[k].n) rs.push_back({sums[k].dst, sums[k].dst + sums[k].n, true, first[k]});
+  for (size_t i = 0; i < srcs.size(); ++i)
+    if (srcs[i]->numel()) rs.push_back({srcs[i]->data(), srcs[i]->data() + srcs[i]->numel(), false, i});
+  std::sort(rs.begin(), rs.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.dst > b.dst;  // a destination first: one message
+  });
+  const Range* last_dst = nullptr;  // the destination reaching furthest so far
+  const Range* last_any = nullptr;  // the range reaching furthest so far
+  const auto name = [&](const Range& r) {
+    return (r.dst ? "destination " : "source ") + std::to_string(r.index);
+  };
+  for (const Range& r : rs) {
+    const Range* hit = last_dst && r.begin < last_dst->end ? last_dst
+                       : r.dst && last_any && r.begin < last_any->end ? last_any
+                                                                       : nullptr;
+    check(!hit, op, name(r), " shares memory with ", hit ? name(*hit) : "");
+    if (r.dst && (!last_dst || r.end > last_dst->end)) last_dst = &r;
+    if (!last_any || r.end > last_any->end) last_any = &r;
+  }
+}
+
+}  // namespace
+
+void add_into_(const std::vector<Tensor*>& dsts, const std::vector<const Tensor*>& srcs) {
+  const char* op = "add_into";
+  check(dsts.size() == srcs.size(), op, dsts.size(), " destinations for ", srcs.size(), " sources");
+  if (dsts.empty()) return;
+  // group the pairs by destination storage, keeping each destination's sources in call order
+  std::vector<SumInto> sums;
+  std::vector<std::vector<const float*>> lists;
+  std::vector<size_t> first;
+  for (size_t i = 0; i < dsts.size(); ++i) {
+    Tensor& y = *dsts[i];
+    const Tensor& x = *srcs[i];
+    need_defined(y, op, "destination");
+    need_defined(x, op, "source");
+    same_device(*dsts[0], y, op);
+    same_device(y, x, op);
+    check(y.shape == x.shape, op, "pair ", i, ": shapes differ: ", shape_str(y.shape), " and ", shape_str(x.shape));
+    size_t k = 0;
+    while (k < sums.size() && sums[k].dst != y.data()) ++k;
+    if (k == sums.size()) {
+      sums.push_back({y.data(), nullptr, 0, static_cast<size_t>(y.numel())});
+      lists.emplace_back();
+      first.push_back(i);
+    } else {
+      check(sums[k].n == static_cast<size_t>(y.numel()), op, "pair ", i, ": a destination seen with ", sums[k].n,
+            " elements now has ", y.numel());
+    }
+    lists[k].push_back(x.data());
+  }
+  check_sum_overlaps(sums, first, srcs, op);
+  for (size_t k = 0; k < sums.size(); ++k) {
+    sums[k].srcs = lists[k].data();
+    sums[k].count = lists[k].size();
+  }
+  dsts[0]->be().sum_into(sums.data(), sums.size());
 }
 
 void axpy_(Tensor& y, float alpha, const Tensor& x) {
@@ -325,16 +408,36 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stri
   return y;
 }
 
+namespace {
+
+Conv2dParams check_conv_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, int64_t stride,
+                                      int64_t pad, const char* op) {
+  need_defined(dy, op, "dy");
+  need_defined(w, op, "weight");
+  same_device(dy, w, op);
+  Conv2dParams p = conv2d_params(x_shape, w.shape, stride, pad, op);
+  check(dy.shape == Shape({p.N, p.K, p.OH, p.OW}), op, "dy ", shape_str(dy.shape), " does not match the output shape ",
+        shape_str({p.N, p.K, p.OH, p.OW}));
+  return p;
+}
+
+}  // namespace
+
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, int64_t stride, int64_t pad) {
-  need_defined(dy, "conv2d_backward_data", "dy");
-  need_defined(w, "conv2d_backward_data", "weight");
-  same_device(dy, w, "conv2d_backward_data");
-  Conv2dParams p = conv2d_params(x_shape, w.shape, stride, pad, "conv2d_backward_data");
-  check(dy.shape == Shape({p.N, p.K, p.OH, p.OW}), "conv2d_backward_data", "dy ", shape_str(dy.shape),
-        " does not match the output shape ", shape_str({p.N, p.K, p.OH, p.OW}));
+  const Conv2dParams p = check_conv_backward_data(dy, w, x_shape, stride, pad, "conv2d_backward_data");
   Tensor dx(dy.device(), x_shape, "conv2d_backward_data");
   dy.be().conv2d_backward_data(p, dy.data(), w.data(), dx.data());
   return dx;
+}
+
+void conv2d_backward_data_add_(Tensor& dx, const Tensor& dy, const Tensor& w, int64_t stride, int64_t pad) {
+  const char* op = "conv2d_backward_data (adding into a gradient)";
+  need_defined(dx, op, "into");
+  const Conv2dParams p = check_conv_backward_data(dy, w, dx.shape, stride, pad, op);
+  same_device(dx, dy, op);
+  check(!overlaps(dx, dy) && !overlaps(dx, w), op, "the gradient to add into shares memory with ",
+        overlaps(dx, dy) ? "dy" : "the weight");
+  dy.be().conv2d_backward_data_accumulate(p, dy.data(), w.data(), dx.data());
 }
 
 Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape, int64_t stride, int64_t pad) {

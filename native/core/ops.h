@@ -22,6 +22,9 @@ Tensor reshape(const Tensor& t, const Shape& s);  // shares storage; one dim may
 void fill_(Tensor& t, float v);
 void copy_(Tensor& dst, const Tensor& src);                          // same numel
 void axpy_(Tensor& y, float alpha, const Tensor& x);                 // y += alpha x, same numel
+// dsts[i] += srcs[i] for each pair in order (the bits of those axpys), in one backend call; the
+// pairs of one dst are summed in one pass over it. A src may not overlap any dst.
+void add_into_(const std::vector<Tensor*>& dsts, const std::vector<const Tensor*>& srcs);
 Tensor randn(Device d, const Shape& s, Generator& g, float mean, float std);
 Tensor rand(Device d, const Shape& s, Generator& g, float lo, float hi);
 
@@ -44,6 +47,8 @@ Conv2dParams conv2d_params(const Shape& x, const Shape& w, int64_t stride, int64
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad,
               Tensor* moments = nullptr);
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, int64_t stride, int64_t pad);
+// dx += conv2d_backward_data(dy, w, dx.shape, ...), without the gradient's own tensor on CUDA
+void conv2d_backward_data_add_(Tensor& dx, const Tensor& dy, const Tensor& w, int64_t stride, int64_t pad);
 Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& w_shape, int64_t stride, int64_t pad);
 // conv2d(upsample2x(x), w, bias, 1, 1) for a 3x3 w, without the upsampled tensor
 Tensor conv2d_up(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor* moments = nullptr);

@@ -552,6 +552,19 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
     }
 }
 
+// the gradient into a cached block, then axpy: the CPU paths write dx whole, and a fused add would
+// change their rounding (on CUDA the tile epilogue adds it)
+void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  const size_t n = static_cast<size_t>(p.N * p.C * p.H * p.W);
+  if (n == 0) return;
+  struct Block {
+    float* p;
+    ~Block() { free(p); }
+  } g{static_cast<float*>(alloc(n * sizeof(float)))};
+  conv2d_backward_data(p, dy, w, g.p);
+  axpy(n, 1.0f, g.p, dx);
+}
+
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
   const int64_t crs = p.C * p.R * p.S;
   if (p.K == 0 || crs == 0) return;

@@ -15,6 +15,7 @@ void fill(float* x, size_t n, float v);
 void synchronize();
 int64_t held_bytes();  // the caching allocator's in-use plus cached bytes
 void axpy(size_t n, float alpha, const float* x, float* y);
+void sum_into(const SumInto* ts, size_t count);
 void affine(size_t n, const float* x, float scale, float shift, float* y);
 
 // random.cc
@@ -33,6 +34,7 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments = nullptr);
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 void conv2d_forward_reference(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y);
 void conv2d_backward_data_reference(const Conv2dParams& p, const float* dy, const float* w, float* dx);

@@ -1,5 +1,5 @@
 // Host memory for the CPU backend (cached: host_alloc.cc) and the simple streaming kernels (fill,
-// axpy, affine).
+// axpy, sum_into, affine).
 #include <cstring>
 
 #include "../core/threadpool.h"
@@ -43,6 +43,20 @@ void axpy(size_t n, float alpha, const float* x, float* y) {
   parallel_for(static_cast<int64_t>(n), kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) y[i] += alpha * x[i];
   });
+}
+
+// each dst read and written once; v + s equals axpy's y + 1 * x
+void sum_into(const SumInto* ts, size_t count) {
+  for (size_t k = 0; k < count; ++k) {
+    const SumInto& t = ts[k];
+    parallel_for(static_cast<int64_t>(t.n), kGrain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float v = t.dst[i];
+        for (size_t j = 0; j < t.count; ++j) v += t.srcs[j][i];
+        t.dst[i] = v;
+      }
+    });
+  }
 }
 
 void affine(size_t n, const float* x, float scale, float shift, float* y) {

@@ -41,15 +41,19 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
   else channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
 }
 
-void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+namespace {
+
+// dx = the product (beta 0) or dx += it (beta 1: the epilogue adds the value held, as axpy would)
+void backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx, float beta) {
   const ConvShape s = checked_shape(p, "cuda conv2d_backward_data");
   if (s.OH == 1 && s.OW == 1 && s.pad == 0 && s.H == s.R && s.W == s.S) {
     // a kernel covering the whole unpadded input (D's last 4x4 conv to a 1x1 map, stride 4):
     // dx (N x CRS) = dy (N x K) W (K x CRS), one product where the stride phases took R*S
-    gemm(false, false, s.N, static_cast<int64_t>(s.C) * s.R * s.S, s.K, 1.0f, dy, w, 0.0f, dx);
+    gemm(false, false, s.N, static_cast<int64_t>(s.C) * s.R * s.S, s.K, 1.0f, dy, w, beta, dx);
     return;
   }
-  if (bwdd_needs_zero(s))
+  // pixels no phase covers (stride over the kernel) get no gradient: zeros, or dx as held
+  if (bwdd_needs_zero(s) && beta == 0.0f)
     check_cuda(cudaMemsetAsync(dx, 0, sizeof(float) * static_cast<size_t>(p.N * p.C * p.H * p.W), stream()),
                "conv2d_backward_data");
   const BwddPhases phases = bwdd_phases(s);
@@ -58,13 +62,23 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
     tile::Phases<4> ps{};
     for (int i = 0; i < 4; ++i) ps.at[i] = phase_at(phases.ph[i]);
     tile::tile_gemm_phases("conv2d_backward_data", conv_bwdd_w(s, ph, w), conv_bwdd_dy(s, ph, dy),
-                           conv_bwdd_out(s, ph, dx), ps, s.K * ph.Rp * ph.Sp);
+                           conv_bwdd_out(s, ph, dx, beta), ps, s.K * ph.Rp * ph.Sp);
     return;
   }
   for_each_bwdd_phase(s, [&](const Phase& ph) {
-    tile::tile_gemm("conv2d_backward_data", conv_bwdd_w(s, ph, w), conv_bwdd_dy(s, ph, dy), conv_bwdd_out(s, ph, dx),
-                    s.K * ph.Rp * ph.Sp);
+    tile::tile_gemm("conv2d_backward_data", conv_bwdd_w(s, ph, w), conv_bwdd_dy(s, ph, dy),
+                    conv_bwdd_out(s, ph, dx, beta), s.K * ph.Rp * ph.Sp);
   });
+}
+
+}  // namespace
+
+void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  backward_data(p, dy, w, dx, 0.0f);
+}
+
+void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  backward_data(p, dy, w, dx, 1.0f);
 }
 
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {

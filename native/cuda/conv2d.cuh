@@ -8,6 +8,8 @@ namespace c3::cuda {
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments);
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
+// dx += the gradient, in the tile epilogue (no pass of its own)
+void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
 
 }  // namespace c3::cuda

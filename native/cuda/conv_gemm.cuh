@@ -320,10 +320,11 @@ struct ConvBwdDOut {
   }
 };
 
-inline ConvBwdDOut conv_bwdd_out(const ConvShape& s, const Phase& ph, float* dx) {
+// beta 1: dx += the product (a gradient added into the one already held)
+inline ConvBwdDOut conv_bwdd_out(const ConvShape& s, const Phase& ph, float* dx, float beta = 0.0f) {
   return ConvBwdDOut{dx,
                      1.0f,
-                     0.0f,
+                     beta,
                      nullptr,
                      FastDiv(ph.Hp * ph.Wp > 0 ? ph.Hp * ph.Wp : 1),
                      FastDiv(ph.Wp > 0 ? ph.Wp : 1),

@@ -128,6 +128,21 @@ C3_OP(Axpy, "axpy")
   return env.Undefined();
 C3_END
 
+// addInto(dsts, srcs): dsts[i] += srcs[i] for each pair, in order, in one backend call
+C3_OP(AddInto, "addInto")
+  std::vector<Tensor> d = a.tensors(0, "dsts"), s = a.tensors(1, "srcs");
+  if (d.size() != s.size())
+    a.range_error("dsts and srcs must pair up, got " + std::to_string(d.size()) + " and " + std::to_string(s.size()));
+  std::vector<Tensor*> dp;
+  std::vector<const Tensor*> sp;
+  for (size_t i = 0; i < d.size(); ++i) {
+    dp.push_back(&d[i]);
+    sp.push_back(&s[i]);
+  }
+  ops::add_into_(dp, sp);
+  return env.Undefined();
+C3_END
+
 C3_OP(Randn, "randn")
   return wrap(env, ops::randn(a.device(1, "device"), a.shape(0, "shape"), a.generator(2, "generator"),
                               a.finite(3, "mean"), a.finite(4, "std")));
@@ -190,6 +205,13 @@ C3_END
 C3_OP(Conv2dBackwardData, "conv2dBackwardData")
   return wrap(env, ops::conv2d_backward_data(a.tensor(0, "dy"), a.tensor(1, "weight"), a.shape(2, "xShape"),
                                              a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
+C3_END
+
+// conv2dBackwardDataAdd(into, dy, weight, stride, padding): into += the input gradient
+C3_OP(Conv2dBackwardDataAdd, "conv2dBackwardDataAdd")
+  ops::conv2d_backward_data_add_(a.tensor(0, "into"), a.tensor(1, "dy"), a.tensor(2, "weight"),
+                                 a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024));
+  return env.Undefined();
 C3_END
 
 C3_OP(Conv2dBackwardWeight, "conv2dBackwardWeight")
@@ -483,9 +505,9 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   static const Entry entries[] = {
       {"empty", Empty}, {"full", Full}, {"fromFloat32", FromFloat32}, {"toFloat32", ToFloat32},
       {"toDevice", ToDevice}, {"clone", Clone}, {"share", Share}, {"reshape", Reshape}, {"fill", Fill}, {"copy", Copy},
-      {"axpy", Axpy}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"affineInPlace", AffineInPlace}, {"unary", Unary},
+      {"axpy", Axpy}, {"addInto", AddInto}, {"randn", Randn}, {"rand", Rand}, {"affine", Affine}, {"affineInPlace", AffineInPlace}, {"unary", Unary},
       {"unaryBackward", UnaryBackward}, {"binary", Binary}, {"expand", Expand}, {"sumTo", SumTo}, {"sum", Sum},
-      {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardWeight", Conv2dBackwardWeight}, {"conv2dUp", Conv2dUp},
+      {"conv2d", Conv2d}, {"conv2dBackwardData", Conv2dBackwardData}, {"conv2dBackwardDataAdd", Conv2dBackwardDataAdd}, {"conv2dBackwardWeight", Conv2dBackwardWeight}, {"conv2dUp", Conv2dUp},
       {"conv2dMoments", Conv2dMoments}, {"conv2dUpMoments", Conv2dUpMoments},
       {"conv2dUpBackwardData", Conv2dUpBackwardData}, {"conv2dUpBackwardWeight", Conv2dUpBackwardWeight},
       {"linear", Linear}, {"linearBackwardData", LinearBackwardData}, {"linearBackwardWeight", LinearBackwardWeight},

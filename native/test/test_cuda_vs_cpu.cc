@@ -874,6 +874,44 @@ C3_TEST(cuda_vs_cpu_memory_and_streaming_ops) {
   }
 }
 
+// sum_into (a backward pass's leaf gradients in one launch) gives the bits of the axpy chain it
+// replaces, on each backend; entries of 0 elements or 0 sources are skipped
+C3_TEST(cuda_vs_cpu_sum_into_is_the_axpy_chain) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_sum_into_is_the_axpy_chain");
+  if (!g) return;
+  const size_t sizes[] = {300001, 1, 0, 4097, 513};
+  const size_t counts[] = {3, 1, 2, 0, 5};
+  Outputs c, d;
+  on_both(*g, [&](const Backend& be) {
+    std::vector<std::unique_ptr<Buf>> dsts, chain, srcs;
+    std::vector<std::vector<const float*>> lists(5);
+    std::vector<SumInto> ts;
+    for (size_t k = 0; k < 5; ++k) {
+      const Vf start = random_vec(sizes[k], 52000 + k);
+      dsts.push_back(std::make_unique<Buf>(be, start));
+      chain.push_back(std::make_unique<Buf>(be, start));
+      for (size_t j = 0; j < counts[k]; ++j) {
+        Vf s = random_vec(sizes[k], 52100 + 10 * k + j);
+        for (size_t i = 0; i < s.size(); i += 7) s[i] *= 1e4f;  // sums that round
+        srcs.push_back(std::make_unique<Buf>(be, s));
+        lists[k].push_back(srcs.back()->p());
+        be.axpy(sizes[k], 1.0f, srcs.back()->p(), chain.back()->p());
+      }
+      ts.push_back({dsts.back()->p(), lists[k].data(), counts[k], sizes[k]});
+    }
+    be.sum_into(ts.data(), ts.size());
+    Outputs o;
+    for (size_t k = 0; k < 5; ++k) o.push_back(dsts[k]->host()), o.push_back(chain[k]->host());
+    return o;
+  }, c, d);
+  for (size_t k = 0; k < 5; ++k) {
+    const std::string what = "sum_into entry " + std::to_string(k);
+    expect_same(c[2 * k], c[2 * k + 1], what + " is the axpy chain on the cpu");
+    expect_same(d[2 * k], d[2 * k + 1], what + " is the axpy chain on cuda");
+    expect_same(d[2 * k], c[2 * k], what);
+  }
+}
+
 C3_TEST(cuda_vs_cpu_uploads_through_the_small_slots_and_the_big_buffers) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_uploads_through_the_small_slots_and_the_big_buffers");
   if (!g) return;
@@ -1167,6 +1205,48 @@ C3_TEST(cuda_vs_cpu_conv2d_all_passes_and_modes) {
   g->conv2d_backward_weight(p, bdy.p(), bx.p(), w2.p());
   expect_same(w2.host(), w1.host(), "conv2d backward weight is deterministic");
 #endif
+}
+
+// conv2d_backward_data_accumulate (the tile epilogue adding into the gradient held) gives the bits
+// of backward data then axpy on each backend, in both math modes: one product (a kernel over the
+// whole input), the four-phase launch, single phases, pixels no phase covers (stride over the
+// kernel: left as held), split K (few pixels, many channels)
+C3_TEST(cuda_vs_cpu_conv2d_backward_data_accumulate) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_conv2d_backward_data_accumulate");
+  if (!g) return;
+  const ConvCase cases[] = {{4, 16, 16, 16, 16, 3, 3, 1, 1}, {4, 8, 16, 16, 32, 4, 4, 2, 1},
+                            {8, 64, 4, 4, 48, 4, 4, 4, 0},   {2, 3, 9, 7, 5, 3, 2, 2, 1},
+                            {1, 4, 9, 7, 3, 1, 1, 2, 0},     {2, 512, 4, 4, 512, 3, 3, 1, 1}};
+  uint64_t seed = 72000;
+  for (const ConvCase& cc : cases) {
+    const Conv2dParams p = conv_params(cc);
+    const Vf w = random_vec(p.K * p.C * p.R * p.S, seed += 3), dy = random_vec(p.N * p.K * p.OH * p.OW, seed + 1),
+             held = random_vec(p.N * p.C * p.H * p.W, seed + 2);
+    const size_t n = held.size();
+    const std::string what = "conv2d backward data accumulate N" + std::to_string(cc.N) + " C" + std::to_string(cc.C) +
+                             " " + std::to_string(cc.H) + "x" + std::to_string(cc.W) + " K" + std::to_string(cc.K) +
+                             " R" + std::to_string(cc.R) + " s" + std::to_string(cc.stride);
+    const auto run_case = [&](const std::string& mode) {
+      Outputs c, d;
+      on_both(*g, [&](const Backend& be) {
+        Buf bw(be, w), bdy(be, dy), fused(be, held), apart(be, held), dx(be, n);
+        be.conv2d_backward_data_accumulate(p, bdy.p(), bw.p(), fused.p());
+        be.conv2d_backward_data(p, bdy.p(), bw.p(), dx.p());
+        be.axpy(n, 1.0f, dx.p(), apart.p());
+        return Outputs{fused.host(), apart.host()};
+      }, c, d);
+      expect_same(c[0], c[1], what + mode + " is backward data then axpy on the cpu");
+      expect_same(d[0], d[1], what + mode + " is backward data then axpy on cuda");
+    };
+#ifdef C3GAN_HAVE_CUDA
+    for (CudaMath m : kModes) {
+      MathScope scope(m);
+      run_case(std::string(" ") + mode_name(m));
+    }
+#else
+    run_case("");
+#endif
+  }
 }
 
 // The constant-channel kernel (conv2d_code_channels) against the CPU's: forward onto a random y,
