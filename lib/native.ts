@@ -131,7 +131,9 @@ export interface NativeAddon {
   /** dims empty = all; negative dims count from the end */
   sum(x: NativeTensor, dims: number[], keepdim: boolean): NativeTensor;
 
-  conv2d(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor;
+  /** with leakySlope (>= 0): LeakyReLU(conv2d(...)) in one pass */
+  conv2d(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number,
+    leakySlope?: number | null): NativeTensor;
   /** conv2d and its output's per-channel [mean, biased variance] (K, 2): [y, moments] */
   conv2dMoments(x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, stride: number, pad: number): NativeTensor[];
   conv2dBackwardData(dy: NativeTensor, w: NativeTensor, xShape: number[], stride: number, pad: number): NativeTensor;

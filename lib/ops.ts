@@ -395,10 +395,20 @@ export function slice(x: Tensor, dim: number, start: number, end: number): Tenso
 
 // ---- layers -----------------------------------------------------------------------------------
 
-export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, stride = 1, padding = 0): Tensor {
+/**
+ * 2-D convolution (NCHW input, KCRS weight). `leakySlope` (>= 0): leakyRelu(conv2d(...), leakySlope)
+ * as one op, equal to the two (on CUDA the conv's epilogue applies it, so the conv's own output
+ * is never stored); its backward takes LeakyReLU's gradient from the output, as leakyRelu's does.
+ */
+export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, stride = 1, padding = 0,
+  leakySlope: number | null = null): Tensor {
   checkConv2d(x, w, bias, stride, padding);
-  const y = native().conv2d(x.use("conv2d"), w.use("conv2d"), bias ? bias.use("conv2d") : null, stride, padding);
-  return conv2dResult("conv2d", y, x, w, bias, stride, padding);
+  const leaky = leakySlope ?? null;
+  if (leaky !== null && (typeof leaky !== "number" || !Number.isFinite(leaky) || leaky < 0)) {
+    throw new Error(`conv2d: leakySlope must be a finite number >= 0, got ${String(leaky)}`);
+  }
+  const y = native().conv2d(x.use("conv2d"), w.use("conv2d"), bias ? bias.use("conv2d") : null, stride, padding, leaky);
+  return conv2dResult("conv2d", y, x, w, bias, stride, padding, leaky);
 }
 
 /** A conv's output and its per-channel statistics, for a batch norm in training after it. */
@@ -431,23 +441,24 @@ function withMoments(m: NativeTensor, result: () => Tensor): WithMoments {
 }
 
 function conv2dResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null, stride: number,
-  padding: number): Tensor {
+  padding: number, leaky: number | null = null): Tensor {
   const N = native();
   const xShape = x.shape;
   const wShape = w.shape;
   return convResult(op, y, x, w, bias, (dy, ws) => N.conv2dBackwardData(dy, ws, xShape, stride, padding),
     (dy, xs) => N.conv2dBackwardWeight(dy, xs, wShape, stride, padding),
-    (into, dy, ws) => N.conv2dBackwardDataAdd(into, dy, ws, stride, padding));
+    (into, dy, ws) => N.conv2dBackwardDataAdd(into, dy, ws, stride, padding), leaky);
 }
 
 /**
  * A conv's output as a tape node: gradients by backData(dy, w), backWeight(dy, x) and the bias's
  * sum; with backDataAdd, an input gradient the tape already holds takes the new one in place.
+ * With leaky, y is LeakyReLU(conv): dy first goes through LeakyReLU's backward, read off y.
  */
 function convResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Tensor | null,
   backData: (dy: NativeTensor, w: NativeTensor) => NativeTensor,
   backWeight: (dy: NativeTensor, x: NativeTensor) => NativeTensor,
-  backDataAdd?: (into: NativeTensor, dy: NativeTensor, w: NativeTensor) => void): Tensor {
+  backDataAdd?: (into: NativeTensor, dy: NativeTensor, w: NativeTensor) => void, leaky: number | null = null): Tensor {
   const N = native();
   const xh = x.use(op);
   const wh = w.use(op);
@@ -455,16 +466,26 @@ function convResult(op: string, y: NativeTensor, x: Tensor, w: Tensor, bias: Ten
     const [nx, nw, nb] = c.needs;
     const ws = nx ? c.share(wh) : null;
     const xs = nw ? c.share(xh) : null;
-    const dataGrad = (dy: NativeTensor, held: NativeTensor | null | undefined): NativeTensor => {
-      if (!held || !backDataAdd) return backData(dy, ws!);
-      backDataAdd(held, dy, ws!);
+    const ys = leaky !== null ? c.share(y) : null;
+    const dataGrad = (g: NativeTensor, held: NativeTensor | null | undefined): NativeTensor => {
+      if (!held || !backDataAdd) return backData(g, ws!);
+      backDataAdd(held, g, ws!);
       return held;
     };
-    return (dy, into) => [
-      nx ? dataGrad(dy, into?.[0]) : null,
-      nw ? backWeight(dy, xs!) : null,
-      nb ? N.sum(dy, [0, 2, 3], false) : null,
+    const grads = (g: NativeTensor, into?: (NativeTensor | null)[]): (NativeTensor | null)[] => [
+      nx ? dataGrad(g, into?.[0]) : null,
+      nw ? backWeight(g, xs!) : null,
+      nb ? N.sum(g, [0, 2, 3], false) : null,
     ];
+    if (!ys) return grads;
+    return (dy, into) => {
+      const g = N.unaryBackward("leaky_relu", dy, ys, ys, leaky!);
+      try {
+        return grads(g, into);
+      } finally {
+        g.dispose();
+      }
+    };
   });
 }
 

@@ -184,6 +184,10 @@ test("non-finite or out-of-range hyperparameters", () => {
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, Infinity), /eps must be a finite number/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, 1e-5, null, Tensor.zeros([4, 2], on)),
       /batchNorm: residual \[4, 2\] does not match the input \[4, 3\]/);
+    throwsError(() => ops.conv2d(Tensor.zeros([1, 3, 4, 4], on), Tensor.zeros([2, 3, 3, 3], on), null, 1, 1, -1),
+      /conv2d: leakySlope must be a finite number >= 0, got -1/);
+    throwsError(() => native().conv2d(Tensor.zeros([1, 3, 4, 4], on).handle, Tensor.zeros([2, 3, 3, 3], on).handle, null, 1, 1, -1),
+      /conv2d: the LeakyReLU slope must be finite and >= 0, got -1/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, 1e-5, null, null, -0.1),
       /batchNorm: leakySlope must be a finite number >= 0, got -0.1/);
     throwsError(() => ops.batchNorm(x, ...args, true, 0.1, 1e-5, null, Tensor.zeros([4, 3], on), 0.2),

@@ -104,6 +104,12 @@ test("gradcheck: conv2d, conv2dUp, linear, matmul", { skip }, () => {
       name: `conv2d weight only ${JSON.stringify(c)}`, inputs: [nograd(x), w], ...ptol,
       forward: ([a, b]) => ops.conv2d(a, b, null, c.stride, c.pad), reference: ([a, b]) => R.conv2d(a, b, null, c.stride, c.pad),
     });
+    // with a LeakyReLU in the same op (the discriminator's first layer)
+    gradcheck({
+      name: `conv2d -> LeakyReLU ${JSON.stringify(c)}`, inputs: [x, w, bias], ...ptol,
+      forward: ([a, b, d]) => ops.conv2d(a, b, d, c.stride, c.pad, 0.2),
+      reference: ([a, b, d]) => R.map(R.conv2d(a, b, d, c.stride, c.pad), (u) => (u > 0 ? u : 0.2 * u)),
+    });
   }
   {
     // conv2d of the 2x-upsampled input as one op (its phase path against the float64 reference

@@ -191,6 +191,29 @@ test("Linear -> BatchNorm1d -> GLU (fused) matches the plain ops, and keeps no n
   x.dispose();
 });
 
+test("Conv2d -> LeakyReLU (fused, D's first layer) equals the two ops to the bit and keeps only its output", () => {
+  const mk = () => new Sequential(new Conv2d(3, 4, 4, { stride: 2, padding: 1, generator: new Generator(5) }), new LeakyReLU(0.2));
+  const [A, B] = [mk(), mk()];
+  const x = Tensor.randn([2, 3, 8, 8], new Generator(6), { requiresGrad: true });
+  tidy(() => {
+    const ya = A.forward(x);
+    const conv = B.get(0) as Conv2d;
+    const yb = F.leakyRelu(F.conv2d(x, conv.weight, conv.bias, 2, 1), 0.2);
+    assert.equal(ya._node!.op, "conv2d");
+    same(ya.toArray(), yb.toArray(), "y");
+    // x, the weight and y (no conv output kept between the two)
+    assert.equal(ya._node!.saved.length, 3);
+    F.sum(F.square(ya)).backward();
+    const ga = [x.grad!.toArray(), ...A.parameters().map((p) => p.grad!.toArray())];
+    x.zeroGrad();
+    F.sum(F.square(yb)).backward();
+    const gb = [x.grad!.toArray(), ...B.parameters().map((p) => p.grad!.toArray())];
+    ga.forEach((g, i) => same(g, gb[i], `grad ${i}`));
+  });
+  for (const m of [A, B]) m.dispose();
+  x.dispose();
+});
+
 test("unary ops keep only the tensor their backward reads; relu/leaky gradients at 0, -0 and NaN are PyTorch's", () => {
   tidy(() => {
     const vals = [1.5, -2, 0, -0, NaN, 3e-39, -3e-39, Infinity, -Infinity];

@@ -51,6 +51,11 @@ export class Conv2d extends Module implements Layer {
     return conv2d(x, this.weight, this.bias, this.stride, this.padding);
   }
 
+  /** leakyRelu(this.forward(x), slope) as one op (ops.conv2d's leakySlope; slope >= 0) */
+  forwardLeaky(x: Tensor, slope: number): Tensor {
+    return conv2d(x, this.weight, this.bias, this.stride, this.padding, slope);
+  }
+
   /** whether forwardUp applies: a 3x3 kernel, stride 1, padding 1 */
   get upsampleFusable(): boolean {
     return this.stride === 1 && this.padding === 1 && this.weight.shape[2] === 3 && this.weight.shape[3] === 3;
@@ -288,7 +293,8 @@ function own<T>(l: Layer | undefined, cls: abstract new (...args: never[]) => T,
 
 // The layers from i that run as one step of forwardChain, longest match first: [Upsample2x]
 // Conv2d BatchNorm [GLU | LeakyReLU] with the conv's moments (BatchNorm in training), Upsample2x
-// Conv2d, BatchNorm GLU, BatchNorm LeakyReLU (slope >= 0), or layer i alone. A step ending with a
+// Conv2d, Conv2d LeakyReLU, BatchNorm GLU, BatchNorm LeakyReLU (LeakyReLU slopes >= 0), or layer
+// i alone. A step ending with a
 // batch norm (nothing fused after it) can also add a residual in its pass (runResidual).
 interface Step {
   count: number;
@@ -325,6 +331,11 @@ function fusedStep(layers: readonly Layer[], i: number): Step {
     };
   }
   if (up) return { count: 2, run: (x) => (layers[i + 1] as Conv2d).forwardUp(x) };
+  const next = layers[i + 1];
+  if (conv && own(next, LeakyReLU) && (next as LeakyReLU).slope >= 0) {
+    const slope = (next as LeakyReLU).slope;
+    return { count: 2, run: (x) => conv.forwardLeaky(x, slope) };
+  }
   if (!conv && glu) return { count: 2, run: (x) => (bnLayer as BatchNormBase).forwardGlu(x, glu.dim) };
   if (!conv && leaky) return { count: 2, run: (x) => (bnLayer as BatchNormBase).forwardLeaky(x, leaky.slope) };
   const alone = own(l, BatchNormBase) ? (l as BatchNormBase) : null;

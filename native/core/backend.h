@@ -96,6 +96,9 @@ struct Backend {
   // moments); a backend may compute them in the conv's epilogue.
   void (*conv2d_forward)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                          float* moments);
+  // conv2d_forward (no moments) then LeakyReLU(slope >= 0) of y, with the bits of the two ops
+  void (*conv2d_forward_leaky)(const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
+                               float* y);
   void (*conv2d_backward_data)(const Conv2dParams& p, const float* dy, const float* w, float* dx);
   // dx += the gradient above, with the bits of conv2d_backward_data then axpy (alpha 1): for an
   // input whose gradient is already partly summed (a residual block's input)
@@ -127,11 +130,12 @@ struct Backend {
                              float* dgamma, float* dbeta);
   // batchnorm_backward through a LeakyReLU after the batch norm (BnEpilogue's leaky, slope >= 0):
   // y is the LeakyReLU's output, so the gradient at the normalised values is dy where y > 0 and
-  // slope * dy elsewhere (LeakyReLU's backward: y > 0 exactly where its input is). dz (x's shape)
-  // is scratch that a backend may use for that gradient.
+  // slope * dy elsewhere (LeakyReLU's backward: y > 0 exactly where its input is). A backend
+  // keeps that gradient wherever it likes (the CPU in a scratch block; CUDA recomputes it in
+  // each pass instead of storing it).
   void (*batchnorm_leaky_backward)(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
                                    const float* y, const float* x, const float* gamma, const float* save_mean,
-                                   const float* save_invstd, float* dz, float* dx, float* dgamma, float* dbeta);
+                                   const float* save_invstd, float* dx, float* dgamma, float* dbeta);
 
   // GLU over a dim of size 2*half: x viewed as (outer, 2*half, inner); y = a * sigmoid(b)
   void (*glu_forward)(int64_t outer, int64_t half, int64_t inner, const float* x, float* y);
@@ -140,10 +144,10 @@ struct Backend {
   // Batch norm's affine then GLU over the channels, in one pass from the statistics of the
   // C = 2 * half channels: with z = x * s[c] + t[c], s = float(gamma * invstd), t = float(beta -
   // mean * gamma * invstd) (double products, as batchnorm_glu_coefficients), y (N, half, HW) =
-  // z[:, :half] * sigmoid(z[:, half:]). The backward recomputes z from x the same way, writes
+  // z[:, :half] * sigmoid(z[:, half:]). The backward recomputes z from x the same way, forms
   // the gradient at z, dz (N, C, HW), and goes on with batchnorm_backward's from dz (same
   // arguments; dx, dgamma, dbeta may be null): a backend may take batch norm's sums in the
-  // pass that makes dz.
+  // pass that makes dz, and need not store dz (CUDA forms it again in the dx pass).
   void (*bn_glu_forward)(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
                          const float* mean, const float* invstd, float* y);
   // In training: batchnorm_forward_train's statistics (moments as there, y null) into save_*, then
@@ -153,7 +157,7 @@ struct Backend {
                                const float* moments, float* y, float* save_mean, float* save_invstd);
   void (*bn_glu_batchnorm_backward)(int64_t N, int64_t half, int64_t HW, bool training, const float* dy,
                                     const float* x, const float* gamma, const float* beta, const float* mean,
-                                    const float* invstd, float* dz, float* dx, float* dgamma, float* dbeta);
+                                    const float* invstd, float* dx, float* dgamma, float* dbeta);
 
   // elementwise; alpha is LeakyReLU's slope (unused otherwise). backward gets both x and y.
   void (*unary_forward)(UnaryOp op, size_t n, const float* x, float alpha, float* y);

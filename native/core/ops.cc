@@ -390,7 +390,8 @@ Conv2dParams conv2d_params(const Shape& x, const Shape& w, int64_t stride, int64
   return p;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad, Tensor* moments) {
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad, Tensor* moments,
+              std::optional<float> leaky_slope) {
   need_defined(x, "conv2d", "input");
   need_defined(w, "conv2d", "weight");
   same_device(x, w, "conv2d");
@@ -402,6 +403,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stri
           shape_str(bias->shape));
   }
   Tensor y(x.device(), {p.N, p.K, p.OH, p.OW}, "conv2d");
+  if (leaky_slope) {
+    check(!moments, "conv2d", "a LeakyReLU and the moments together are not supported");
+    check(std::isfinite(*leaky_slope) && *leaky_slope >= 0.0f, "conv2d",
+          "the LeakyReLU slope must be finite and >= 0, got ", *leaky_slope);
+    x.be().conv2d_forward_leaky(p, x.data(), w.data(), bias ? bias->data() : nullptr, *leaky_slope, y.data());
+    return y;
+  }
   if (moments) *moments = Tensor(x.device(), {p.K, 2}, "conv2d");
   x.be().conv2d_forward(p, x.data(), w.data(), bias ? bias->data() : nullptr, y.data(),
                         moments ? moments->data() : nullptr);
@@ -698,11 +706,9 @@ BatchNormGrads batchnorm_glu_backward(const Tensor& dy, const Tensor& x, const T
   for (const Tensor* t : std::initializer_list<const Tensor*>{&dy, &gamma, &beta, &save_mean, &save_invstd}) same_device(x, *t, op);
   const Backend& be = x.be();
   // the gradient at the normalised values, then batch norm's backward from it
-  Tensor dz(x.device(), x.shape, op);
   BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   be.bn_glu_batchnorm_backward(N, C / 2, HW, training, dy.data(), x.data(), gamma.data(), beta.data(),
-                               save_mean.data(), save_invstd.data(), dz.data(), g.dx.data(), g.dgamma.data(),
-                               g.dbeta.data());
+                               save_mean.data(), save_invstd.data(), g.dx.data(), g.dgamma.data(), g.dbeta.data());
   return g;
 }
 
@@ -742,11 +748,9 @@ BatchNormGrads batchnorm_leaky_backward(const Tensor& dy, const Tensor& y, float
   check(y.shape == x.shape, op, "the output ", shape_str(y.shape), " does not match input ", shape_str(x.shape));
   same_device(x, y, op);
   check(std::isfinite(slope) && slope >= 0.0f, op, "the LeakyReLU slope must be finite and >= 0, got ", slope);
-  Tensor dz(x.device(), x.shape, op);
   BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   x.be().batchnorm_leaky_backward(N, C, HW, training, slope, dy.data(), y.data(), x.data(), gamma.data(),
-                                  save_mean.data(), save_invstd.data(), dz.data(), g.dx.data(), g.dgamma.data(),
-                                  g.dbeta.data());
+                                  save_mean.data(), save_invstd.data(), g.dx.data(), g.dgamma.data(), g.dbeta.data());
   return g;
 }
 

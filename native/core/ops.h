@@ -43,9 +43,10 @@ Shape reduced_shape(const Shape& s, const std::vector<int>& dims);
 // layers
 Conv2dParams conv2d_params(const Shape& x, const Shape& w, int64_t stride, int64_t pad, const char* op);
 // moments, when not null, receives the output's per-channel mean and biased variance (K, 2) for
-// a batch norm in training after it (batchnorm_forward's moments)
+// a batch norm in training after it (batchnorm_forward's moments); leaky_slope (>= 0, not with
+// moments): LeakyReLU(conv) in the same pass (D's first layer)
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stride, int64_t pad,
-              Tensor* moments = nullptr);
+              Tensor* moments = nullptr, std::optional<float> leaky_slope = std::nullopt);
 Tensor conv2d_backward_data(const Tensor& dy, const Tensor& w, const Shape& x_shape, int64_t stride, int64_t pad);
 // dx += conv2d_backward_data(dy, w, dx.shape, ...), without the gradient's own tensor on CUDA
 void conv2d_backward_data_add_(Tensor& dx, const Tensor& dy, const Tensor& w, int64_t stride, int64_t pad);

@@ -10,7 +10,7 @@ const Backend& cpu_backend() {
       cpu::rand_normal, cpu::rand_uniform,
       cpu::axpy, cpu::sum_into, cpu::affine,
       cpu::gemm,
-      cpu::conv2d_forward, cpu::conv2d_backward_data, cpu::conv2d_backward_data_accumulate,
+      cpu::conv2d_forward, cpu::conv2d_forward_leaky, cpu::conv2d_backward_data, cpu::conv2d_backward_data_accumulate,
       cpu::conv2d_backward_weight,
       cpu::conv2d_up_forward, cpu::conv2d_up_backward_data, cpu::conv2d_up_backward_weight,
       cpu::batchnorm_forward_train, cpu::batchnorm_forward_eval, cpu::batchnorm_backward,

@@ -21,6 +21,7 @@
 
 #include "../core/threadpool.h"
 #include "batchnorm_kernels.h"
+#include "host_alloc.h"
 #include "kernels.h"
 #include "moments.h"
 
@@ -552,10 +553,12 @@ void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, co
 
 void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
                               const float* y, const float* x, const float* gamma, const float* save_mean,
-                              const float* save_invstd, float* dz, float* dx, float* dgamma, float* dbeta) {
+                              const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
   // LeakyReLU's backward takes its input's sign, which its output has (slope >= 0)
-  unary_backward(UnaryOp::LeakyRelu, static_cast<size_t>(N * C * HW), dy, y, y, slope, dz);
-  batchnorm_backward(N, C, HW, training, dz, x, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
+  const size_t n = static_cast<size_t>(N * C * HW);
+  const HostFloats dz(n);
+  unary_backward(UnaryOp::LeakyRelu, n, dy, y, y, slope, dz.get());
+  batchnorm_backward(N, C, HW, training, dz.get(), x, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
 }
 
 void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../core/threadpool.h"
+#include "host_alloc.h"
 #include "kernels.h"
 #include "pointwise_kernels.h"
 
@@ -90,9 +91,10 @@ void bn_glu_forward_train(int64_t N, int64_t half, int64_t HW, const float* x, c
 
 void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
                                const float* gamma, const float* beta, const float* mean, const float* invstd,
-                               float* dz, float* dx, float* dgamma, float* dbeta) {
-  bn_glu_backward(N, half, HW, dy, x, gamma, beta, mean, invstd, dz);
-  batchnorm_backward(N, 2 * half, HW, training, dz, x, gamma, mean, invstd, dx, dgamma, dbeta);
+                               float* dx, float* dgamma, float* dbeta) {
+  const HostFloats dz(static_cast<size_t>(N * 2 * half * HW));
+  bn_glu_backward(N, half, HW, dy, x, gamma, beta, mean, invstd, dz.get());
+  batchnorm_backward(N, 2 * half, HW, training, dz.get(), x, gamma, mean, invstd, dx, dgamma, dbeta);
 }
 
 // ---- the plain loops: z in double from the statistics, the sigmoid in double

@@ -24,6 +24,7 @@
 #include "../core/threadpool.h"
 #include "conv_direct.h"
 #include "gemm_kernels.h"
+#include "host_alloc.h"
 #include "kernels.h"
 #include "winograd.h"
 #include "thread_scratch.h"
@@ -552,17 +553,21 @@ void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w
     }
 }
 
+// the conv, then the LeakyReLU in place (the two ops' passes; on CUDA the tile epilogue applies it)
+void conv2d_forward_leaky(const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
+                          float* y) {
+  conv2d_forward(p, x, w, bias, y, nullptr);
+  unary_forward(UnaryOp::LeakyRelu, static_cast<size_t>(p.N * p.K * p.OH * p.OW), y, slope, y);
+}
+
 // the gradient into a cached block, then axpy: the CPU paths write dx whole, and a fused add would
 // change their rounding (on CUDA the tile epilogue adds it)
 void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   const size_t n = static_cast<size_t>(p.N * p.C * p.H * p.W);
   if (n == 0) return;
-  struct Block {
-    float* p;
-    ~Block() { free(p); }
-  } g{static_cast<float*>(alloc(n * sizeof(float)))};
-  conv2d_backward_data(p, dy, w, g.p);
-  axpy(n, 1.0f, g.p, dx);
+  const HostFloats g(n);
+  conv2d_backward_data(p, dy, w, g.get());
+  axpy(n, 1.0f, g.get(), dx);
 }
 
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {

@@ -26,6 +26,20 @@ struct HostMemoryStats {
 void* host_alloc(size_t bytes);  // 64-byte aligned; throws OutOfMemory
 void host_free(void* p);         // null and unknown pointers are ignored (never throws)
 
+// A kernel's scratch of n floats from the cache, returned when it goes out of scope (where a CPU
+// entry composes two kernels through an intermediate the other backend never writes)
+class HostFloats {
+ public:
+  explicit HostFloats(size_t n) : p_(static_cast<float*>(host_alloc(n * sizeof(float)))) {}
+  ~HostFloats() { host_free(p_); }
+  HostFloats(const HostFloats&) = delete;
+  HostFloats& operator=(const HostFloats&) = delete;
+  float* get() const { return p_; }
+
+ private:
+  float* p_;
+};
+
 HostMemoryStats host_memory_stats();
 // in_use_bytes + cached_bytes: what the cache holds from the system (cheap; the backend's held_bytes)
 int64_t host_held_bytes();

@@ -33,6 +33,8 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 // plane or band is in cache, the others in a channel_moments pass after the conv
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments = nullptr);
+void conv2d_forward_leaky(const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
+                          float* y);
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx);
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw);
@@ -66,10 +68,10 @@ void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, co
 void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const float* dy, const float* x,
                         const float* gamma, const float* save_mean, const float* save_invstd, float* dx,
                         float* dgamma, float* dbeta);
-// LeakyReLU's backward from its output into dz, then batchnorm_backward from dz
+// LeakyReLU's backward from its output into a scratch dz, then batchnorm_backward from dz
 void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
                               const float* y, const float* x, const float* gamma, const float* save_mean,
-                              const float* save_invstd, float* dz, float* dx, float* dgamma, float* dbeta);
+                              const float* save_invstd, float* dx, float* dgamma, float* dbeta);
 
 // bn_glu.cc (backend.h: batch norm's affine then GLU, one pass)
 void bn_glu_forward(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma, const float* beta,
@@ -80,10 +82,10 @@ void bn_glu_forward_train(int64_t N, int64_t half, int64_t HW, const float* x, c
                           float* y, float* save_mean, float* save_invstd);
 void bn_glu_backward(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x, const float* gamma,
                      const float* beta, const float* mean, const float* invstd, float* dz);
-// bn_glu_backward, then batchnorm_backward from its dz (the backend table's entry)
+// bn_glu_backward into a scratch dz, then batchnorm_backward from it (the backend table's entry)
 void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
                                const float* gamma, const float* beta, const float* mean, const float* invstd,
-                               float* dz, float* dx, float* dgamma, float* dbeta);
+                               float* dx, float* dgamma, float* dbeta);
 void bn_glu_forward_reference(int64_t N, int64_t half, int64_t HW, const float* x, const float* gamma,
                               const float* beta, const float* mean, const float* invstd, float* y);
 void bn_glu_backward_reference(int64_t N, int64_t half, int64_t HW, const float* dy, const float* x,

@@ -13,6 +13,7 @@
 #include "adam.cuh"
 #include "memory.cuh"
 #include "runtime.cuh"
+#include "table_grid.cuh"
 
 namespace c3::cuda {
 
@@ -34,12 +35,7 @@ constexpr int kThreads = 256;
 // starts[k]: parameter k's first block; starts[count]: the grid's block count
 __global__ void adam_kernel(const AdamEntry* __restrict__ table, const int32_t* __restrict__ starts, int count) {
   const int32_t block = static_cast<int32_t>(blockIdx.x);
-  int lo = 0, hi = count - 1;  // the last parameter whose first block <= block
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (starts[mid] <= block) lo = mid;
-    else hi = mid - 1;
-  }
+  const int lo = table_entry(starts, count);
   float* __restrict__ param = table[lo].param;
   const float* __restrict__ grad = table[lo].grad;
   float* __restrict__ m = table[lo].m;

@@ -25,7 +25,7 @@ const Backend* cuda_backend() {
       cuda::rand_normal, cuda::rand_uniform,
       cuda::axpy, cuda::sum_into, cuda::affine,
       cuda::gemm,
-      cuda::conv2d_forward, cuda::conv2d_backward_data, cuda::conv2d_backward_data_accumulate,
+      cuda::conv2d_forward, cuda::conv2d_forward_leaky, cuda::conv2d_backward_data, cuda::conv2d_backward_data_accumulate,
       cuda::conv2d_backward_weight,
       cuda::conv2d_up_forward, cuda::conv2d_up_backward_data, cuda::conv2d_up_backward_weight,
       cuda::batchnorm_forward_train, cuda::batchnorm_forward_eval, cuda::batchnorm_backward,

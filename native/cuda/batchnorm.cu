@@ -251,16 +251,27 @@ __global__ void backward_statistics(int N, int C, int HW, int slices, bool train
     backward_channel(c, slices, count, training, part, gamma, save_mean, save_invstd, dgamma, dbeta, coef);
 }
 
-// Batch norm-GLU's backward pass: block j of a wide grid (half, slices), or thread j of a narrow
-// one, takes the channel pair (j, half + j) that GLU output channel j came from, writes dz (the
+// GLU's gradient at the normalised values of a channel pair (j, half + j) at one element: xa and
+// xb the batch norm inputs, g the gradient at GLU's output, ka and kb the pair's coefficients
+__device__ __forceinline__ float2 glu_pair_grad(float xa, float xb, float g, float2 ka, float2 kb) {
+  const float a = fmaf(xa, ka.x, ka.y), s = glu_sigmoid(fmaf(xb, kb.x, kb.y));
+  return make_float2(g * s, g * a * s * (1.0f - s));
+}
+
+// dx = a dz + b (x - mean) + k at one element (apply_backward's arithmetic)
+__device__ __forceinline__ float backward_at(float4 k, float g, float x) {
+  return __fadd_rn(__fadd_rn(__fmul_rn(k.x, g), __fmul_rn(k.y, __fsub_rn(x, k.w))), k.z);
+}
+
+// Batch norm-GLU's backward sums: block j of a wide grid (half, slices), or thread j of a narrow
+// one, takes the channel pair (j, half + j) that GLU output channel j came from, forms dz (the
 // gradient at the normalised values) for both and sums each as channel_partials<WIDE, 1> would
-// over the stored dz, in the same order; so batch norm's backward needs no pass of its own
-// over dz to sum it (one read of dz and x, and a launch, fewer).
+// over a stored dz, in the same order. dz is not stored: glu_apply_backward forms it again
+// (one write and one read of dz fewer, 2 x 134 MB per call at the 128 px layers).
 template <bool WIDE>
 __device__ __forceinline__ void glu_pair_partials(int N, int half, int HW, int slices, const float* __restrict__ dy,
                                                   const float* __restrict__ x, const float* gamma, const float* beta,
-                                                  const float* mean, const float* invstd, float* __restrict__ dz,
-                                                  double2* part) {
+                                                  const float* mean, const float* invstd, double2* part) {
   __shared__ double scratch[32];
   const int j = WIDE ? blockIdx.x : blockIdx.x * blockDim.x + threadIdx.x, slice = blockIdx.y;
   if (!WIDE && j >= half) return;
@@ -274,11 +285,9 @@ __device__ __forceinline__ void glu_pair_partials(int N, int half, int HW, int s
     const int64_t za = (static_cast<int64_t>(n) * 2 * half + j) * HW, zb = za + static_cast<int64_t>(half) * HW;
     const int64_t out = (static_cast<int64_t>(n) * half + j) * HW;
     for (int i = WIDE ? threadIdx.x : 0; i < HW; i += WIDE ? blockDim.x : 1) {
-      const float xa = x[za + i], xb = x[zb + i], g = dy[out + i];
-      const float a = fmaf(xa, ka.x, ka.y), s = glu_sigmoid(fmaf(xb, kb.x, kb.y));
-      const float da = g * s, db = g * a * s * (1.0f - s);
-      dz[za + i] = da;
-      dz[zb + i] = db;
+      const float xa = x[za + i], xb = x[zb + i];
+      const float2 d = glu_pair_grad(xa, xb, dy[out + i], ka, kb);
+      const float da = d.x, db = d.y;
       a1 += static_cast<double>(da);
       a2 += static_cast<double>(da) * (static_cast<double>(xa) - ra);
       b1 += static_cast<double>(db);
@@ -300,9 +309,9 @@ template <bool WIDE>
 __global__ void glu_backward_statistics(int N, int half, int HW, int slices, bool training,
                                         const float* __restrict__ dy, const float* __restrict__ x, const float* gamma,
                                         const float* beta, const float* save_mean, const float* save_invstd,
-                                        float* dz, double2* part, unsigned* arrivals, float* dgamma, float* dbeta,
+                                        double2* part, unsigned* arrivals, float* dgamma, float* dbeta,
                                         float4* coef) {
-  glu_pair_partials<WIDE>(N, half, HW, slices, dy, x, gamma, beta, save_mean, save_invstd, dz, part);
+  glu_pair_partials<WIDE>(N, half, HW, slices, dy, x, gamma, beta, save_mean, save_invstd, part);
   if (!arrives_last(arrivals)) return;
   const int64_t count = static_cast<int64_t>(N) * HW;
   for (int c = threadIdx.x; c < 2 * half; c += blockDim.x)
@@ -387,8 +396,25 @@ __global__ void apply_backward(int n, FastDiv HW, FastDiv C, const float* __rest
     int plane, c, nn;
     plane = HW.div(i);
     C.divmod(plane, nn, c);
-    const float4 k = coef[c];
-    dx[i] = __fadd_rn(__fadd_rn(__fmul_rn(k.x, grad.at(i)), __fmul_rn(k.y, __fsub_rn(x[i], k.w))), k.z);
+    dx[i] = backward_at(coef[c], grad.at(i), x[i]);
+  }
+}
+
+// Batch norm-GLU's dx, a thread per element of GLU's output (N, half, HW): the pair's dz formed
+// again as glu_pair_partials formed it (the same bits), then apply_backward's map for both
+// channels of the pair
+__global__ void glu_apply_backward(int n, FastDiv HW, FastDiv half, int hw, int h, const float* __restrict__ dy,
+                                   const float* __restrict__ x, const float* gamma, const float* beta,
+                                   const float* mean, const float* invstd, const float4* __restrict__ coef,
+                                   float* __restrict__ dx) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    int j;
+    const int a = glu_first_half(i, HW, half, hw, h, j), b = a + h * hw;
+    const float xa = x[a], xb = x[b];
+    const float2 d = glu_pair_grad(xa, xb, dy[i], bn_glu_coefficients(j, gamma, beta, mean, invstd),
+                                   bn_glu_coefficients(h + j, gamma, beta, mean, invstd));
+    dx[a] = backward_at(coef[j], d.x, xa);
+    dx[b] = backward_at(coef[h + j], d.y, xb);
   }
 }
 
@@ -506,8 +532,7 @@ void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const f
 
 void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
                               const float* y, const float* x, const float* gamma, const float* save_mean,
-                              const float* save_invstd, float* /*dz: the passes recompute it*/, float* dx,
-                              float* dgamma, float* dbeta) {
+                              const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
   backward("cuda batch_norm_leaky_backward", N, C, HW, training, dy, y, slope, x, gamma, save_mean, save_invstd, dx,
            dgamma, dbeta);
 }
@@ -533,7 +558,7 @@ void bn_glu_forward_train(int64_t N, int64_t half, int64_t HW, const float* x, c
 
 void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
                                const float* gamma, const float* beta, const float* mean, const float* invstd,
-                               float* dz, float* dx, float* dgamma, float* dbeta) {
+                               float* dx, float* dgamma, float* dbeta) {
   const int64_t C = 2 * half;
   checked_dims(N, C, HW, "cuda batch_norm_glu_backward");
   if (C == 0) return;
@@ -550,13 +575,12 @@ void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool trainin
   Scratch part(sizeof(double2) * static_cast<size_t>(C) * p.slices);
   const dim3 grid = p.wide ? dim3(h, p.slices) : dim3((h + kThreads - 1) / kThreads, p.slices);
   launch("batch_norm_glu_backward", p.wide ? glu_backward_statistics<true> : glu_backward_statistics<false>, grid,
-         kThreads, 0, n, h, hw, p.slices, training, dy, x, gamma, beta, mean, invstd, dz, part.as<double2>(),
+         kThreads, 0, n, h, hw, p.slices, training, dy, x, gamma, beta, mean, invstd, part.as<double2>(),
          block_arrivals(), dgamma, dbeta, coef.as<float4>());
   if (!dx) return;
-  const int total = n * c * hw;
-  launch("batch_norm_glu_backward", apply_backward, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw),
-         FastDiv(c), static_cast<const float*>(dz), static_cast<const float*>(nullptr), 0.0f, x,
-         static_cast<const float4*>(coef.as<float4>()), dx);
+  const int total = n * h * hw;
+  launch("batch_norm_glu_backward", glu_apply_backward, grid_for(total, kThreads), kThreads, 0, total, FastDiv(hw),
+         FastDiv(h), hw, h, dy, x, gamma, beta, mean, invstd, static_cast<const float4*>(coef.as<float4>()), dx);
 }
 
 }  // namespace c3::cuda

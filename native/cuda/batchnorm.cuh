@@ -20,6 +20,6 @@ void batchnorm_backward(int64_t N, int64_t C, int64_t HW, bool training, const f
                         float* dgamma, float* dbeta);
 void batchnorm_leaky_backward(int64_t N, int64_t C, int64_t HW, bool training, float slope, const float* dy,
                               const float* y, const float* x, const float* gamma, const float* save_mean,
-                              const float* save_invstd, float* dz, float* dx, float* dgamma, float* dbeta);
+                              const float* save_invstd, float* dx, float* dgamma, float* dbeta);
 
 }  // namespace c3::cuda

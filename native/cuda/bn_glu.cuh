@@ -18,7 +18,7 @@ void bn_glu_forward_train(int64_t N, int64_t half, int64_t HW, const float* x, c
                           float* y, float* save_mean, float* save_invstd);
 void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool training, const float* dy, const float* x,
                                const float* gamma, const float* beta, const float* mean, const float* invstd,
-                               float* dz, float* dx, float* dgamma, float* dbeta);
+                               float* dx, float* dgamma, float* dbeta);
 
 __device__ __forceinline__ float glu_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 

@@ -41,6 +41,13 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
   else channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
 }
 
+void conv2d_forward_leaky(const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
+                          float* y) {
+  const ConvShape s = checked_shape(p, "cuda conv2d_forward");
+  tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias, &slope),
+                  s.C * s.R * s.S);
+}
+
 namespace {
 
 // dx = the product (beta 0) or dx += it (beta 1: the epilogue adds the value held, as axpy would)

@@ -89,7 +89,7 @@ inline Linear<true> conv_weight(const ConvShape& s, const float* w) {
   return Linear<true>{w, s.K, static_cast<int64_t>(s.C) * s.R * s.S, 1};
 }
 
-// y[n, k, oh, ow] for m = k, column j = (n, oh, ow)
+// y[n, k, oh, ow] for m = k, column j = (n, oh, ow); with leaky, LeakyReLU(slope) of the value
 struct ConvFwdOut {
   float* p;
   float alpha, beta;
@@ -97,6 +97,8 @@ struct ConvFwdOut {
   FastDiv PQ;
   int pq;
   int64_t KPQ;
+  float slope = 0.0f;
+  bool leaky = false;
   C3_HD int64_t offset(int m, int j) const {
     int n, r;
     PQ.divmod(j, n, r);
@@ -104,8 +106,18 @@ struct ConvFwdOut {
   }
 };
 
-inline ConvFwdOut conv_fwd_out(const ConvShape& s, float* y, const float* bias) {
-  return ConvFwdOut{y, 1.0f, 0.0f, bias, FastDiv(s.OH * s.OW), s.OH * s.OW, static_cast<int64_t>(s.K) * s.OH * s.OW};
+// The value an output stores, from its product, bias and beta term: as it is, or through the
+// conv's LeakyReLU with the rounding of the separate op (pointwise.cu; one product, no fma)
+template <class Out>
+C3_HD float activate(const Out&, float v) {
+  return v;
+}
+C3_HD float activate(const ConvFwdOut& o, float v) { return o.leaky && !(v > 0.0f) ? o.slope * v : v; }
+
+// leaky: the conv followed by a LeakyReLU of that slope, in the epilogue
+inline ConvFwdOut conv_fwd_out(const ConvShape& s, float* y, const float* bias, const float* leaky_slope = nullptr) {
+  return ConvFwdOut{y,     1.0f, 0.0f, bias, FastDiv(s.OH * s.OW), s.OH * s.OW, static_cast<int64_t>(s.K) * s.OH * s.OW,
+                    leaky_slope ? *leaky_slope : 0.0f, leaky_slope != nullptr};
 }
 
 // ---- conv2d backward weight: dW[k, (c, r, s)] = sum over (n, oh, ow) of dY[k, (n, oh, ow)] * X_col ----
@@ -359,7 +371,7 @@ void reference_product(const OpA& a, const OpB& b, const Out& out, int K) {
       if (out.bias) v += out.bias[m];
       float* dst = out.p + out.offset(m, n);
       if (out.beta != 0.0f) v += out.beta * *dst;
-      *dst = v;
+      *dst = activate(out, v);
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include "memory.cuh"
 #include "runtime.cuh"
+#include "table_grid.cuh"
 
 namespace c3::cuda {
 
@@ -40,12 +41,7 @@ static_assert(sizeof(SumEntry) % sizeof(float) == 0, "the table uploads as float
 __global__ void sum_into_kernel(const SumEntry* __restrict__ table, const float* const* __restrict__ srcs,
                                 const int32_t* __restrict__ starts, int entries) {
   const int32_t block = static_cast<int32_t>(blockIdx.x);
-  int lo = 0, hi = entries - 1;  // the last entry whose first block <= block
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (starts[mid] <= block) lo = mid;
-    else hi = mid - 1;
-  }
+  const int lo = table_entry(starts, entries);
   const SumEntry e = table[lo];
   const int64_t first = starts[lo], blocks = starts[lo + 1] - first;
   for (int64_t i = (block - first) * kThreads + threadIdx.x; i < e.n; i += blocks * kThreads) {

@@ -219,6 +219,7 @@ C3_HD float store_out(const Out& out, int m, int n, float acc) {
   if (out.bias) v += out.bias[m];
   const int64_t off = out.offset(m, n);
   if (out.beta != 0.0f) v += out.beta * out.p[off];
+  v = gemmop::activate(out, v);
   out.p[off] = v;
   return v;
 }

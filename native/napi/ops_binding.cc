@@ -189,9 +189,11 @@ C3_OP(Sum, "sum")
 C3_END
 
 // ---- layers ----
+// conv2d(x, w, bias, stride, padding, leakySlope?): with a slope, LeakyReLU(conv) in one pass
 C3_OP(Conv2d, "conv2d")
   return wrap(env, ops::conv2d(a.tensor(0, "input"), a.tensor(1, "weight"), a.optional_tensor(2, "bias"),
-                               a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024)));
+                               a.integer(3, "stride", 1, 1024), a.integer(4, "padding", 0, 1024), nullptr,
+                               a.optional_finite(5, "leakySlope")));
 C3_END
 
 // conv2d that also gives its output's per-channel moments (K, 2): [y, moments]

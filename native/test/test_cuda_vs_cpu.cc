@@ -847,6 +847,32 @@ Vd product_tolerance(const Vf& scale, int64_t K, CudaMath m) {
 }
 #endif
 
+// f(" tf32") and f(" fp32") under each CUDA math mode; f("") once in a build without CUDA (the
+// selftest's CPU stand-in)
+template <class F>
+void for_each_math(F f) {
+#ifdef C3GAN_HAVE_CUDA
+  for (CudaMath m : kModes) {
+    MathScope scope(m);
+    f(std::string(" ") + mode_name(m));
+  }
+#else
+  f(std::string());
+#endif
+}
+
+// f(backend) returns {a fused entry's output, the separate ops' output}: the same bits on each
+// backend, in each math mode
+template <class F>
+void expect_fusion_bitwise(const Backend& gpu, const std::string& what, const char* apart, F f) {
+  for_each_math([&](const std::string& mode) {
+    Outputs c, d;
+    on_both(gpu, f, c, d);
+    expect_same(c[0], c[1], what + mode + " is " + apart + " on the cpu");
+    expect_same(d[0], d[1], what + mode + " is " + apart + " on cuda");
+  });
+}
+
 C3_TEST(cuda_vs_cpu_memory_and_streaming_ops) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_memory_and_streaming_ops");
   if (!g) return;
@@ -1226,27 +1252,43 @@ C3_TEST(cuda_vs_cpu_conv2d_backward_data_accumulate) {
     const std::string what = "conv2d backward data accumulate N" + std::to_string(cc.N) + " C" + std::to_string(cc.C) +
                              " " + std::to_string(cc.H) + "x" + std::to_string(cc.W) + " K" + std::to_string(cc.K) +
                              " R" + std::to_string(cc.R) + " s" + std::to_string(cc.stride);
-    const auto run_case = [&](const std::string& mode) {
-      Outputs c, d;
-      on_both(*g, [&](const Backend& be) {
-        Buf bw(be, w), bdy(be, dy), fused(be, held), apart(be, held), dx(be, n);
-        be.conv2d_backward_data_accumulate(p, bdy.p(), bw.p(), fused.p());
-        be.conv2d_backward_data(p, bdy.p(), bw.p(), dx.p());
-        be.axpy(n, 1.0f, dx.p(), apart.p());
-        return Outputs{fused.host(), apart.host()};
-      }, c, d);
-      expect_same(c[0], c[1], what + mode + " is backward data then axpy on the cpu");
-      expect_same(d[0], d[1], what + mode + " is backward data then axpy on cuda");
-    };
-#ifdef C3GAN_HAVE_CUDA
-    for (CudaMath m : kModes) {
-      MathScope scope(m);
-      run_case(std::string(" ") + mode_name(m));
-    }
-#else
-    run_case("");
-#endif
+    expect_fusion_bitwise(*g, what, "backward data then axpy", [&](const Backend& be) {
+      Buf bw(be, w), bdy(be, dy), fused(be, held), apart(be, held), dx(be, n);
+      be.conv2d_backward_data_accumulate(p, bdy.p(), bw.p(), fused.p());
+      be.conv2d_backward_data(p, bdy.p(), bw.p(), dx.p());
+      be.axpy(n, 1.0f, dx.p(), apart.p());
+      return Outputs{fused.host(), apart.host()};
+    });
   }
+}
+
+// conv2d_forward_leaky (the LeakyReLU in the tile epilogue, and in the split-K reduction) gives
+// the bits of the conv then LeakyReLU on each backend, in both math modes, with and without a
+// bias; outputs of exactly 0 (an all-zero input image) stay 0
+C3_TEST(cuda_vs_cpu_conv2d_forward_leaky) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_conv2d_forward_leaky");
+  if (!g) return;
+  const ConvCase cases[] = {{4, 3, 32, 32, 64, 4, 4, 2, 1}, {2, 512, 4, 4, 512, 3, 3, 1, 1},
+                            {2, 3, 9, 7, 5, 3, 2, 2, 1}, {3, 8, 20, 18, 16, 1, 1, 1, 0}};
+  uint64_t seed = 73000;
+  for (const ConvCase& cc : cases)
+    for (bool with_bias : {false, true}) {
+      const Conv2dParams p = conv_params(cc);
+      Vf x = random_vec(p.N * p.C * p.H * p.W, seed += 3);
+      std::fill(x.begin(), x.begin() + p.C * p.H * p.W, 0.0f);  // image 0: the bias alone
+      const Vf w = random_vec(p.K * p.C * p.R * p.S, seed + 1), bias = random_vec(p.K, seed + 2);
+      const size_t n = p.N * p.K * p.OH * p.OW;
+      const std::string what = "conv2d forward leaky N" + std::to_string(cc.N) + " C" + std::to_string(cc.C) + " K" +
+                               std::to_string(cc.K) + (with_bias ? " bias" : "");
+      expect_fusion_bitwise(*g, what, "the conv then LeakyReLU", [&](const Backend& be) {
+        Buf bx(be, x), bw(be, w), bb(be, bias), fused(be, nan_vec(n)), apart(be, nan_vec(n));
+        const float* b = with_bias ? bb.p() : nullptr;
+        be.conv2d_forward_leaky(p, bx.p(), bw.p(), b, 0.2f, fused.p());
+        be.conv2d_forward(p, bx.p(), bw.p(), b, apart.p(), nullptr);
+        be.unary_forward(UnaryOp::LeakyRelu, n, apart.p(), 0.2f, apart.p());
+        return Outputs{fused.host(), apart.host()};
+      });
+    }
 }
 
 // The constant-channel kernel (conv2d_code_channels) against the CPU's: forward onto a random y,
@@ -1388,24 +1430,25 @@ C3_TEST(cuda_vs_cpu_bn_glu) {
       Outputs c, d;
       on_both(*g, [&](const Backend& be) {
         Buf bx(be, x), bg(be, gm), bb(be, bt), bm(be, mean), bi(be, invstd), bdy(be, dy), by(be, nan_vec(n)),
-            bdz(be, nan_vec(2 * n)), bdx(be, nan_vec(2 * n)), bdg(be, nan_vec(C)), bdb(be, nan_vec(C)),
-            bdz2(be, nan_vec(2 * n)), bdg2(be, nan_vec(C));
+            bdx(be, nan_vec(2 * n)), bdg(be, nan_vec(C)), bdb(be, nan_vec(C)), bdg2(be, nan_vec(C)),
+            bdx3(be, nan_vec(2 * n));
         be.bn_glu_forward(N, half, HW, bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), by.p());
-        be.bn_glu_batchnorm_backward(N, half, HW, training, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz.p(),
-                                     bdx.p(), bdg.p(), bdb.p());
-        // without dx and dbeta: the same dz and dgamma
-        be.bn_glu_batchnorm_backward(N, half, HW, training, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz2.p(),
-                                     nullptr, bdg2.p(), nullptr);
-        return Outputs{by.host(), bdz.host(), bdx.host(), bdg.host(), bdb.host(), bdz2.host(), bdg2.host()};
+        be.bn_glu_batchnorm_backward(N, half, HW, training, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdx.p(),
+                                     bdg.p(), bdb.p());
+        // without dx and dbeta: the same dgamma; without dgamma and dbeta: the same dx
+        be.bn_glu_batchnorm_backward(N, half, HW, training, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), nullptr,
+                                     bdg2.p(), nullptr);
+        be.bn_glu_batchnorm_backward(N, half, HW, training, bdy.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdx3.p(),
+                                     nullptr, nullptr);
+        return Outputs{by.host(), bdx.host(), bdg.host(), bdb.host(), bdg2.host(), bdx3.host()};
       }, c, d);
       const double terms = static_cast<double>(N * HW);
       expect_close(d[0], c[0], 1e-5, 1e-6, what + " forward");
-      expect_close(d[1], c[1], 1e-5, 4e-6, what + " dz");
-      expect_close(d[2], c[2], 1e-5, 1e-5, what + " dx");
-      expect_close(d[3], c[3], 1e-5, 1e-6 * terms, what + " dgamma");
-      expect_close(d[4], c[4], 1e-5, 1e-6 * terms, what + " dbeta");
-      expect_same(d[5], d[1], what + " dz without dx");
-      expect_same(d[6], d[3], what + " dgamma without dx");
+      expect_close(d[1], c[1], 1e-5, 1e-5, what + " dx");
+      expect_close(d[2], c[2], 1e-5, 1e-6 * terms, what + " dgamma");
+      expect_close(d[3], c[3], 1e-5, 1e-6 * terms, what + " dbeta");
+      expect_same(d[4], d[2], what + " dgamma without dx");
+      expect_same(d[5], d[1], what + " dx without dgamma and dbeta");
     }
 }
 

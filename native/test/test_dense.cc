@@ -653,10 +653,10 @@ C3_TEST(batchnorm_leaky_backward_is_the_two_passes) {
         const float z = (x[i] - mean[c]) * invstd[c] * g[c] + b[c];
         y[i] = i % 7 == 0 ? 0.0f : z > 0 ? z : 0.2f * z;
       }
-      Buf bx(be, x), bg(be, g), bm(be, mean), bi(be, invstd), bdy(be, dy), by(be, y), bdz(be, n), bdx(be, n),
-          bdg(be, C), bdb(be, C), bdz2(be, n), bdx2(be, n), bdg2(be, C), bdb2(be, C);
-      be.batchnorm_leaky_backward(N, C, HW, training, 0.2f, bdy.p(), by.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdz.p(),
-                                  bdx.p(), bdg.p(), bdb.p());
+      Buf bx(be, x), bg(be, g), bm(be, mean), bi(be, invstd), bdy(be, dy), by(be, y), bdx(be, n), bdg(be, C),
+          bdb(be, C), bdz2(be, n), bdx2(be, n), bdg2(be, C), bdb2(be, C);
+      be.batchnorm_leaky_backward(N, C, HW, training, 0.2f, bdy.p(), by.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdx.p(),
+                                  bdg.p(), bdb.p());
       be.unary_backward(UnaryOp::LeakyRelu, n, bdy.p(), by.p(), by.p(), 0.2f, bdz2.p());
       be.batchnorm_backward(N, C, HW, training, bdz2.p(), bx.p(), bg.p(), bm.p(), bi.p(), bdx2.p(), bdg2.p(),
                             bdb2.p());

@@ -221,14 +221,16 @@ C3_TEST(bn_glu_forward_backward) {
     const int64_t n = t.N * t.half * t.HW;
     Vf w = random_vec(n, seed + 5);
     Buf bx(be, t.x), bg(be, t.gamma), bb(be, t.beta), bm(be, t.mean), bi(be, t.invstd), by(be, n), bw(be, w),
-        bdz(be, 2 * n), bdx(be, 2 * n);
+        bdx(be, 2 * n);
     be.bn_glu_forward(t.N, t.half, t.HW, bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), by.p());
     expect_fwd(by.host(), t.forward(to_d(t.x)), t.name() + " forward");
-    // with the statistics fixed (batch norm's eval backward): dz is the gradient at the
-    // normalised values, d/dx = dz * gamma * invstd, and dx that gradient
-    be.bn_glu_batchnorm_backward(t.N, t.half, t.HW, false, bw.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdz.p(),
-                                 bdx.p(), nullptr, nullptr);
-    Vf dx = bdz.host();
+    // with the statistics fixed (batch norm's eval backward): dz (the CPU kernel, on the host) is
+    // the gradient at the normalised values, d/dx = dz * gamma * invstd, and dx that gradient
+    be.bn_glu_batchnorm_backward(t.N, t.half, t.HW, false, bw.p(), bx.p(), bg.p(), bb.p(), bm.p(), bi.p(), bdx.p(),
+                                 nullptr, nullptr);
+    Vf dx(2 * n);
+    cpu::bn_glu_backward(t.N, t.half, t.HW, w.data(), t.x.data(), t.gamma.data(), t.beta.data(), t.mean.data(),
+                         t.invstd.data(), dx.data());
     for (size_t i = 0; i < dx.size(); ++i) {
       const int64_t c = static_cast<int64_t>(i) / t.HW % (2 * t.half);
       dx[i] = static_cast<float>(dx[i] * static_cast<double>(t.gamma[c]) * t.invstd[c]);
