@@ -165,14 +165,22 @@ function topoOrder(root: Node): Node[] {
   return order;
 }
 
+let leafSumsHeldBytes = 256 * 1024 * 1024;
+
+/** @internal How many bytes of leaf contributions a backward pass holds before adding them (tests). */
+export function setLeafSumsHeldBytes(bytes: number): number {
+  const prev = leafSumsHeldBytes;
+  leafSumsHeldBytes = bytes;
+  return prev;
+}
+
 /**
  * Gradients for leaves that already hold one, summed in one call (one launch on CUDA) when the
  * backward pass ends instead of an axpy each: a module run several times in one graph (D sees
  * four batches a step) gets each parameter's contributions added in arrival order, so the bits
- * are those of the axpys. Held contributions are flushed early past kHeldBytes.
+ * are those of the axpys. Held contributions are added early past leafSumsHeldBytes.
  */
 class LeafSums {
-  static readonly kHeldBytes = 256 * 1024 * 1024;
   private dsts: NativeTensor[] = [];
   private srcs: NativeTensor[] = [];
   private bytes = 0;
@@ -181,7 +189,7 @@ class LeafSums {
     this.dsts.push(dst);
     this.srcs.push(g);
     this.bytes += 4 * g.numel;
-    if (this.bytes > LeafSums.kHeldBytes) this.flush();
+    if (this.bytes > leafSumsHeldBytes) this.flush();
   }
 
   /** adds what is held, then frees the contributions */

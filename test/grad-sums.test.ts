@@ -4,6 +4,7 @@
 // every sum exact, so a gradient dropped or added twice shows as a wrong value whatever the order.
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
+import { setLeafSumsHeldBytes } from "../lib/autograd";
 import { native, NativeAddon } from "../lib/native";
 import * as ops from "../lib/ops";
 import { Tensor, tidy } from "../lib/tensor";
@@ -58,6 +59,25 @@ test("a weight used on four batches (as D's) gets the sum of its four gradients,
     ops.sum(ops.mul(ops.conv2d(xs[0], once, null, 1, 1), rs[0])).backward();
     const g0 = once.grad!.toArray();
     assert.deepEqual(Array.from(w.grad!.toArray()), Array.from(fused, (v, i) => v + g0[i]));
+  });
+});
+
+test("past the held-bytes bound the leaf contributions are added as they come, to the same sums", () => {
+  tidy(() => {
+    const w = ints([4, 3, 3, 3], 21, true);
+    const xs = [22, 23, 24].map((s) => ints([2, 3, 5, 5], s));
+    const total = (): Tensor => xs.map((x) => ops.sum(ops.conv2d(x, w, null, 1, 1))).reduce((a, b) => ops.add(a, b));
+    total().backward();
+    const held = w.grad!.toArray();
+    w.zeroGrad();
+    const prev = setLeafSumsHeldBytes(0);
+    try {
+      const { calls } = counting("addInto", () => total().backward());
+      assert.equal(calls, 2, "each further contribution added on arrival");
+    } finally {
+      setLeafSumsHeldBytes(prev);
+    }
+    assert.deepEqual(Array.from(w.grad!.toArray()), Array.from(held));
   });
 });
 
