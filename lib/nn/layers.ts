@@ -294,8 +294,8 @@ function own<T>(l: Layer | undefined, cls: abstract new (...args: never[]) => T,
 // The layers from i that run as one step of forwardChain, longest match first: [Upsample2x]
 // Conv2d BatchNorm [GLU | LeakyReLU] with the conv's moments (BatchNorm in training), Upsample2x
 // Conv2d, Conv2d LeakyReLU, BatchNorm GLU, BatchNorm LeakyReLU (LeakyReLU slopes >= 0), or layer
-// i alone. A step ending with a
-// batch norm (nothing fused after it) can also add a residual in its pass (runResidual).
+// i alone. A step ending with a batch norm (nothing fused after it) can also add a residual in its
+// pass (runResidual).
 interface Step {
   count: number;
   run: (x: Tensor) => Tensor;
