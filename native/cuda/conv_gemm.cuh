@@ -116,7 +116,7 @@ C3_HD float activate(const ConvFwdOut& o, float v) { return o.leaky && !(v > 0.0
 
 // leaky: the conv followed by a LeakyReLU of that slope, in the epilogue
 inline ConvFwdOut conv_fwd_out(const ConvShape& s, float* y, const float* bias, const float* leaky_slope = nullptr) {
-  return ConvFwdOut{y,     1.0f, 0.0f, bias, FastDiv(s.OH * s.OW), s.OH * s.OW, static_cast<int64_t>(s.K) * s.OH * s.OW,
+  return ConvFwdOut{y, 1.0f, 0.0f, bias, FastDiv(s.OH * s.OW), s.OH * s.OW, static_cast<int64_t>(s.K) * s.OH * s.OW,
                     leaky_slope ? *leaky_slope : 0.0f, leaky_slope != nullptr};
 }
 
