@@ -67,6 +67,15 @@ function normDim(dim: number, ndim: number, op: string, shape: number[]): number
   return dim < 0 ? dim + ndim : dim;
 }
 
+/** A fused LeakyReLU's slope (null: none): >= 0, as its backward reads the output's sign. */
+function checkLeakySlope(op: string, v: number | null | undefined): number | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+    throw new Error(`${op}: leakySlope must be a finite number >= 0, got ${String(v)}`);
+  }
+  return v;
+}
+
 function checkInt(v: number, op: string, what: string, min: number): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
     throw new Error(`${op}: ${what} must be an integer >= ${min}, got ${String(v)}`);
@@ -403,10 +412,7 @@ export function slice(x: Tensor, dim: number, start: number, end: number): Tenso
 export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, stride = 1, padding = 0,
   leakySlope: number | null = null): Tensor {
   checkConv2d(x, w, bias, stride, padding);
-  const leaky = leakySlope ?? null;
-  if (leaky !== null && (typeof leaky !== "number" || !Number.isFinite(leaky) || leaky < 0)) {
-    throw new Error(`conv2d: leakySlope must be a finite number >= 0, got ${String(leaky)}`);
-  }
+  const leaky = checkLeakySlope("conv2d", leakySlope);
   const y = native().conv2d(x.use("conv2d"), w.use("conv2d"), bias ? bias.use("conv2d") : null, stride, padding, leaky);
   return conv2dResult("conv2d", y, x, w, bias, stride, padding, leaky);
 }
@@ -688,13 +694,8 @@ export function batchNorm(x: Tensor, weight: Tensor, bias: Tensor, runningMean: 
   checkBatchNorm(op, x, weight, bias, runningMean, runningVar, training, momentum, eps);
   const mh = momentsHandle(op, moments, x, Boolean(training));
   const rh = residualHandle(op, residual, x);
-  if (leakySlope !== null && leakySlope !== undefined) {
-    if (typeof leakySlope !== "number" || !Number.isFinite(leakySlope) || leakySlope < 0) {
-      throw new Error(`${op}: leakySlope must be a finite number >= 0, got ${String(leakySlope)}`);
-    }
-    if (rh) throw new Error(`${op}: a residual and a LeakyReLU together are not supported`);
-  }
-  const leaky = leakySlope ?? null;
+  const leaky = checkLeakySlope(op, leakySlope);
+  if (leaky !== null && rh) throw new Error(`${op}: a residual and a LeakyReLU together are not supported`);
   const N = native();
   const xh = x.use(op);
   const gh = weight.use(op);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
+#include <unordered_map>
 
 namespace c3::ops {
 
@@ -24,6 +25,11 @@ bool overlaps(const Tensor& a, const Tensor& b) {
   if (a.numel() == 0 || b.numel() == 0) return false;
   const float *a0 = a.data(), *b0 = b.data();
   return a0 < b0 + b.numel() && b0 < a0 + a.numel();
+}
+
+// a LeakyReLU fused into an op takes its gradient from the output, which needs slope >= 0
+void need_leaky_slope(float slope, const char* op) {
+  check(std::isfinite(slope) && slope >= 0.0f, op, "the LeakyReLU slope must be finite and >= 0, got ", slope);
 }
 
 void need_rank(const Tensor& t, int rank, const char* op, const char* arg) {
@@ -205,6 +211,7 @@ void add_into_(const std::vector<Tensor*>& dsts, const std::vector<const Tensor*
   std::vector<SumInto> sums;
   std::vector<std::vector<const float*>> lists;
   std::vector<size_t> first;
+  std::unordered_map<const float*, size_t> group;  // destination storage -> its index in sums
   for (size_t i = 0; i < dsts.size(); ++i) {
     Tensor& y = *dsts[i];
     const Tensor& x = *srcs[i];
@@ -213,8 +220,7 @@ void add_into_(const std::vector<Tensor*>& dsts, const std::vector<const Tensor*
     same_device(*dsts[0], y, op);
     same_device(y, x, op);
     check(y.shape == x.shape, op, "pair ", i, ": shapes differ: ", shape_str(y.shape), " and ", shape_str(x.shape));
-    size_t k = 0;
-    while (k < sums.size() && sums[k].dst != y.data()) ++k;
+    const size_t k = group.emplace(y.data(), sums.size()).first->second;
     if (k == sums.size()) {
       sums.push_back({y.data(), nullptr, 0, static_cast<size_t>(y.numel())});
       lists.emplace_back();
@@ -405,8 +411,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor* bias, int64_t stri
   Tensor y(x.device(), {p.N, p.K, p.OH, p.OW}, "conv2d");
   if (leaky_slope) {
     check(!moments, "conv2d", "a LeakyReLU and the moments together are not supported");
-    check(std::isfinite(*leaky_slope) && *leaky_slope >= 0.0f, "conv2d",
-          "the LeakyReLU slope must be finite and >= 0, got ", *leaky_slope);
+    need_leaky_slope(*leaky_slope, "conv2d");
     x.be().conv2d_forward_leaky(p, x.data(), w.data(), bias ? bias->data() : nullptr, *leaky_slope, y.data());
     return y;
   }
@@ -645,8 +650,7 @@ BatchNormOut batchnorm_forward(const Tensor& x, const Tensor& gamma, const Tenso
     epi.residual = residual->data();
   }
   if (leaky_slope) {
-    check(std::isfinite(*leaky_slope) && *leaky_slope >= 0.0f, op, "the LeakyReLU slope must be finite and >= 0, got ",
-          *leaky_slope);
+    need_leaky_slope(*leaky_slope, op);
     epi.leaky = true;
     epi.slope = *leaky_slope;
   }
@@ -747,7 +751,7 @@ BatchNormGrads batchnorm_leaky_backward(const Tensor& dy, const Tensor& y, float
   need_defined(y, op, "output");
   check(y.shape == x.shape, op, "the output ", shape_str(y.shape), " does not match input ", shape_str(x.shape));
   same_device(x, y, op);
-  check(std::isfinite(slope) && slope >= 0.0f, op, "the LeakyReLU slope must be finite and >= 0, got ", slope);
+  need_leaky_slope(slope, op);
   BatchNormGrads g{Tensor(x.device(), x.shape, op), Tensor(x.device(), {C}, op), Tensor(x.device(), {C}, op)};
   x.be().batchnorm_leaky_backward(N, C, HW, training, slope, dy.data(), y.data(), x.data(), gamma.data(),
                                   save_mean.data(), save_invstd.data(), g.dx.data(), g.dgamma.data(), g.dbeta.data());
