@@ -11,7 +11,7 @@
 //   backward-weight:  dw (K x CRS) = dy (K x N*OH*OW) . im2col(x)^T, im2col rows packed as columns
 // Strided convs read x (and the fused col2im writes dx) in a phase layout where every strided
 // row access is contiguous. Kernels that cover the whole unpadded input (OH = OW = 1) are dense
-// GEMMs. Stride-1 convs with few channels on the pass's output side go to direct AVX2 loops
+// GEMMs. Stride-1 convs with few channels on the pass's output side go to direct vector loops
 // (conv_direct.cc), 3x3 stride-1 convs with enough channels and tiles to Winograd F(2x2, 3x3) or
 // F(4x4, 3x3) (winograd.cc). The threads work inside the engine (chunks of the output) and the
 // transforms. The *_reference functions are plain loops.

@@ -1,16 +1,18 @@
-// Direct stride-1 convolution with AVX2 for layers with few channels on one side (G's last
-// layers: 1-16 channels at 16x16 to 128x128). An implicit GEMM there has a handful of rows, so
-// every packed element is used a handful of times and packing dominates; here the input rows are
-// zero-padded once per band of output rows and each output row is accumulated in registers.
+// Direct stride-1 convolution for layers with few channels on one side (G's last layers: 1-16
+// channels at 16x16 to 128x128). An implicit GEMM there has a handful of rows, so every packed
+// element is used a handful of times and packing dominates; here the input rows are zero-padded
+// once per band of output rows and each output row is accumulated in registers.
 //   forward:         y[k, oh, ow..ow+31] += w[k, c, r, s] * P[c, oh + r, ow + s ..], two k at a time
 //   backward-data:   the forward on dy with the flipped, transposed kernel (padding R-1-pad)
 //   backward-weight: dw[k, c, r, s] = sum over rows of dy[k, oh, :] . P[c, oh + r, s:], nine
 //                    vector accumulators per (k, c), per-chunk partial sums added at the end
-// Where the CPU has AVX-512VL (32 vector registers) the forward takes 4 output channels at once
-// and the weight gradient 2, so each loaded input vector feeds more FMAs (Zen 4, in one process
-// against the AVX2 blocks: forward and backward-data 1.2-1.3x, weight gradient 1.4-1.6x on G's
-// 4-16 channel layers; the CUB iteration at batch 8 1.07x).
-// Only built for x86 with GCC/Clang (target attributes); elsewhere direct_conv_applies is false.
+// The loops are written on eight-float vectors (vec8.h): AVX2+FMA on x86 (checked at run time),
+// Advanced SIMD on AArch64, the same bits on both. Where an x86 CPU has AVX-512VL (32 vector
+// registers) the forward takes 4 output channels at once and the weight gradient 2, so each
+// loaded input vector feeds more FMAs (Zen 4, in one process against the pairs: forward and
+// backward-data 1.2-1.3x, weight gradient 1.4-1.6x on G's 4-16 channel layers; the CUB iteration
+// at batch 8 1.07x). AArch64 takes the pairs: 4 channels' accumulators as register pairs would
+// fill its 32 registers. Elsewhere direct_conv_applies is false.
 #include "conv_direct.h"
 
 #include <algorithm>
@@ -24,11 +26,7 @@
 #include "kernels.h"
 #include "moments.h"
 #include "thread_scratch.h"
-
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define C3_DIRECT_AVX2 1
-#endif
+#include "vec8.h"
 
 namespace c3::cpu {
 
@@ -44,9 +42,12 @@ bool& enabled_flag() {
   return on;
 }
 
-#ifdef C3_DIRECT_AVX2
+#ifdef C3_VEC8
 
-// Where the direct loops beat the implicit GEMM and Winograd (measured on Zen 1); x86 only, as the loops.
+using namespace vec8;
+
+// Where the direct loops beat the implicit GEMM and Winograd (measured on Zen 1 with AVX2; AArch64
+// takes the same bounds, not measured there).
 constexpr int64_t kMaxForwardK = 32;          // output channels of the forward
 constexpr int64_t kMaxDataC = 16;             // output channels of backward-data (x's)
 constexpr int64_t kMaxWeightPairs = 1024;     // backward-weight K * C (64 -> 16 on 32x32: 2.5x the GEMM)
@@ -58,13 +59,26 @@ constexpr int64_t kMaxFourRowImage = 16384;   // blocked forward with 4-row tile
 constexpr int64_t kMaxBlockedDataImage = 1 << 18;    // blocked backward-data: padded dy floats per image (1 MiB)
 constexpr int64_t kMaxBlockedDataWeights = 1 << 18;  // and weight floats (1 MiB)
 
+// The eight-float vectors: AVX2+FMA on x86 (the check the AVX2 GEMM kernel makes), always on AArch64
+bool vectors() {
+#ifdef C3_VEC8_X86
+  return avx2_micro_kernel() != nullptr;
+#else
+  return true;
+#endif
+}
+
 // AVX-512VL: 32 vector registers, so the loops below can keep more output channels' sums in them
 bool wide_supported() {
+#ifdef C3_VEC8_X86
   static const bool ok = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
   }();
   return ok;
+#else
+  return false;
+#endif
 }
 
 bool& wide_flag() {
@@ -107,52 +121,51 @@ struct FwdShape {
 // are the two channels' kernels, in tap order. Accumulators are named variables, not an array,
 // so they stay in registers across the tap loop.
 template <int NV, bool PAIR>
-__attribute__((target("avx2,fma"))) void fwd_segment(const FwdShape& f, const float* prow, const float* w0,
-                                                    const float* w1, float b0, float b1, float* y0, float* y1,
-                                                    int64_t valid) {
-  __m256 a0 = _mm256_set1_ps(b0), a1 = a0, a2 = a0, a3 = a0;
-  __m256 c0 = _mm256_set1_ps(b1), c1 = c0, c2 = c0, c3 = c0;
+C3_VEC8_TARGET void fwd_segment(const FwdShape& f, const float* prow, const float* w0, const float* w1, float b0,
+                                float b1, float* y0, float* y1, int64_t valid) {
+  V8 a0 = splat(b0), a1 = a0, a2 = a0, a3 = a0;
+  V8 c0 = splat(b1), c1 = c0, c2 = c0, c3 = c0;
   for (int64_t t = 0; t < f.taps; ++t) {
     const float* v = prow + f.off[t];
-    const __m256 k0 = _mm256_broadcast_ss(w0 + t);
-    const __m256 v0 = _mm256_loadu_ps(v);
-    a0 = _mm256_fmadd_ps(k0, v0, a0);
-    __m256 v1, v2, v3;
-    if (NV > 1) v1 = _mm256_loadu_ps(v + 8), a1 = _mm256_fmadd_ps(k0, v1, a1);
-    if (NV > 2) v2 = _mm256_loadu_ps(v + 16), a2 = _mm256_fmadd_ps(k0, v2, a2);
-    if (NV > 3) v3 = _mm256_loadu_ps(v + 24), a3 = _mm256_fmadd_ps(k0, v3, a3);
+    const V8 k0 = broadcast(w0 + t);
+    const V8 v0 = load(v);
+    a0 = fma(k0, v0, a0);
+    V8 v1, v2, v3;
+    if (NV > 1) v1 = load(v + 8), a1 = fma(k0, v1, a1);
+    if (NV > 2) v2 = load(v + 16), a2 = fma(k0, v2, a2);
+    if (NV > 3) v3 = load(v + 24), a3 = fma(k0, v3, a3);
     if (PAIR) {
-      const __m256 k1 = _mm256_broadcast_ss(w1 + t);
-      c0 = _mm256_fmadd_ps(k1, v0, c0);
-      if (NV > 1) c1 = _mm256_fmadd_ps(k1, v1, c1);
-      if (NV > 2) c2 = _mm256_fmadd_ps(k1, v2, c2);
-      if (NV > 3) c3 = _mm256_fmadd_ps(k1, v3, c3);
+      const V8 k1 = broadcast(w1 + t);
+      c0 = fma(k1, v0, c0);
+      if (NV > 1) c1 = fma(k1, v1, c1);
+      if (NV > 2) c2 = fma(k1, v2, c2);
+      if (NV > 3) c3 = fma(k1, v3, c3);
     }
   }
   if (valid == 8 * NV) {  // whole vectors: straight to y
-    _mm256_storeu_ps(y0, a0);
-    if (NV > 1) _mm256_storeu_ps(y0 + 8, a1);
-    if (NV > 2) _mm256_storeu_ps(y0 + 16, a2);
-    if (NV > 3) _mm256_storeu_ps(y0 + 24, a3);
+    store(y0, a0);
+    if (NV > 1) store(y0 + 8, a1);
+    if (NV > 2) store(y0 + 16, a2);
+    if (NV > 3) store(y0 + 24, a3);
     if (PAIR) {
-      _mm256_storeu_ps(y1, c0);
-      if (NV > 1) _mm256_storeu_ps(y1 + 8, c1);
-      if (NV > 2) _mm256_storeu_ps(y1 + 16, c2);
-      if (NV > 3) _mm256_storeu_ps(y1 + 24, c3);
+      store(y1, c0);
+      if (NV > 1) store(y1 + 8, c1);
+      if (NV > 2) store(y1 + 16, c2);
+      if (NV > 3) store(y1 + 24, c3);
     }
     return;
   }
   alignas(32) float t[2][32];
-  _mm256_store_ps(t[0], a0);
-  if (NV > 1) _mm256_store_ps(t[0] + 8, a1);
-  if (NV > 2) _mm256_store_ps(t[0] + 16, a2);
-  if (NV > 3) _mm256_store_ps(t[0] + 24, a3);
+  store(t[0], a0);
+  if (NV > 1) store(t[0] + 8, a1);
+  if (NV > 2) store(t[0] + 16, a2);
+  if (NV > 3) store(t[0] + 24, a3);
   for (int64_t i = 0; i < valid; ++i) y0[i] = t[0][i];
   if (PAIR) {
-    _mm256_store_ps(t[1], c0);
-    if (NV > 1) _mm256_store_ps(t[1] + 8, c1);
-    if (NV > 2) _mm256_store_ps(t[1] + 16, c2);
-    if (NV > 3) _mm256_store_ps(t[1] + 24, c3);
+    store(t[1], c0);
+    if (NV > 1) store(t[1] + 8, c1);
+    if (NV > 2) store(t[1] + 16, c2);
+    if (NV > 3) store(t[1] + 24, c3);
     for (int64_t i = 0; i < valid; ++i) y1[i] = t[1][i];
   }
 }
@@ -170,27 +183,28 @@ void fwd_dispatch(int nv, const FwdShape& f, const float* prow, const float* w0,
 
 // Four output channels at once where AVX-512VL gives 32 vector registers: 4 x NV accumulators,
 // NV input loads and 4 broadcasts per tap for 4 * NV FMAs (the pair above: NV + 2 loads for 2 * NV),
-// so the FMA units and not the loads set the pace.
+// so the FMA units and not the loads set the pace. x86 only (wide_supported).
+#ifdef C3_VEC8_X86
 template <int NV>
 __attribute__((target("avx512f,avx512vl,avx2,fma"))) void fwd_segment4(const FwdShape& f, const float* prow,
                                                                        const float* w, int64_t wstride,
                                                                        const float* bias, float* y, int64_t ystride,
                                                                        int64_t valid) {
-  __m256 a[4][NV];
+  V8 a[4][NV];
 #pragma GCC unroll 4
   for (int kk = 0; kk < 4; ++kk)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) a[kk][v] = _mm256_set1_ps(bias ? bias[kk] : 0.0f);
+    for (int v = 0; v < NV; ++v) a[kk][v] = splat(bias ? bias[kk] : 0.0f);
   for (int64_t t = 0; t < f.taps; ++t) {
     const float* in = prow + f.off[t];
-    __m256 x[NV];
+    V8 x[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) x[v] = _mm256_loadu_ps(in + 8 * v);
+    for (int v = 0; v < NV; ++v) x[v] = load(in + 8 * v);
 #pragma GCC unroll 4
     for (int kk = 0; kk < 4; ++kk) {
-      const __m256 k = _mm256_broadcast_ss(w + kk * wstride + t);
+      const V8 k = broadcast(w + kk * wstride + t);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) a[kk][v] = _mm256_fmadd_ps(k, x[v], a[kk][v]);
+      for (int v = 0; v < NV; ++v) a[kk][v] = fma(k, x[v], a[kk][v]);
     }
   }
 #pragma GCC unroll 4
@@ -198,11 +212,11 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void fwd_segment4(const Fwd
     float* out = y + kk * ystride;
     if (valid == 8 * NV) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(out + 8 * v, a[kk][v]);
+      for (int v = 0; v < NV; ++v) store(out + 8 * v, a[kk][v]);
     } else {
       alignas(32) float t[32];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) _mm256_store_ps(t + 8 * v, a[kk][v]);
+      for (int v = 0; v < NV; ++v) store(t + 8 * v, a[kk][v]);
       for (int64_t i = 0; i < valid; ++i) out[i] = t[i];
     }
   }
@@ -217,11 +231,12 @@ void fwd_dispatch4(int nv, const FwdShape& f, const float* prow, const float* w,
     default: return fwd_segment4<4>(f, prow, w, wstride, bias, y, ystride, valid);
   }
 }
+#endif
 
 // y (N, K, OH, OW) = the stride-1 correlation of x (N, C, H, W) with w (K, C, R, S), padding pad.
 // With moments (K, 2), also each channel's mean and biased variance: every band's rows are
 // summed right after they are written (still in cache), and the parts merged in a fixed order.
-void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t pad,
+void forward_loops(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t R, int64_t S, int64_t pad,
                   int64_t OH, int64_t OW, const float* x, const float* w, const float* bias, float* y,
                   float* moments = nullptr) {
   const int64_t bands = (OH + kForwardBand - 1) / kForwardBand;
@@ -250,6 +265,7 @@ void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t
       pad_rows(x + n * C * H * W, C, H, W, pad, oh0, rows, Wp, P);
       const int64_t K4 = wide_registers() ? K / 4 * 4 : 0;
       for (int64_t oh = oh0; oh < oh1; ++oh) {
+#ifdef C3_VEC8_X86
         for (int64_t k = 0; k < K4; k += 4) {
           const float* w0 = w + k * C * R * S;
           float* y0 = y + ((n * K + k) * OH + oh) * OW;
@@ -260,6 +276,7 @@ void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t
                           y0 + ow0, OH * OW, valid);
           }
         }
+#endif
         for (int64_t k = K4; k < K; k += 2) {
           const bool pair = k + 1 < K;
           const float* w0 = w + k * C * R * S;
@@ -284,30 +301,22 @@ void forward_avx2(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t
   if (moments) merge_moments(parts.data(), 1, K, items, moments);
 }
 
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
 // partial[k, c, r, s] += sum over the band's rows of dy[k, oh, :] . P[c, oh + r, s:] (R, S <= 3)
 template <int R, int S>
-__attribute__((target("avx2,fma"))) void weight_band(int64_t K, int64_t C, int64_t band, int64_t rowsP, int64_t Wp,
-                                                    int64_t OWv, const float* D, const float* P, float* partial) {
+C3_VEC8_TARGET void weight_band(int64_t K, int64_t C, int64_t band, int64_t rowsP, int64_t Wp, int64_t OWv,
+                                const float* D, const float* P, float* partial) {
   for (int64_t k = 0; k < K; ++k)
     for (int64_t c = 0; c < C; ++c) {
-      __m256 acc[R][S];
+      V8 acc[R][S];
       for (int r = 0; r < R; ++r)
-        for (int s = 0; s < S; ++s) acc[r][s] = _mm256_setzero_ps();
+        for (int s = 0; s < S; ++s) acc[r][s] = zero();
       for (int64_t u = 0; u < band; ++u) {
         const float* drow = D + (k * band + u) * OWv;
         const float* prow = P + (c * rowsP + u) * Wp;
         for (int64_t j = 0; j < OWv; j += 8) {
-          const __m256 d = _mm256_loadu_ps(drow + j);
+          const V8 d = load(drow + j);
           for (int r = 0; r < R; ++r)
-            for (int s = 0; s < S; ++s)
-              acc[r][s] = _mm256_fmadd_ps(d, _mm256_loadu_ps(prow + r * Wp + j + s), acc[r][s]);
+            for (int s = 0; s < S; ++s) acc[r][s] = fma(d, load(prow + r * Wp + j + s), acc[r][s]);
         }
       }
       float* out = partial + (k * C + c) * R * S;
@@ -316,6 +325,7 @@ __attribute__((target("avx2,fma"))) void weight_band(int64_t K, int64_t C, int64
     }
 }
 
+#ifdef C3_VEC8_X86
 // The same for two output channels at once where AVX-512VL gives 32 vector registers: 2 x R x S
 // accumulators, and each loaded input vector feeds two FMAs (the loop above: one).
 template <int R, int S>
@@ -325,25 +335,25 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void weight_band2(int64_t K
   const int64_t K2 = K / 2 * 2;
   for (int64_t k = 0; k < K2; k += 2)
     for (int64_t c = 0; c < C; ++c) {
-      __m256 a0[R][S], a1[R][S];
+      V8 a0[R][S], a1[R][S];
 #pragma GCC unroll 3
       for (int r = 0; r < R; ++r)
 #pragma GCC unroll 3
-        for (int s = 0; s < S; ++s) a0[r][s] = a1[r][s] = _mm256_setzero_ps();
+        for (int s = 0; s < S; ++s) a0[r][s] = a1[r][s] = zero();
       for (int64_t u = 0; u < band; ++u) {
         const float* d0row = D + (k * band + u) * OWv;
         const float* d1row = d0row + band * OWv;
         const float* prow = P + (c * rowsP + u) * Wp;
         for (int64_t j = 0; j < OWv; j += 8) {
-          const __m256 d0 = _mm256_loadu_ps(d0row + j), d1 = _mm256_loadu_ps(d1row + j);
+          const V8 d0 = load(d0row + j), d1 = load(d1row + j);
 #pragma GCC unroll 3
           for (int r = 0; r < R; ++r)
 #pragma GCC unroll 3
             for (int s = 0; s < S; ++s) {
-              __m256 x = _mm256_loadu_ps(prow + r * Wp + j + s);
-              __asm__("" : "+v"(x));  // one load for both FMAs (GCC would fold it into each)
-              a0[r][s] = _mm256_fmadd_ps(d0, x, a0[r][s]);
-              a1[r][s] = _mm256_fmadd_ps(d1, x, a1[r][s]);
+              V8 x = load(prow + r * Wp + j + s);
+              __asm__("" : "+v"(x.v));  // one load for both FMAs (GCC would fold it into each)
+              a0[r][s] = fma(d0, x, a0[r][s]);
+              a1[r][s] = fma(d1, x, a1[r][s]);
             }
         }
       }
@@ -358,6 +368,7 @@ __attribute__((target("avx512f,avx512vl,avx2,fma"))) void weight_band2(int64_t K
   if (K2 < K)  // the odd channel: the one-channel loop, on the last channel's rows
     weight_band<R, S>(1, C, band, rowsP, Wp, OWv, D + K2 * band * OWv, P, partial + K2 * C * R * S);
 }
+#endif
 
 using WeightBandFn = void (*)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const float*, const float*, float*);
 
@@ -365,13 +376,16 @@ WeightBandFn weight_band_for(int64_t R, int64_t S) {
   static const WeightBandFn fns[3][3] = {{weight_band<1, 1>, weight_band<1, 2>, weight_band<1, 3>},
                                          {weight_band<2, 1>, weight_band<2, 2>, weight_band<2, 3>},
                                          {weight_band<3, 1>, weight_band<3, 2>, weight_band<3, 3>}};
+#ifdef C3_VEC8_X86
   static const WeightBandFn pairs[3][3] = {{weight_band2<1, 1>, weight_band2<1, 2>, weight_band2<1, 3>},
                                            {weight_band2<2, 1>, weight_band2<2, 2>, weight_band2<2, 3>},
                                            {weight_band2<3, 1>, weight_band2<3, 2>, weight_band2<3, 3>}};
-  return (wide_registers() ? pairs : fns)[R - 1][S - 1];
+  if (wide_registers()) return pairs[R - 1][S - 1];
+#endif
+  return fns[R - 1][S - 1];
 }
 
-void backward_weight_avx2(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+void backward_weight_loops(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
   const int64_t bands = (p.OH + kWeightBand - 1) / kWeightBand, items = p.N * bands;
   const int64_t Wp = p.W + 2 * p.pad + 16, OWv = (p.OW + 7) / 8 * 8;
   const int64_t krs = p.K * p.C * p.R * p.S;
@@ -421,61 +435,60 @@ struct BlockedShape {
 // Tile kinds: the 16 pixels as ROWS rows of 16 / ROWS (ROWS = 1, 2 or 4) starting at output
 // (oh, ow0); acc[r][..] for channel r of the panel, 16 values in tile order.
 template <int ROWS>
-__attribute__((target("avx2,fma"))) void blocked_tile(const BlockedShape& b, const float* base, const float* wp,
-                                                     float* acc) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+C3_VEC8_TARGET void blocked_tile(const BlockedShape& b, const float* base, const float* wp, float* acc) {
+  V8 c00 = zero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  V8 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   const int64_t rs = b.row_step;
   for (int64_t t = 0; t < b.taps; ++t) {
     const float* p = base + b.off[t];
-    __m256 v0, v1;
+    V8 v0, v1;
     if (ROWS == 1) {
-      v0 = _mm256_loadu_ps(p);
-      v1 = _mm256_loadu_ps(p + 8);
+      v0 = load(p);
+      v1 = load(p + 8);
     } else if (ROWS == 2) {
-      v0 = _mm256_loadu_ps(p);
-      v1 = _mm256_loadu_ps(p + rs);
+      v0 = load(p);
+      v1 = load(p + rs);
     } else {
-      v0 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm_loadu_ps(p + rs), 1);
-      v1 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p + 2 * rs)), _mm_loadu_ps(p + 3 * rs), 1);
+      v0 = load_halves(p, p + rs);
+      v1 = load_halves(p + 2 * rs, p + 3 * rs);
     }
     const float* a = wp + t * 6;
-    __m256 g = _mm256_broadcast_ss(a);
-    c00 = _mm256_fmadd_ps(g, v0, c00);
-    c01 = _mm256_fmadd_ps(g, v1, c01);
-    g = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(g, v0, c10);
-    c11 = _mm256_fmadd_ps(g, v1, c11);
-    g = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(g, v0, c20);
-    c21 = _mm256_fmadd_ps(g, v1, c21);
-    g = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(g, v0, c30);
-    c31 = _mm256_fmadd_ps(g, v1, c31);
-    g = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(g, v0, c40);
-    c41 = _mm256_fmadd_ps(g, v1, c41);
-    g = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(g, v0, c50);
-    c51 = _mm256_fmadd_ps(g, v1, c51);
+    V8 g = broadcast(a);
+    c00 = fma(g, v0, c00);
+    c01 = fma(g, v1, c01);
+    g = broadcast(a + 1);
+    c10 = fma(g, v0, c10);
+    c11 = fma(g, v1, c11);
+    g = broadcast(a + 2);
+    c20 = fma(g, v0, c20);
+    c21 = fma(g, v1, c21);
+    g = broadcast(a + 3);
+    c30 = fma(g, v0, c30);
+    c31 = fma(g, v1, c31);
+    g = broadcast(a + 4);
+    c40 = fma(g, v0, c40);
+    c41 = fma(g, v1, c41);
+    g = broadcast(a + 5);
+    c50 = fma(g, v0, c50);
+    c51 = fma(g, v1, c51);
   }
-  _mm256_storeu_ps(acc + 0, c00);
-  _mm256_storeu_ps(acc + 8, c01);
-  _mm256_storeu_ps(acc + 16, c10);
-  _mm256_storeu_ps(acc + 24, c11);
-  _mm256_storeu_ps(acc + 32, c20);
-  _mm256_storeu_ps(acc + 40, c21);
-  _mm256_storeu_ps(acc + 48, c30);
-  _mm256_storeu_ps(acc + 56, c31);
-  _mm256_storeu_ps(acc + 64, c40);
-  _mm256_storeu_ps(acc + 72, c41);
-  _mm256_storeu_ps(acc + 80, c50);
-  _mm256_storeu_ps(acc + 88, c51);
+  store(acc + 0, c00);
+  store(acc + 8, c01);
+  store(acc + 16, c10);
+  store(acc + 24, c11);
+  store(acc + 32, c20);
+  store(acc + 40, c21);
+  store(acc + 48, c30);
+  store(acc + 56, c31);
+  store(acc + 64, c40);
+  store(acc + 72, c41);
+  store(acc + 80, c50);
+  store(acc + 88, c51);
 }
 
 using BlockedTileFn = void (*)(const BlockedShape&, const float*, const float*, float*);
 
-void blocked_forward_avx2(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
+void blocked_forward_tiles(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
   const int64_t s = p.stride, Hp = p.H + 2 * p.pad, Wp = p.W + 2 * p.pad;
   const int64_t pw = (Wp + s - 1) / s, taps = p.C * p.R * p.S, panels = (p.K + 5) / 6;
   const int64_t plane = Hp * s * pw;  // one channel of P
@@ -548,7 +561,7 @@ void blocked_forward_avx2(const Conv2dParams& p, const float* x, const float* w,
 // of w[k, c, r0 + 2t, s0 + 2u] dy[k, i + ba - t, j + bb - u], with r0 = (a + pad) mod 2 and
 // ba = (a + pad - r0) / 2 (columns alike). dy is copied once per image into a zero-padded plane,
 // so every tap is an offset; no packing, no col2im, and each dx element is written once.
-void blocked_backward_data_avx2(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+void blocked_backward_data_tiles(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   const int64_t Hp = (p.H + 1) / 2, Wp = (p.W + 1) / 2;  // phase sizes (phase 1 may be one shorter)
   const int rows = Wp % 16 == 0 ? 1 : Wp == 8 ? 2 : 4;
   const int64_t tile_w = 16 / rows, taps = p.K * 4, panels = (p.C + 5) / 6;
@@ -623,16 +636,24 @@ void blocked_backward_data_avx2(const Conv2dParams& p, const float* dy, const fl
   });
 }
 
-#endif  // C3_DIRECT_AVX2
+#endif  // C3_VEC8
 
 }  // namespace
+
+bool direct_loops_available() {
+#ifdef C3_VEC8
+  return vectors();
+#else
+  return false;
+#endif
+}
 
 void set_direct_conv_enabled(bool on) { enabled_flag() = on; }
 bool direct_conv_enabled() { return enabled_flag(); }
 
 bool direct_conv_applies(const Conv2dParams& p, ConvPass pass) {
-#ifdef C3_DIRECT_AVX2
-  if (!enabled_flag() || !avx2_micro_kernel() || p.stride != 1 || p.R > 3 || p.S > 3 || p.N <= 0 || p.OH <= 0 ||
+#ifdef C3_VEC8
+  if (!enabled_flag() || !vectors() || p.stride != 1 || p.R > 3 || p.S > 3 || p.N <= 0 || p.OH <= 0 ||
       p.OW <= 0 || p.C <= 0 || p.K <= 0)
     return false;
   switch (pass) {
@@ -647,12 +668,12 @@ bool direct_conv_applies(const Conv2dParams& p, ConvPass pass) {
 }
 
 bool blocked_forward_applies(const Conv2dParams& p) {
-#ifdef C3_DIRECT_AVX2
+#ifdef C3_VEC8
   // strided convs (stride 1 has Winograd, the direct loops and the implicit GEMM's plain copies),
   // rows that make whole tiles, enough channels to fill the 6-row panels, and a map no taller
   // than a tile needs (OH >= rows per tile)
   const int rows = p.OW % 16 == 0 ? 1 : p.OW == 8 ? 2 : p.OW == 4 ? 4 : 0;
-  if (!enabled_flag() || !avx2_micro_kernel() || p.stride <= 1 || rows == 0 || p.OH < rows || p.K < 6 || p.N <= 0 ||
+  if (!enabled_flag() || !vectors() || p.stride <= 1 || rows == 0 || p.OH < rows || p.K < 6 || p.N <= 0 ||
       p.C <= 0)
     return false;
   // a tile's loop over the taps must be long enough to pay for its setup and stores, and the
@@ -667,14 +688,14 @@ bool blocked_forward_applies(const Conv2dParams& p) {
 }
 
 bool blocked_backward_data_applies(const Conv2dParams& p) {
-#ifdef C3_DIRECT_AVX2
+#ifdef C3_VEC8
   // 4x4 stride 2 (D's downsampling convs), phases of whole 16-, 8- or 4-wide tiles, a tap loop
   // long enough for the tiles' setup and stores, the padded dy of an image near L2, and weights
   // that stay in L2 (each tile reads all of its panel's: D's 512 -> 512 at 128 px, 16 MiB of them,
   // ran at a third of the Winograd path's rate; 64 -> 128 and smaller beat both GEMM paths)
   const int64_t Hp = (p.H + 1) / 2, Wp = (p.W + 1) / 2;
   const int rows = Wp % 16 == 0 ? 1 : Wp == 8 ? 2 : Wp == 4 ? 4 : 0;
-  if (!enabled_flag() || !avx2_micro_kernel() || p.stride != 2 || p.R != 4 || p.S != 4 || p.pad < 0 || p.pad > 3 ||
+  if (!enabled_flag() || !vectors() || p.stride != 2 || p.R != 4 || p.S != 4 || p.pad < 0 || p.pad > 3 ||
       rows == 0 || Hp < rows || p.C < 6 || p.N <= 0 || p.K <= 0 || p.OH <= 0 || p.OW <= 0 || p.W % 2 != 0)
     return false;
   const int64_t image = p.K * (p.OH + 4) * (p.OW + 4);
@@ -686,23 +707,23 @@ bool blocked_backward_data_applies(const Conv2dParams& p) {
 }
 
 void blocked_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-#ifdef C3_DIRECT_AVX2
-  blocked_backward_data_avx2(p, dy, w, dx);
+#ifdef C3_VEC8
+  blocked_backward_data_tiles(p, dy, w, dx);
 #else
   (void)p, (void)dy, (void)w, (void)dx;
 #endif
 }
 
 void blocked_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-#ifdef C3_DIRECT_AVX2
-  blocked_forward_avx2(p, x, w, bias, y);
+#ifdef C3_VEC8
+  blocked_forward_tiles(p, x, w, bias, y);
 #else
   conv2d_forward_reference(p, x, w, bias, y);
 #endif
 }
 
 void set_direct_wide_registers(bool on) {
-#ifdef C3_DIRECT_AVX2
+#ifdef C3_VEC8_X86
   wide_flag() = on && wide_supported();
 #else
   (void)on;
@@ -710,7 +731,7 @@ void set_direct_wide_registers(bool on) {
 }
 
 bool direct_wide_registers() {
-#ifdef C3_DIRECT_AVX2
+#ifdef C3_VEC8
   return wide_flag();
 #else
   return false;
@@ -719,8 +740,8 @@ bool direct_wide_registers() {
 
 void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                          float* moments) {
-#ifdef C3_DIRECT_AVX2
-  forward_avx2(p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.pad, p.OH, p.OW, x, w, bias, y, moments);
+#ifdef C3_VEC8
+  forward_loops(p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.pad, p.OH, p.OW, x, w, bias, y, moments);
 #else
   conv2d_forward_reference(p, x, w, bias, y);
   if (moments) channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
@@ -728,7 +749,7 @@ void direct_conv_forward(const Conv2dParams& p, const float* x, const float* w, 
 }
 
 void direct_conv_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-#ifdef C3_DIRECT_AVX2
+#ifdef C3_VEC8
   // dx = dy correlated with wt[c, k] = w[k, c] rotated 180 degrees, padding R-1-pad (S-1-pad)
   const int64_t RS = p.R * p.S;
   std::vector<float> wt(static_cast<size_t>(p.C * p.K * RS));
@@ -738,15 +759,15 @@ void direct_conv_backward_data(const Conv2dParams& p, const float* dy, const flo
   // the forward pads both axes by one amount, and R-1-pad differs from S-1-pad for rectangular
   // kernels: those take the reference loops (direct_conv_applies routes none of them here)
   if (p.R != p.S || p.pad > p.R - 1) return conv2d_backward_data_reference(p, dy, w, dx);
-  forward_avx2(p.N, p.K, p.OH, p.OW, p.C, p.R, p.S, p.R - 1 - p.pad, p.H, p.W, dy, wt.data(), nullptr, dx);
+  forward_loops(p.N, p.K, p.OH, p.OW, p.C, p.R, p.S, p.R - 1 - p.pad, p.H, p.W, dy, wt.data(), nullptr, dx);
 #else
   conv2d_backward_data_reference(p, dy, w, dx);
 #endif
 }
 
 void direct_conv_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
-#ifdef C3_DIRECT_AVX2
-  backward_weight_avx2(p, dy, x, dw);
+#ifdef C3_VEC8
+  backward_weight_loops(p, dy, x, dw);
 #else
   conv2d_backward_weight_reference(p, dy, x, dw);
 #endif

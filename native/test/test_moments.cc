@@ -194,7 +194,7 @@ C3_TEST(cpu_direct_conv_outputs_give_their_moments) {
   c3::cpu::set_direct_conv_enabled(true);
   const Conv2dParams probe{2, 4, 32, 32, 8, 3, 3, 32, 32, 1, 1};
   if (!c3::cpu::direct_conv_applies(probe, c3::cpu::ConvPass::Forward)) {
-    std::printf("     note: no AVX2+FMA on this CPU: the direct loops are never used\n");
+    std::printf("     note: no AVX2+FMA or Advanced SIMD on this CPU: the direct loops are never used\n");
     return;
   }
   struct Restore {

@@ -282,8 +282,8 @@ C3_TEST(speed_conv2d_same_bits_on_any_thread_count) {
 
 C3_TEST(speed_direct_conv_matches_reference) {
   if (!is_cpu(be, "speed_direct_conv_matches_reference")) return;
-  if (!c3::cpu::avx2_micro_kernel()) {
-    std::printf("     note: no AVX2+FMA on this CPU: the direct loops are never used\n");
+  if (!c3::cpu::direct_loops_available()) {
+    std::printf("     note: no AVX2+FMA or Advanced SIMD on this CPU: the direct loops are never used\n");
     return;
   }
   KernelSweep sweep;
@@ -345,8 +345,8 @@ C3_TEST(speed_direct_conv_matches_reference) {
 
 C3_TEST(speed_blocked_forward_matches_reference) {
   if (!is_cpu(be, "speed_blocked_forward_matches_reference")) return;
-  if (!c3::cpu::avx2_micro_kernel()) {
-    std::printf("     note: no AVX2+FMA on this CPU: the blocked forward is never used\n");
+  if (!c3::cpu::direct_loops_available()) {
+    std::printf("     note: no AVX2+FMA or Advanced SIMD on this CPU: the blocked forward is never used\n");
     return;
   }
   KernelSweep sweep;
@@ -599,8 +599,8 @@ C3_TEST(speed_winograd_s2_matches_direct_conv) {
                                    {3, 3, 12, 12, 8, 4, 4, 2, 0, false}};
   for (const ConvCase& cc : narrow_cases) {
     const Conv2dParams p = params(cc);
-    if (!c3::cpu::phased_direct_applies(p)) {  // the direct loops need AVX2
-      expect_true(!c3::cpu::avx2_micro_kernel(), describe(p) + " takes the phased direct weight gradient");
+    if (!c3::cpu::phased_direct_applies(p)) {  // the direct loops need their vectors
+      expect_true(!c3::cpu::direct_loops_available(), describe(p) + " takes the phased direct weight gradient");
       continue;
     }
     const int64_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * 16, ny = p.N * p.K * p.OH * p.OW;
@@ -657,8 +657,8 @@ C3_TEST(speed_winograd_s2_matches_direct_conv) {
 
 C3_TEST(speed_blocked_backward_data_matches_reference) {
   if (!is_cpu(be, "speed_blocked_backward_data_matches_reference")) return;
-  if (!c3::cpu::avx2_micro_kernel()) {
-    std::printf("     note: blocked backward-data skipped, no AVX2 on this CPU\n");
+  if (!c3::cpu::direct_loops_available()) {
+    std::printf("     note: blocked backward-data skipped, no AVX2+FMA or Advanced SIMD on this CPU\n");
     return;
   }
   PathGuard paths;
