@@ -270,7 +270,9 @@ const PointwiseKernels kPortable = {"portable",      p_glu_forward,   p_glu_back
                                     p_sigmoid_forward, p_binary, p_affine_glu_forward, p_affine_glu_backward};
 
 const PointwiseKernels*& active_kernels() {
-  static const PointwiseKernels* k = avx2_pointwise_kernels() ? avx2_pointwise_kernels() : &kPortable;
+  static const PointwiseKernels* k = avx2_pointwise_kernels()   ? avx2_pointwise_kernels()
+                                     : neon_pointwise_kernels() ? neon_pointwise_kernels()
+                                                                : &kPortable;
   return k;
 }
 

@@ -1,7 +1,7 @@
 // The inner loops of the elementwise kernels (pointwise.cc) over contiguous stretches, as a small
-// table: plain loops that the compiler vectorises for the baseline target, and AVX2 + FMA ones
-// (pointwise_avx2.cc, with a vectorised exp for the GLU's sigmoid), chosen once at run time like
-// the GEMM micro-kernel. The *_reference functions are the plain serial loops that define what the
+// table: plain loops that the compiler vectorises for the baseline target, AVX2 + FMA ones on x86
+// and Advanced SIMD ones on AArch64 (pointwise_vec8.cc, with a vectorised exp for the sigmoid,
+// tanh and the GLU), chosen once at run time like the GEMM micro-kernel. The *_reference functions are the plain serial loops that define what the
 // kernels compute; the tests compare every table against them.
 #pragma once
 #include <cstddef>
@@ -29,7 +29,7 @@ struct PointwiseKernels {
   void (*relu_backward)(int64_t n, const float* dy, const float* x, float* dx);
   void (*leaky_forward)(int64_t n, const float* x, float alpha, float* y);
   void (*leaky_backward)(int64_t n, const float* dy, const float* x, float alpha, float* dx);
-  // y = tanh(x), y = sigmoid(x): the AVX2 ones compute every element with the vector code (a short
+  // y = tanh(x), y = sigmoid(x): the vector ones compute every element with the vector code (a short
   // tail through a padded register), so the bits do not depend on where the pool splits the work
   void (*tanh_forward)(int64_t n, const float* x, float* y);
   void (*sigmoid_forward)(int64_t n, const float* x, float* y);
@@ -46,7 +46,10 @@ struct PointwiseKernels {
 const PointwiseKernels& portable_pointwise_kernels();
 // AVX2 + FMA; null when the compiler cannot build them or this CPU lacks them.
 const PointwiseKernels* avx2_pointwise_kernels();
-// The table the kernels use: AVX2 where the CPU has it, else portable.
+// AArch64: the exp-based kernels on Advanced SIMD (the same bits as the AVX2 ones), the others the
+// plain loops; null elsewhere.
+const PointwiseKernels* neon_pointwise_kernels();
+// The table the kernels use: AVX2 or Advanced SIMD where the CPU has it, else portable.
 const PointwiseKernels& pointwise_kernels();
 // For tests and benchmarks: use `k` from now on (not thread-safe against running kernels).
 void set_pointwise_kernels(const PointwiseKernels& k);

@@ -1,7 +1,9 @@
-// Eight floats in vector registers, for the direct conv loops (conv_direct.cc): one AVX2 register
-// on x86, two Advanced SIMD registers on AArch64. The loops are written once against these
-// helpers. Every multiply-add is fused (one rounding) on both, and hsum adds the lanes in one fixed
-// order, so a loop gives the same bits on either architecture.
+// Eight floats in vector registers, for the direct conv loops (conv_direct.cc) and the exp-based
+// elementwise kernels (pointwise_vec8.cc): one AVX2 register on x86, two Advanced SIMD registers
+// on AArch64. The loops are written once against these helpers. Every multiply-add is fused (one
+// rounding) on both, rounding to an integer is to nearest even on both, a NaN input of clamp and
+// of a less-than test behaves alike, and hsum adds the lanes in one fixed order, so a loop gives
+// the same bits on either architecture.
 //
 // On x86 the helpers carry target("avx2,fma") and are always inlined, so they may be called only
 // from functions compiled for AVX2+FMA (C3_VEC8_TARGET), after a run-time check of the CPU.
@@ -50,6 +52,27 @@ C3_VEC8_INLINE float hsum(V8 a) {
   s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
   return _mm_cvtss_f32(s);
 }
+C3_VEC8_INLINE V8 add(V8 a, V8 b) { return {_mm256_add_ps(a.v, b.v)}; }
+C3_VEC8_INLINE V8 sub(V8 a, V8 b) { return {_mm256_sub_ps(a.v, b.v)}; }
+C3_VEC8_INLINE V8 mul(V8 a, V8 b) { return {_mm256_mul_ps(a.v, b.v)}; }
+C3_VEC8_INLINE V8 div(V8 a, V8 b) { return {_mm256_div_ps(a.v, b.v)}; }
+// c - a * b, rounded once
+C3_VEC8_INLINE V8 fnma(V8 a, V8 b, V8 c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }
+// min(max(x, lo), hi) for lo <= hi; NaN stays NaN (minps/maxps return their second operand on a NaN)
+C3_VEC8_INLINE V8 clamp(V8 x, float lo, float hi) {
+  return {_mm256_max_ps(_mm256_set1_ps(lo), _mm256_min_ps(_mm256_set1_ps(hi), x.v))};
+}
+// to the nearest integer, ties to even
+C3_VEC8_INLINE V8 round_even(V8 a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+// 2^n for integral n in [-126, 127]
+C3_VEC8_INLINE V8 pow2(V8 n) {
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23))};
+}
+C3_VEC8_INLINE V8 abs(V8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+// a with the sign bit of s or-ed in
+C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {_mm256_or_ps(a.v, _mm256_and_ps(_mm256_set1_ps(-0.0f), s.v))}; }
+// per lane: a < b ? t : f (false for NaN)
+C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) { return {_mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))}; }
 
 #else  // C3_VEC8_NEON
 
@@ -75,6 +98,30 @@ C3_VEC8_INLINE float hsum(V8 a) {
   const float32x4_t s = vaddq_f32(a.lo, a.hi);                       // l0+l4, l1+l5, l2+l6, l3+l7
   const float32x2_t t = vadd_f32(vget_low_f32(s), vget_high_f32(s));  // (l0+l4)+(l2+l6), (l1+l5)+(l3+l7)
   return vget_lane_f32(t, 0) + vget_lane_f32(t, 1);
+}
+C3_VEC8_INLINE V8 add(V8 a, V8 b) { return {vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)}; }
+C3_VEC8_INLINE V8 sub(V8 a, V8 b) { return {vsubq_f32(a.lo, b.lo), vsubq_f32(a.hi, b.hi)}; }
+C3_VEC8_INLINE V8 mul(V8 a, V8 b) { return {vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi)}; }
+C3_VEC8_INLINE V8 div(V8 a, V8 b) { return {vdivq_f32(a.lo, b.lo), vdivq_f32(a.hi, b.hi)}; }
+C3_VEC8_INLINE V8 fnma(V8 a, V8 b, V8 c) { return {vfmsq_f32(c.lo, a.lo, b.lo), vfmsq_f32(c.hi, a.hi, b.hi)}; }
+// NaN stays NaN (fmin/fmax propagate it)
+C3_VEC8_INLINE V8 clamp(V8 x, float lo, float hi) {
+  const float32x4_t l = vdupq_n_f32(lo), h = vdupq_n_f32(hi);
+  return {vmaxq_f32(l, vminq_f32(h, x.lo)), vmaxq_f32(l, vminq_f32(h, x.hi))};
+}
+C3_VEC8_INLINE V8 round_even(V8 a) { return {vrndnq_f32(a.lo), vrndnq_f32(a.hi)}; }
+C3_VEC8_INLINE float32x4_t pow2_4(float32x4_t n) {
+  return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+}
+C3_VEC8_INLINE V8 pow2(V8 n) { return {pow2_4(n.lo), pow2_4(n.hi)}; }
+C3_VEC8_INLINE V8 abs(V8 a) { return {vabsq_f32(a.lo), vabsq_f32(a.hi)}; }
+C3_VEC8_INLINE float32x4_t or_sign_4(float32x4_t a, float32x4_t s) {
+  const uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(0x80000000u));
+  return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a), sign));
+}
+C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {or_sign_4(a.lo, s.lo), or_sign_4(a.hi, s.hi)}; }
+C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) {
+  return {vbslq_f32(vcltq_f32(a.lo, b.lo), t.lo, f.lo), vbslq_f32(vcltq_f32(a.hi, b.hi), t.hi, f.hi)};
 }
 
 #endif

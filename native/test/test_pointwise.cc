@@ -932,6 +932,7 @@ struct TableSweep {
         {&cpu::portable_pointwise_kernels(), &cpu::portable_batchnorm_kernels()}};
     if (cpu::avx2_pointwise_kernels() && cpu::avx2_batchnorm_kernels())
       ks.push_back({cpu::avx2_pointwise_kernels(), cpu::avx2_batchnorm_kernels()});
+    if (cpu::neon_pointwise_kernels()) ks.push_back({cpu::neon_pointwise_kernels(), &cpu::portable_batchnorm_kernels()});
     for (const auto& [k, kb] : ks)
       for (int t : {1, 2, 5}) {
         cpu::set_pointwise_kernels(*k);
@@ -992,7 +993,7 @@ C3_TEST(fast_glu_matches_reference) {
       Vf y(n), dx(2 * n);
       cpu::glu_forward(outer, half, inner, x.data(), y.data());
       cpu::glu_backward(outer, half, inner, dy.data(), x.data(), dx.data());
-      // the AVX2 sigmoid is a polynomial exp (about 1 ulp), the reference std::exp; db has
+      // the vector sigmoid is a polynomial exp (about 1 ulp), the reference std::exp; db has
       // 1 - s, where a few ulp of s near 1 are absolute errors of ~1e-7 times |dy * a| <= 12
       expect_close(y, yr, 1e-6, 1e-30, name + " forward" + tag);
       expect_close(dx, dxr, 1e-6, 4e-6, name + " backward" + tag);

@@ -1,104 +1,97 @@
-// AVX2 + FMA inner loops of the elementwise kernels (the table in pointwise_kernels.h): 8 floats
-// per step, a masked-free scalar tail, and for the GLU a vectorised exp (Cephes' expf: range
-// reduction by ln 2 in two parts, a degree-5 polynomial, the exponent put in by integer adds;
-// about 1 ulp). Compiled with a target attribute, not a -m flag, so one binary runs everywhere;
-// pointwise.cc uses them only after __builtin_cpu_supports says yes.
+// Vector inner loops of the elementwise kernels (the tables in pointwise_kernels.h).
+//   The exp-based ones (sigmoid, tanh, the GLU and batch norm's affine into it) on eight-float
+//   vectors (vec8.h), so x86 (AVX2 + FMA, after __builtin_cpu_supports says yes) and AArch64
+//   (Advanced SIMD) run one algorithm with the same bits: a vectorised exp (Cephes' expf: range
+//   reduction by ln 2 in two parts, a degree-5 polynomial, the exponent put in by integer adds;
+//   about 1 ulp) where the plain loops call std::exp once an element.
+//   ReLU, LeakyReLU and the binary ops, which the compiler vectorises well from plain loops, have
+//   AVX2 loops on x86 only; AArch64's table takes the portable ones.
+// Compiled with target attributes, not -m flags, so one x86 binary runs everywhere.
 #include <cmath>
 
 #include "pointwise_kernels.h"
-
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define C3_POINTWISE_AVX2 1
-#endif
+#include "vec8.h"
 
 namespace c3::cpu {
 
-#ifdef C3_POINTWISE_AVX2
+#ifdef C3_VEC8
 namespace {
 
-#define C3_AVX2 __attribute__((target("avx2,fma")))
+using namespace vec8;
 
 // exp(x); inputs are clamped to [-87.34, 88] (2^-126 .. 2^127 after rounding), where float exp is
-// finite and normal, so exp(-100) is ~1e-38 rather than 0 (harmless for the sigmoid); NaN stays
-// NaN (min/max return their second operand when one is NaN)
-C3_AVX2 inline __m256 exp256(__m256 x) {
-  x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
-  x = _mm256_max_ps(_mm256_set1_ps(-87.3365447504f), x);
-  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+// finite and normal, so exp(-100) is ~1e-38 rather than 0 (harmless for the sigmoid); NaN stays NaN
+C3_VEC8_INLINE V8 exp8(V8 x) {
+  x = clamp(x, -87.3365447504f, 88.0f);
+  const V8 fx = round_even(mul(x, splat(1.44269504088896341f)));
   // x - fx * ln2 with ln2 = 0.693359375 - 2.12194440e-4 (the first part exact in float)
-  __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  V8 r = fnma(fx, splat(0.693359375f), x);
+  r = fnma(fx, splat(-2.12194440e-4f), r);
+  V8 p = splat(1.9875691500e-4f);
+  p = fma(p, r, splat(1.3981999507e-3f));
+  p = fma(p, r, splat(8.3334519073e-3f));
+  p = fma(p, r, splat(4.1665795894e-2f));
+  p = fma(p, r, splat(1.6666665459e-1f));
+  p = fma(p, r, splat(5.0000001201e-1f));
+  p = fma(p, mul(r, r), add(r, splat(1.0f)));
+  return mul(p, pow2(fx));
 }
 
-C3_AVX2 inline __m256 sigmoid256(__m256 b) {
-  const __m256 one = _mm256_set1_ps(1.0f);
-  const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), b));
-  return _mm256_div_ps(one, _mm256_add_ps(one, e));
+C3_VEC8_INLINE V8 sigmoid8(V8 b) {
+  const V8 one = splat(1.0f);
+  return div(one, add(one, exp8(sub(zero(), b))));
 }
 
 inline float sigmoid1(float v) { return 1.0f / (1.0f + std::exp(-v)); }
 
 // tanh(x) as Cephes' tanhf: below |x| = 0.625 an odd polynomial, x + x^3 P(x^2); above, 1 - 2 /
-// (exp(2|x|) + 1) with x's sign (exp256's clamp makes it exactly 1 past |x| = 44; NaN stays NaN)
-C3_AVX2 inline __m256 tanh256(__m256 x) {
-  const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
-  const __m256 a = _mm256_andnot_ps(sign, x);
-  const __m256 s = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(2.06390887954e-2f));
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-5.37397155531e-2f));
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(1.33314422036e-1f));
-  p = _mm256_fmadd_ps(p, s, _mm256_set1_ps(-3.33332819422e-1f));
-  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, s), x, x);
-  const __m256 e = exp256(_mm256_add_ps(a, a));
-  const __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
-  const __m256 signed_big = _mm256_or_ps(big, _mm256_and_ps(sign, x));
-  return _mm256_blendv_ps(signed_big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+// (exp(2|x|) + 1) with x's sign (exp8's clamp makes it exactly 1 past |x| = 44; NaN stays NaN)
+C3_VEC8_INLINE V8 tanh8(V8 x) {
+  const V8 one = splat(1.0f);
+  const V8 a = abs(x);
+  const V8 s = mul(x, x);
+  V8 p = splat(-5.70498872745e-3f);
+  p = fma(p, s, splat(2.06390887954e-2f));
+  p = fma(p, s, splat(-5.37397155531e-2f));
+  p = fma(p, s, splat(1.33314422036e-1f));
+  p = fma(p, s, splat(-3.33332819422e-1f));
+  const V8 small = fma(mul(p, s), x, x);
+  const V8 e = exp8(add(a, a));
+  const V8 big = sub(one, div(splat(2.0f), add(e, one)));
+  return select_lt(a, splat(0.625f), small, or_sign(big, x));
 }
 
 // f over n floats, 8 at a time; the last n % 8 through a zero-padded register, so every element
 // gets the vector code's bits wherever a stretch starts or ends
-template <__m256 (*f)(__m256)>
-C3_AVX2 void map256(int64_t n, const float* x, float* y) {
+template <V8 (*f)(V8)>
+C3_VEC8_TARGET void map8(int64_t n, const float* x, float* y) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(_mm256_loadu_ps(x + i)));
+  for (; i + 8 <= n; i += 8) store(y + i, f(load(x + i)));
   if (i < n) {
     alignas(32) float buf[8] = {};
     for (int64_t j = i; j < n; ++j) buf[j - i] = x[j];
-    _mm256_store_ps(buf, f(_mm256_load_ps(buf)));
+    store(buf, f(load(buf)));
     for (int64_t j = i; j < n; ++j) y[j] = buf[j - i];
   }
 }
 
-C3_AVX2 void tanh_forward(int64_t n, const float* x, float* y) { map256<tanh256>(n, x, y); }
-C3_AVX2 void sigmoid_forward(int64_t n, const float* x, float* y) { map256<sigmoid256>(n, x, y); }
+C3_VEC8_TARGET void tanh_forward(int64_t n, const float* x, float* y) { map8<tanh8>(n, x, y); }
+C3_VEC8_TARGET void sigmoid_forward(int64_t n, const float* x, float* y) { map8<sigmoid8>(n, x, y); }
 
-C3_AVX2 void glu_forward(int64_t n, const float* a, const float* b, float* y) {
+C3_VEC8_TARGET void glu_forward(int64_t n, const float* a, const float* b, float* y) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), sigmoid256(_mm256_loadu_ps(b + i))));
+  for (; i + 8 <= n; i += 8) store(y + i, mul(load(a + i), sigmoid8(load(b + i))));
   for (; i < n; ++i) y[i] = a[i] * sigmoid1(b[i]);
 }
 
-C3_AVX2 void glu_backward(int64_t n, const float* g, const float* a, const float* b, float* da, float* db) {
-  const __m256 one = _mm256_set1_ps(1.0f);
+C3_VEC8_TARGET void glu_backward(int64_t n, const float* g, const float* a, const float* b, float* da, float* db) {
+  const V8 one = splat(1.0f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 s = sigmoid256(_mm256_loadu_ps(b + i)), gv = _mm256_loadu_ps(g + i);
-    const __m256 gas = _mm256_mul_ps(_mm256_mul_ps(gv, _mm256_loadu_ps(a + i)), s);
-    _mm256_storeu_ps(da + i, _mm256_mul_ps(gv, s));
-    _mm256_storeu_ps(db + i, _mm256_mul_ps(gas, _mm256_sub_ps(one, s)));
+    const V8 s = sigmoid8(load(b + i)), gv = load(g + i);
+    const V8 gas = mul(mul(gv, load(a + i)), s);
+    store(da + i, mul(gv, s));
+    store(db + i, mul(gas, sub(one, s)));
   }
   for (; i < n; ++i) {
     const float s = sigmoid1(b[i]);
@@ -109,35 +102,35 @@ C3_AVX2 void glu_backward(int64_t n, const float* g, const float* a, const float
 
 // the coefficients of elements i .. i + 7: one broadcast value (step 0) or eight
 struct Coef8 {
-  __m256 sa, ta, sb, tb;
+  V8 sa, ta, sb, tb;
 };
-C3_AVX2 inline Coef8 coef8(const AffinePair& c, int64_t i) {
-  if (c.step == 0) return {_mm256_set1_ps(*c.sa), _mm256_set1_ps(*c.ta), _mm256_set1_ps(*c.sb), _mm256_set1_ps(*c.tb)};
-  return {_mm256_loadu_ps(c.sa + i), _mm256_loadu_ps(c.ta + i), _mm256_loadu_ps(c.sb + i), _mm256_loadu_ps(c.tb + i)};
+C3_VEC8_INLINE Coef8 coef8(const AffinePair& c, int64_t i) {
+  if (c.step == 0) return {broadcast(c.sa), broadcast(c.ta), broadcast(c.sb), broadcast(c.tb)};
+  return {load(c.sa + i), load(c.ta + i), load(c.sb + i), load(c.tb + i)};
 }
 
-C3_AVX2 void affine_glu_forward(int64_t n, const float* xa, const float* xb, const AffinePair& c, float* y) {
+C3_VEC8_TARGET void affine_glu_forward(int64_t n, const float* xa, const float* xb, const AffinePair& c, float* y) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const Coef8 k = coef8(c, i);
-    const __m256 za = _mm256_fmadd_ps(_mm256_loadu_ps(xa + i), k.sa, k.ta);
-    const __m256 zb = _mm256_fmadd_ps(_mm256_loadu_ps(xb + i), k.sb, k.tb);
-    _mm256_storeu_ps(y + i, _mm256_mul_ps(za, sigmoid256(zb)));
+    const V8 za = fma(load(xa + i), k.sa, k.ta);
+    const V8 zb = fma(load(xb + i), k.sb, k.tb);
+    store(y + i, mul(za, sigmoid8(zb)));
   }
   for (int64_t j = i * c.step; i < n; ++i, j += c.step)
     y[i] = std::fma(xa[i], c.sa[j], c.ta[j]) * sigmoid1(std::fma(xb[i], c.sb[j], c.tb[j]));
 }
 
-C3_AVX2 void affine_glu_backward(int64_t n, const float* g, const float* xa, const float* xb, const AffinePair& c,
-                                 float* dza, float* dzb) {
-  const __m256 one = _mm256_set1_ps(1.0f);
+C3_VEC8_TARGET void affine_glu_backward(int64_t n, const float* g, const float* xa, const float* xb,
+                                        const AffinePair& c, float* dza, float* dzb) {
+  const V8 one = splat(1.0f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const Coef8 k = coef8(c, i);
-    const __m256 za = _mm256_fmadd_ps(_mm256_loadu_ps(xa + i), k.sa, k.ta);
-    const __m256 s = sigmoid256(_mm256_fmadd_ps(_mm256_loadu_ps(xb + i), k.sb, k.tb)), gv = _mm256_loadu_ps(g + i);
-    _mm256_storeu_ps(dza + i, _mm256_mul_ps(gv, s));
-    _mm256_storeu_ps(dzb + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(gv, za), s), _mm256_sub_ps(one, s)));
+    const V8 za = fma(load(xa + i), k.sa, k.ta);
+    const V8 s = sigmoid8(fma(load(xb + i), k.sb, k.tb)), gv = load(g + i);
+    store(dza + i, mul(gv, s));
+    store(dzb + i, mul(mul(mul(gv, za), s), sub(one, s)));
   }
   for (int64_t j = i * c.step; i < n; ++i, j += c.step) {
     const float za = std::fma(xa[i], c.sa[j], c.ta[j]), s = sigmoid1(std::fma(xb[i], c.sb[j], c.tb[j]));
@@ -145,6 +138,9 @@ C3_AVX2 void affine_glu_backward(int64_t n, const float* g, const float* xa, con
     dzb[i] = g[i] * za * s * (1.0f - s);
   }
 }
+
+#ifdef C3_VEC8_X86
+#define C3_AVX2 __attribute__((target("avx2,fma")))
 
 C3_AVX2 void relu_forward(int64_t n, const float* x, float* y) {
   const __m256 zero = _mm256_setzero_ps();
@@ -242,18 +238,38 @@ bool cpu_has_avx2_fma() {
 const PointwiseKernels kAvx2 = {"avx2-fma",    glu_forward,    glu_backward,   relu_forward,
                                 relu_backward, leaky_forward,  leaky_backward, tanh_forward,
                                 sigmoid_forward, binary, affine_glu_forward, affine_glu_backward};
+#endif  // C3_VEC8_X86
 
 }  // namespace
+#endif  // C3_VEC8
 
 const PointwiseKernels* avx2_pointwise_kernels() {
+#ifdef C3_VEC8_X86
   static const bool ok = cpu_has_avx2_fma();
   return ok ? &kAvx2 : nullptr;
+#else
+  return nullptr;
+#endif
 }
 
+const PointwiseKernels* neon_pointwise_kernels() {
+#ifdef C3_VEC8_NEON
+  // the exp-based kernels on vectors, the rest the plain loops
+  static const PointwiseKernels k = [] {
+    PointwiseKernels t = portable_pointwise_kernels();
+    t.name = "neon";
+    t.glu_forward = glu_forward;
+    t.glu_backward = glu_backward;
+    t.tanh_forward = tanh_forward;
+    t.sigmoid_forward = sigmoid_forward;
+    t.affine_glu_forward = affine_glu_forward;
+    t.affine_glu_backward = affine_glu_backward;
+    return t;
+  }();
+  return &k;
 #else
-
-const PointwiseKernels* avx2_pointwise_kernels() { return nullptr; }
-
+  return nullptr;
 #endif
+}
 
 }  // namespace c3::cpu
