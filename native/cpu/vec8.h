@@ -1,5 +1,5 @@
-// Eight floats in vector registers, for the direct conv loops (conv_direct.cc) and the exp-based
-// elementwise kernels (pointwise_vec8.cc): one AVX2 register on x86, two Advanced SIMD registers
+// Eight floats in vector registers, for the direct conv loops (conv_direct.cc), the exp-based
+// elementwise kernels (pointwise_vec8.cc) and the Winograd lane transposes (winograd_lanes.cc): one AVX2 register on x86, two Advanced SIMD registers
 // on AArch64. The loops are written once against these helpers. Every multiply-add is fused (one
 // rounding) on both, rounding to an integer is to nearest even on both, a NaN input of clamp and
 // of a less-than test behaves alike, and hsum adds the lanes in one fixed order, so a loop gives
@@ -73,6 +73,25 @@ C3_VEC8_INLINE V8 abs(V8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.
 C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {_mm256_or_ps(a.v, _mm256_and_ps(_mm256_set1_ps(-0.0f), s.v))}; }
 // per lane: a < b ? t : f (false for NaN)
 C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) { return {_mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))}; }
+// r[i] (row i of an 8x8 block) -> r[i] = column i
+C3_VEC8_INLINE void transpose8(V8 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0].v, r[1].v), t1 = _mm256_unpackhi_ps(r[0].v, r[1].v);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2].v, r[3].v), t3 = _mm256_unpackhi_ps(r[2].v, r[3].v);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4].v, r[5].v), t5 = _mm256_unpackhi_ps(r[4].v, r[5].v);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6].v, r[7].v), t7 = _mm256_unpackhi_ps(r[6].v, r[7].v);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0].v = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1].v = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2].v = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3].v = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4].v = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5].v = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6].v = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7].v = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
 
 #else  // C3_VEC8_NEON
 
@@ -122,6 +141,27 @@ C3_VEC8_INLINE float32x4_t or_sign_4(float32x4_t a, float32x4_t s) {
 C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {or_sign_4(a.lo, s.lo), or_sign_4(a.hi, s.hi)}; }
 C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) {
   return {vbslq_f32(vcltq_f32(a.lo, b.lo), t.lo, f.lo), vbslq_f32(vcltq_f32(a.hi, b.hi), t.hi, f.hi)};
+}
+// rows a, b, c, d of a 4x4 block -> its columns
+C3_VEC8_INLINE void transpose4(float32x4_t& a, float32x4_t& b, float32x4_t& c, float32x4_t& d) {
+  const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(a, b)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(a, b));
+  const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(c, d)), t3 = vreinterpretq_f64_f32(vtrn2q_f32(c, d));
+  a = vreinterpretq_f32_f64(vtrn1q_f64(t0, t2));
+  b = vreinterpretq_f32_f64(vtrn1q_f64(t1, t3));
+  c = vreinterpretq_f32_f64(vtrn2q_f64(t0, t2));
+  d = vreinterpretq_f32_f64(vtrn2q_f64(t1, t3));
+}
+// the 8x8 block as four 4x4 ones: column j < 4 is the left blocks' column j, column j + 4 the right ones'
+C3_VEC8_INLINE void transpose8(V8 r[8]) {
+  transpose4(r[0].lo, r[1].lo, r[2].lo, r[3].lo);  // top left
+  transpose4(r[4].lo, r[5].lo, r[6].lo, r[7].lo);  // bottom left
+  transpose4(r[0].hi, r[1].hi, r[2].hi, r[3].hi);  // top right
+  transpose4(r[4].hi, r[5].hi, r[6].hi, r[7].hi);  // bottom right
+  for (int j = 0; j < 4; ++j) {
+    const float32x4_t top_right = r[j].hi;
+    r[j].hi = r[j + 4].lo;  // the bottom left's column j
+    r[j + 4].lo = top_right;
+  }
 }
 
 #endif
