@@ -1,6 +1,8 @@
-// FMA throughput loops for the peak measurement. Twelve independent accumulators hide the FMA
-// latency (4-5 cycles on 2 pipes); the update a = a*m + c converges to c/(1-m) = 0.1, so values
-// stay normal (no denormal slowdowns) and the result is live, which keeps the loop from being removed.
+// FMA throughput loops for the peak measurement. Independent accumulators hide the FMA latency
+// (4-5 cycles on 2 pipes). The vector loop accumulates, a = m * c + a (one instruction on both
+// AVX2 and Advanced SIMD, whose FMA adds into its destination), a few 1e-7 per step from ~0.5;
+// the portable one's a = a*m + c converges to c/(1-m) = 0.1. Either way values stay normal (no
+// denormal slowdowns) and the result is live, which keeps the loop from being removed.
 #include "peak.h"
 
 #include <atomic>
@@ -12,9 +14,10 @@
 #include <vector>
 
 #include "../core/error.h"
+#include "gemm_kernels.h"
+#include "vec8.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
 #define C3_PEAK_X86 1
 #endif
 
@@ -26,40 +29,44 @@ using Clock = std::chrono::steady_clock;
 // Each block is short (well under a millisecond) so the clock is read often enough to stop on time.
 constexpr int64_t kItersPerBlock = 20000;
 
-#ifdef C3_PEAK_X86
-// Returns flops done; adds the accumulators into *sink so the work is observable.
-__attribute__((target("avx2,fma"))) double fma_block_avx2(int64_t iters, float seed, float* sink) {
-  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  __m256 a0 = _mm256_set1_ps(seed), a1 = _mm256_set1_ps(seed + 0.01f), a2 = _mm256_set1_ps(seed + 0.02f),
-         a3 = _mm256_set1_ps(seed + 0.03f), a4 = _mm256_set1_ps(seed + 0.04f), a5 = _mm256_set1_ps(seed + 0.05f),
-         a6 = _mm256_set1_ps(seed + 0.06f), a7 = _mm256_set1_ps(seed + 0.07f), a8 = _mm256_set1_ps(seed + 0.08f),
-         a9 = _mm256_set1_ps(seed + 0.09f), a10 = _mm256_set1_ps(seed + 0.10f), a11 = _mm256_set1_ps(seed + 0.11f);
+#ifdef C3_VEC8
+// Twelve eight-float accumulators (AVX2: 12 registers; Advanced SIMD: 24, enough for 4 FMA pipes
+// of latency 4). Returns flops done; adds the accumulators into *sink so the work is observable.
+C3_VEC8_TARGET double fma_block_vec8(int64_t iters, float seed, float* sink) {
+  using namespace vec8;
+  const V8 m = splat(0.999999f), c = splat(1e-7f);
+  V8 a0 = splat(seed), a1 = splat(seed + 0.01f), a2 = splat(seed + 0.02f), a3 = splat(seed + 0.03f),
+     a4 = splat(seed + 0.04f), a5 = splat(seed + 0.05f), a6 = splat(seed + 0.06f), a7 = splat(seed + 0.07f),
+     a8 = splat(seed + 0.08f), a9 = splat(seed + 0.09f), a10 = splat(seed + 0.10f), a11 = splat(seed + 0.11f);
   for (int64_t i = 0; i < iters; ++i) {
-    a0 = _mm256_fmadd_ps(a0, m, c);
-    a1 = _mm256_fmadd_ps(a1, m, c);
-    a2 = _mm256_fmadd_ps(a2, m, c);
-    a3 = _mm256_fmadd_ps(a3, m, c);
-    a4 = _mm256_fmadd_ps(a4, m, c);
-    a5 = _mm256_fmadd_ps(a5, m, c);
-    a6 = _mm256_fmadd_ps(a6, m, c);
-    a7 = _mm256_fmadd_ps(a7, m, c);
-    a8 = _mm256_fmadd_ps(a8, m, c);
-    a9 = _mm256_fmadd_ps(a9, m, c);
-    a10 = _mm256_fmadd_ps(a10, m, c);
-    a11 = _mm256_fmadd_ps(a11, m, c);
+    a0 = fma(m, c, a0);
+    a1 = fma(m, c, a1);
+    a2 = fma(m, c, a2);
+    a3 = fma(m, c, a3);
+    a4 = fma(m, c, a4);
+    a5 = fma(m, c, a5);
+    a6 = fma(m, c, a6);
+    a7 = fma(m, c, a7);
+    a8 = fma(m, c, a8);
+    a9 = fma(m, c, a9);
+    a10 = fma(m, c, a10);
+    a11 = fma(m, c, a11);
   }
-  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+  V8 t = add(add(add(a0, a1), add(a2, a3)), add(add(a4, a5), add(a6, a7)));
+  t = add(t, add(add(a8, a9), add(a10, a11)));
   alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, s);
+  store(lanes, t);
   for (float v : lanes) *sink += v;
   return double(iters) * 12 * 8 * 2;
 }
 
-bool have_avx2_fma() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+// the vectors: AVX2+FMA on x86 (the GEMM kernel's check), always on AArch64
+bool have_vec8() {
+#ifdef C3_VEC8_X86
+  return avx2_micro_kernel() != nullptr;
+#else
+  return true;
+#endif
 }
 #endif
 
@@ -79,8 +86,8 @@ double fma_block_portable(int64_t iters, float seed, float* sink) {
 using BlockFn = double (*)(int64_t, float, float*);
 
 BlockFn pick_block() {
-#ifdef C3_PEAK_X86
-  if (have_avx2_fma()) return fma_block_avx2;
+#ifdef C3_VEC8
+  if (have_vec8()) return fma_block_vec8;
 #endif
   return fma_block_portable;
 }
