@@ -98,7 +98,9 @@ void row_dx(const float* dy, const float* x, int64_t n, float a, float b, float 
 const BatchnormKernels kPortable = {"portable", p_sum, p_shifted_sums, p_grad_sums, p_invstd, row_affine, row_dx};
 
 const BatchnormKernels*& active_kernels() {
-  static const BatchnormKernels* k = avx2_batchnorm_kernels() ? avx2_batchnorm_kernels() : &kPortable;
+  static const BatchnormKernels* k = avx2_batchnorm_kernels()   ? avx2_batchnorm_kernels()
+                                     : neon_batchnorm_kernels() ? neon_batchnorm_kernels()
+                                                                : &kPortable;
   return k;
 }
 

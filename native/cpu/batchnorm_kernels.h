@@ -1,9 +1,9 @@
-// The reductions and per-run passes of the batch-norm kernels (batchnorm.cc) as a small table: plain loops and
-// AVX2 + FMA ones (batchnorm_avx2.cc), chosen once at run time like the GEMM micro-kernel. Each
-// sum covers one chunk, `rows` runs of `len` floats `ld` apart (at most a few thousand floats),
-// in float across vector lanes; the caller adds chunks in double. The *_reference functions are
-// the plain serial double loops that define the kernels; the tests compare every table against
-// them.
+// The reductions and per-run passes of the batch-norm kernels (batchnorm.cc) as a small table:
+// plain loops, AVX2 + FMA ones on x86 and Advanced SIMD ones on AArch64 (batchnorm_vec8.cc),
+// chosen once at run time like the GEMM micro-kernel. Each sum covers one chunk, `rows` runs of
+// `len` floats `ld` apart (at most a few thousand floats), in float across vector lanes; the
+// caller adds chunks in double. The *_reference functions are the plain serial double loops that
+// define the kernels; the tests compare every table against them.
 #pragma once
 #include <cstdint>
 
@@ -30,7 +30,10 @@ struct BatchnormKernels {
 const BatchnormKernels& portable_batchnorm_kernels();
 // AVX2 + FMA; null when the compiler cannot build them or this CPU lacks them.
 const BatchnormKernels* avx2_batchnorm_kernels();
-// The table the kernels use: AVX2 where the CPU has it, else portable.
+// AArch64: the sums and the backward's pass on Advanced SIMD (the same bits as the AVX2 ones), 1/sqrt
+// and the affine pass the plain loops; null elsewhere.
+const BatchnormKernels* neon_batchnorm_kernels();
+// The table the kernels use: AVX2 or Advanced SIMD where the CPU has it, else portable.
 const BatchnormKernels& batchnorm_kernels();
 // For tests and benchmarks: use `k` from now on (not thread-safe against running kernels).
 void set_batchnorm_kernels(const BatchnormKernels& k);

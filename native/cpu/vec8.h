@@ -73,6 +73,10 @@ C3_VEC8_INLINE V8 abs(V8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.
 C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {_mm256_or_ps(a.v, _mm256_and_ps(_mm256_set1_ps(-0.0f), s.v))}; }
 // per lane: a < b ? t : f (false for NaN)
 C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) { return {_mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))}; }
+// a store that bypasses the caches (p 32-byte aligned), for long runs whose outputs are not read
+// again soon; stream_fence orders them before later stores
+C3_VEC8_INLINE void store_stream(float* p, V8 a) { _mm256_stream_ps(p, a.v); }
+C3_VEC8_INLINE void stream_fence() { _mm_sfence(); }
 // r[i] (row i of an 8x8 block) -> r[i] = column i
 C3_VEC8_INLINE void transpose8(V8 r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0].v, r[1].v), t1 = _mm256_unpackhi_ps(r[0].v, r[1].v);
@@ -142,6 +146,9 @@ C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {or_sign_4(a.lo, s.lo), or_sign_4
 C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) {
   return {vbslq_f32(vcltq_f32(a.lo, b.lo), t.lo, f.lo), vbslq_f32(vcltq_f32(a.hi, b.hi), t.hi, f.hi)};
 }
+// no streaming store here: an ordinary one
+C3_VEC8_INLINE void store_stream(float* p, V8 a) { store(p, a); }
+C3_VEC8_INLINE void stream_fence() {}
 // rows a, b, c, d of a 4x4 block -> its columns
 C3_VEC8_INLINE void transpose4(float32x4_t& a, float32x4_t& b, float32x4_t& c, float32x4_t& d) {
   const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(a, b)), t1 = vreinterpretq_f64_f32(vtrn2q_f32(a, b));

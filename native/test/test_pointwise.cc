@@ -932,7 +932,8 @@ struct TableSweep {
         {&cpu::portable_pointwise_kernels(), &cpu::portable_batchnorm_kernels()}};
     if (cpu::avx2_pointwise_kernels() && cpu::avx2_batchnorm_kernels())
       ks.push_back({cpu::avx2_pointwise_kernels(), cpu::avx2_batchnorm_kernels()});
-    if (cpu::neon_pointwise_kernels()) ks.push_back({cpu::neon_pointwise_kernels(), &cpu::portable_batchnorm_kernels()});
+    if (cpu::neon_pointwise_kernels() && cpu::neon_batchnorm_kernels())
+      ks.push_back({cpu::neon_pointwise_kernels(), cpu::neon_batchnorm_kernels()});
     for (const auto& [k, kb] : ks)
       for (int t : {1, 2, 5}) {
         cpu::set_pointwise_kernels(*k);
