@@ -1,9 +1,11 @@
 // Eight floats in vector registers, for the direct conv loops (conv_direct.cc), the exp-based
-// elementwise kernels (pointwise_vec8.cc) and the Winograd lane transposes (winograd_lanes.cc): one AVX2 register on x86, two Advanced SIMD registers
-// on AArch64. The loops are written once against these helpers. Every multiply-add is fused (one
-// rounding) on both, rounding to an integer is to nearest even on both, a NaN input of clamp and
-// of a less-than test behaves alike, and hsum adds the lanes in one fixed order, so a loop gives
-// the same bits on either architecture.
+// elementwise kernels (pointwise_vec8.cc), batch norm's sums (batchnorm_vec8.cc) and the Winograd
+// lane transposes (winograd_lanes.cc): one AVX2 register on x86, two Advanced SIMD registers on
+// AArch64. The loops are written once against these helpers. fma rounds once on both, round_even
+// rounds to nearest even on both, a NaN passes through clamp and fails select_lt on both, and hsum
+// adds the lanes in one fixed order, so a loop gives the same bits on either architecture (checked
+// with GCC for every loop built on this; scalar tails that multiply and add call std::fma, since
+// GCC fuses a scalar a * b + c on AArch64 and, inside FMA-target functions, on x86).
 //
 // On x86 the helpers carry target("avx2,fma") and are always inlined, so they may be called only
 // from functions compiled for AVX2+FMA (C3_VEC8_TARGET), after a run-time check of the CPU.
