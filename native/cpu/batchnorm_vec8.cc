@@ -157,11 +157,6 @@ C3_AVX2_NO_FMA void affine(const float* x, int64_t n, float a, float b, float* y
   for (; i < n; ++i) y[i] = x[i] * a + b;
 }
 
-bool cpu_has_avx2_fma() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 const BatchnormKernels kAvx2 = {"avx2-fma", sum, shifted_sums, grad_sums, invstd, affine, dx};
 #endif  // C3_VEC8_X86
 
@@ -170,8 +165,7 @@ const BatchnormKernels kAvx2 = {"avx2-fma", sum, shifted_sums, grad_sums, invstd
 
 const BatchnormKernels* avx2_batchnorm_kernels() {
 #ifdef C3_VEC8_X86
-  static const bool ok = cpu_has_avx2_fma();
-  return ok ? &kAvx2 : nullptr;
+  return vec8::available() ? &kAvx2 : nullptr;
 #else
   return nullptr;
 #endif

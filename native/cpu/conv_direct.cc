@@ -59,15 +59,6 @@ constexpr int64_t kMaxFourRowImage = 16384;   // blocked forward with 4-row tile
 constexpr int64_t kMaxBlockedDataImage = 1 << 18;    // blocked backward-data: padded dy floats per image (1 MiB)
 constexpr int64_t kMaxBlockedDataWeights = 1 << 18;  // and weight floats (1 MiB)
 
-// The eight-float vectors: AVX2+FMA on x86 (the check the AVX2 GEMM kernel makes), always on AArch64
-bool vectors() {
-#ifdef C3_VEC8_X86
-  return avx2_micro_kernel() != nullptr;
-#else
-  return true;
-#endif
-}
-
 // AVX-512VL: 32 vector registers, so the loops below can keep more output channels' sums in them
 bool wide_supported() {
 #ifdef C3_VEC8_X86
@@ -642,7 +633,7 @@ void blocked_backward_data_tiles(const Conv2dParams& p, const float* dy, const f
 
 bool direct_loops_available() {
 #ifdef C3_VEC8
-  return vectors();
+  return vec8::available();
 #else
   return false;
 #endif
@@ -653,7 +644,7 @@ bool direct_conv_enabled() { return enabled_flag(); }
 
 bool direct_conv_applies(const Conv2dParams& p, ConvPass pass) {
 #ifdef C3_VEC8
-  if (!enabled_flag() || !vectors() || p.stride != 1 || p.R > 3 || p.S > 3 || p.N <= 0 || p.OH <= 0 ||
+  if (!enabled_flag() || !vec8::available() || p.stride != 1 || p.R > 3 || p.S > 3 || p.N <= 0 || p.OH <= 0 ||
       p.OW <= 0 || p.C <= 0 || p.K <= 0)
     return false;
   switch (pass) {
@@ -673,7 +664,7 @@ bool blocked_forward_applies(const Conv2dParams& p) {
   // rows that make whole tiles, enough channels to fill the 6-row panels, and a map no taller
   // than a tile needs (OH >= rows per tile)
   const int rows = p.OW % 16 == 0 ? 1 : p.OW == 8 ? 2 : p.OW == 4 ? 4 : 0;
-  if (!enabled_flag() || !vectors() || p.stride <= 1 || rows == 0 || p.OH < rows || p.K < 6 || p.N <= 0 ||
+  if (!enabled_flag() || !vec8::available() || p.stride <= 1 || rows == 0 || p.OH < rows || p.K < 6 || p.N <= 0 ||
       p.C <= 0)
     return false;
   // a tile's loop over the taps must be long enough to pay for its setup and stores, and the
@@ -695,7 +686,7 @@ bool blocked_backward_data_applies(const Conv2dParams& p) {
   // ran at a third of the Winograd path's rate; 64 -> 128 and smaller beat both GEMM paths)
   const int64_t Hp = (p.H + 1) / 2, Wp = (p.W + 1) / 2;
   const int rows = Wp % 16 == 0 ? 1 : Wp == 8 ? 2 : Wp == 4 ? 4 : 0;
-  if (!enabled_flag() || !vectors() || p.stride != 2 || p.R != 4 || p.S != 4 || p.pad < 0 || p.pad > 3 ||
+  if (!enabled_flag() || !vec8::available() || p.stride != 2 || p.R != 4 || p.S != 4 || p.pad < 0 || p.pad > 3 ||
       rows == 0 || Hp < rows || p.C < 6 || p.N <= 0 || p.K <= 0 || p.OH <= 0 || p.OW <= 0 || p.W % 2 != 0)
     return false;
   const int64_t image = p.K * (p.OH + 4) * (p.OW + 4);

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "../core/error.h"
-#include "gemm_kernels.h"
 #include "vec8.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -59,15 +58,6 @@ C3_VEC8_TARGET double fma_block_vec8(int64_t iters, float seed, float* sink) {
   for (float v : lanes) *sink += v;
   return double(iters) * 12 * 8 * 2;
 }
-
-// the vectors: AVX2+FMA on x86 (the GEMM kernel's check), always on AArch64
-bool have_vec8() {
-#ifdef C3_VEC8_X86
-  return avx2_micro_kernel() != nullptr;
-#else
-  return true;
-#endif
-}
 #endif
 
 // Portable: 16 independent multiply-add chains (the compiler may vectorise them with whatever SIMD
@@ -87,7 +77,7 @@ using BlockFn = double (*)(int64_t, float, float*);
 
 BlockFn pick_block() {
 #ifdef C3_VEC8
-  if (have_vec8()) return fma_block_vec8;
+  if (vec8::available()) return fma_block_vec8;
 #endif
   return fma_block_portable;
 }

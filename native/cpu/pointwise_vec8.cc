@@ -230,11 +230,6 @@ C3_AVX2 void binary(BinaryOp op, int64_t n, const float* a, int64_t sa, const fl
   }
 }
 
-bool cpu_has_avx2_fma() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
 const PointwiseKernels kAvx2 = {"avx2-fma",    glu_forward,    glu_backward,   relu_forward,
                                 relu_backward, leaky_forward,  leaky_backward, tanh_forward,
                                 sigmoid_forward, binary, affine_glu_forward, affine_glu_backward};
@@ -245,8 +240,7 @@ const PointwiseKernels kAvx2 = {"avx2-fma",    glu_forward,    glu_backward,   r
 
 const PointwiseKernels* avx2_pointwise_kernels() {
 #ifdef C3_VEC8_X86
-  static const bool ok = cpu_has_avx2_fma();
-  return ok ? &kAvx2 : nullptr;
+  return vec8::available() ? &kAvx2 : nullptr;
 #else
   return nullptr;
 #endif

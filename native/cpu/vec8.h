@@ -29,6 +29,20 @@
 
 namespace c3::cpu::vec8 {
 
+// Whether this CPU runs the vectors: AVX2 and FMA on x86 (asked once), always on AArch64. Plain
+// code, callable anywhere; the C3_VEC8_TARGET functions only after it says yes.
+inline bool available() {
+#ifdef C3_VEC8_X86
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+#else
+  return true;
+#endif
+}
+
 #ifdef C3_VEC8_X86
 
 struct V8 {

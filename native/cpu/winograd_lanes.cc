@@ -25,15 +25,6 @@ void deinterleave_plain(const float* src, int64_t n, float* const* dst) {
 #ifdef C3_VEC8
 using namespace vec8;
 
-// AVX2 on x86 (the check the Winograd arithmetic's copies make), always on AArch64
-bool vectors() {
-#ifdef C3_VEC8_X86
-  return use_avx2();
-#else
-  return true;
-#endif
-}
-
 C3_VEC8_TARGET void interleave_vec8(const float* const* src, int64_t n, float* dst) {
   int64_t w = 0;
   for (; w + 8 <= n; w += 8) {
@@ -63,14 +54,14 @@ C3_VEC8_TARGET void deinterleave_vec8(const float* src, int64_t n, float* const*
 
 void interleave_lanes(const float* const* src, int64_t n, float* dst) {
 #ifdef C3_VEC8
-  if (vectors()) return interleave_vec8(src, n, dst);
+  if (vec8::available()) return interleave_vec8(src, n, dst);
 #endif
   interleave_plain(src, n, dst);
 }
 
 void deinterleave_lanes(const float* src, int64_t n, float* const* dst) {
 #ifdef C3_VEC8
-  if (vectors()) return deinterleave_vec8(src, n, dst);
+  if (vec8::available()) return deinterleave_vec8(src, n, dst);
 #endif
   deinterleave_plain(src, n, dst);
 }
