@@ -444,24 +444,19 @@ C3_VEC8_TARGET void blocked_tile(const BlockedShape& b, const float* base, const
       v1 = load_halves(p + 2 * rs, p + 3 * rs);
     }
     const float* a = wp + t * 6;
-    V8 g = broadcast(a);
-    c00 = fma(g, v0, c00);
-    c01 = fma(g, v1, c01);
-    g = broadcast(a + 1);
-    c10 = fma(g, v0, c10);
-    c11 = fma(g, v1, c11);
-    g = broadcast(a + 2);
-    c20 = fma(g, v0, c20);
-    c21 = fma(g, v1, c21);
-    g = broadcast(a + 3);
-    c30 = fma(g, v0, c30);
-    c31 = fma(g, v1, c31);
-    g = broadcast(a + 4);
-    c40 = fma(g, v0, c40);
-    c41 = fma(g, v1, c41);
-    g = broadcast(a + 5);
-    c50 = fma(g, v0, c50);
-    c51 = fma(g, v1, c51);
+    const V8 ws = load(a);  // the tap's 6 weights (and 2 of the next tap's, or the panels' padding)
+    c00 = fma_lane<0>(a, ws, v0, c00);
+    c01 = fma_lane<0>(a, ws, v1, c01);
+    c10 = fma_lane<1>(a, ws, v0, c10);
+    c11 = fma_lane<1>(a, ws, v1, c11);
+    c20 = fma_lane<2>(a, ws, v0, c20);
+    c21 = fma_lane<2>(a, ws, v1, c21);
+    c30 = fma_lane<3>(a, ws, v0, c30);
+    c31 = fma_lane<3>(a, ws, v1, c31);
+    c40 = fma_lane<4>(a, ws, v0, c40);
+    c41 = fma_lane<4>(a, ws, v1, c41);
+    c50 = fma_lane<5>(a, ws, v0, c50);
+    c51 = fma_lane<5>(a, ws, v1, c51);
   }
   store(acc + 0, c00);
   store(acc + 8, c01);
@@ -487,7 +482,7 @@ void blocked_forward_tiles(const Conv2dParams& p, const float* x, const float* w
   const int rows = p.OW % 16 == 0 ? 1 : p.OW == 8 ? 2 : 4;
   const int64_t tile_w = 16 / rows;
   const BlockedTileFn tile = rows == 1 ? blocked_tile<1> : rows == 2 ? blocked_tile<2> : blocked_tile<4>;
-  std::vector<float> wp(static_cast<size_t>(panels * taps * 6), 0.0f);
+  std::vector<float> wp(static_cast<size_t>(panels * taps * 6 + 2), 0.0f);  // + 2: the last tap's vector load
   for (int64_t k = 0; k < p.K; ++k)
     for (int64_t t = 0; t < taps; ++t) wp[((k / 6) * taps + t) * 6 + k % 6] = w[k * taps + t];
   std::vector<int64_t> off(static_cast<size_t>(taps));
@@ -567,7 +562,7 @@ void blocked_backward_data_tiles(const Conv2dParams& p, const float* dy, const f
   const int64_t DH = p.OH + pt + ph, DW = p.OW + pt + pwr, plane = DH * DW;
   const BlockedTileFn tile = rows == 1 ? blocked_tile<1> : rows == 2 ? blocked_tile<2> : blocked_tile<4>;
   // per phase: the weight panels (C/6 panels, taps, 6) and the tap offsets
-  std::vector<float> wp(static_cast<size_t>(4 * panels * taps * 6), 0.0f);
+  std::vector<float> wp(static_cast<size_t>(4 * panels * taps * 6 + 2), 0.0f);  // + 2: as in the forward
   std::vector<int64_t> off(static_cast<size_t>(4 * taps));
   for (int ab = 0; ab < 4; ++ab) {
     const int64_t a = ab >> 1, b = ab & 1, ra = (a + p.pad) % 2, rb = (b + p.pad) % 2;

@@ -89,6 +89,13 @@ C3_VEC8_INLINE V8 abs(V8 a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.
 C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {_mm256_or_ps(a.v, _mm256_and_ps(_mm256_set1_ps(-0.0f), s.v))}; }
 // per lane: a < b ? t : f (false for NaN)
 C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) { return {_mm256_blendv_ps(f.v, t.v, _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))}; }
+// acc + w[I] * v, w[I] in every lane: broadcast from memory here (ws unused); the AArch64 twin
+// takes lane I of ws = load(w), so six weights cost two registers instead of six
+template <int I>
+C3_VEC8_INLINE V8 fma_lane(const float* w, V8 ws, V8 v, V8 acc) {
+  (void)ws;
+  return fma(broadcast(w + I), v, acc);
+}
 // a store that bypasses the caches (p 32-byte aligned), for long runs whose outputs are not read
 // again soon; stream_fence orders them before later stores
 C3_VEC8_INLINE void store_stream(float* p, V8 a) { _mm256_stream_ps(p, a.v); }
@@ -161,6 +168,12 @@ C3_VEC8_INLINE float32x4_t or_sign_4(float32x4_t a, float32x4_t s) {
 C3_VEC8_INLINE V8 or_sign(V8 a, V8 s) { return {or_sign_4(a.lo, s.lo), or_sign_4(a.hi, s.hi)}; }
 C3_VEC8_INLINE V8 select_lt(V8 a, V8 b, V8 t, V8 f) {
   return {vbslq_f32(vcltq_f32(a.lo, b.lo), t.lo, f.lo), vbslq_f32(vcltq_f32(a.hi, b.hi), t.hi, f.hi)};
+}
+template <int I>
+C3_VEC8_INLINE V8 fma_lane(const float* w, V8 ws, V8 v, V8 acc) {
+  (void)w;
+  const float32x4_t q = I < 4 ? ws.lo : ws.hi;
+  return {vfmaq_laneq_f32(acc.lo, v.lo, q, I & 3), vfmaq_laneq_f32(acc.hi, v.hi, q, I & 3)};
 }
 // no streaming store here: an ordinary one
 C3_VEC8_INLINE void store_stream(float* p, V8 a) { store(p, a); }
