@@ -1,9 +1,10 @@
 // Vector inner loops of the elementwise kernels (the tables in pointwise_kernels.h).
 //   The exp-based ones (sigmoid, tanh, the GLU and batch norm's affine into it) on eight-float
 //   vectors (vec8.h), so x86 (AVX2 + FMA, after __builtin_cpu_supports says yes) and AArch64
-//   (Advanced SIMD) run one algorithm with the same bits: a vectorised exp (Cephes' expf: range
-//   reduction by ln 2 in two parts, a degree-5 polynomial, the exponent put in by integer adds;
-//   about 1 ulp) where the plain loops call std::exp once an element.
+//   (Advanced SIMD) run one algorithm, the vector code with the same bits on both: a vectorised
+//   exp (Cephes' expf: range reduction by ln 2 in two parts, a degree-5 polynomial, the exponent
+//   put in by integer adds; about 1 ulp) where the plain loops call std::exp once an element (as
+//   the GLU loops' scalar tails still do).
 //   ReLU, LeakyReLU and the binary ops, which the compiler vectorises well from plain loops, have
 //   AVX2 loops on x86 only; AArch64's table takes the portable ones.
 // Compiled with target attributes, not -m flags, so one x86 binary runs everywhere.
