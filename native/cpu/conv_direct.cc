@@ -22,7 +22,6 @@
 
 #include "../core/threadpool.h"
 #include "batchnorm_kernels.h"
-#include "gemm_kernels.h"
 #include "kernels.h"
 #include "moments.h"
 #include "thread_scratch.h"

@@ -3,7 +3,6 @@
 // Advanced SIMD on AArch64; one per 8 pixels of 8 images), else plain loops.
 #include <cstdint>
 
-#include "gemm_kernels.h"
 #include "vec8.h"
 #include "winograd_core.h"
 
