@@ -20,7 +20,7 @@ import { configureSharp } from "../lib/data/decode";
 
 function fail(e: unknown): never {
   const msg = e instanceof Error ? e.message : String(e);
-  process.stderr.write(`c3gan: ${msg.replace(/^c3gan:\s*/, "")}\n`);
+  process.stderr.write(`c3gan: ${msg.replace(/^c3gan(:\s*|\s+)/, "")}\n`);
   if (process.env.C3GAN_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   process.exit(1);
 }

@@ -121,6 +121,39 @@ test("cluster: CSV for labelled image folders, ACC/NMI printed, galleries writte
   assert.equal(fs.readdirSync(gallery).length, used.size);
 });
 
+test("cluster: a bad image stops it by name unless --skip-bad-images, which lists it and clusters the rest", async () => {
+  const imgs = syntheticImages({ numClasses: 1, perClass: 3, size: 32, channels: 3, seed: 9 });
+  const dir = path.join(work, "flat-with-bad");
+  fs.mkdirSync(dir, { recursive: true });
+  const per = 32 * 32 * 3;
+  for (let i = 0; i < imgs.count; i++) {
+    await sharp(Buffer.from(imgs.pixels.slice(i * per, (i + 1) * per)), { raw: { width: 32, height: 32, channels: 3 } })
+      .png().toFile(path.join(dir, `good${i}.png`));
+  }
+  fs.writeFileSync(path.join(dir, "broken.png"), "not a png");
+  const bad = run(["cluster", dir, "--checkpoint", ckpt]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /^c3gan: data: cannot read image \S*broken\.png .*--skip-bad-images/m);
+  const out = path.join(work, "skip.json");
+  const ok = run(["cluster", dir, "--checkpoint", ckpt, "--skip-bad-images", "--out", out]);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stderr, /1 image skipped \(--skip-bad-images\):\n {2}\S*broken\.png: /);
+  const r = JSON.parse(fs.readFileSync(out, "utf8"));
+  assert.deepEqual(r.assignments.map((a: { path: string }) => path.basename(a.path)).sort(), ["good0.png", "good1.png", "good2.png"]);
+  assert.equal(r.skipped.length, 1);
+  assert.equal(path.basename(r.skipped[0].path), "broken.png");
+  // the library reports the same; given files that are missing are skipped too
+  const m = await loadModel(ckpt);
+  try {
+    const rep = await m.cluster([path.join(dir, "good0.png"), path.join(dir, "gone.png")], { skipBadImages: true });
+    assert.deepEqual(rep.assignments.map((a) => path.basename(a.path)), ["good0.png"]);
+    assert.deepEqual(rep.skipped.map((x) => [path.basename(x.path), x.reason]), [["gone.png", "does not exist"]]);
+    await assert.rejects(m.cluster([path.join(dir, "broken.png")], { skipBadImages: true }), /none of the 1 images could be read/);
+  } finally {
+    m.dispose();
+  }
+});
+
 test("generate writes a grid per cluster, single files, parts and the official visualisation", () => {
   const out = path.join(work, "gen");
   const r = run(["generate", "--checkpoint", ckpt, "--out", out, "--clusters", "0,5", "--per-cluster", "3", "--parts", "--official-vis"]);

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataLoader } from "../data/loader";
-import { Dataset, IMAGE_EXTENSIONS, openDataset, scanImages } from "../data/formats";
+import { Dataset, IMAGE_EXTENSIONS, openDataset, scanImages, SkippedImage } from "../data/formats";
 import { evaluateClustering, EvalResult } from "../eval";
 import { Tensor, tidy } from "../tensor";
 import { assignClusters } from "../train/step";
@@ -23,6 +23,8 @@ export interface ClusterOptions {
   onProgress?: (done: number, total: number) => void;
   /** keep this many closest images per cluster (their pixels), for galleries */
   keepClosest?: number;
+  /** leave out missing or undecodable image files (listed in the report's `skipped`) instead of failing */
+  skipBadImages?: boolean;
 }
 
 export interface ClusterAssignment {
@@ -43,40 +45,48 @@ export interface ClusterReport {
   /** per cluster, the closest images (test view, values in [-1, 1]) when keepClosest > 0 */
   closest: Map<number, { similarity: number; pixels: Float32Array; path: string }[]>;
   imageShape: [number, number, number];
+  /** images left out (only with skipBadImages): path, where it came from, why */
+  skipped: SkippedImage[];
 }
 
 function isImageFile(p: string): boolean {
   return IMAGE_EXTENSIONS.includes(path.extname(p).toLowerCase());
 }
 
-function filesDataset(files: string[]): Dataset {
-  for (const f of files) {
-    if (!fs.existsSync(f)) throw new Error(`cluster: image ${f} does not exist`);
-  }
+function filesDataset(files: string[], skipBadImages: boolean): Dataset {
   if (!files.length) throw new Error("cluster: no images given");
+  const skipped: SkippedImage[] = [];
+  const kept: string[] = [];
+  for (const f of files) {
+    if (fs.existsSync(f)) kept.push(f);
+    else if (skipBadImages) skipped.push({ index: -1, path: f, where: "the given files", reason: "does not exist" });
+    else throw new Error(`cluster: image ${f} does not exist`);
+  }
+  if (!kept.length) throw new Error(`cluster: none of the ${files.length} given images exists`);
+  files = kept;
   return {
     format: "folder", split: "test", description: `${files.length} image files`, size: files.length,
     labels: new Int32Array(files.length).fill(-1), numClasses: 0, classNames: null, names: files.slice(),
     listFile: null, lines: null, source: { kind: "files", files: files.map((f) => path.resolve(f)) }, channels: 3,
-    skipped: [], skipBadImages: false, notes: [],
+    skipped, skipBadImages, notes: [],
   };
 }
 
 /** Opens what the user pointed at as a dataset of the test split. */
-export async function openClusterInput(input: string | string[], numClasses?: number): Promise<Dataset> {
-  if (Array.isArray(input)) return filesDataset(input);
+export async function openClusterInput(input: string | string[], numClasses?: number, skipBadImages = false): Promise<Dataset> {
+  if (Array.isArray(input)) return filesDataset(input, skipBadImages);
   if (!fs.existsSync(input)) throw new Error(`cluster: ${input} does not exist`);
   const st = fs.statSync(input);
   if (st.isDirectory()) {
     const hasClassFolders = fs.readdirSync(input, { withFileTypes: true }).some((e) => e.isDirectory()) &&
       fs.readdirSync(input, { withFileTypes: true }).filter((e) => e.isFile() && isImageFile(e.name)).length === 0;
-    return openDataset({ format: hasClassFolders ? "imagefolder" : "folder", root: input }, "test");
+    return openDataset({ format: hasClassFolders ? "imagefolder" : "folder", root: input, skipBadImages }, "test");
   }
-  if (isImageFile(input)) return filesDataset([input]);
+  if (isImageFile(input)) return filesDataset([input], false);
   // a list file: images under images/ beside it when that folder exists
   const root = path.dirname(path.resolve(input));
   const imagesDir = fs.existsSync(path.join(root, "images")) ? "images" : ".";
-  return openDataset({ format: "lists", root, testList: path.basename(input), imagesDir, numClasses }, "test");
+  return openDataset({ format: "lists", root, testList: path.basename(input), imagesDir, numClasses, skipBadImages }, "test");
 }
 
 export async function clusterImages(model: C3Model, input: ClusterInput, opts: ClusterOptions = {}): Promise<ClusterReport> {
@@ -85,6 +95,7 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
   const keep = opts.keepClosest ?? 0;
   const closest = new Map<number, { similarity: number; pixels: Float32Array; path: string }[]>();
   const assignments: ClusterAssignment[] = [];
+  let skipped: SkippedImage[] = [];
 
   const handle = (images: Float32Array, shape: [number, number, number, number], paths: string[], labels: Int32Array) => {
     const r = tidy(() => assignClusters(model.gan, Tensor.fromArray(images, shape, { device: model.device })));
@@ -114,23 +125,37 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
       opts.onProgress?.(s + n, N);
     }
   } else {
-    const ds = await openClusterInput(input, model.config.numGtClasses);
-    const loader = new DataLoader(ds, { mode: "test", batchSize: opts.batchSize ?? 64, imageSize: S, channels: C, workers: opts.workers ?? 0 });
+    const ds = await openClusterInput(input, model.config.numGtClasses, opts.skipBadImages === true);
+    // the skipped images come back in the report; the loader's per-epoch warning would repeat them
+    const loader = new DataLoader(ds, {
+      mode: "test", batchSize: opts.batchSize ?? 64, imageSize: S, channels: C, workers: opts.workers ?? 0, onWarning: () => {},
+    });
     try {
       let done = 0;
-      for await (const b of loader.epoch(0)) {
-        handle(b.images, b.shape, b.paths, b.labels);
-        done += b.shape[0];
-        opts.onProgress?.(done, ds.size);
+      try {
+        for await (const b of loader.epoch(0)) {
+          handle(b.images, b.shape, b.paths, b.labels);
+          done += b.shape[0];
+          opts.onProgress?.(done, ds.size);
+        }
+      } catch (e) {
+        const err = e as Error;
+        if (/cannot read image/.test(err.message)) err.message += " (skipBadImages / --skip-bad-images leaves such images out)";
+        throw err;
       }
+      skipped = loader.lastReport?.skipped ?? [];
+      if (done < ds.size) opts.onProgress?.(ds.size, ds.size);  // the last batches lost images
     } finally {
       await loader.close();
     }
+  }
+  if (assignments.length === 0 && skipped.length > 0) {
+    throw new Error(`cluster: none of the ${skipped.length} images could be read; the first: ${skipped[0].path}: ${skipped[0].reason}`);
   }
   const labelled = assignments.length > 0 && assignments.every((a) => a.label >= 0);
   const metrics = labelled
     ? evaluateClustering(assignments.map((a) => a.label), assignments.map((a) => a.cluster),
       { numGtClasses: model.config.numGtClasses, over: model.config.over })
     : null;
-  return { assignments, metrics, closest, imageShape: [C, S, S] };
+  return { assignments, metrics, closest, imageShape: [C, S, S], skipped };
 }

@@ -47,6 +47,7 @@ export function registerUseCommands(program: Command): void {
     .option("--gallery <dir>", "write one PNG grid per cluster with its closest images")
     .option("--per-cluster <n>", "images per gallery grid", "16")
     .option("--batch-size <n>", "images per batch", "64")
+    .option("--skip-bad-images", "leave out missing or undecodable images (listed on stderr) instead of stopping")
     .option("-d, --device <device>", "cpu, cuda or auto")
     .action(async (input: string, opts) => {
       const model = await loadModel(opts.checkpoint, { config: opts.config, device: opts.device });
@@ -54,12 +55,12 @@ export function registerUseCommands(program: Command): void {
       try {
         const keep = opts.gallery ? positiveInt(opts.perCluster, "--per-cluster") : 0;
         const r = await model.cluster(input, {
-          batchSize: positiveInt(opts.batchSize, "--batch-size"), keepClosest: keep,
+          batchSize: positiveInt(opts.batchSize, "--batch-size"), keepClosest: keep, skipBadImages: opts.skipBadImages === true,
           onProgress: (done, total) => bar.update({ fraction: done / total, text: `${done}/${total} images` }, done === total),
         });
         bar.done();
         const text = opts.out?.endsWith(".json")
-          ? JSON.stringify({ assignments: r.assignments, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
+          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
           : clusterCsv(r);
         if (opts.out) fs.writeFileSync(opts.out, text);
         else process.stdout.write(text);
@@ -72,6 +73,11 @@ export function registerUseCommands(program: Command): void {
             const png = await gridPng({ data, shape: [list.length, C, S, S] }, 8, 2);
             fs.writeFileSync(path.join(opts.gallery, `cluster_${String(k).padStart(4, "0")}.png`), png);
           }
+        }
+        if (r.skipped.length > 0) {
+          const list = r.skipped.slice(0, 20).map((s) => `  ${s.path}: ${s.reason}`);
+          if (r.skipped.length > 20) list.push(`  ... and ${r.skipped.length - 20} more${opts.out?.endsWith(".json") ? ` (all in ${opts.out})` : ""}`);
+          process.stderr.write(`${r.skipped.length} image${r.skipped.length > 1 ? "s" : ""} skipped (--skip-bad-images):\n${list.join("\n")}\n`);
         }
         const used = new Set(r.assignments.map((a) => a.cluster)).size;
         process.stderr.write(`${r.assignments.length} images in ${used} of ${model.numClusters} clusters` +
