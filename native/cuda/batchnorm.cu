@@ -23,6 +23,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWideHW = 32;  // from this plane size on, a block reduces one channel slice
+constexpr int64_t kPerChannelBackward = 16384;  // values a channel up to which its backward is one block
 
 struct Plan {
   bool wide;
@@ -218,12 +219,11 @@ __global__ void eval_coefficients(int C, const float* gamma, const float* beta, 
                       static_cast<float>(__dsub_rn(b, __dmul_rn(running_mean[c] * g, invstd))));
 }
 
-// per channel: dgamma, dbeta and dx = a dy + b (x - mean) + k, coefficients (a, b, k, mean)
-__device__ __forceinline__ void backward_channel(int c, int slices, int64_t count, bool training,
-                                                 const double2* part, const float* gamma, const float* save_mean,
-                                                 const float* save_invstd, float* dgamma, float* dbeta,
-                                                 float4* coef) {
-  const double2 s = slices > 0 ? merge(part, c, slices) : make_double2(0.0, 0.0);
+// per channel, from its sums s (of g and g (x - mean)): dgamma, dbeta and the coefficients
+// (a, b, k, mean) of dx = a g + b (x - mean) + k
+__device__ __forceinline__ float4 channel_backward(int c, double2 s, int64_t count, bool training, const float* gamma,
+                                                   const float* save_mean, const float* save_invstd, float* dgamma,
+                                                   float* dbeta) {
   const double invstd = save_invstd[c];
   const double sum_dy_xhat = s.y * invstd;
   if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xhat);
@@ -234,7 +234,16 @@ __device__ __forceinline__ void backward_channel(int c, int slices, int64_t coun
     b = static_cast<float>(-ga * invstd * sum_dy_xhat / static_cast<double>(count));
     k = static_cast<float>(-ga * s.x / static_cast<double>(count));
   }
-  coef[c] = make_float4(static_cast<float>(ga), b, k, save_mean[c]);
+  return make_float4(static_cast<float>(ga), b, k, save_mean[c]);
+}
+
+// channel_backward from the channel's slices of partial sums, its coefficients into coef[c]
+__device__ __forceinline__ void backward_channel(int c, int slices, int64_t count, bool training,
+                                                 const double2* part, const float* gamma, const float* save_mean,
+                                                 const float* save_invstd, float* dgamma, float* dbeta,
+                                                 float4* coef) {
+  const double2 s = slices > 0 ? merge(part, c, slices) : make_double2(0.0, 0.0);
+  coef[c] = channel_backward(c, s, count, training, gamma, save_mean, save_invstd, dgamma, dbeta);
 }
 
 // The backward's sums (of g and g (x - mean), g the gradient at the normalised values: GradIn
@@ -400,6 +409,89 @@ __global__ void apply_backward(int n, FastDiv HW, FastDiv C, const float* __rest
   }
 }
 
+// Small maps (count = N * HW values a channel, few): the whole backward in one launch, a block
+// per channel. It sums the channel's g and g (x - mean) (a fixed order: the threads' strided
+// sums, then block_sum), finishes the channel and writes its dx, which the block's threads read
+// back from L1/L2. The two-launch path would spend a launch on the sums and one on dx.
+__global__ void backward_per_channel(int N, int C, int HW, bool training, const float* __restrict__ dy,
+                                     const float* __restrict__ y, float slope, const float* __restrict__ x,
+                                     const float* gamma, const float* save_mean, const float* save_invstd,
+                                     float* dgamma, float* dbeta, float* __restrict__ dx) {
+  __shared__ double scratch[32];
+  __shared__ float4 k;
+  const int c = blockIdx.x, count = N * HW;
+  const GradIn grad{dy, y, slope};
+  const double ref = save_mean[c];
+  const auto at = [&](int i) {  // the i-th value of channel c: plane n = i / HW
+    const int n = i / HW;
+    return (static_cast<int64_t>(n) * C + c) * HW + (i - n * HW);
+  };
+  double s1 = 0.0, s2 = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) accumulate<1>(x, grad, at(i), ref, s1, s2);
+  s1 = block_sum(s1, scratch);
+  s2 = block_sum(s2, scratch);
+  if (threadIdx.x == 0)
+    k = channel_backward(c, make_double2(s1, s2), count, training, gamma, save_mean, save_invstd, dgamma, dbeta);
+  __syncthreads();
+  if (!dx) return;
+  const float4 kc = k;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    const int64_t off = at(i);
+    dx[off] = backward_at(kc, grad.at(off), x[off]);
+  }
+}
+
+// Batch norm-GLU's backward on small maps in one launch, a block per channel pair (j, half + j):
+// backward_per_channel's plan over glu_pair_grad's dz of both channels
+__global__ void glu_backward_per_pair(int N, int half, int HW, bool training, const float* __restrict__ dy,
+                                      const float* __restrict__ x, const float* gamma, const float* beta,
+                                      const float* mean, const float* invstd, float* dgamma, float* dbeta,
+                                      float* __restrict__ dx) {
+  __shared__ double scratch[32];
+  __shared__ float4 k[2];
+  const int j = blockIdx.x, count = N * HW;
+  const float2 ka = bn_glu_coefficients(j, gamma, beta, mean, invstd);
+  const float2 kb = bn_glu_coefficients(half + j, gamma, beta, mean, invstd);
+  const double ra = mean[j], rb = mean[half + j];
+  const auto in_a = [&](int i) {  // channel j's i-th value; channel half + j's is half * HW further
+    const int n = i / HW;
+    return (static_cast<int64_t>(n) * 2 * half + j) * HW + (i - n * HW);
+  };
+  const auto out = [&](int i) {
+    const int n = i / HW;
+    return (static_cast<int64_t>(n) * half + j) * HW + (i - n * HW);
+  };
+  const int64_t to_b = static_cast<int64_t>(half) * HW;
+  double a1 = 0.0, a2 = 0.0, b1 = 0.0, b2 = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    const int64_t a = in_a(i);
+    const float xa = x[a], xb = x[a + to_b];
+    const float2 d = glu_pair_grad(xa, xb, dy[out(i)], ka, kb);
+    a1 += static_cast<double>(d.x);
+    a2 += static_cast<double>(d.x) * (static_cast<double>(xa) - ra);
+    b1 += static_cast<double>(d.y);
+    b2 += static_cast<double>(d.y) * (static_cast<double>(xb) - rb);
+  }
+  a1 = block_sum(a1, scratch);
+  a2 = block_sum(a2, scratch);
+  b1 = block_sum(b1, scratch);
+  b2 = block_sum(b2, scratch);
+  if (threadIdx.x == 0) {
+    k[0] = channel_backward(j, make_double2(a1, a2), count, training, gamma, mean, invstd, dgamma, dbeta);
+    k[1] = channel_backward(half + j, make_double2(b1, b2), count, training, gamma, mean, invstd, dgamma, dbeta);
+  }
+  __syncthreads();
+  if (!dx) return;
+  const float4 kca = k[0], kcb = k[1];
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    const int64_t a = in_a(i), b = a + to_b;
+    const float xa = x[a], xb = x[b];
+    const float2 d = glu_pair_grad(xa, xb, dy[out(i)], ka, kb);
+    dx[a] = backward_at(kca, d.x, xa);
+    dx[b] = backward_at(kcb, d.y, xb);
+  }
+}
+
 // Batch norm-GLU's dx, a thread per element of GLU's output (N, half, HW): the pair's dz formed
 // again as glu_pair_partials formed it (the same bits), then apply_backward's map for both
 // channels of the pair
@@ -419,6 +511,11 @@ __global__ void glu_apply_backward(int n, FastDiv HW, FastDiv half, int hw, int 
 }
 
 void checked_dims(int64_t N, int64_t C, int64_t HW, const char* op) { need_int32(N * C * HW, op, "the input"); }
+
+// The one-launch backward (a block per channel) where a channel's values are few and its planes
+// at least a 32-byte sector wide: BatchNorm1d's rows (HW = 1) stay on the slices, whose threads
+// read along C
+bool backward_in_one_launch(int64_t count, int64_t HW) { return HW >= 8 && count <= kPerChannelBackward; }
 
 // A one-launch batch norm from given moments keeps the C channels' table in shared memory
 bool one_launch_from_moments(int64_t C) { return C * sizeof(float2) <= (size_t(48) << 10); }
@@ -504,6 +601,11 @@ void backward(const char* op, int64_t N, int64_t C, int64_t HW, bool training, c
   if (C == 0) return;
   const int64_t count = N * HW;
   const int n = static_cast<int>(N), c = static_cast<int>(C), hw = static_cast<int>(HW);
+  if (count > 0 && backward_in_one_launch(count, HW)) {
+    launch(op, backward_per_channel, c, kThreads, 0, n, c, hw, training, dy, y, slope, x, gamma, save_mean,
+           save_invstd, dgamma, dbeta, dx);
+    return;
+  }
   Scratch coef(sizeof(float4) * static_cast<size_t>(C));
   if (count > 0) {
     const Plan p = plan(n, c, hw);
@@ -564,6 +666,11 @@ void bn_glu_batchnorm_backward(int64_t N, int64_t half, int64_t HW, bool trainin
   if (C == 0) return;
   const int64_t count = N * HW;
   const int n = static_cast<int>(N), h = static_cast<int>(half), c = static_cast<int>(C), hw = static_cast<int>(HW);
+  if (count > 0 && backward_in_one_launch(count, HW)) {
+    launch("batch_norm_glu_backward", glu_backward_per_pair, h, kThreads, 0, n, h, hw, training, dy, x, gamma, beta,
+           mean, invstd, dgamma, dbeta, dx);
+    return;
+  }
   Scratch coef(sizeof(float4) * static_cast<size_t>(C));
   if (count == 0) {
     launch("batch_norm_glu_backward", backward_empty, (c + kThreads - 1) / kThreads, kThreads, 0, c, training, gamma,

@@ -1331,8 +1331,10 @@ C3_TEST(cuda_vs_cpu_conv2d_code_channels) {
 C3_TEST(cuda_vs_cpu_batchnorm) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_batchnorm");
   if (!g) return;
-  // narrow (HW < 32: a thread per channel slice) and wide (a block per channel slice) paths
-  const int64_t shapes[][3] = {{8, 5, 1}, {64, 300, 1}, {64, 1000, 16}, {3, 4, 30}, {2, 3, 1000}, {16, 32, 256}, {1, 2, 2}};
+  // narrow (HW < 32: a thread per channel slice) and wide (a block per channel slice) paths; the
+  // backward in one launch (a block per channel: HW >= 8, N * HW <= 16384) and, past that, on the slices
+  const int64_t shapes[][3] = {{8, 5, 1},    {64, 300, 1},   {64, 1000, 16}, {3, 4, 30}, {2, 3, 1000},
+                               {16, 32, 256}, {1, 2, 2},     {40, 3, 1000},  {1100, 5, 16}};
   uint64_t seed = 80000;
   for (auto& s : shapes)
     for (float shift : {0.0f, 1000.0f}) {  // a large mean against unit spread tests the variance numerics
@@ -1416,8 +1418,10 @@ C3_TEST(cuda_vs_cpu_bn_glu) {
   const Backend* g = gpu_or_skip("cuda_vs_cpu_bn_glu");
   if (!g) return;
   // long rows and short ones (BatchNorm1d's HW = 1), one block or thread per channel pair or
-  // several batch slices each; expf may differ from the CPU's by an ulp or two
-  const int64_t shapes[][3] = {{8, 5, 1}, {4, 16, 7}, {16, 32, 256}, {2, 3, 1000}, {64, 300, 1}, {40, 2, 64}};
+  // several batch slices each, or the one-launch backward (a block per pair: HW >= 8, N * HW <= 16384);
+  // expf may differ from the CPU's by an ulp or two
+  const int64_t shapes[][3] = {{8, 5, 1},    {4, 16, 7},  {16, 32, 256},  {2, 3, 1000},
+                               {64, 300, 1}, {40, 2, 64}, {20, 3, 1000}, {1200, 2, 16}};
   uint64_t seed = 81000;
   for (auto& s : shapes)
     for (bool training : {true, false}) {
