@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import sharp from "sharp";
 import { loadModel } from "../lib/api/model";
+import { readNpy } from "../lib/io/npy";
 import { syntheticImages } from "../lib/data/synthetic";
 import { evaluateClustering } from "../lib/eval";
 import { C3GAN, sampleCodes } from "../lib/model/c3gan";
@@ -121,7 +122,7 @@ test("cluster: CSV for labelled image folders, ACC/NMI printed, galleries writte
   assert.equal(fs.readdirSync(gallery).length, used.size);
 });
 
-test("cluster: a bad image stops it by name unless --skip-bad-images, which lists it and clusters the rest", async () => {
+test("cluster: a bad image stops it by name unless --skip-bad-images, which lists it and clusters the rest; --features and --centroids", async () => {
   const imgs = syntheticImages({ numClasses: 1, perClass: 3, size: 32, channels: 3, seed: 9 });
   const dir = path.join(work, "flat-with-bad");
   fs.mkdirSync(dir, { recursive: true });
@@ -142,6 +143,27 @@ test("cluster: a bad image stops it by name unless --skip-bad-images, which list
   assert.deepEqual(r.assignments.map((a: { path: string }) => path.basename(a.path)).sort(), ["good0.png", "good1.png", "good2.png"]);
   assert.equal(r.skipped.length, 1);
   assert.equal(path.basename(r.skipped[0].path), "broken.png");
+  // D's features and the centroids as .npy: their cosines are the CSV's clusters and similarities
+  const csv = path.join(work, "skip.csv"), feats = path.join(work, "f.npy"), cents = path.join(work, "c.npy");
+  const withF = run(["cluster", dir, "--checkpoint", ckpt, "--skip-bad-images", "--out", csv, "--features", feats, "--centroids", cents]);
+  assert.equal(withF.status, 0, withF.stderr);
+  const f = readNpy(fs.readFileSync(feats)), cnt = readNpy(fs.readFileSync(cents));
+  assert.deepEqual(f.shape, [3, 64]);
+  assert.deepEqual(cnt.shape, [6, 64]);
+  const rows = fs.readFileSync(csv, "utf8").trim().split("\n").slice(1).map((l) => l.split(","));
+  rows.forEach((row, i) => {
+    const cos = Array.from({ length: 6 }, (_, k) => {
+      let s = 0;
+      for (let d = 0; d < 64; d++) s += f.values[i * 64 + d] * cnt.values[k * 64 + d];
+      return s;
+    });
+    const best = cos.indexOf(Math.max(...cos));
+    assert.equal(Number(row[1]), best, `row ${i}: the cluster is the feature's closest centroid`);
+    assert.ok(Math.abs(Number(row[2]) - cos[best]) < 1e-5, `row ${i}: similarity ${row[2]} vs ${cos[best]}`);
+  });
+  const notNpy = run(["cluster", dir, "--checkpoint", ckpt, "--features", path.join(work, "f.csv")]);
+  assert.equal(notNpy.status, 1);
+  assert.match(notNpy.stderr, /--features writes a NumPy \.npy file/);
   // the library reports the same; given files that are missing are skipped too
   const m = await loadModel(ckpt);
   try {

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { DataLoader } from "../data/loader";
 import { Dataset, IMAGE_EXTENSIONS, openDataset, scanImages, SkippedImage } from "../data/formats";
 import { evaluateClustering, EvalResult } from "../eval";
-import { Tensor, tidy } from "../tensor";
+import { noGrad, Tensor, tidy } from "../tensor";
 import { assignClusters } from "../train/step";
 import type { C3Model } from "./model";
 
@@ -25,6 +25,8 @@ export interface ClusterOptions {
   keepClosest?: number;
   /** leave out missing or undecodable image files (listed in the report's `skipped`) instead of failing */
   skipBadImages?: boolean;
+  /** also return each image's L2-normalised D feature (the report's `features`) */
+  features?: boolean;
 }
 
 export interface ClusterAssignment {
@@ -47,6 +49,11 @@ export interface ClusterReport {
   imageShape: [number, number, number];
   /** images left out (only with skipBadImages): path, where it came from, why */
   skipped: SkippedImage[];
+  /**
+   * with `features`: (images, dim) row-major in the order of `assignments`, each row the
+   * L2-normalised D feature whose cosines with `centroids` (clusters, dim) give the clusters
+   */
+  features: { dim: number; values: Float32Array; centroids: Float32Array } | null;
 }
 
 function isImageFile(p: string): boolean {
@@ -96,9 +103,11 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
   const closest = new Map<number, { similarity: number; pixels: Float32Array; path: string }[]>();
   const assignments: ClusterAssignment[] = [];
   let skipped: SkippedImage[] = [];
+  const featureRows: Float32Array[] = [];
 
   const handle = (images: Float32Array, shape: [number, number, number, number], paths: string[], labels: Int32Array) => {
-    const r = tidy(() => assignClusters(model.gan, Tensor.fromArray(images, shape, { device: model.device })));
+    const r = tidy(() => assignClusters(model.gan, Tensor.fromArray(images, shape, { device: model.device }), { features: opts.features }));
+    if (r.features) featureRows.push(r.features);
     const per = shape[1] * shape[2] * shape[3];
     for (let i = 0; i < shape[0]; i++) {
       assignments.push({ path: paths[i], cluster: r.clusters[i], similarity: r.similarity[i], top: r.top[i], label: labels[i] });
@@ -157,5 +166,16 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     ? evaluateClustering(assignments.map((a) => a.label), assignments.map((a) => a.cluster),
       { numGtClasses: model.config.numGtClasses, over: model.config.over })
     : null;
-  return { assignments, metrics, closest, imageShape: [C, S, S], skipped };
+  return { assignments, metrics, closest, imageShape: [C, S, S], skipped, features: opts.features ? gatherFeatures(model, featureRows) : null };
+}
+
+function gatherFeatures(model: C3Model, rows: Float32Array[]): { dim: number; values: Float32Array; centroids: Float32Array } {
+  const centroids = tidy(() => noGrad(() => model.gan.D.normalizedCentroids().toArray()));
+  const values = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+  let at = 0;
+  for (const r of rows) {
+    values.set(r, at);
+    at += r.length;
+  }
+  return { dim: centroids.length / model.numClusters, values, centroids };
 }

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import type { Command } from "commander";
 import { loadModel } from "../api/model";
 import { ClusterReport } from "../api/cluster";
+import { npyBytes } from "../io/npy";
 import { gridPng, stackBatches, ImageBatch } from "../train/samples";
 import { sampleGrid } from "../train/trainer";
 import { Progress } from "./progress";
@@ -48,14 +49,22 @@ export function registerUseCommands(program: Command): void {
     .option("--per-cluster <n>", "images per gallery grid", "16")
     .option("--batch-size <n>", "images per batch", "64")
     .option("--skip-bad-images", "leave out missing or undecodable images (listed on stderr) instead of stopping")
+    .option("--features <file.npy>", "also write each image's L2-normalised D feature, (images, dim) float32, in the rows' order")
+    .option("--centroids <file.npy>", "also write the L2-normalised cluster centroids, (clusters, dim) float32")
     .option("-d, --device <device>", "cpu, cuda or auto")
     .action(async (input: string, opts) => {
+      for (const flag of ["features", "centroids"] as const) {
+        if (opts[flag] !== undefined && !String(opts[flag]).toLowerCase().endsWith(".npy")) {
+          throw new Error(`--${flag} writes a NumPy .npy file; name it *.npy (got '${opts[flag]}')`);
+        }
+      }
       const model = await loadModel(opts.checkpoint, { config: opts.config, device: opts.device });
       const bar = new Progress();
       try {
         const keep = opts.gallery ? positiveInt(opts.perCluster, "--per-cluster") : 0;
         const r = await model.cluster(input, {
           batchSize: positiveInt(opts.batchSize, "--batch-size"), keepClosest: keep, skipBadImages: opts.skipBadImages === true,
+          features: opts.features !== undefined || opts.centroids !== undefined,
           onProgress: (done, total) => bar.update({ fraction: done / total, text: `${done}/${total} images` }, done === total),
         });
         bar.done();
@@ -64,6 +73,9 @@ export function registerUseCommands(program: Command): void {
           : clusterCsv(r);
         if (opts.out) fs.writeFileSync(opts.out, text);
         else process.stdout.write(text);
+        const f = r.features;
+        if (f && opts.features) fs.writeFileSync(opts.features, npyBytes(f.values, [r.assignments.length, f.dim]));
+        if (f && opts.centroids) fs.writeFileSync(opts.centroids, npyBytes(f.centroids, [model.numClusters, f.dim]));
         if (opts.gallery) {
           fs.mkdirSync(opts.gallery, { recursive: true });
           const [C, S] = [r.imageShape[0], r.imageShape[1]];
@@ -81,7 +93,9 @@ export function registerUseCommands(program: Command): void {
         }
         const used = new Set(r.assignments.map((a) => a.cluster)).size;
         process.stderr.write(`${r.assignments.length} images in ${used} of ${model.numClusters} clusters` +
-          (opts.out ? `; written to ${opts.out}` : "") + (opts.gallery ? `; galleries in ${opts.gallery}` : "") + "\n");
+          (opts.out ? `; written to ${opts.out}` : "") + (opts.gallery ? `; galleries in ${opts.gallery}` : "") +
+          (opts.features ? `; features (${r.assignments.length} x ${r.features!.dim}) in ${opts.features}` : "") +
+          (opts.centroids ? `; centroids in ${opts.centroids}` : "") + "\n");
         if (r.metrics) {
           process.stderr.write(`ACC ${r.metrics.acc.toFixed(4)}  NMI ${r.metrics.nmiOfficial.toFixed(4)} (official formula)  ` +
             `${r.metrics.nmiSklearn.toFixed(4)} (sklearn)\n`);

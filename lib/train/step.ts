@@ -215,9 +215,11 @@ export interface ClusterScores {
   similarity: Float32Array;
   /** per image, the three closest clusters (best first) and their similarities */
   top: { cluster: number; similarity: number }[][];
+  /** with `features`: the L2-normalised D features (B, 8*ndf), row-major, whose cosines decide */
+  features?: Float32Array;
 }
 
-export function assignClusters(model: C3GAN, images: Tensor): ClusterScores {
+export function assignClusters(model: C3GAN, images: Tensor, opts: { features?: boolean } = {}): ClusterScores {
   return noGrad(() =>
     tidy(() => {
       const wasTraining = model.D.training;
@@ -237,7 +239,7 @@ export function assignClusters(model: C3GAN, images: Tensor): ClusterScores {
           similarity[i] = row[order[0]];
           top.push(order.slice(0, Math.min(3, K)).map((k) => ({ cluster: k, similarity: row[k] })));
         }
-        return { clusters, similarity, top };
+        return opts.features ? { clusters, similarity, top, features: f.toArray() } : { clusters, similarity, top };
       } finally {
         model.D.train(wasTraining);
       }
