@@ -70,11 +70,10 @@ function filesDataset(files: string[], skipBadImages: boolean): Dataset {
     else throw new Error(`cluster: image ${f} does not exist`);
   }
   if (!kept.length) throw new Error(`cluster: none of the ${files.length} given images exists`);
-  files = kept;
   return {
-    format: "folder", split: "test", description: `${files.length} image files`, size: files.length,
-    labels: new Int32Array(files.length).fill(-1), numClasses: 0, classNames: null, names: files.slice(),
-    listFile: null, lines: null, source: { kind: "files", files: files.map((f) => path.resolve(f)) }, channels: 3,
+    format: "folder", split: "test", description: `${kept.length} image files`, size: kept.length,
+    labels: new Int32Array(kept.length).fill(-1), numClasses: 0, classNames: null, names: kept,
+    listFile: null, lines: null, source: { kind: "files", files: kept.map((f) => path.resolve(f)) }, channels: 3,
     skipped, skipBadImages, notes: [],
   };
 }
