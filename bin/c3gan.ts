@@ -7,7 +7,8 @@ import { formatDuration, Progress } from "../lib/cli/progress";
 import { addonFilePath, native } from "../lib/native";
 import { C3Config, describeConfig, loadConfig, parseConfig } from "../lib/train/config";
 import { DEFAULT_CONFIG } from "../lib/train/defaults";
-import { train, evaluateModel, specFromConfig, resolveDevice } from "../lib/train/trainer";
+import { train, scoreModel, specFromConfig, resolveDevice } from "../lib/train/trainer";
+import { describeUsage } from "../lib/eval";
 import { VERSION, loadModel } from "../lib/train/checkpoint";
 import { C3GAN } from "../lib/model/c3gan";
 import { Generator } from "../lib/tensor";
@@ -75,15 +76,17 @@ program
     });
     bar.done();
     process.removeListener("SIGINT", stop);
-    console.log(`device ${r.device}; ${r.epochs} epochs, ${r.steps} steps; run folder ${path.resolve(r.saveDir)}`);
-    if (r.last) console.log(`final: ACC ${r.last.acc.toFixed(4)}  NMI ${r.last.nmiOfficial.toFixed(4)} (official formula), ${r.last.nmiSklearn.toFixed(4)} (sklearn)`);
-    if (r.best) console.log(`best:  ACC ${r.best.acc.toFixed(4)}  NMI ${r.best.nmiOfficial.toFixed(4)} at epoch ${r.best.epoch + 1}`);
+    console.log(`device ${r.device}; ${r.epochs} epoch${r.epochs === 1 ? "" : "s"}, ${r.steps} steps; run folder ${path.resolve(r.saveDir)}`);
+    const l = r.last;
+    if (l && l.acc !== null) console.log(`final: ACC ${l.acc.toFixed(4)}  NMI ${l.nmiOfficial!.toFixed(4)} (official formula), ${l.nmiSklearn!.toFixed(4)} (sklearn)`);
+    else if (l?.usage) console.log(`final: ${describeUsage(l.usage)} (images without labels: no ACC / NMI)`);
+    if (r.best) console.log(`best:  ACC ${r.best.acc!.toFixed(4)}  NMI ${r.best.nmiOfficial!.toFixed(4)} at epoch ${r.best.epoch + 1}`);
     if (r.aborted) process.exitCode = 130;
   });
 
 program
   .command("eval")
-  .description("cluster the config's test set with a checkpoint and print ACC / NMI")
+  .description("cluster the config's test set with a checkpoint and print ACC / NMI (with labels) and how the images spread over the clusters")
   .requiredOption("-c, --config <file>", "config JSON")
   .requiredOption("--checkpoint <file>", "model .safetensors")
   .addOption(new Option("-d, --device <device>", "override the config's device").choices(["cpu", "cuda", "auto"]))
@@ -97,10 +100,11 @@ program
     loadModel(opts.checkpoint, model);
     const data = await openTrainingData(cfg);
     try {
-      const r = await evaluateModel(model, data, cfg);
-      const out = { acc: r.acc, nmiOfficial: r.nmiOfficial, nmiSklearn: r.nmiSklearn, images: r.table.data.reduce((a, b) => a + b, 0) };
+      const { metrics: r, usage } = await scoreModel(model, data, cfg);
+      const out = { acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, images: usage.images, usage };
       if (opts.json) console.log(JSON.stringify(out));
-      else console.log(`ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official formula)  ${r.nmiSklearn.toFixed(4)} (sklearn, arithmetic mean)  on ${out.images} images`);
+      else if (r) console.log(`ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official formula)  ${r.nmiSklearn.toFixed(4)} (sklearn, arithmetic mean)  on ${out.images} images`);
+      else console.log(`${describeUsage(usage)} (images without labels: no ACC / NMI)`);
     } finally {
       await data.close();
       model.dispose();

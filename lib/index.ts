@@ -1,7 +1,10 @@
 // The public API of c3gan.
 import { C3Config, loadConfig, parseConfig } from "./train/config";
-import { train as trainLoop, TrainOptions, TrainResult, evaluateModel, specFromConfig, resolveDevice } from "./train/trainer";
-import { openTrainingData } from "./train/data-source";
+import {
+  train as trainLoop, TrainOptions, TrainResult, evaluateModel, scoreModel, ModelScore, specFromConfig, resolveDevice,
+} from "./train/trainer";
+import { openTrainingData, TrainingData } from "./train/data-source";
+import type { C3GAN } from "./model/c3gan";
 import { EvalResult } from "./eval";
 import { C3Model, loadModel } from "./api/model";
 
@@ -17,12 +20,12 @@ export type { C3GANOptions } from "./model/c3gan";
 export type { ModelSpec } from "./model/spec";
 export { parseConfig, loadConfig, describeConfig, clusterCount } from "./train/config";
 export type { C3Config } from "./train/config";
-export { evaluateClustering, linearSumAssignment, nmiOfficial, nmiSklearn } from "./eval";
-export type { EvalResult } from "./eval";
+export { evaluateClustering, linearSumAssignment, nmiOfficial, nmiSklearn, clusterUsage, describeUsage } from "./eval";
+export type { EvalResult, ClusterUsage } from "./eval";
 export { loadModel, C3Model, checkpointConfig } from "./api/model";
 export type { ClusterInput, ClusterOptions, ClusterReport, ClusterAssignment } from "./api/cluster";
 export type { GenerateOptions, GeneratedCluster } from "./api/generate";
-export type { TrainOptions, TrainResult, TrainProgress, EvalRecord } from "./train/trainer";
+export type { TrainOptions, TrainResult, TrainProgress, EvalRecord, ModelScore } from "./train/trainer";
 export { readSafetensors, writeSafetensors } from "./io/safetensors";
 export { SummaryWriter } from "./io/tensorboard";
 export { gridPng } from "./train/samples";
@@ -42,13 +45,23 @@ export function train(config: C3Config | string | object, opts: TrainOptions = {
   return trainLoop(asConfig(config), opts);
 }
 
-/** ACC / NMI of a model (or a checkpoint path) on its config's test set. */
+/** ACC / NMI of a model (or a checkpoint path) on its config's test set (an error for images without labels). */
 export async function evaluate(model: C3Model | string, config?: C3Config | string | object): Promise<EvalResult> {
+  return withTestData(model, config, evaluateModel);
+}
+
+/** ACC / NMI where the test set has labels (else null), and how its images spread over the clusters. */
+export async function score(model: C3Model | string, config?: C3Config | string | object): Promise<ModelScore> {
+  return withTestData(model, config, scoreModel);
+}
+
+async function withTestData<T>(model: C3Model | string, config: C3Config | string | object | undefined,
+  fn: (gan: C3GAN, data: TrainingData, cfg: C3Config) => Promise<T>): Promise<T> {
   const m = typeof model === "string" ? await loadModel(model, config ? { config: asConfig(config) } : {}) : model;
   const cfg = config ? asConfig(config) : m.config;
   const data = await openTrainingData(cfg);
   try {
-    return await evaluateModel(m.gan, data, cfg);
+    return await fn(m.gan, data, cfg);
   } finally {
     await data.close();
     if (typeof model === "string") m.dispose();

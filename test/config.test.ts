@@ -111,7 +111,7 @@ test("impossible values are rejected with field, value and what is allowed", () 
 
 test("dataset sections are validated by format", () => {
   rejects({ dataDir: "d", dataset: { format: "csv" } },
-    /dataset\.format: expected one of "lists", "imagefolder", "idx", "synthetic", got "csv"/);
+    /dataset\.format: expected one of "lists", "imagefolder", "idx", "synthetic", "folder", got "csv"/);
   rejects({ dataDir: "d", dataset: "lists" }, /dataset: expected a JSON object, got "lists"/);
   rejects({ dataDir: "d", dataset: { format: "idx", trainImages: 5 } }, /dataset\.trainImages: expected a string, got 5/);
   rejects({ dataDir: "d", dataset: { format: "idx", trainList: "x" } }, /dataset\.trainList: unknown field; allowed here: format, trainImages/);
@@ -120,6 +120,12 @@ test("dataset sections are validated by format", () => {
   const syn = parseConfig({ numGtClasses: 3, seed: 9, dataset: { format: "synthetic", perClass: 10 } });
   assert.deepEqual(syn.dataset, { format: "synthetic", numClasses: 3, perClass: 10, testPerClass: 3, seed: 9 });
   assert.equal(syn.dataDir, "");
+  // images without labels: every image below dataDir/dir
+  assert.deepEqual(parseConfig({ dataDir: "/x", dataset: { format: "folder" } }).dataset, { format: "folder", dir: "." });
+  assert.deepEqual(parseConfig({ dataDir: "/x", dataset: { format: "folder", dir: "photos" } }).dataset, { format: "folder", dir: "photos" });
+  rejects({ dataDir: "d", dataset: { format: "folder", dir: "" } }, /dataset\.dir: /);
+  rejects({ dataDir: "d", dataset: { format: "folder", trainDir: "x" } }, /dataset\.trainDir: unknown field; allowed here: format, dir/);
+  rejects({ dataset: { format: "folder" } }, /dataDir: required/);
   const idx = parseConfig({ dataDir: "/x", dataset: { format: "idx" } });
   assert.deepEqual(idx.dataset, {
     format: "idx", trainImages: "train-images-idx3-ubyte.gz", trainLabels: "train-labels-idx1-ubyte.gz",

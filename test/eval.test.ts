@@ -7,7 +7,9 @@ import * as path from "node:path";
 import { packageRoot } from "../lib/native";
 import {
   accOfficial,
+  clusterUsage,
   contingency,
+  describeUsage,
   evaluateClustering,
   linearSumAssignment,
   nmiOfficial,
@@ -248,4 +250,19 @@ test("metrics: bad inputs give clear errors", () => {
   assert.throws(() => accOfficial(contingency([0], [0], 2, 3), 2), /table is 2 x 3, expected 2 x 4/);
   assert.throws(() => nmiOfficial({ rows: 1, cols: 2, data: new Float64Array(2) }), /all zeros/);
   assert.throws(() => nmiSklearn([0, 1], [0]), /2 labels but 1 cluster ids/);
+});
+
+test("cluster usage: clusters used, the largest share, balance (entropy / ln K) and the mean cosine", () => {
+  // sizes 3, 1, 0, 0 over K = 4
+  const u = clusterUsage([0, 1, 0, 0], 4, [0.5, 0.25, 1, 0.25]);
+  const h = -(0.75 * Math.log(0.75) + 0.25 * Math.log(0.25));
+  assert.deepEqual({ ...u, balance: Number(u.balance.toFixed(12)) },
+    { images: 4, clusters: 4, used: 2, largest: 0.75, balance: Number((h / Math.log(4)).toFixed(12)), meanSimilarity: 0.5 });
+  assert.equal(clusterUsage([0, 1, 2, 3, 3, 2, 1, 0], 4).balance, 1, "equal sizes");
+  assert.equal(clusterUsage([2, 2, 2], 4).balance, 0, "one cluster");
+  assert.ok(Number.isNaN(clusterUsage([0], 2).meanSimilarity), "no similarities given");
+  assert.equal(describeUsage(u), "2 of 4 clusters used, largest 75.0% of 4 images, balance 0.406, mean cosine 0.500");
+  assert.throws(() => clusterUsage([0, 4], 4), /assignment 1 is 4, outside \[0, 4\)/);
+  assert.throws(() => clusterUsage([0], 0), /clusters must be a positive integer/);
+  assert.throws(() => clusterUsage([0, 1], 2, [1]), /1 similarities for 2 assignments/);
 });

@@ -10,6 +10,9 @@ import { train, EvalRecord } from "../lib/train/trainer";
 import { readEventFile } from "../lib/io/tensorboard";
 import { native } from "../lib/native";
 import { tempDir } from "./helpers/tmp";
+import sharp from "sharp";
+import { syntheticImages } from "../lib/data/synthetic";
+import { evaluate, score } from "../lib";
 
 const tmp = tempDir;
 
@@ -38,13 +41,14 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   assert.equal(r.steps, 4 * 12);
   assert.ok(r.last, "evaluated");
   // 4 balanced classes: a random assignment scores about 0.3 after Hungarian matching
-  assert.ok(r.best!.acc >= 0.5, `ACC ${r.best!.acc} should be well above chance`);
-  assert.ok(r.best!.nmiOfficial > 0.2, `NMI ${r.best!.nmiOfficial}`);
+  assert.ok(r.best!.acc! >= 0.5, `ACC ${r.best!.acc} should be well above chance`);
+  assert.ok(r.best!.nmiOfficial! > 0.2, `NMI ${r.best!.nmiOfficial}`);
   for (const f of ["last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"])
     assert.ok(fs.existsSync(path.join(dir, f)), f);
   const m = metrics(dir);
   assert.deepEqual(m.map((x) => x.epoch), [1, 3]);
   for (const rec of m) for (const v of [...Object.values(rec.d), ...Object.values(rec.g)]) assert.ok(Number.isFinite(v));
+  for (const rec of m) assert.ok(rec.usage.images === 64 && rec.usage.used >= 1 && rec.usage.used <= 4, JSON.stringify(rec.usage));
   // TensorBoard scalars for every loss term and the test metrics
   const ev = fs.readdirSync(dir).find((f) => f.startsWith("events.out.tfevents."))!;
   const tags = new Set(readEventFile(path.join(dir, ev)).flatMap((e) => (e.values ?? []).map((v) => v.tag)));
@@ -61,6 +65,58 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   assert.equal(ev2.acc, r.best!.acc);
   assert.equal(ev2.nmiOfficial, r.best!.nmiOfficial);
   assert.equal(ev2.images, 4 * 16);
+});
+
+test("images without labels (format folder) train; evaluations report how they spread; a fresh run replaces the folder's run", async () => {
+  const dir = tmp("unlabelled");
+  const images = path.join(dir, "photos");
+  fs.mkdirSync(path.join(images, "nested"), { recursive: true });
+  const imgs = syntheticImages({ numClasses: 3, perClass: 8, size: 32, channels: 3, seed: 4 });
+  const per = 32 * 32 * 3;
+  for (let i = 0; i < imgs.count; i++) {
+    await sharp(Buffer.from(imgs.pixels.slice(i * per, (i + 1) * per)), { raw: { width: 32, height: 32, channels: 3 } })
+      .png().toFile(path.join(images, i % 2 ? "nested" : ".", `img${i}.png`));
+  }
+  const run = path.join(dir, "run");
+  const raw = {
+    ...tinyRaw(run, { maxEpoch: 2, evalInterval: 1, batchSize: 8, numGtClasses: 3 }),
+    dataDir: dir, dataset: { format: "folder", dir: "photos" },
+  };
+  const r = await train(parseConfig(raw, "unlabelled"));
+  assert.equal(r.best, null, "no ACC, so no best-ACC checkpoint");
+  assert.equal(r.last!.acc, null);
+  assert.equal(r.last!.nmiOfficial, null);
+  const u = r.last!.usage;
+  assert.ok(u.images === 24 && u.clusters === 3 && u.used >= 1 && u.used <= 3, JSON.stringify(u));
+  assert.ok(u.largest >= 1 / 3 && u.largest <= 1 && u.balance >= 0 && u.balance <= 1 && Math.abs(u.meanSimilarity) <= 1);
+  assert.ok(!fs.existsSync(path.join(run, "best_acc.safetensors")));
+  for (const f of ["last.safetensors", "last.state.safetensors", "metrics.jsonl", "samples.png"]) assert.ok(fs.existsSync(path.join(run, f)), f);
+  const m = metrics(run);
+  assert.deepEqual(m.map((x) => [x.epoch, x.acc, x.usage.images]), [[0, null, 24], [1, null, 24]]);
+  const events = () => fs.readdirSync(run).filter((f) => f.startsWith("events.out.tfevents."));
+  const tags = new Set(readEventFile(path.join(run, events()[0])).flatMap((e) => (e.values ?? []).map((v) => v.tag)));
+  for (const t of ["test/clusters_used", "test/cluster_balance", "test/largest_cluster", "test/mean_cosine"]) assert.ok(tags.has(t), t);
+  assert.ok(!tags.has("test/ACC"));
+  // `c3gan eval` prints the spread; the library's evaluate() says why it has no ACC, score() gives the spread
+  const cfgFile = path.join(dir, "unlabelled.json");
+  fs.writeFileSync(cfgFile, JSON.stringify(raw));
+  const evalCli = (...extra: string[]) => spawnSync(process.execPath, [path.join(__dirname, "../bin/c3gan.js"), "eval", "--config", cfgFile,
+    "--checkpoint", path.join(run, "last.safetensors"), ...extra], { encoding: "utf8" });
+  const text = evalCli();
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /^\d of 3 clusters used, largest [\d.]+% of 24 images, balance [\d.]+, mean cosine -?[\d.]+ \(images without labels: no ACC \/ NMI\)$/m);
+  const json = JSON.parse(evalCli("--json").stdout);
+  assert.deepEqual([json.acc, json.images, json.usage], [null, 24, u], "the checkpoint spreads the images as the run's last evaluation");
+  await assert.rejects(evaluate(path.join(run, "last.safetensors"), raw), /the test images have no labels \(dataset format "folder"\)/);
+  assert.deepEqual(await score(path.join(run, "last.safetensors"), raw), { metrics: null, usage: u });
+  // a fresh run (not --resume) in the same folder replaces the earlier run's files
+  fs.writeFileSync(path.join(run, "best_acc.safetensors"), "from an even earlier labelled run");
+  const logs: string[] = [];
+  await train(parseConfig({ ...raw, maxEpoch: 1 }, "unlabelled"), { log: (l) => logs.push(l) });
+  assert.deepEqual(metrics(run).map((x) => x.epoch), [0]);
+  assert.equal(events().length, 1);
+  assert.ok(!fs.existsSync(path.join(run, "best_acc.safetensors")));
+  assert.match(logs.join("\n"), /replaced the earlier run in \S+ \(\d files: checkpoints, metrics, TensorBoard events\); --resume continues a run instead/);
 });
 
 test("the train command: a run from a config file, then --resume with more --epochs, and Ctrl-C", async () => {

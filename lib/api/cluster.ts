@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataLoader } from "../data/loader";
 import { Dataset, IMAGE_EXTENSIONS, openDataset, scanImages, SkippedImage } from "../data/formats";
-import { evaluateClustering, EvalResult } from "../eval";
+import { ClusterUsage, clusterUsage, evaluateClustering, EvalResult } from "../eval";
 import { noGrad, Tensor, tidy } from "../tensor";
 import { assignClusters } from "../train/step";
 import type { C3Model } from "./model";
@@ -54,6 +54,8 @@ export interface ClusterReport {
    * L2-normalised D feature whose cosines with `centroids` (clusters, dim) give the clusters
    */
   features: { dim: number; values: Float32Array; centroids: Float32Array } | null;
+  /** how the images spread over the model's clusters */
+  usage: ClusterUsage;
 }
 
 function isImageFile(p: string): boolean {
@@ -165,7 +167,11 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     ? evaluateClustering(assignments.map((a) => a.label), assignments.map((a) => a.cluster),
       { numGtClasses: model.config.numGtClasses, over: model.config.over })
     : null;
-  return { assignments, metrics, closest, imageShape: [C, S, S], skipped, features: opts.features ? gatherFeatures(model, featureRows) : null };
+  const usage = clusterUsage(assignments.map((a) => a.cluster), model.numClusters, assignments.map((a) => a.similarity));
+  return {
+    assignments, metrics, closest, imageShape: [C, S, S], skipped, usage,
+    features: opts.features ? gatherFeatures(model, featureRows) : null,
+  };
 }
 
 function gatherFeatures(model: C3Model, rows: Float32Array[]): { dim: number; values: Float32Array; centroids: Float32Array } {

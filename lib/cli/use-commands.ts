@@ -69,7 +69,7 @@ export function registerUseCommands(program: Command): void {
         });
         bar.done();
         const text = opts.out?.endsWith(".json")
-          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
+          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, usage: r.usage, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
           : clusterCsv(r);
         if (opts.out) fs.writeFileSync(opts.out, text);
         else process.stdout.write(text);

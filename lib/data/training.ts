@@ -25,6 +25,8 @@ export function specForSplit(cfg: C3Config, split: Split): DataSpec {
       };
     case "synthetic":
       return { ...common, format: "synthetic" };
+    case "folder":  // unlabelled: the evaluations cluster the training images themselves
+      return { ...common, format: "folder", root: path.resolve(cfg.dataDir, d.dir) };
   }
 }
 

@@ -3,3 +3,5 @@ export { linearSumAssignment } from "./hungarian";
 export type { Assignment, CostMatrix } from "./hungarian";
 export { contingency, accOfficial, nmiOfficial, nmiSklearn, evaluateClustering } from "./metrics";
 export type { Table, AccResult, EvalOptions, EvalResult } from "./metrics";
+export { clusterUsage, describeUsage } from "./usage";
+export type { ClusterUsage } from "./usage";

@@ -42,7 +42,17 @@ export interface SyntheticDataset {
   seed: number;
 }
 
-export type DatasetConfig = ListsDataset | ImageFolderDataset | IdxDataset | SyntheticDataset;
+/**
+ * Images without labels: every image below dataDir/dir, searched recursively. C3-GAN trains
+ * without labels; each evaluation clusters the same images and reports how they spread over the
+ * clusters (ClusterUsage) where labelled data gives ACC / NMI.
+ */
+export interface FolderDataset {
+  format: "folder";
+  dir: string;
+}
+
+export type DatasetConfig = ListsDataset | ImageFolderDataset | IdxDataset | SyntheticDataset | FolderDataset;
 
 export interface C3Config {
   name: string;
@@ -99,6 +109,7 @@ const DATASET_FIELDS: Record<DatasetConfig["format"], readonly string[]> = {
   imagefolder: ["format", "trainDir", "testDir"],
   idx: ["format", "trainImages", "trainLabels", "testImages", "testLabels"],
   synthetic: ["format", "numClasses", "perClass", "testPerClass", "seed"],
+  folder: ["format", "dir"],
 };
 
 function show(v: unknown): string {
@@ -263,7 +274,7 @@ function parseDataset(
   v: unknown, source: string, numGtClasses: number, seed: number,
 ): DatasetConfig {
   const r = new ObjectReader(source, "dataset", v === undefined ? {} : asObject(v, source, "dataset"));
-  const format = r.oneOf("format", "lists", ["lists", "imagefolder", "idx", "synthetic"] as const);
+  const format = r.oneOf("format", "lists", ["lists", "imagefolder", "idx", "synthetic", "folder"] as const);
   let ds: DatasetConfig;
   switch (format) {
     case "lists":
@@ -290,6 +301,9 @@ function parseDataset(
         testImages: r.str("testImages", "t10k-images-idx3-ubyte.gz"),
         testLabels: r.str("testLabels", "t10k-labels-idx1-ubyte.gz"),
       };
+      break;
+    case "folder":
+      ds = { format, dir: r.str("dir", ".") };
       break;
     case "synthetic": {
       const numClasses = r.int("numClasses", numGtClasses, 1);
@@ -426,6 +440,7 @@ function describeDataset(cfg: C3Config): string {
     case "imagefolder": return `image folders in ${cfg.dataDir} (train ${d.trainDir}, test ${d.testDir ?? "= train"})`;
     case "idx": return `IDX files in ${cfg.dataDir} (${d.trainImages}, ${d.testImages})`;
     case "synthetic": return `synthetic, ${d.numClasses} classes x ${d.perClass} train / ${d.testPerClass} test, seed ${d.seed}`;
+    case "folder": return `unlabelled images under ${resolveDataPath(cfg, d.dir)} (evaluated by how they spread over the clusters)`;
   }
 }
 

@@ -1,10 +1,10 @@
 // The training loop: epochs of (D step, G step) per batch; at every evalInterval (and the last
-// epoch) cluster the test set, log ACC/NMI, save the best-ACC and last checkpoints and a sample
-// grid. The loop yields to the event loop between steps, so an embedding app stays responsive.
+// epoch) cluster the test set, log ACC/NMI (with labels) and how the images spread over the
+// clusters, save the best-ACC and last checkpoints and a sample grid. The loop yields to the event loop between steps, so an embedding app stays responsive.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import { evaluateClustering, EvalResult } from "../eval";
+import { ClusterUsage, clusterUsage, describeUsage, evaluateClustering, EvalResult } from "../eval";
 import { SummaryWriter } from "../io/tensorboard";
 import { C3GAN, sampleCodes } from "../model/c3gan";
 import { ModelSpec } from "../model/spec";
@@ -34,9 +34,12 @@ export interface EvalRecord {
   step: number;
   d: DLosses;
   g: GLosses;
-  acc: number;
-  nmiOfficial: number;
-  nmiSklearn: number;
+  /** ACC and NMI over the test labels; null for images without labels (dataset format "folder") */
+  acc: number | null;
+  nmiOfficial: number | null;
+  nmiSklearn: number | null;
+  /** how the test images spread over the clusters */
+  usage: ClusterUsage;
   imagesPerSec: number;
   seconds: number;
 }
@@ -55,10 +58,24 @@ export interface TrainResult {
   saveDir: string;
   epochs: number;
   steps: number;
+  /** the evaluation with the best ACC (what best_acc.safetensors holds); null without labels */
   best: EvalRecord | null;
   last: EvalRecord | null;
   aborted: boolean;
   device: DeviceName;
+}
+
+// What a run writes into its folder. A fresh run in a folder that holds an earlier run replaces
+// these (an interrupted fresh run must not leave the old run's checkpoints for --resume to pick
+// up, nor its metrics for the new run's log), once the new run has its data and its model.
+const RUN_FILES = ["last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"];
+
+function replacePreviousRun(saveDir: string, log: (line: string) => void): void {
+  const old = fs.readdirSync(saveDir).filter((f) => RUN_FILES.includes(f) || f.startsWith("events.out.tfevents."));
+  if (old.length === 0) return;
+  for (const f of old) fs.rmSync(path.join(saveDir, f), { force: true });
+  log(`replaced the earlier run in ${saveDir} (${old.length} file${old.length > 1 ? "s" : ""}: checkpoints, metrics, ` +
+    "TensorBoard events); --resume continues a run instead");
 }
 
 export function specFromConfig(cfg: C3Config): ModelSpec {
@@ -92,17 +109,39 @@ function scaled<T extends object>(x: T, s: number): T {
   return o;
 }
 
-/** Clusters the whole test set with D (eval mode) and scores it. */
-export async function evaluateModel(model: C3GAN, data: TrainingData, cfg: C3Config): Promise<EvalResult> {
+export interface ModelScore {
+  /** ACC / NMI where every test image has a label, else null */
+  metrics: EvalResult | null;
+  usage: ClusterUsage;
+}
+
+/** Clusters the whole test set with D (eval mode): ACC / NMI where it has labels, and the spread. */
+export async function scoreModel(model: C3GAN, data: TrainingData, cfg: C3Config): Promise<ModelScore> {
   const labels: number[] = [];
   const clusters: number[] = [];
+  const similarity: number[] = [];
   for await (const b of data.testBatches()) {
     const r = tidy(() => assignClusters(model, Tensor.fromArray(b.images, b.shape, { device: model.device })));
     labels.push(...b.labels);
     clusters.push(...r.clusters);
+    similarity.push(...r.similarity);
   }
   if (!labels.length) throw new Error("evaluation: the test set is empty");
-  return evaluateClustering(labels, clusters, { numGtClasses: cfg.numGtClasses, over: cfg.over });
+  const labelled = labels.every((l) => l >= 0);
+  return {
+    metrics: labelled ? evaluateClustering(labels, clusters, { numGtClasses: cfg.numGtClasses, over: cfg.over }) : null,
+    usage: clusterUsage(clusters, model.spec.numClusters, similarity),
+  };
+}
+
+/** ACC / NMI of the model on the test set; an error naming why for images without labels. */
+export async function evaluateModel(model: C3GAN, data: TrainingData, cfg: C3Config): Promise<EvalResult> {
+  const r = await scoreModel(model, data, cfg);
+  if (!r.metrics) {
+    throw new Error(`evaluation: the test images have no labels (dataset format "${cfg.dataset.format}"), so ACC / NMI ` +
+      `cannot be computed; they spread as: ${describeUsage(r.usage)}`);
+  }
+  return r.metrics;
 }
 
 /**
@@ -189,6 +228,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
     if (ownsData) await data.close();
     throw e;
   }
+  if (!opts.resume) replacePreviousRun(saveDir, log);
   const tb = new SummaryWriter(saveDir);
   const stepOpts = { temperature: cfg.temperature, perturbation: cfg.perturbation };
   let best: EvalRecord | null = null;
@@ -236,27 +276,35 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
       state.rng = gen.getState();
       const isEval = (epoch + 1) % cfg.evalInterval === 0 || epoch + 1 === cfg.maxEpoch;
       if (isEval) {
-        const r = await evaluateModel(model, data, cfg);
+        const { metrics: r, usage } = await scoreModel(model, data, cfg);
         const rec: EvalRecord = {
           epoch, step: state.step, d: scaled(dSum, 1 / Math.max(n, 1)), g: scaled(gSum, 1 / Math.max(n, 1)),
-          acc: r.acc, nmiOfficial: r.nmiOfficial, nmiSklearn: r.nmiSklearn, imagesPerSec: (n * B) / seconds, seconds,
+          acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, usage,
+          imagesPerSec: (n * B) / seconds, seconds,
         };
         last = rec;
         fs.appendFileSync(metricsFile, JSON.stringify(rec) + "\n");
-        tb.addScalar("test/ACC", r.acc, state.step);
-        tb.addScalar("test/NMI", r.nmiOfficial, state.step);
+        if (r) {
+          tb.addScalar("test/ACC", r.acc, state.step);
+          tb.addScalar("test/NMI", r.nmiOfficial, state.step);
+        }
+        tb.addScalar("test/clusters_used", usage.used, state.step);
+        tb.addScalar("test/cluster_balance", usage.balance, state.step);
+        tb.addScalar("test/largest_cluster", usage.largest, state.step);
+        tb.addScalar("test/mean_cosine", usage.meanSimilarity, state.step);
         const png = await sampleGrid(model, cfg.seed);
         fs.writeFileSync(path.join(saveDir, "samples.png"), png);
         const meta = await import("sharp").then((s) => s.default(png).metadata());
         tb.addImage("Image_sample", png, meta.height!, meta.width!, 3, state.step);
-        if (r.acc > state.bestAcc) {
+        if (r && r.acc > state.bestAcc) {
           state.bestAcc = r.acc;
           best = rec;
           saveModel(bestFile, model, cfg, epoch + 1, state.step, { acc: String(r.acc), nmi: String(r.nmiOfficial) });
         }
         opts.onEval?.(rec);
-        log(`epoch ${epoch + 1}/${cfg.maxEpoch}: ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official) ` +
-          `${r.nmiSklearn.toFixed(4)} (sklearn)  ${rec.imagesPerSec.toFixed(1)} img/s`);
+        log(`epoch ${epoch + 1}/${cfg.maxEpoch}: ` + (r
+          ? `ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official) ${r.nmiSklearn.toFixed(4)} (sklearn)`
+          : `${describeUsage(usage)} (no labels: no ACC / NMI)`) + `  ${rec.imagesPerSec.toFixed(1)} img/s`);
       }
       // the last checkpoint after every epoch: --resume then replays exactly what would have run
       saveModel(lastFile, model, cfg, state.epoch, state.step);
@@ -273,7 +321,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
     // resumed past the best epoch: recover it from the log
     for (const l of fs.readFileSync(metricsFile, "utf8").split("\n").filter(Boolean)) {
       const r = JSON.parse(l) as EvalRecord;
-      if (!best || r.acc > best.acc) best = r;
+      if (r.acc !== null && (!best || r.acc > best.acc!)) best = r;
       last = r;
     }
   }
