@@ -127,7 +127,7 @@ test("the train command: a run from a config file, then --resume with more --epo
   const runDir = path.join(dir, "run");
   const first = spawnSync(process.execPath, [cli, "train", "--config", cfgFile, "--save-dir", runDir, "--epochs", "1"], { encoding: "utf8" });
   assert.equal(first.status, 0, first.stderr);
-  assert.match(first.stdout, /1 epochs, 12 steps; run folder /);
+  assert.match(first.stdout, /1 epoch, 12 steps; run folder /);
   assert.match(first.stdout, /final: ACC \d\.\d{4}  NMI \d\.\d{4} \(official formula\)/);
   assert.ok(fs.existsSync(path.join(runDir, "last.safetensors")) && !fs.existsSync(path.join(dir, "ignored")), "--save-dir replaces saveDir");
   const second = spawnSync(process.execPath, [cli, "train", "--config", cfgFile, "--save-dir", runDir, "--epochs", "2", "--resume"],

@@ -452,7 +452,7 @@ export function describeConfig(cfg: C3Config): string {
     `  data      ${describeDataset(cfg)}`,
     `  model     ${cfg.imageSize}x${cfg.imageSize} x ${cfg.channels} ch, z ${cfg.zDim}, cz ${cfg.czDim}, ` +
       `ngf ${cfg.ngf}, ndf ${cfg.ndf}; ${cfg.numGtClasses} classes x over ${cfg.over} = ${clusterCount(cfg)} clusters`,
-    `  training  batch ${cfg.batchSize}, ${cfg.maxEpoch} epochs, eval every ${cfg.evalInterval}, log every ` +
+    `  training  batch ${cfg.batchSize}, ${cfg.maxEpoch} epoch${cfg.maxEpoch === 1 ? "" : "s"}, eval every ${cfg.evalInterval}, log every ` +
       `${cfg.logInterval} steps; Adam lr ${cfg.lr}, betas (${cfg.beta1}, ${cfg.beta2}); temperature ` +
       `${cfg.temperature}; perturbation ${pert}`,
     `  runtime   device ${cfg.device}${cfg.cudaMath ? ` (cuda math ${cfg.cudaMath})` : ""}${cfg.cudaTile ? ` (cuda tiles ${cfg.cudaTile})` : ""}, threads ${cfg.threads === 0 ? "all cores" : cfg.threads}, ` +
