@@ -9,11 +9,16 @@
 //   both agree where transparent pixels are stored black);
 // - CMYK: converted to sRGB by libvips with the embedded ICC profile or its built-in CMYK profile
 //   (PIL's naive 255 - C - K formula is not colour-managed);
-// - EXIF orientation is ignored, as PIL's Image.open does.
+// - EXIF orientation is ignored, as PIL's Image.open does;
+// - BMP and Netpbm (PBM / PGM / PPM) files are decoded by bmp.ts and pnm.ts as PIL decodes them.
 // Undecodable data (corrupt, truncated) throws, as PIL does; decoder warnings (PIL ignores them
 // too) do not. The caller
 // adds the list file and line.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import sharp, { type OutputInfo } from "sharp";
+import { decodeBmp, isBmp } from "./bmp";
+import { decodePnm, isPnm } from "./pnm";
 
 export interface RawImage {
   /** HWC, `channels` interleaved bytes a pixel */
@@ -83,7 +88,22 @@ async function decodeRgbReported(file: string): Promise<{ data: Buffer; info: Ou
   }
 }
 
+// Bitmaps and Netpbm files, which this libvips build cannot read, are decoded here (bmp.ts,
+// pnm.ts), known by their first bytes; a file named so that holds another format goes to sharp.
+const OWN_FORMATS = new Set([".bmp", ".dib", ".ppm", ".pgm", ".pbm", ".pnm"]);
+
+async function decodeOwnFormat(file: string): Promise<RawImage | null> {
+  const bytes = new Uint8Array(await fs.promises.readFile(file));
+  if (isBmp(bytes)) return decodeBmp(bytes);
+  if (isPnm(bytes)) return decodePnm(bytes);
+  return null;
+}
+
 export async function decodeImageFile(file: string, channels: 1 | 3): Promise<RawImage> {
+  if (OWN_FORMATS.has(path.extname(file).toLowerCase())) {
+    const own = await decodeOwnFormat(file);
+    if (own) return toChannels(own, channels);
+  }
   const { data, info } = await decodeRgbReported(file);
   if (info.channels !== 3) throw new Error(`decoder returned ${info.channels} channels, expected 3`);
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
