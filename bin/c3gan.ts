@@ -9,6 +9,7 @@ import { C3Config, describeConfig, loadConfig, parseConfig } from "../lib/train/
 import { DEFAULT_CONFIG } from "../lib/train/defaults";
 import { train, scoreModel, specFromConfig, resolveDevice } from "../lib/train/trainer";
 import { describeUsage } from "../lib/eval";
+import { checkpointConfig } from "../lib/api/model";
 import { VERSION, loadModel } from "../lib/train/checkpoint";
 import { C3GAN } from "../lib/model/c3gan";
 import { Generator } from "../lib/tensor";
@@ -34,6 +35,10 @@ function configFrom(opts: { config?: string; device?: string; saveDir?: string; 
   if (opts.epochs) overrides.maxEpoch = Number(opts.epochs);
   // re-validate so overrides get the same checks as config fields
   return Object.keys(overrides).length ? parseConfig({ ...cfg, ...overrides }, opts.config ?? "built-in demo config") : cfg;
+}
+
+function withDevice(cfg: C3Config, device: string | undefined): C3Config {
+  return device ? parseConfig({ ...cfg, device }, "--device") : cfg;
 }
 
 // the command owns its process: sharp tuned for the loaders (process-wide, so not the library's call)
@@ -87,12 +92,12 @@ program
 program
   .command("eval")
   .description("cluster the config's test set with a checkpoint and print ACC / NMI (with labels) and how the images spread over the clusters")
-  .requiredOption("-c, --config <file>", "config JSON")
+  .option("-c, --config <file>", "config JSON (default: the one stored in the checkpoint)")
   .requiredOption("--checkpoint <file>", "model .safetensors")
   .addOption(new Option("-d, --device <device>", "override the config's device").choices(["cpu", "cuda", "auto"]))
   .option("--json", "print JSON")
   .action(async (opts) => {
-    const cfg = configFrom(opts);
+    const cfg = opts.config ? configFrom(opts) : withDevice(checkpointConfig(opts.checkpoint), opts.device);
     const device = resolveDevice(cfg.device);
     // every weight and buffer comes from the checkpoint (loadModel refuses a missing one): no
     // official init, which takes seconds at the CUB config (orthogonal weights)

@@ -107,6 +107,9 @@ test("images without labels (format folder) train; evaluations report how they s
   assert.match(text.stdout, /^\d of 3 clusters used, largest [\d.]+% of 24 images, balance [\d.]+, mean cosine -?[\d.]+ \(images without labels: no ACC \/ NMI\)$/m);
   const json = JSON.parse(evalCli("--json").stdout);
   assert.deepEqual([json.acc, json.images, json.usage], [null, 24, u], "the checkpoint spreads the images as the run's last evaluation");
+  const stored = spawnSync(process.execPath, [path.join(__dirname, "../bin/c3gan.js"), "eval", "--checkpoint", path.join(run, "last.safetensors"),
+    "--json"], { encoding: "utf8" });
+  assert.deepEqual(JSON.parse(stored.stdout), json, "without --config: the config stored in the checkpoint");
   await assert.rejects(evaluate(path.join(run, "last.safetensors"), raw), /the test images have no labels \(dataset format "folder"\)/);
   assert.deepEqual(await score(path.join(run, "last.safetensors"), raw), { metrics: null, usage: u });
   // a fresh run (not --resume) in the same folder replaces the earlier run's files
