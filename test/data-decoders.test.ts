@@ -71,7 +71,12 @@ test("BMP and Netpbm errors name what is wrong", () => {
   assert.throws(() => decodeBmp(fields), /BMP: 32-bit fields \(0x3ff00000, 0xffc00, 0x3ff, 0x0\)/);
   const pnm = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));
   assert.throws(() => decodePnm(pnm("P6\n3 2\n255\n" + "x".repeat(17))), /PNM: 17 data bytes, expected 18/);
-  assert.throws(() => decodePnm(pnm("P5\n3 two\n255\n")), /PNM: height "two" is not an integer in \[1, 16777216\]/);
+  assert.throws(() => decodePnm(pnm("P5\n3 two\n255\n")), /PNM: height "two" is not an integer in \[1, 178956970\]/);
+  assert.throws(() => decodePnm(pnm("P5\n100000 100000\n255\n")), /PNM: 100000 x 100000 pixels is over PIL's limit of 178956970/);
+  const bomb = Buffer.from(ok);
+  bomb.writeInt32LE(100000, 18);
+  bomb.writeInt32LE(-100000, 22);
+  assert.throws(() => decodeBmp(bomb), /BMP: 100000 x 100000 pixels is over PIL's limit/);
   assert.throws(() => decodePnm(pnm("P2\n2 1\n15\n3 16\n")), /PNM: sample 16 is over maxval 15/);
   assert.throws(() => decodePnm(pnm("P2\n2 1\n15\n3\n")), /PNM: the file ends before its sample/);
   assert.throws(() => decodePnm(pnm("P1\n2 2\n1 0 2 1")), /PNM: byte "2" in a plain bitmap's data/);

@@ -15,6 +15,9 @@ import type { RawImage } from "./decode";
 
 const BI_RGB = 0, BI_RLE8 = 1, BI_RLE4 = 2, BI_BITFIELDS = 3;
 
+/** PIL refuses images over twice Image.MAX_IMAGE_PIXELS (DecompressionBombError) */
+export const MAX_PIXELS = 2 * 89478485;
+
 export function isBmp(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x42 && bytes[1] === 0x4d; // "BM"
 }
@@ -62,7 +65,8 @@ export function decodeBmp(bytes: Uint8Array): RawImage {
   }
   const topDown = height < 0;
   height = Math.abs(height);
-  if (width <= 0 || height === 0 || width > 1 << 24 || height > 1 << 24) fail(`bad size ${width} x ${height}`);
+  if (width <= 0 || height === 0) fail(`bad size ${width} x ${height}`);
+  if (width * height > MAX_PIXELS) fail(`${width} x ${height} pixels is over PIL's limit of ${MAX_PIXELS} (a decompression bomb)`);
   const out = new Uint8Array(width * height * 3);
   const put = (x: number, y: number, r: number, g: number, b: number) => {
     const i = ((topDown ? y : height - 1 - y) * width + x) * 3;

@@ -4,6 +4,7 @@
 // round-half-even(v / maxval * 255), in double as Python computes it. One deviation: PIL keeps
 // grey samples over 8 bits (maxval > 255) as 32-bit "I" and clips them at 255 on conversion; here
 // they are scaled like every other sample (as decode.ts scales sharp's 16-bit images).
+import { MAX_PIXELS } from "./bmp";
 import type { RawImage } from "./decode";
 
 const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]);
@@ -49,8 +50,9 @@ class Reader {
 export function decodePnm(bytes: Uint8Array): RawImage {
   const kind = bytes[1] - 0x30; // 1..6
   const r = new Reader(bytes);
-  const width = r.int("width", 1, 1 << 24);
-  const height = r.int("height", 1, 1 << 24);
+  const width = r.int("width", 1, MAX_PIXELS);
+  const height = r.int("height", 1, MAX_PIXELS);
+  if (width * height > MAX_PIXELS) throw new Error(`PNM: ${width} x ${height} pixels is over PIL's limit of ${MAX_PIXELS} (a decompression bomb)`);
   const bitmap = kind === 1 || kind === 4;
   const maxval = bitmap ? 1 : r.int("maxval", 1, 65535);
   const bands = kind === 3 || kind === 6 ? 3 : 1;

@@ -1,6 +1,7 @@
 // The training loop: epochs of (D step, G step) per batch; at every evalInterval (and the last
 // epoch) cluster the test set, log ACC/NMI (with labels) and how the images spread over the
-// clusters, save the best-ACC and last checkpoints and a sample grid. The loop yields to the event loop between steps, so an embedding app stays responsive.
+// clusters, save the best-ACC and last checkpoints and a sample grid. The loop yields to the
+// event loop between steps, so an embedding app stays responsive.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
