@@ -67,7 +67,7 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   assert.equal(ev2.images, 4 * 16);
 });
 
-test("images without labels (format folder) train; evaluations report how they spread; a fresh run replaces the folder's run", async () => {
+test("images without labels (format folder) train; evaluations report how they spread; a fresh run moves the folder's run aside", async () => {
   const dir = tmp("unlabelled");
   const images = path.join(dir, "photos");
   fs.mkdirSync(path.join(images, "nested"), { recursive: true });
@@ -112,14 +112,18 @@ test("images without labels (format folder) train; evaluations report how they s
   assert.deepEqual(JSON.parse(stored.stdout), json, "without --config: the config stored in the checkpoint");
   await assert.rejects(evaluate(path.join(run, "last.safetensors"), raw), /the test images have no labels \(dataset format "folder"\)/);
   assert.deepEqual(await score(path.join(run, "last.safetensors"), raw), { metrics: null, usage: u });
-  // a fresh run (not --resume) in the same folder replaces the earlier run's files
+  // a fresh run (not --resume) in the same folder moves the earlier run's files aside
   fs.writeFileSync(path.join(run, "best_acc.safetensors"), "from an even earlier labelled run");
   const logs: string[] = [];
   await train(parseConfig({ ...raw, maxEpoch: 1 }, "unlabelled"), { log: (l) => logs.push(l) });
   assert.deepEqual(metrics(run).map((x) => x.epoch), [0]);
   assert.equal(events().length, 1);
   assert.ok(!fs.existsSync(path.join(run, "best_acc.safetensors")));
-  assert.match(logs.join("\n"), /replaced the earlier run in \S+ \(\d files: checkpoints, metrics, TensorBoard events\); --resume continues a run instead/);
+  const aside = fs.readdirSync(run).filter((f) => f.startsWith("earlier-run-"));
+  assert.equal(aside.length, 1);
+  assert.deepEqual(metrics(path.join(run, aside[0])).map((x) => x.epoch), [0, 1], "the earlier run's log, whole");
+  assert.equal(fs.readFileSync(path.join(run, aside[0], "best_acc.safetensors"), "utf8"), "from an even earlier labelled run");
+  assert.match(logs.join("\n"), /moved the earlier run's files in \S+ \(6: checkpoints, metrics, TensorBoard events\) to \S+earlier-run-\S+; --resume continues a run instead/);
 });
 
 test("the train command: a run from a config file, then --resume with more --epochs, and Ctrl-C", async () => {

@@ -66,17 +66,22 @@ export interface TrainResult {
   device: DeviceName;
 }
 
-// What a run writes into its folder. A fresh run in a folder that holds an earlier run replaces
-// these (an interrupted fresh run must not leave the old run's checkpoints for --resume to pick
-// up, nor its metrics for the new run's log), once the new run has its data and its model.
+// What a run writes into its folder. A fresh run in a folder that holds an earlier run moves
+// these aside, into earlier-run-<time>/ (nothing is lost to a run started by mistake, and an
+// interrupted fresh run leaves no old checkpoint for --resume to pick up nor old lines in its
+// metrics log), once the new run has its data and its model.
 const RUN_FILES = ["last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"];
 
-function replacePreviousRun(saveDir: string, log: (line: string) => void): void {
+function moveEarlierRun(saveDir: string, log: (line: string) => void): void {
   const old = fs.readdirSync(saveDir).filter((f) => RUN_FILES.includes(f) || f.startsWith("events.out.tfevents."));
   if (old.length === 0) return;
-  for (const f of old) fs.rmSync(path.join(saveDir, f), { force: true });
-  log(`replaced the earlier run in ${saveDir} (${old.length} file${old.length > 1 ? "s" : ""}: checkpoints, metrics, ` +
-    "TensorBoard events); --resume continues a run instead");
+  const stamp = new Date().toISOString().replace(/\.\d+Z$/, "").replace(/:/g, "-");
+  let dest = path.join(saveDir, `earlier-run-${stamp}`);
+  for (let k = 2; fs.existsSync(dest); k++) dest = path.join(saveDir, `earlier-run-${stamp}-${k}`);
+  fs.mkdirSync(dest);
+  for (const f of old) fs.renameSync(path.join(saveDir, f), path.join(dest, f));
+  log(`moved the earlier run's files in ${saveDir} (${old.length}: checkpoints, metrics, TensorBoard events) to ${dest}; ` +
+    "--resume continues a run instead");
 }
 
 export function specFromConfig(cfg: C3Config): ModelSpec {
@@ -229,7 +234,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
     if (ownsData) await data.close();
     throw e;
   }
-  if (!opts.resume) replacePreviousRun(saveDir, log);
+  if (!opts.resume) moveEarlierRun(saveDir, log);
   const tb = new SummaryWriter(saveDir);
   const stepOpts = { temperature: cfg.temperature, perturbation: cfg.perturbation };
   let best: EvalRecord | null = null;
