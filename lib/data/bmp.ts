@@ -84,14 +84,16 @@ export function decodeBmp(bytes: Uint8Array): RawImage {
     // an offset pointing at the palette is taken to mean the pixels after it, as PIL does
     if (offset === 14 + headerSize) offset += 4 * entries;
     if (offset === 0) offset = palStart + entries * paletteEntry;
-    const pal = (k: number): [number, number, number] => {
-      if (k >= entries) return [0, 0, 0];
+    // RGB of every index a pixel can hold (past the palette: black), read once
+    const rgb = new Uint8Array(Math.max(entries, 1 << bits) * 3);
+    for (let k = 0; k < entries; k++) {
       const p = palStart + k * paletteEntry;
-      return [bytes[p + 2], bytes[p + 1], bytes[p]];
-    };
+      rgb.set([bytes[p + 2], bytes[p + 1], bytes[p]], 3 * k);
+    }
+    const setIndex = (x: number, y: number, k: number) => put(x, y, rgb[3 * k], rgb[3 * k + 1], rgb[3 * k + 2]);
     if (compression === BI_RLE8 || compression === BI_RLE4) {
       const indices = decodeRle(bytes, offset, compression === BI_RLE4, width, height);
-      for (let i = 0; i < width * height; i++) put(i % width, Math.floor(i / width), ...pal(indices[i]));
+      for (let i = 0; i < width * height; i++) setIndex(i % width, Math.floor(i / width), indices[i]);
     } else if (compression === BI_RGB) {
       const stride = Math.floor((width * bits + 31) / 32) * 4;
       if (offset + stride * (height - 1) + Math.ceil((width * bits) / 8) > bytes.length) fail("truncated pixel data");
@@ -101,7 +103,7 @@ export function decodeBmp(bytes: Uint8Array): RawImage {
         for (let x = 0; x < width; x++) {
           const byte = bytes[row + Math.floor(x / perByte)];
           const k = (byte >> (8 - bits * ((x % perByte) + 1))) & mask;
-          put(x, y, ...pal(k));
+          setIndex(x, y, k);
         }
       }
     } else {

@@ -323,7 +323,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
     optD.dispose();
     model.dispose();
   }
-  if (!best && fs.existsSync(metricsFile)) {
+  if (!best && opts.resume && fs.existsSync(metricsFile)) {
     // resumed past the best epoch: recover it from the log
     for (const l of fs.readFileSync(metricsFile, "utf8").split("\n").filter(Boolean)) {
       const r = JSON.parse(l) as EvalRecord;
