@@ -6,6 +6,7 @@
 #      index checks, then a compute-sanitizer memcheck pass over the CUDA comparisons;
 #      (the constant-channel kernel's cases are checked to have run; a racecheck of them comes
 #      last, in whatever time the timings leave);
+#      the conv cases again through the machine's cuDNN (C3GAN_CUDA_CONV=cudnn);
 #   3. timings: GEMM 4096^3 and conv2d on CUB shapes (TF32 and FP32) against the H200 peaks, and
 #      the same convolutions through PyTorch/cuDNN for a ratio when torch is importable.
 # Every step has a time limit (about 5 minutes in all); the summary is printed whatever fails.
@@ -74,6 +75,17 @@ if [ "$TEST_OK" -eq 0 ]; then
   step "cuda_vs_cpu cases on the wgmma tile pipeline (C3GAN_CUDA_TILE=wgmma, tf32)" 60 \
     env C3GAN_CUDA_TILE=wgmma "$TEST" --device cuda --filter cuda_vs_cpu
   test_line "cuda_vs_cpu on the wgmma pipeline (tf32)"
+
+  # the convolutions through the machine's cuDNN (C3GAN_CUDA_CONV=cudnn): every conv case against
+  # the CPU and cuda_vs_cpu_conv2d_cudnn_engine (cuDNN against the tile kernels, deterministic)
+  CUDNN_DIR=$(cudnn_dir)
+  if [ -n "$CUDNN_DIR" ]; then
+    step "conv cases through cuDNN (C3GAN_CUDA_CONV=cudnn, $CUDNN_DIR)" 45 env C3GAN_CUDNN="$CUDNN_DIR" \
+      LD_LIBRARY_PATH="$CUDNN_DIR:${LD_LIBRARY_PATH:-}" C3GAN_CUDA_CONV=cudnn "$TEST" --device cuda --filter conv2d,cudnn
+    test_line "conv cases through cuDNN ($(grep -m1 -oE 'cudnn [0-9]+\.[0-9]+\.[0-9]+' "$STEP_OUT" || echo 'no version line'))"
+  else
+    note "cudnn: no libcudnn found (python3's nvidia.cudnn or torch/lib, or ldconfig), the cuDNN path unchecked"
+  fi
 
   if command -v compute-sanitizer > /dev/null; then
     step "compute-sanitizer memcheck of the CUDA comparisons" 75 compute-sanitizer --tool memcheck \

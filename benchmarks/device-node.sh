@@ -8,6 +8,7 @@
 #   1c. the same unwaited (`bench --profile host`): the host's cost against the GPU's backlog;
 #   2. 1,000 iterations at the 32 px config: device memory must stay flat;
 #   3. the CUB iteration again with C3GAN_CUDA_TILE=wgmma (Hopper's warpgroup MMA);
+#   3b. and with C3GAN_CUDA_CONV=cudnn (the plain convolutions on the machine's cuDNN);
 #   4. with what the budget leaves, the TypeScript op tests on CUDA (C3GAN_DEVICE=cuda): every op
 #      against float64 references, the gradient checks, PyTorch parity fixtures (ops and the whole
 #      model), error paths, memory accounting, a short training run whose checkpoint must score the
@@ -68,6 +69,17 @@ note "memory (exit $STEP_RC): $(grep -E 'iterations in|memory' "$STEP_OUT" | tr 
 step "CUB iteration, wgmma tiles" 75 env C3GAN_CUDA_TILE=wgmma "$NODE" dist/bin/c3gan.js bench --device cuda \
   --configs cub-128px-b64 --runs 3
 note "CUB iteration, C3GAN_CUDA_TILE=wgmma (exit $STEP_RC): $(grep -E 'cub-128px-b64|sm_90a' "$STEP_OUT" | tail -n 1)"
+
+# ---- 3b. the CUB iteration with cuDNN running the plain convolutions (c3gan only; against step 1's:
+# how much of the gap to PyTorch is the conv kernels) ----
+CUDNN_DIR=$(cudnn_dir)
+if [ -n "$CUDNN_DIR" ]; then
+  step "CUB iteration, cuDNN convs" 60 env C3GAN_CUDNN="$CUDNN_DIR" LD_LIBRARY_PATH="$CUDNN_DIR:${LD_LIBRARY_PATH:-}" \
+    C3GAN_CUDA_CONV=cudnn "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 3
+  note "CUB iteration, C3GAN_CUDA_CONV=cudnn (exit $STEP_RC): $(grep -E 'cub-128px-b64|cuDNN|cudnn' "$STEP_OUT" | tail -n 1)"
+else
+  note "cudnn: no libcudnn found, the CUB iteration with cuDNN convs skipped"
+fi
 
 # ---- 4. the TypeScript op tests on CUDA (last: the native cases of device-check.sh already compared
 # every kernel with the CPU; these need what the budget leaves) ----

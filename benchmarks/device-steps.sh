@@ -41,3 +41,16 @@ step() {
   tail -n 60 "$STEP_OUT"
   if [ "$STEP_RC" -eq 124 ] || [ "$STEP_RC" -eq 137 ]; then say "($name: timed out after ${limit}s)"; fi
 }
+
+# cudnn_dir: the folder of the machine's libcudnn.so.9 (or .8) for C3GAN_CUDNN, else nothing:
+# PyTorch's pip wheels keep it under nvidia/cudnn/lib, conda's and source builds under torch/lib
+# or the loader's cache. LD_LIBRARY_PATH then gets the folder too, for cuDNN 9's sub-libraries.
+cudnn_dir() {
+  local d
+  d=$(python3 -c 'import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null) &&
+    ls "$d"/libcudnn.so.* > /dev/null 2>&1 && { echo "$d"; return; }
+  d=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null) &&
+    ls "$d"/libcudnn.so.* > /dev/null 2>&1 && { echo "$d"; return; }
+  d=$(ldconfig -p 2>/dev/null | awk '/libcudnn\.so\.[89] /{print $NF; exit}')
+  [ -n "$d" ] && dirname "$d"
+}

@@ -126,7 +126,8 @@ program
     console.log(`c3gan ${VERSION}\nnative addon ${N.version}\naddon ${file}\nthreads ${N.numThreads()}\n` +
       `cpu: ${N.cpuFeatures()}; gemm kernel ${N.gemmKernel()}\ncuda: ${N.cudaStatus()}\n` +
       `cuda code: ${N.cudaBuild()}` +
-      (N.cudaAvailable() ? `; math ${N.cudaMath()}, tile pipeline ${N.cudaTile()}` : ""));
+      (N.cudaAvailable() ? `; math ${N.cudaMath()}, tile pipeline ${N.cudaTile()}, convs ${N.cudaConv()}` : "") +
+      `\ncudnn: ${N.cudnnStatus()}`);
   });
 
 registerBenchCommand(program);

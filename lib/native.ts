@@ -53,6 +53,7 @@ export interface MemoryStats {
 }
 
 export type CudaTile = "registers" | "async" | "wgmma";
+export type CudaConv = "native" | "cudnn";
 
 export interface NativeAddon {
   version: string;
@@ -64,6 +65,12 @@ export interface NativeAddon {
   /** How the CUDA tile GEMM stages and multiplies (C3GAN_CUDA_TILE); "wgmma" needs an sm_90a build on an H100/H200 */
   cudaTile(): CudaTile;
   setCudaTile(pipeline: CudaTile): void;
+  /** Who runs the plain convolutions on CUDA (C3GAN_CUDA_CONV): c3gan's tile kernels ("native") or cuDNN. Throws without CUDA. */
+  cudaConv(): CudaConv;
+  /** "cudnn" throws, saying why, where cuDNN cannot be loaded */
+  setCudaConv(engine: CudaConv): void;
+  /** "9.6.0 (/path/libcudnn.so.9)" or "unavailable (<why>)": cuDNN, looked for at run time (C3GAN_CUDNN, else the loader's path) */
+  cudnnStatus(): string;
   /** The GPU code this addon carries ("sm_80 sm_86 sm_89 sm_90a + compute_90 PTX"), or why none */
   cudaBuild(): string;
   /** Kernels launched since the process started (0 without a CUDA backend) */

@@ -28,7 +28,8 @@ export interface OpTime {
 
 // Queries, knobs and constructors, not work: left unwrapped.
 const NOT_OPS = new Set([
-  "version", "cudaStatus", "cudaAvailable", "cudaMath", "setCudaMath", "cudaTile", "setCudaTile", "cudaBuild", "cudaLaunches",
+  "version", "cudaStatus", "cudaAvailable", "cudaMath", "setCudaMath", "cudaTile", "setCudaTile", "cudaConv", "setCudaConv",
+  "cudnnStatus", "cudaBuild", "cudaLaunches",
   "numThreads", "setNumThreads", "liveBytes", "liveTensors", "memoryStats", "resetPeakMemory", "emptyCache",
   "synchronize", "peakGflops", "setConvPath", "cpuFeatures", "gemmKernel", "Generator", "NativeTensor",
 ]);

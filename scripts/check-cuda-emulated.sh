@@ -9,7 +9,9 @@
 #      grid run in a shuffled order (a result that depends on the order is a race), and again with
 #      the tile GEMM's cp.async pipeline (C3GAN_CUDA_TILE=async; its copies land only when a
 #      wait retires them, so a read before the wait sees the stage's old contents), and with its
-#      wgmma pipeline (C3GAN_CUDA_TILE=wgmma; products formed when wgmma.wait_group retires them);
+#      wgmma pipeline (C3GAN_CUDA_TILE=wgmma; products formed when wgmma.wait_group retires them),
+#      and the conv cases through the stand-in cuDNN (native/cuda/emu/cudnn_mock.cc:
+#      C3GAN_CUDNN=<it> C3GAN_CUDA_CONV=cudnn);
 #   3. the TypeScript suites with C3GAN_DEVICE=cuda and C3GAN_ADDON=build-emu's addon (op tests,
 #      gradient checks, PyTorch parity of the ops and of the whole model, training, the CLI).
 # It proves the kernels' logic (indexing, barriers, shuffles, the mma fragment layout, split K,
@@ -33,7 +35,7 @@ for arg in "$@"; do
   case "$arg" in
     --native) NATIVE_ONLY=1 ;;
     --asan) ASAN=1 ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "check-cuda-emulated: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -77,6 +79,9 @@ if [ "$ASAN" = 1 ]; then
   echo "== emulated CUDA under AddressSanitizer: the cp.async tile pipeline, TF32 math, shuffled order (conv and gemm cases)"
   C3GAN_CUDA_TILE=async C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda \
     --filter pipelines,moments,conv2d_forward_against,conv2d_backward_against,cuda_vs_cpu_conv2d_all | grep -v '^ok '
+  echo "== emulated CUDA under AddressSanitizer: the convolutions through the stand-in cuDNN (C3GAN_CUDA_CONV=cudnn)"
+  C3GAN_CUDNN="$BUILD/Release/libc3gan_cudnn_mock.so" C3GAN_CUDA_CONV=cudnn C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 \
+    "$TEST" --device cuda --filter conv2d,cudnn | grep -v '^ok '
   echo "== CPU backend under AddressSanitizer: every native op case but the CUDA ones (run above)"
   "$TEST" --device cpu --exclude cuda_ | grep -v '^ok '
   echo "== AddressSanitizer sees a kernel writing one int past a tensor"
@@ -97,6 +102,11 @@ else
   echo "== emulated CUDA: the wgmma tile pipeline (C3GAN_CUDA_TILE=wgmma), TF32 math, shuffled order"
   C3GAN_CUDA_TILE=wgmma C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --exclude cuda_emulator |
     grep -v '^ok '
+  echo "== emulated CUDA: the convolutions through the stand-in cuDNN (C3GAN_CUDA_CONV=cudnn), fp32 and TF32"
+  for math in fp32 tf32; do
+    C3GAN_CUDNN="$BUILD/Release/libc3gan_cudnn_mock.so" C3GAN_CUDA_CONV=cudnn C3GAN_CUDA_EMU_ORDER=shuffle \
+      C3GAN_CUDA_MATH=$math "$TEST" --device cuda --filter conv2d,cudnn | grep -v '^ok '
+  done
 fi
 [ "$NATIVE_ONLY" = 1 ] && exit 0
 

@@ -53,7 +53,7 @@ test("defaults follow the official config.py", () => {
     numGtClasses: 200, over: 1, batchSize: 64, temperature: 0.1, perturbation: "s", maxEpoch: 1000,
     evalInterval: 20, logInterval: 500, zDim: 64, czDim: 8, imageSize: 128, ngf: 512, ndf: 64, channels: 3,
     dataset: { format: "lists", trainList: "trainset.txt", testList: "testset.txt", imageDir: "images" },
-    device: "auto", cudaMath: null, cudaTile: null, seed: 0, workers: 2, threads: 0, lr: 2e-4, beta1: 0.5, beta2: 0.999,
+    device: "auto", cudaMath: null, cudaTile: null, cudaConv: null, seed: 0, workers: 2, threads: 0, lr: 2e-4, beta1: 0.5, beta2: 0.999,
     skipBadImages: false, decodeCache: false,
   };
   assert.deepEqual(cfg, expected);
@@ -61,6 +61,7 @@ test("defaults follow the official config.py", () => {
   assert.equal(parseConfig({ dataDir: "x", modelPath: "" }).modelPath, null);
   assert.equal(parseConfig({ dataDir: "x", cudaMath: "fp32" }).cudaMath, "fp32");
   assert.equal(parseConfig({ dataDir: "x", cudaTile: "wgmma" }).cudaTile, "wgmma");
+  assert.equal(parseConfig({ dataDir: "x", cudaConv: "cudnn" }).cudaConv, "cudnn");
 });
 
 test("a resolved config parses back to itself (it is saved in checkpoints)", () => {
@@ -99,6 +100,7 @@ test("impossible values are rejected with field, value and what is allowed", () 
   rejects({ ...base, device: "gpu" }, /device: expected one of "cpu", "cuda", "auto", got "gpu"/);
   rejects({ ...base, cudaMath: "fp16" }, /cudaMath: expected one of "tf32", "fp32", got "fp16"/);
   rejects({ ...base, cudaTile: "tma" }, /cudaTile: expected one of "registers", "async", "wgmma", got "tma"/);
+  rejects({ ...base, cudaConv: "cublas" }, /cudaConv: expected one of "native", "cudnn", got "cublas"/);
   rejects({ ...base, ngf: 100 }, /ngf: must be a multiple of 32/);
   rejects({ ...base, ngf: 16 }, /ngf: expected an integer >= 32, got 16/);
   rejects({ ...base, skipBadImages: "yes" }, /skipBadImages: expected true or false, got "yes"/);

@@ -55,8 +55,17 @@ export function machineInfo(addon: NativeAddon): Machine {
     addonVersion: addon.version,
     addonFile: file.file,
     addonBuilt: file.built,
-    cuda: addon.cudaStatus(),
+    cuda: cudaText(addon),
   };
+}
+
+// the CUDA status and, on a device, the modes the timings ran in (math, tile pipeline, who runs
+// the convolutions: cuDNN's version and file when it does)
+function cudaText(addon: NativeAddon): string {
+  const status = addon.cudaStatus();
+  if (!addon.cudaAvailable() || typeof addon.cudaConv !== "function") return status;
+  const conv = addon.cudaConv() === "cudnn" ? `cudnn ${addon.cudnnStatus()}` : "native";
+  return `${status}; math ${addon.cudaMath()}, tiles ${addon.cudaTile()}, convs ${conv}`;
 }
 
 export interface Peak {

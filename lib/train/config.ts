@@ -80,6 +80,8 @@ export interface C3Config {
   cudaMath: "tf32" | "fp32" | null;
   /** CUDA tile GEMM pipeline: registers, async (cp.async) or wgmma (H100/H200); null keeps C3GAN_CUDA_TILE's, else registers. */
   cudaTile: "registers" | "async" | "wgmma" | null;
+  /** CUDA plain convolutions: c3gan's tile kernels or cuDNN (loaded at run time); null keeps C3GAN_CUDA_CONV's, else native. */
+  cudaConv: "native" | "cudnn" | null;
   seed: number;
   workers: number;
   threads: number;
@@ -100,7 +102,7 @@ export class ConfigError extends Error {
 const TOP_FIELDS = [
   "name", "description", "dataDir", "saveDir", "modelPath", "numGtClasses", "over", "batchSize",
   "temperature", "perturbation", "maxEpoch", "evalInterval", "logInterval", "zDim", "czDim",
-  "imageSize", "ngf", "ndf", "channels", "dataset", "device", "cudaMath", "cudaTile", "seed", "workers", "threads", "lr",
+  "imageSize", "ngf", "ndf", "channels", "dataset", "device", "cudaMath", "cudaTile", "cudaConv", "seed", "workers", "threads", "lr",
   "beta1", "beta2", "skipBadImages", "decodeCache",
 ] as const;
 
@@ -373,6 +375,7 @@ export function parseConfig(json: unknown, source = "<config>"): C3Config {
     device: r.oneOf("device", "auto", ["cpu", "cuda", "auto"] as const),
     cudaMath: r.optOneOf("cudaMath", ["tf32", "fp32"] as const),
     cudaTile: r.optOneOf("cudaTile", ["registers", "async", "wgmma"] as const),
+    cudaConv: r.optOneOf("cudaConv", ["native", "cudnn"] as const),
     seed,
     // The official uses 8 loader workers; these machines have 2 cores.
     workers: r.int("workers", 2, 0),
@@ -455,7 +458,7 @@ export function describeConfig(cfg: C3Config): string {
     `  training  batch ${cfg.batchSize}, ${cfg.maxEpoch} epoch${cfg.maxEpoch === 1 ? "" : "s"}, eval every ${cfg.evalInterval}, log every ` +
       `${cfg.logInterval} steps; Adam lr ${cfg.lr}, betas (${cfg.beta1}, ${cfg.beta2}); temperature ` +
       `${cfg.temperature}; perturbation ${pert}`,
-    `  runtime   device ${cfg.device}${cfg.cudaMath ? ` (cuda math ${cfg.cudaMath})` : ""}${cfg.cudaTile ? ` (cuda tiles ${cfg.cudaTile})` : ""}, threads ${cfg.threads === 0 ? "all cores" : cfg.threads}, ` +
+    `  runtime   device ${cfg.device}${cfg.cudaMath ? ` (cuda math ${cfg.cudaMath})` : ""}${cfg.cudaTile ? ` (cuda tiles ${cfg.cudaTile})` : ""}${cfg.cudaConv ? ` (cuda convs ${cfg.cudaConv})` : ""}, threads ${cfg.threads === 0 ? "all cores" : cfg.threads}, ` +
       `loader workers ${cfg.workers}, seed ${cfg.seed}${cfg.decodeCache ? ", decode cache" : ""}` +
       `${cfg.skipBadImages ? ", skipping bad images" : ""}`,
     `  output    ${cfg.saveDir}${cfg.modelPath ? `; starting from ${cfg.modelPath}` : ""}`,

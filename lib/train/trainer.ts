@@ -194,6 +194,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   const device = resolveDevice(cfg.device);
   if (device === "cuda" && cfg.cudaMath) N.setCudaMath(cfg.cudaMath);
   if (device === "cuda" && cfg.cudaTile) N.setCudaTile(cfg.cudaTile);
+  if (device === "cuda" && cfg.cudaConv) N.setCudaConv(cfg.cudaConv);
   const saveDir = cfg.saveDir;
   fs.mkdirSync(saveDir, { recursive: true });
   const lastFile = path.join(saveDir, "last.safetensors");

@@ -7,8 +7,11 @@
 
 #include "batchnorm.cuh"
 #include "conv2d.cuh"
+#include "conv_cudnn.cuh"
 #include "conv_moments.cuh"
 #include "gemm.cuh"
+#include "memory.cuh"
+#include "pointwise.cuh"
 #include "runtime.cuh"
 #include "tile_gemm.cuh"
 
@@ -25,10 +28,21 @@ ConvShape checked_shape(const Conv2dParams& p, const char* op) {
   return conv_shape(p);
 }
 
+// Whether cuDNN runs this conv (cuda.h CudaConv): when chosen, for every non-empty shape (an
+// empty one is the tile path's no-op or zero fill)
+bool on_cudnn(const Conv2dParams& p) {
+  return conv_engine() == CudaConv::Cudnn && p.N > 0 && p.C > 0 && p.K > 0 && p.OH > 0 && p.OW > 0;
+}
+
 }  // namespace
 
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments) {
+  if (on_cudnn(p)) {
+    cudnn_conv2d_forward(p, x, w, bias, y);
+    if (moments) channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
+    return;
+  }
   const ConvShape s = checked_shape(p, "cuda conv2d_forward");
   // the statistics for a batch norm after the conv, from the tile epilogue while the values are
   // in registers; a K split (or an empty product) has none, so then a pass over y
@@ -43,6 +57,11 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
 
 void conv2d_forward_leaky(const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
                           float* y) {
+  if (on_cudnn(p)) {  // the conv, then LeakyReLU in place: the two ops' bits
+    cudnn_conv2d_forward(p, x, w, bias, y);
+    unary_forward(UnaryOp::LeakyRelu, static_cast<size_t>(p.N * p.K * p.OH * p.OW), y, slope, y);
+    return;
+  }
   const ConvShape s = checked_shape(p, "cuda conv2d_forward");
   tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias, &slope),
                   s.C * s.R * s.S);
@@ -81,14 +100,25 @@ void backward_data(const Conv2dParams& p, const float* dy, const float* w, float
 }  // namespace
 
 void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  if (on_cudnn(p)) return cudnn_conv2d_backward_data(p, dy, w, dx);
   backward_data(p, dy, w, dx, 0.0f);
 }
 
 void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  if (on_cudnn(p)) {
+    // into scratch, then added: the bits of backward data then axpy, which cuDNN's beta = 1 does
+    // not promise (an algorithm may add partial sums into dx in its own order)
+    const size_t n = static_cast<size_t>(p.N * p.C * p.H * p.W);
+    const Scratch g(n * sizeof(float));
+    cudnn_conv2d_backward_data(p, dy, w, g.as<float>());
+    axpy(n, 1.0f, g.as<float>(), dx);
+    return;
+  }
   backward_data(p, dy, w, dx, 1.0f);
 }
 
 void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  if (on_cudnn(p)) return cudnn_conv2d_backward_weight(p, dy, x, dw);
   const ConvShape s = checked_shape(p, "cuda conv2d_backward_weight");
   const int64_t crs = static_cast<int64_t>(s.C) * s.R * s.S;
   tile::tile_gemm("conv2d_backward_weight", conv_bwdw_dy(s, dy), conv_bwdw_x(s, x),

@@ -3,6 +3,7 @@
 // with the CUDA backend (C3GAN_HAVE_CUDA); calling them when no device is usable throws c3::Error.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace c3 {
 
@@ -39,5 +40,16 @@ void cuda_set_math(CudaMath m);
 enum class CudaTile : int { Registers = 0, Async = 1, Wgmma = 2 };
 CudaTile cuda_tile();
 void cuda_set_tile(CudaTile t);
+
+// Who runs the plain convolutions (conv2d forward, backward data, backward weight): c3gan's tile
+// kernels (the default) or cuDNN, loaded at run time where a library is found (cudnn_api.h), in
+// the math mode above; the up-convs and the constant code channels stay on c3gan's kernels. The
+// initial choice comes from the environment: C3GAN_CUDA_CONV=native|cudnn. Choosing cuDNN where
+// it cannot be loaded is an error that says why.
+enum class CudaConv : int { Native = 0, Cudnn = 1 };
+CudaConv cuda_conv();
+void cuda_set_conv(CudaConv c);
+// "9.6.0 (/path/libcudnn.so.9)", or "unavailable (<why>)"
+std::string cudnn_status();
 
 }  // namespace c3

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "../core/backend.h"
+#include "cudnn_api.h"
 #include "memory.cuh"
 #include "runtime.cuh"
 
@@ -172,6 +173,11 @@ std::atomic<int>& tile_slot() {  // CudaTile
   return *t;
 }
 
+std::atomic<int>& conv_slot() {  // CudaConv
+  static std::atomic<int>* c = env_choice("C3GAN_CUDA_CONV", {"native", "cudnn"});
+  return *c;
+}
+
 // ---- pinned staging for host <-> device copies ----
 
 constexpr size_t kStagingBytes = size_t(4) << 20;  // per buffer; two alternate
@@ -230,6 +236,13 @@ unsigned* block_arrivals() { return usable_state().arrivals; }
 
 CudaTile tile_pipeline() {
   return static_cast<CudaTile>(chosen(tile_slot(), "C3GAN_CUDA_TILE", "'registers', 'async' or 'wgmma'"));
+}
+
+CudaConv conv_engine() {
+  const auto c = static_cast<CudaConv>(chosen(conv_slot(), "C3GAN_CUDA_CONV", "'native' or 'cudnn'"));
+  if (c == CudaConv::Cudnn && !cudnn::api())
+    throw Error("cuda", "C3GAN_CUDA_CONV=cudnn, but cuDNN is " + cudnn::describe());
+  return c;
 }
 
 CudaMath math() { return static_cast<CudaMath>(chosen(math_slot(), "C3GAN_CUDA_MATH", "'tf32' or 'fp32'")); }
@@ -364,6 +377,16 @@ void cuda_set_tile(CudaTile t) {
             static_cast<int>(t));
   cuda::tile_slot().store(static_cast<int>(t));
 }
+
+CudaConv cuda_conv() { return cuda::conv_engine(); }
+void cuda_set_conv(CudaConv c) {
+  c3::check(c == CudaConv::Native || c == CudaConv::Cudnn, "cuda_set_conv", "unknown convolution engine ",
+            static_cast<int>(c));
+  if (c == CudaConv::Cudnn && !cuda::cudnn::api())
+    throw Error("cuda_set_conv", "the cuDNN convolutions need cuDNN, which is " + cuda::cudnn::describe());
+  cuda::conv_slot().store(static_cast<int>(c));
+}
+std::string cudnn_status() { return cuda::cudnn::describe(); }
 
 void cuda_set_math(CudaMath m) {
   c3::check(m == CudaMath::TF32 || m == CudaMath::FP32, "cuda_set_math", "unknown math mode ",

@@ -24,6 +24,8 @@ unsigned* block_arrivals();
 CudaMath math();
 // the tile GEMM's operand staging (cuda.h cuda_tile)
 CudaTile tile_pipeline();
+// who runs the plain convolutions (cuda.h cuda_conv); cuDNN only when it is loaded
+CudaConv conv_engine();
 
 // Throws c3::Error("cuda <op>", "<name>: <message>") unless e is cudaSuccess. Errors that leave
 // the context unusable (illegal address, launch failure, ...) are named sticky in the message

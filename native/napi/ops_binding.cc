@@ -454,6 +454,36 @@ C3_OP(SetCudaTileMode, "setCudaTile")
   throw c3::Error("setCudaTile", std::string("CUDA is ") + c3::cuda_status());
 C3_END
 
+// cudaConv(): who runs the plain convolutions on CUDA ("native", c3gan's tile kernels, the
+// default; "cudnn": cuDNN, loaded at run time); C3GAN_CUDA_CONV sets it at start, setCudaConv later
+C3_OP(CudaConvEngine, "cudaConv")
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) return Napi::String::New(env, c3::cuda_conv() == c3::CudaConv::Cudnn ? "cudnn" : "native");
+#endif
+  throw c3::Error("cudaConv", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
+C3_OP(SetCudaConvEngine, "setCudaConv")
+  const std::string c = a.choice(0, "engine", {"native", "cudnn"});
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) {
+    c3::cuda_set_conv(c == "cudnn" ? c3::CudaConv::Cudnn : c3::CudaConv::Native);
+    return env.Undefined();
+  }
+#endif
+  throw c3::Error("setCudaConv", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
+// cudnnStatus(): "9.6.0 (/path/libcudnn.so.9)" or "unavailable (<why>)"; looks for the library
+// on the first call (C3GAN_CUDNN, else the loader's search path)
+C3_OP(CudnnStatus, "cudnnStatus")
+#ifdef C3GAN_HAVE_CUDA
+  return Napi::String::New(env, c3::cudnn_status());
+#else
+  return Napi::String::New(env, "unavailable (this build of c3gan has no CUDA backend)");
+#endif
+C3_END
+
 // cudaLaunches(): kernels launched since the process started (0 without a CUDA backend)
 C3_OP(CudaLaunches, "cudaLaunches")
 #ifdef C3GAN_HAVE_CUDA
@@ -525,6 +555,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"conv2dConstChannels", Conv2dConstChannels},
       {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"cudaMath", CudaMathMode},
       {"setCudaMath", SetCudaMathMode}, {"cudaTile", CudaTileMode}, {"setCudaTile", SetCudaTileMode},
+      {"cudaConv", CudaConvEngine}, {"setCudaConv", SetCudaConvEngine}, {"cudnnStatus", CudnnStatus},
       {"cudaBuild", CudaBuild}, {"cudaLaunches", CudaLaunches}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };

@@ -1233,6 +1233,106 @@ C3_TEST(cuda_vs_cpu_conv2d_all_passes_and_modes) {
 #endif
 }
 
+// The convolution engine knob (cuda.h CudaConv): where cuDNN cannot be loaded, choosing it is an
+// error that names why and leaves the tile kernels in charge; where it can (a GPU's libcudnn, or
+// the emulator's stand-in: C3GAN_CUDNN), every pass through it agrees with the tile kernels and
+// with the CPU, repeats bit for bit (deterministic algorithms only), and an accumulating backward
+// data gives the bits of backward data then axpy. With C3GAN_CUDA_CONV=cudnn the conv cases above
+// run through it as well.
+C3_TEST(cuda_vs_cpu_conv2d_cudnn_engine) {
+  const Backend* g = gpu_or_skip("cuda_vs_cpu_conv2d_cudnn_engine");
+  if (!g) return;
+#ifdef C3GAN_HAVE_CUDA
+  if (selftest()) return;  // a CUDA knob: nothing to compare on the CPU
+  struct ConvScope {
+    CudaConv saved = cuda_conv();
+    ~ConvScope() { cuda_set_conv(saved); }
+  } conv_scope;
+  const std::string status = cudnn_status();
+  if (status.rfind("unavailable (", 0) == 0) {
+    try {
+      cuda_set_conv(CudaConv::Cudnn);
+    } catch (const c3::Error& e) {
+      const std::string msg = e.what();
+      if (msg.find("need cuDNN, which is unavailable (") == std::string::npos)
+        throw Failure("choosing cuDNN where it is " + status + " failed without saying why: " + msg);
+      if (cuda_conv() != CudaConv::Native) throw Failure("a refused cuDNN choice changed the engine");
+      std::printf("     note: cudnn %s\n", status.c_str());
+      return;
+    }
+    throw Failure("choosing cuDNN succeeded although cudnn_status() says " + status);
+  }
+  std::printf("     cudnn %s\n", status.c_str());
+  const ConvCase cases[] = {{4, 16, 16, 16, 32, 3, 3, 1, 1}, {4, 8, 16, 16, 16, 4, 4, 2, 1},
+                            {8, 64, 4, 4, 48, 4, 4, 4, 0},   {2, 3, 9, 7, 5, 3, 2, 2, 1}};
+  uint64_t seed = 74000;
+  for (const ConvCase& cc : cases) {
+    const Conv2dParams p = conv_params(cc);
+    const size_t nx = p.N * p.C * p.H * p.W, nw = p.K * p.C * p.R * p.S, ny = p.N * p.K * p.OH * p.OW;
+    const Vf x = random_vec(nx, seed += 4), w = random_vec(nw, seed + 1), b = random_vec(p.K, seed + 2),
+             dy = random_vec(ny, seed + 3), held = random_vec(nx, seed + 4);
+    const std::string what = "cudnn " + conv_name(p);
+    // the magnitudes |x| * |w| etc. that bound each output's rounding (as conv_case)
+    const Backend& cpu = cpu_backend();
+    const Vf ax = absv(x), aw = absv(w), ab = absv(b), ady = absv(dy);
+    Vf sy(ny), sdx(nx), sdw(nw);
+    cpu.conv2d_forward(p, ax.data(), aw.data(), ab.data(), sy.data(), nullptr);
+    cpu.conv2d_backward_data(p, ady.data(), aw.data(), sdx.data());
+    cpu.conv2d_backward_weight(p, ady.data(), ax.data(), sdw.data());
+    for (CudaMath m : kModes) {
+      MathScope ms(m);
+      Outputs out[2];
+      for (CudaConv engine : {CudaConv::Native, CudaConv::Cudnn}) {
+        cuda_set_conv(engine);
+        Buf bx(*g, x), bw(*g, w), bb(*g, b), bdy(*g, dy), by(*g, nan_vec(ny)), bm(*g, nan_vec(2 * p.K)),
+            bdx(*g, nan_vec(nx)), bdw(*g, nan_vec(nw)), acc(*g, held);
+        g->conv2d_forward(p, bx.p(), bw.p(), bb.p(), by.p(), bm.p());
+        g->conv2d_backward_data(p, bdy.p(), bw.p(), bdx.p());
+        g->conv2d_backward_weight(p, bdy.p(), bx.p(), bdw.p());
+        g->conv2d_backward_data_accumulate(p, bdy.p(), bw.p(), acc.p());
+        out[static_cast<int>(engine)] = Outputs{by.host(), bm.host(), bdx.host(), bdw.host(), acc.host()};
+        if (engine != CudaConv::Cudnn) continue;
+        if (cuda_conv() != CudaConv::Cudnn) throw Failure(what + ": the engine did not stay cuDNN");
+        // again: the same bits (deterministic algorithms), and accumulate = backward data + axpy
+        Buf dw2(*g, nan_vec(nw)), apart(*g, held);
+        g->conv2d_backward_weight(p, bdy.p(), bx.p(), dw2.p());
+        expect_same(dw2.host(), bdw.host(), what + " backward weight repeats bit for bit");
+        g->axpy(nx, 1.0f, bdx.p(), apart.p());
+        expect_same(acc.host(), apart.host(), what + " backward data accumulate = backward data then axpy");
+      }
+      const Outputs& nat = out[0];
+      const Outputs& dnn = out[1];
+      const char* names[] = {"forward", "moments", "backward data", "backward weight", "backward data accumulate"};
+      // each engine within a product's rounding of the exact value, so within twice it of each
+      // other; a channel's moments within what y's errors (e) move them: the mean by e, the
+      // variance by 2 (max |y - mean|) e + e^2, plus float rounding
+      const Vd ty = product_tolerance(sy, p.C * p.R * p.S, m);
+      Vd tm(2 * p.K);
+      const int64_t hw = p.OH * p.OW;
+      for (int64_t k = 0; k < p.K; ++k) {
+        double e = 0.0, dev = 0.0;
+        for (int64_t n = 0; n < p.N; ++n)
+          for (int64_t i = 0; i < hw; ++i) {
+            const int64_t at = (n * p.K + k) * hw + i;
+            e = std::max(e, 2.0 * ty[at]);
+            dev = std::max(dev, std::fabs(double(nat[0][at]) - nat[1][2 * k]));
+          }
+        tm[2 * k] = e + 1e-6 * (1.0 + std::fabs(nat[1][2 * k]));
+        tm[2 * k + 1] = 2.0 * (dev + e) * e + 1e-5 * (1.0 + std::fabs(nat[1][2 * k + 1]));
+      }
+      const Vd tols[] = {ty, tm, product_tolerance(sdx, p.K * p.R * p.S, m), product_tolerance(sdw, p.N * p.OH * p.OW, m),
+                         product_tolerance(sdx, p.K * p.R * p.S, m)};
+      for (size_t i = 0; i < nat.size(); ++i) {
+        Vd tol = tols[i];
+        if (i != 1)
+          for (size_t j = 0; j < tol.size(); ++j) tol[j] = 2.0 * tol[j] + (i == 4 ? 1e-6 * (1.0 + std::fabs(held[j])) : 0.0);
+        expect_within(dnn[i], nat[i], tol, what + " " + mode_name(m) + " " + names[i] + " (cuDNN against the tile kernels)");
+      }
+    }
+  }
+#endif
+}
+
 // conv2d_backward_data_accumulate (the tile epilogue adding into the gradient held) gives the bits
 // of backward data then axpy on each backend, in both math modes: one product (a kernel over the
 // whole input), the four-phase launch, single phases, pixels no phase covers (stride over the
