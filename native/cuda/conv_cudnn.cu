@@ -75,10 +75,29 @@ struct Plan {
   size_t workspace = 0;
 };
 
+// Destroys a plan's descriptors unless released: a plan that fails halfway leaves nothing behind.
+struct PlanGuard {
+  const Api& a;
+  Plan& pl;
+  bool armed = true;
+  ~PlanGuard() {
+    if (!armed) return;
+    for (TensorDesc t : {pl.x, pl.y, pl.bias})
+      if (t) a.DestroyTensorDescriptor(t);
+    if (pl.w) a.DestroyFilterDescriptor(pl.w);
+    if (pl.conv) a.DestroyConvolutionDescriptor(pl.conv);
+  }
+};
+
+// Algorithms that ask for more workspace than this are passed over (PyTorch tries to allocate
+// and falls back; a fixed bound keeps the choice independent of what happens to be free).
+constexpr size_t kMaxWorkspace = size_t(1) << 30;
+
 int as_int(int64_t v) { return static_cast<int>(v); }
 
 Plan make_plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass, CudaMath math) {
   Plan pl;
+  PlanGuard guard{a, pl};
   const char* op = kPassOp[pass];
   need_int32(p.N * p.C * p.H * p.W, op, "the input");
   need_int32(p.N * p.K * p.OH * p.OW, op, "the output");
@@ -116,11 +135,13 @@ Plan make_plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass, CudaMat
     ok(a, a.GetConvolutionBackwardFilterAlgorithm_v7(h, pl.x, pl.y, pl.conv, pl.w, 16, &count, perf), pass, query, p);
   }
   // the heuristics' order is fastest first: the first one that runs this shape deterministically
+  // within the workspace bound
   const AlgoPerf* pick = nullptr;
   for (int i = 0; i < count && i < 16 && !pick; ++i)
-    if (perf[i].status == kSuccess && perf[i].determinism == kDeterministic) pick = &perf[i];
+    if (perf[i].status == kSuccess && perf[i].determinism == kDeterministic && perf[i].memory <= kMaxWorkspace)
+      pick = &perf[i];
   if (!pick)
-    throw Error(kPassOp[pass], std::string(query) + " offered no deterministic algorithm (of " +
+    throw Error(kPassOp[pass], std::string(query) + " offered no deterministic algorithm within 1 GiB of workspace (of " +
                                    std::to_string(count) + ") for " + conv_text(p));
   pl.algo = pick->algo;
   // the algorithm's own math type, as PyTorch sets it (in fp32 mode cuDNN offers only FMA ones)
@@ -134,6 +155,7 @@ Plan make_plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass, CudaMat
   else
     ok(a, a.GetConvolutionBackwardFilterWorkspaceSize(h, pl.x, pl.y, pl.conv, pl.w, pl.algo, &pl.workspace), pass,
        "cudnnGetConvolutionBackwardFilterWorkspaceSize", p);
+  guard.armed = false;
   return pl;
 }
 

@@ -44,9 +44,12 @@ struct Api {
   Status (*SetStream)(Handle, void* stream);
   Status (*CreateTensorDescriptor)(TensorDesc*);
   Status (*SetTensor4dDescriptor)(TensorDesc, int format, int data_type, int n, int c, int h, int w);
+  Status (*DestroyTensorDescriptor)(TensorDesc);
   Status (*CreateFilterDescriptor)(FilterDesc*);
   Status (*SetFilter4dDescriptor)(FilterDesc, int data_type, int format, int k, int c, int h, int w);
+  Status (*DestroyFilterDescriptor)(FilterDesc);
   Status (*CreateConvolutionDescriptor)(ConvDesc*);
+  Status (*DestroyConvolutionDescriptor)(ConvDesc);
   Status (*SetConvolution2dDescriptor)(ConvDesc, int pad_h, int pad_w, int stride_h, int stride_w, int dilation_h,
                                        int dilation_w, int mode, int compute_type);
   Status (*SetConvolutionMathType)(ConvDesc, int math_type);

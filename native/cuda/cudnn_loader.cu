@@ -69,9 +69,12 @@ bool bind_all(void* lib, Api& a, std::string& e) {
          bind(lib, "cudnnCreate", a.Create, e) && bind(lib, "cudnnSetStream", a.SetStream, e) &&
          bind(lib, "cudnnCreateTensorDescriptor", a.CreateTensorDescriptor, e) &&
          bind(lib, "cudnnSetTensor4dDescriptor", a.SetTensor4dDescriptor, e) &&
+         bind(lib, "cudnnDestroyTensorDescriptor", a.DestroyTensorDescriptor, e) &&
          bind(lib, "cudnnCreateFilterDescriptor", a.CreateFilterDescriptor, e) &&
          bind(lib, "cudnnSetFilter4dDescriptor", a.SetFilter4dDescriptor, e) &&
+         bind(lib, "cudnnDestroyFilterDescriptor", a.DestroyFilterDescriptor, e) &&
          bind(lib, "cudnnCreateConvolutionDescriptor", a.CreateConvolutionDescriptor, e) &&
+         bind(lib, "cudnnDestroyConvolutionDescriptor", a.DestroyConvolutionDescriptor, e) &&
          bind(lib, "cudnnSetConvolution2dDescriptor", a.SetConvolution2dDescriptor, e) &&
          bind(lib, "cudnnSetConvolutionMathType", a.SetConvolutionMathType, e) &&
          bind(lib, "cudnnGetConvolutionForwardAlgorithm_v7", a.GetConvolutionForwardAlgorithm_v7, e) &&

@@ -130,6 +130,11 @@ Status cudnnSetTensor4dDescriptor(TensorDesc d, int format, int type, int n, int
   return kSuccess;
 }
 
+Status cudnnDestroyTensorDescriptor(TensorDesc d) {
+  delete d;
+  return kSuccess;
+}
+
 Status cudnnCreateFilterDescriptor(FilterDesc* d) {
   if (!d) return kBadParam;
   *d = new (std::nothrow) FilterOpaque();
@@ -142,10 +147,20 @@ Status cudnnSetFilter4dDescriptor(FilterDesc d, int type, int format, int k, int
   return kSuccess;
 }
 
+Status cudnnDestroyFilterDescriptor(FilterDesc d) {
+  delete d;
+  return kSuccess;
+}
+
 Status cudnnCreateConvolutionDescriptor(ConvDesc* d) {
   if (!d) return kBadParam;
   *d = new (std::nothrow) ConvOpaque();
   return *d ? kSuccess : 4003;
+}
+
+Status cudnnDestroyConvolutionDescriptor(ConvDesc d) {
+  delete d;
+  return kSuccess;
 }
 
 Status cudnnSetConvolution2dDescriptor(ConvDesc d, int pad_h, int pad_w, int u, int v, int dil_h, int dil_w, int mode,
