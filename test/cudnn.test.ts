@@ -131,6 +131,26 @@ test("through the stand-in cuDNN: every conv pass agrees with the tile kernels, 
   const worst = Number(/worst: (\S+)/.exec(r.out)![1]);
   assert.ok(worst < 1e-4, `the engines differ by ${worst} of the largest value in the loss or a gradient`);
 
+  // C3GAN_CUDNN as a folder: the soname inside it, and the sub-libraries beside it loaded first
+  // (cuDNN 9 loads them by name, and the folder is not on the loader's path)
+  if (fs.existsSync("/proc/self/maps")) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-cudnn-dir-"));
+    try {
+      fs.copyFileSync(lib, path.join(dir, "libcudnn.so.9"));
+      fs.copyFileSync(lib, path.join(dir, "libcudnn_ops.so.9"));
+      const probe = runNode(`
+        const N = require("./dist/lib/native").native();
+        console.log("status:", N.cudnnStatus());
+        console.log("ops mapped:", require("fs").readFileSync("/proc/self/maps", "utf8").includes(${JSON.stringify(path.join(dir, "libcudnn_ops.so.9"))}));`,
+      { C3GAN_CUDNN: dir });
+      assert.equal(probe.status, 0, probe.out);
+      assert.match(probe.out, new RegExp(`status: 9\\.0\\.0 \\(${path.join(dir, "libcudnn.so.9").replace(/[.\\/]/g, "\\$&")}\\)`));
+      assert.match(probe.out, /ops mapped: true/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
   // c3gan info names the library and the engine in use
   const info = spawnSync(process.execPath, [CLI, "info"], {
     env: { ...process.env, C3GAN_CUDNN: lib, C3GAN_CUDA_CONV: "cudnn" }, encoding: "utf8",
@@ -147,7 +167,7 @@ test("a training run with \"cudaConv\": \"cudnn\" applies it and trains", {
   try {
     const cfgFile = path.join(dir, "run.json");
     fs.writeFileSync(cfgFile, JSON.stringify({
-      name: "cudnn", dataset: { format: "synthetic", numClasses: 2, perClass: 8, testPerClass: 4, seed: 3 },
+      name: "cudnn", dataset: { format: "synthetic", numClasses: 2, perClass: 4, testPerClass: 2, seed: 3 },
       numGtClasses: 2, over: 1, batchSize: 4, maxEpoch: 1, evalInterval: 1, logInterval: 1, zDim: 8, czDim: 4,
       imageSize: 32, channels: 3, ngf: 32, ndf: 8, device: "cuda", cudaConv: "cudnn", seed: 5, workers: 0,
       saveDir: path.join(dir, "run"),

@@ -41,7 +41,10 @@ std::string conv_text(const Conv2dParams& p) {
 // status and the convolution's shapes; running out of memory is c3::OutOfMemory.
 void ok(const Api& a, Status s, Pass pass, const char* fn, const Conv2dParams& p) {
   if (s == kSuccess) return;
-  const std::string msg = std::string(fn) + ": " + status_text(a, s) + " for " + conv_text(p);
+  std::string msg = std::string(fn) + ": " + status_text(a, s) + " for " + conv_text(p);
+  // 9.x: a sub-library (libcudnn_cnn.so.9, ...) could not be loaded or is missing
+  if (s == 1008 || s == 3009)
+    msg += " (cuDNN's sub-libraries must be beside the library or on LD_LIBRARY_PATH)";
   if (is_out_of_memory(a, s)) throw OutOfMemory(kPassOp[pass], msg);
   throw Error(kPassOp[pass], msg);
 }
@@ -52,16 +55,19 @@ const Api& loaded_api() {
   return *a;
 }
 
-// The process's one handle, on c3gan's stream (made at first use, kept like the stream).
-Handle handle(const Api& a) {
+// The process's one handle, on c3gan's stream (made at first use, kept like the stream); a
+// failure names the conv that asked for it.
+Handle handle(const Api& a, const Conv2dParams& p, Pass pass) {
   static std::mutex mu;
   static Handle h = nullptr;
   std::lock_guard<std::mutex> g(mu);
   if (h) return h;
+  void* const on = static_cast<void*>(stream());  // first: it may throw, and nothing is made yet
   Handle made = nullptr;
-  const Conv2dParams none{};
-  ok(a, a.Create(&made), kForward, "cudnnCreate", none);
-  ok(a, a.SetStream(made, static_cast<void*>(stream())), kForward, "cudnnSetStream", none);
+  ok(a, a.Create(&made), pass, "cudnnCreate", p);
+  const Status st = a.SetStream(made, on);
+  if (st != kSuccess) a.Destroy(made);
+  ok(a, st, pass, "cudnnSetStream", p);
   h = made;
   return h;
 }
@@ -177,7 +183,7 @@ const Plan& plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass) {
 
 void cudnn_conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
   const Api& a = loaded_api();
-  const Handle h = handle(a);
+  const Handle h = handle(a, p, kForward);
   const Plan& pl = plan(a, h, p, kForward);
   const Scratch ws(pl.workspace);
   const float one = 1.0f, zero = 0.0f;
@@ -188,7 +194,7 @@ void cudnn_conv2d_forward(const Conv2dParams& p, const float* x, const float* w,
 
 void cudnn_conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
   const Api& a = loaded_api();
-  const Handle h = handle(a);
+  const Handle h = handle(a, p, kBackwardData);
   const Plan& pl = plan(a, h, p, kBackwardData);
   const Scratch ws(pl.workspace);
   const float one = 1.0f, zero = 0.0f;
@@ -199,7 +205,7 @@ void cudnn_conv2d_backward_data(const Conv2dParams& p, const float* dy, const fl
 
 void cudnn_conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
   const Api& a = loaded_api();
-  const Handle h = handle(a);
+  const Handle h = handle(a, p, kBackwardFilter);
   const Plan& pl = plan(a, h, p, kBackwardFilter);
   const Scratch ws(pl.workspace);
   const float one = 1.0f, zero = 0.0f;

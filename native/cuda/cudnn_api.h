@@ -41,6 +41,7 @@ struct Api {
   size_t (*GetVersion)();
   const char* (*GetErrorString)(Status);
   Status (*Create)(Handle*);
+  Status (*Destroy)(Handle);
   Status (*SetStream)(Handle, void* stream);
   Status (*CreateTensorDescriptor)(TensorDesc*);
   Status (*SetTensor4dDescriptor)(TensorDesc, int format, int data_type, int n, int c, int h, int w);

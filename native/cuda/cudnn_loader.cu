@@ -53,6 +53,29 @@ std::vector<std::string> candidates(std::string& where, std::string& hint) {
   return out;
 }
 
+// cuDNN's main library loads its sub-libraries by name when first needed; a folder named by
+// C3GAN_CUDNN is not on the loader's path, so the ones beside the library are loaded first (in
+// dependency order, by full path: a later load by name finds them loaded), as PyTorch preloads its
+// wheel's libraries. Best effort: a sub-library that fails here is reported by cuDNN when needed.
+void preload_siblings(const std::string& file) {
+  const size_t slash = file.rfind('/');
+  if (slash == std::string::npos) return;
+  const std::string dir = file.substr(0, slash + 1);
+  static const char* kSubs[] = {
+      // 9.x
+      "libcudnn_graph.so.9", "libcudnn_engines_precompiled.so.9", "libcudnn_engines_runtime_compiled.so.9",
+      "libcudnn_heuristic.so.9", "libcudnn_ops.so.9", "libcudnn_cnn.so.9", "libcudnn_adv.so.9",
+      // 8.x
+      "libcudnn_ops_infer.so.8", "libcudnn_ops_train.so.8", "libcudnn_cnn_infer.so.8", "libcudnn_cnn_train.so.8",
+      "libcudnn_adv_infer.so.8", "libcudnn_adv_train.so.8"};
+  for (const char* sub : kSubs) {
+    const std::string path = dir + sub;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) continue;
+    if (!::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) ::dlerror();  // kept loaded for the process
+  }
+}
+
 template <class F>
 bool bind(void* lib, const char* name, F& slot, std::string& error) {
   void* sym = ::dlsym(lib, name);
@@ -66,7 +89,8 @@ bool bind(void* lib, const char* name, F& slot, std::string& error) {
 
 bool bind_all(void* lib, Api& a, std::string& e) {
   return bind(lib, "cudnnGetVersion", a.GetVersion, e) && bind(lib, "cudnnGetErrorString", a.GetErrorString, e) &&
-         bind(lib, "cudnnCreate", a.Create, e) && bind(lib, "cudnnSetStream", a.SetStream, e) &&
+         bind(lib, "cudnnCreate", a.Create, e) && bind(lib, "cudnnDestroy", a.Destroy, e) &&
+         bind(lib, "cudnnSetStream", a.SetStream, e) &&
          bind(lib, "cudnnCreateTensorDescriptor", a.CreateTensorDescriptor, e) &&
          bind(lib, "cudnnSetTensor4dDescriptor", a.SetTensor4dDescriptor, e) &&
          bind(lib, "cudnnDestroyTensorDescriptor", a.DestroyTensorDescriptor, e) &&
@@ -127,6 +151,7 @@ Loaded load() {
     }
     Dl_info info{};
     l.path = ::dladdr(reinterpret_cast<void*>(a.GetVersion), &info) && info.dli_fname ? info.dli_fname : name;
+    preload_siblings(l.path);
     l.api = a;
     l.version = v;
     l.ok = true;

@@ -111,6 +111,11 @@ Status cudnnCreate(Handle* h) {
   return *h ? kSuccess : 4003;
 }
 
+Status cudnnDestroy(Handle h) {
+  delete h;
+  return kSuccess;
+}
+
 Status cudnnSetStream(Handle h, void* stream) {
   if (!h) return kBadParam;
   h->stream = stream;
