@@ -179,38 +179,41 @@ const Plan& plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass) {
   return it->second;
 }
 
+// What one pass needs: the library, the handle, the shape's plan and its workspace (freed in
+// stream order when the pass's call returns).
+struct PassRun {
+  const Api& a;
+  const Handle h;
+  const Plan& pl;
+  const Scratch ws;
+  PassRun(const Conv2dParams& p, Pass pass)
+      : a(loaded_api()), h(handle(a, p, pass)), pl(plan(a, h, p, pass)), ws(pl.workspace) {}
+};
+
+// alpha and beta, read from host memory by cuDNN
+const float kOne = 1.0f, kZero = 0.0f;
+
 }  // namespace
 
 void cudnn_conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y) {
-  const Api& a = loaded_api();
-  const Handle h = handle(a, p, kForward);
-  const Plan& pl = plan(a, h, p, kForward);
-  const Scratch ws(pl.workspace);
-  const float one = 1.0f, zero = 0.0f;
-  ok(a, a.ConvolutionForward(h, &one, pl.x, x, pl.w, w, pl.conv, pl.algo, ws.as<void>(), pl.workspace, &zero, pl.y, y),
+  const PassRun r(p, kForward);
+  ok(r.a, r.a.ConvolutionForward(r.h, &kOne, r.pl.x, x, r.pl.w, w, r.pl.conv, r.pl.algo, r.ws.as<void>(), r.pl.workspace,
+                                 &kZero, r.pl.y, y),
      kForward, "cudnnConvolutionForward", p);
-  if (bias) ok(a, a.AddTensor(h, &one, pl.bias, bias, &one, pl.y, y), kForward, "cudnnAddTensor (bias)", p);
+  if (bias) ok(r.a, r.a.AddTensor(r.h, &kOne, r.pl.bias, bias, &kOne, r.pl.y, y), kForward, "cudnnAddTensor (bias)", p);
 }
 
 void cudnn_conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-  const Api& a = loaded_api();
-  const Handle h = handle(a, p, kBackwardData);
-  const Plan& pl = plan(a, h, p, kBackwardData);
-  const Scratch ws(pl.workspace);
-  const float one = 1.0f, zero = 0.0f;
-  ok(a, a.ConvolutionBackwardData(h, &one, pl.w, w, pl.y, dy, pl.conv, pl.algo, ws.as<void>(), pl.workspace, &zero,
-                                  pl.x, dx),
+  const PassRun r(p, kBackwardData);
+  ok(r.a, r.a.ConvolutionBackwardData(r.h, &kOne, r.pl.w, w, r.pl.y, dy, r.pl.conv, r.pl.algo, r.ws.as<void>(),
+                                      r.pl.workspace, &kZero, r.pl.x, dx),
      kBackwardData, "cudnnConvolutionBackwardData", p);
 }
 
 void cudnn_conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
-  const Api& a = loaded_api();
-  const Handle h = handle(a, p, kBackwardFilter);
-  const Plan& pl = plan(a, h, p, kBackwardFilter);
-  const Scratch ws(pl.workspace);
-  const float one = 1.0f, zero = 0.0f;
-  ok(a, a.ConvolutionBackwardFilter(h, &one, pl.x, x, pl.y, dy, pl.conv, pl.algo, ws.as<void>(), pl.workspace, &zero,
-                                    pl.w, dw),
+  const PassRun r(p, kBackwardFilter);
+  ok(r.a, r.a.ConvolutionBackwardFilter(r.h, &kOne, r.pl.x, x, r.pl.y, dy, r.pl.conv, r.pl.algo, r.ws.as<void>(),
+                                        r.pl.workspace, &kZero, r.pl.w, dw),
      kBackwardFilter, "cudnnConvolutionBackwardFilter", p);
 }
 
