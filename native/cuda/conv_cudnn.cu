@@ -146,9 +146,18 @@ Plan make_plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass, CudaMat
   for (int i = 0; i < count && i < 16 && !pick; ++i)
     if (perf[i].status == kSuccess && perf[i].determinism == kDeterministic && perf[i].memory <= kMaxWorkspace)
       pick = &perf[i];
-  if (!pick)
-    throw Error(kPassOp[pass], std::string(query) + " offered no deterministic algorithm within 1 GiB of workspace (of " +
-                                   std::to_string(count) + ") for " + conv_text(p));
+  if (!pick) {
+    // what each offer was, so a library that cannot run anything here (a missing engine
+    // sub-library, an unsupported GPU) says so
+    std::string offers;
+    for (int i = 0; i < count && i < 16; ++i)
+      offers += std::string(i ? "; " : "") + "algo " + std::to_string(perf[i].algo) + " " +
+                (perf[i].status == kSuccess ? std::string(perf[i].determinism == kDeterministic ? "deterministic" : "nondeterministic") +
+                                                  ", " + std::to_string(perf[i].memory) + " bytes"
+                                            : status_text(a, perf[i].status));
+    throw Error(kPassOp[pass], std::string(query) + " offered no deterministic algorithm within 1 GiB of workspace for " +
+                                   conv_text(p) + " (" + (count ? offers : "no offers") + ")");
+  }
   pl.algo = pick->algo;
   // the algorithm's own math type, as PyTorch sets it (in fp32 mode cuDNN offers only FMA ones)
   ok(a, a.SetConvolutionMathType(pl.conv, pick->math_type), pass, "cudnnSetConvolutionMathType", p);

@@ -1263,6 +1263,27 @@ C3_TEST(cuda_vs_cpu_conv2d_cudnn_engine) {
     throw Failure("choosing cuDNN succeeded although cudnn_status() says " + status);
   }
   std::printf("     cudnn %s\n", status.c_str());
+  if (status.find("libc3gan_cudnn_mock") != std::string::npos) {
+    // the stand-in offering nothing usable: the error lists what was offered, and a later call
+    // with a usable offer makes the plan (a failed plan is not kept)
+    const Conv2dParams p = conv_params({2, 3, 5, 5, 4, 3, 3, 1, 1});
+    Buf bx(*g, random_vec(2 * 3 * 25, 74500)), bw(*g, random_vec(4 * 3 * 9, 74501)), by(*g, 2 * 4 * 25);
+    cuda_set_conv(CudaConv::Cudnn);
+    setenv("C3GAN_CUDNN_MOCK_OFFER", "unusable", 1);
+    std::string msg;
+    try {
+      g->conv2d_forward(p, bx.p(), bw.p(), nullptr, by.p(), nullptr);
+    } catch (const c3::Error& e) {
+      msg = e.what();
+    }
+    unsetenv("C3GAN_CUDNN_MOCK_OFFER");
+    for (const char* part : {"cuda conv2d_forward (cudnn): cudnnGetConvolutionForwardAlgorithm_v7 offered no deterministic",
+                             "x 2x3x5x5, w 4x3x3x3", "algo 0 nondeterministic, 0 bytes",
+                             "algo 2 CUDNN_STATUS_NOT_SUPPORTED (3000)"})
+      if (msg.find(part) == std::string::npos)
+        throw Failure("no usable cuDNN algorithm: expected an error with '" + std::string(part) + "', got '" + msg + "'");
+    g->conv2d_forward(p, bx.p(), bw.p(), nullptr, by.p(), nullptr);
+  }
   const ConvCase cases[] = {{4, 16, 16, 16, 32, 3, 3, 1, 1}, {4, 8, 16, 16, 16, 4, 4, 2, 1},
                             {8, 64, 4, 4, 48, 4, 4, 4, 0},   {2, 3, 9, 7, 5, 3, 2, 2, 1}};
   uint64_t seed = 74000;

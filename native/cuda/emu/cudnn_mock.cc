@@ -13,6 +13,7 @@
 // pass over.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -58,14 +59,17 @@ bool consistent(const TensorOpaque* x, const FilterOpaque* w, const ConvOpaque* 
   return y->h == oh && y->w == ow;
 }
 
+// C3GAN_CUDNN_MOCK_OFFER=unusable: the usable algorithm is left out (a caller's error path)
 Status offer(const ConvOpaque* cv, int requested, int* returned, AlgoPerf* perf) {
   if (!returned || !perf || requested < 1) return kBadParam;
+  const char* mode = std::getenv("C3GAN_CUDNN_MOCK_OFFER");
+  const bool unusable = mode && !std::strcmp(mode, "unusable");
   const AlgoPerf list[3] = {
       {0, kSuccess, 0.1f, 0, 0 /* nondeterministic */, cv->math, {0, 0, 0}},
       {2, kNotSupported, -1.0f, 0, kDeterministic, cv->math, {0, 0, 0}},
       {kUsableAlgo, kSuccess, 0.2f, kWorkspace, kDeterministic, cv->math == kFmaMath ? kFmaMath : 1, {0, 0, 0}},
   };
-  const int n = requested < 3 ? requested : 3;
+  const int n = requested < (unusable ? 2 : 3) ? requested : (unusable ? 2 : 3);
   for (int i = 0; i < n; ++i) perf[i] = list[i];
   *returned = n;
   return kSuccess;
