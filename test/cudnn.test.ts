@@ -13,12 +13,10 @@ import path from "node:path";
 
 import { addonFilePath, native } from "../lib/native";
 import { testDevice } from "./helpers/device";
+import { throwsError } from "./helpers/errors";
+import { tempDir } from "./helpers/tmp";
 
 const CLI = path.join(__dirname, "..", "bin", "c3gan.js");
-
-function throwsError(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => e instanceof Error && re.test(e.message), `expected an error matching ${re}`);
-}
 
 // the stand-in library of an emulated-CUDA build, next to its addon; null elsewhere
 function mockLibrary(): string | null {
@@ -134,21 +132,17 @@ test("through the stand-in cuDNN: every conv pass agrees with the tile kernels, 
   // C3GAN_CUDNN as a folder: the soname inside it, and the sub-libraries beside it loaded first
   // (cuDNN 9 loads them by name, and the folder is not on the loader's path)
   if (fs.existsSync("/proc/self/maps")) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-cudnn-dir-"));
-    try {
-      fs.copyFileSync(lib, path.join(dir, "libcudnn.so.9"));
-      fs.copyFileSync(lib, path.join(dir, "libcudnn_ops.so.9"));
-      const probe = runNode(`
-        const N = require("./dist/lib/native").native();
-        console.log("status:", N.cudnnStatus());
-        console.log("ops mapped:", require("fs").readFileSync("/proc/self/maps", "utf8").includes(${JSON.stringify(path.join(dir, "libcudnn_ops.so.9"))}));`,
-      { C3GAN_CUDNN: dir });
-      assert.equal(probe.status, 0, probe.out);
-      assert.match(probe.out, new RegExp(`status: 9\\.0\\.0 \\(${path.join(dir, "libcudnn.so.9").replace(/[.\\/]/g, "\\$&")}\\)`));
-      assert.match(probe.out, /ops mapped: true/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const dir = tempDir("cudnn-dir");
+    fs.copyFileSync(lib, path.join(dir, "libcudnn.so.9"));
+    fs.copyFileSync(lib, path.join(dir, "libcudnn_ops.so.9"));
+    const probe = runNode(`
+      const N = require("./dist/lib/native").native();
+      console.log("status:", N.cudnnStatus());
+      console.log("ops mapped:", require("fs").readFileSync("/proc/self/maps", "utf8").includes(${JSON.stringify(path.join(dir, "libcudnn_ops.so.9"))}));`,
+    { C3GAN_CUDNN: dir });
+    assert.equal(probe.status, 0, probe.out);
+    assert.match(probe.out, new RegExp(`status: 9\\.0\\.0 \\(${path.join(dir, "libcudnn.so.9").replace(/[.\\/]/g, "\\$&")}\\)`));
+    assert.match(probe.out, /ops mapped: true/);
   }
 
   // c3gan info names the library and the engine in use
@@ -163,25 +157,21 @@ test("through the stand-in cuDNN: every conv pass agrees with the tile kernels, 
 test("a training run with \"cudaConv\": \"cudnn\" applies it and trains", {
   skip: mockLibrary() ? false : "needs the emulated CUDA build (scripts/check-cuda-emulated.sh)",
 }, () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "c3gan-cudnn-run-"));
-  try {
-    const cfgFile = path.join(dir, "run.json");
-    fs.writeFileSync(cfgFile, JSON.stringify({
-      name: "cudnn", dataset: { format: "synthetic", numClasses: 2, perClass: 4, testPerClass: 2, seed: 3 },
-      numGtClasses: 2, over: 1, batchSize: 4, maxEpoch: 1, evalInterval: 1, logInterval: 1, zDim: 8, czDim: 4,
-      imageSize: 32, channels: 3, ngf: 32, ndf: 8, device: "cuda", cudaConv: "cudnn", seed: 5, workers: 0,
-      saveDir: path.join(dir, "run"),
-    }));
-    const r = spawnSync(process.execPath, [CLI, "train", "--config", cfgFile], {
-      env: { ...process.env, C3GAN_CUDNN: mockLibrary()! }, encoding: "utf8", timeout: 600_000,
-    });
-    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
-    assert.match(r.stdout, /runtime {3}device cuda \(cuda convs cudnn\)/);
-    const records = fs.readFileSync(path.join(dir, "run", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-    assert.equal(records.length, 1);
-    assert.ok(records[0].acc >= 0 && records[0].acc <= 1, `ACC ${records[0].acc}`);
-    for (const [k, v] of Object.entries(records[0].d as Record<string, number>)) assert.ok(Number.isFinite(v), `D loss ${k} = ${v}`);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tempDir("cudnn-run");
+  const cfgFile = path.join(dir, "run.json");
+  fs.writeFileSync(cfgFile, JSON.stringify({
+    name: "cudnn", dataset: { format: "synthetic", numClasses: 2, perClass: 4, testPerClass: 2, seed: 3 },
+    numGtClasses: 2, over: 1, batchSize: 4, maxEpoch: 1, evalInterval: 1, logInterval: 1, zDim: 8, czDim: 4,
+    imageSize: 32, channels: 3, ngf: 32, ndf: 8, device: "cuda", cudaConv: "cudnn", seed: 5, workers: 0,
+    saveDir: path.join(dir, "run"),
+  }));
+  const r = spawnSync(process.execPath, [CLI, "train", "--config", cfgFile], {
+    env: { ...process.env, C3GAN_CUDNN: mockLibrary()! }, encoding: "utf8", timeout: 600_000,
+  });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, /runtime {3}device cuda \(cuda convs cudnn\)/);
+  const records = fs.readFileSync(path.join(dir, "run", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(records.length, 1);
+  assert.ok(records[0].acc >= 0 && records[0].acc <= 1, `ACC ${records[0].acc}`);
+  for (const [k, v] of Object.entries(records[0].d as Record<string, number>)) assert.ok(Number.isFinite(v), `D loss ${k} = ${v}`);
 });

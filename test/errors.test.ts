@@ -8,18 +8,11 @@ import * as ops from "../lib/ops";
 import { Adam } from "../lib/optim/adam";
 import { Generator, Tensor, tidy } from "../lib/tensor";
 import { testDevice } from "./helpers/device";
+import { throwsError } from "./helpers/errors";
 
 // every tensor and module on the device named by C3GAN_DEVICE (cpu by default)
 const device = testDevice();
 const on = { device };
-
-function throwsError(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof Error, `expected an Error, got ${String(e)}`);
-    assert.match(e.message, re);
-    return true;
-  });
-}
 
 test("shape mismatches name both shapes", () => {
   tidy(() => {

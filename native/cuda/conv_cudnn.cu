@@ -42,8 +42,7 @@ std::string conv_text(const Conv2dParams& p) {
 void ok(const Api& a, Status s, Pass pass, const char* fn, const Conv2dParams& p) {
   if (s == kSuccess) return;
   std::string msg = std::string(fn) + ": " + status_text(a, s) + " for " + conv_text(p);
-  // 9.x: a sub-library (libcudnn_cnn.so.9, ...) could not be loaded or is missing
-  if (s == 1008 || s == 3009)
+  if (is_missing_sublibrary(a, s))
     msg += " (cuDNN's sub-libraries must be beside the library or on LD_LIBRARY_PATH)";
   if (is_out_of_memory(a, s)) throw OutOfMemory(kPassOp[pass], msg);
   throw Error(kPassOp[pass], msg);

@@ -92,5 +92,7 @@ std::string describe();
 std::string status_text(const Api& a, Status s);
 // Whether s means that cuDNN ran out of (host or device) memory, in cuDNN 8's numbering or 9's.
 bool is_out_of_memory(const Api& a, Status s);
+// Whether s means that one of cuDNN 9's sub-libraries (libcudnn_cnn.so.9, ...) could not be loaded.
+bool is_missing_sublibrary(const Api& a, Status s);
 
 }  // namespace c3::cuda::cudnn

@@ -189,4 +189,9 @@ bool is_out_of_memory(const Api& a, Status s) {
   return s == 4003 || s == 4004;
 }
 
+bool is_missing_sublibrary(const Api& a, Status s) {
+  // 9.x: CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED, CUDNN_STATUS_NOT_SUPPORTED_SUBLIBRARY_UNAVAILABLE
+  return major_of(a.GetVersion()) >= 9 && (s == 1008 || s == 3009);
+}
+
 }  // namespace c3::cuda::cudnn

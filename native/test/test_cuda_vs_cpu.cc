@@ -827,6 +827,14 @@ void expect_within(const Vf& got, const Vf& want, const Vd& tol, const std::stri
   }
 }
 
+// Restores a CUDA knob (tile pipeline, conv engine) to the value it had, at the end of a scope.
+template <class T>
+struct Restore {
+  T saved;
+  void (*set)(T);
+  ~Restore() { set(saved); }
+};
+
 // Sets the CUDA math mode for a scope and restores the previous one.
 struct MathScope {
   CudaMath saved;
@@ -1104,10 +1112,7 @@ C3_TEST(cuda_vs_cpu_tile_pipelines_agree_bitwise) {
   if (!g) return;
 #ifdef C3GAN_HAVE_CUDA
   if (selftest()) return;  // a CUDA knob: nothing to compare on the CPU
-  struct TileScope {
-    CudaTile saved = cuda_tile();
-    ~TileScope() { cuda_set_tile(saved); }
-  } tile_scope;
+  const Restore<CudaTile> tile_scope{cuda_tile(), cuda_set_tile};
   const Conv2dParams convs[] = {{3, 20, 11, 13, 40, 3, 3, 11, 13, 1, 1}, {2, 16, 12, 12, 24, 4, 4, 6, 6, 2, 1},
                                 {2, 64, 4, 4, 48, 3, 3, 4, 4, 1, 1}};
   const Conv2dParams up{3, 24, 6, 5, 20, 3, 3, 6, 5, 1, 1};
@@ -1244,10 +1249,7 @@ C3_TEST(cuda_vs_cpu_conv2d_cudnn_engine) {
   if (!g) return;
 #ifdef C3GAN_HAVE_CUDA
   if (selftest()) return;  // a CUDA knob: nothing to compare on the CPU
-  struct ConvScope {
-    CudaConv saved = cuda_conv();
-    ~ConvScope() { cuda_set_conv(saved); }
-  } conv_scope;
+  const Restore<CudaConv> conv_scope{cuda_conv(), cuda_set_conv};
   const std::string status = cudnn_status();
   if (status.rfind("unavailable (", 0) == 0) {
     try {

@@ -51,6 +51,19 @@ constexpr size_t kWorkspace = 256;
 
 bool valid_math(int m) { return m >= 0 && m <= 3; }
 
+// cudnnCreate* and cudnnDestroy*: a new default object, and its deletion
+template <class T>
+Status make(T** out) {
+  if (!out) return kBadParam;
+  *out = new (std::nothrow) T();
+  return *out ? kSuccess : 4003;
+}
+template <class T>
+Status drop(T* d) {
+  delete d;
+  return kSuccess;
+}
+
 // the convolution the three descriptors make (cuDNN's output size rule), else false
 bool consistent(const TensorOpaque* x, const FilterOpaque* w, const ConvOpaque* cv, const TensorOpaque* y) {
   if (!x || !w || !cv || !y || !x->set || !w->set || !cv->set || !y->set) return false;
@@ -109,16 +122,9 @@ const char* cudnnGetErrorString(Status s) {
   }
 }
 
-Status cudnnCreate(Handle* h) {
-  if (!h) return kBadParam;
-  *h = new (std::nothrow) HandleOpaque();
-  return *h ? kSuccess : 4003;
-}
+Status cudnnCreate(Handle* h) { return make(h); }
 
-Status cudnnDestroy(Handle h) {
-  delete h;
-  return kSuccess;
-}
+Status cudnnDestroy(Handle h) { return drop(h); }
 
 Status cudnnSetStream(Handle h, void* stream) {
   if (!h) return kBadParam;
@@ -127,11 +133,7 @@ Status cudnnSetStream(Handle h, void* stream) {
   return kSuccess;
 }
 
-Status cudnnCreateTensorDescriptor(TensorDesc* d) {
-  if (!d) return kBadParam;
-  *d = new (std::nothrow) TensorOpaque();
-  return *d ? kSuccess : 4003;
-}
+Status cudnnCreateTensorDescriptor(TensorDesc* d) { return make(d); }
 
 Status cudnnSetTensor4dDescriptor(TensorDesc d, int format, int type, int n, int c, int h, int w) {
   if (!d || format != kNchw || type != kDataFloat || n <= 0 || c <= 0 || h <= 0 || w <= 0) return kBadParam;
@@ -139,16 +141,9 @@ Status cudnnSetTensor4dDescriptor(TensorDesc d, int format, int type, int n, int
   return kSuccess;
 }
 
-Status cudnnDestroyTensorDescriptor(TensorDesc d) {
-  delete d;
-  return kSuccess;
-}
+Status cudnnDestroyTensorDescriptor(TensorDesc d) { return drop(d); }
 
-Status cudnnCreateFilterDescriptor(FilterDesc* d) {
-  if (!d) return kBadParam;
-  *d = new (std::nothrow) FilterOpaque();
-  return *d ? kSuccess : 4003;
-}
+Status cudnnCreateFilterDescriptor(FilterDesc* d) { return make(d); }
 
 Status cudnnSetFilter4dDescriptor(FilterDesc d, int type, int format, int k, int c, int r, int s) {
   if (!d || format != kNchw || type != kDataFloat || k <= 0 || c <= 0 || r <= 0 || s <= 0) return kBadParam;
@@ -156,21 +151,11 @@ Status cudnnSetFilter4dDescriptor(FilterDesc d, int type, int format, int k, int
   return kSuccess;
 }
 
-Status cudnnDestroyFilterDescriptor(FilterDesc d) {
-  delete d;
-  return kSuccess;
-}
+Status cudnnDestroyFilterDescriptor(FilterDesc d) { return drop(d); }
 
-Status cudnnCreateConvolutionDescriptor(ConvDesc* d) {
-  if (!d) return kBadParam;
-  *d = new (std::nothrow) ConvOpaque();
-  return *d ? kSuccess : 4003;
-}
+Status cudnnCreateConvolutionDescriptor(ConvDesc* d) { return make(d); }
 
-Status cudnnDestroyConvolutionDescriptor(ConvDesc d) {
-  delete d;
-  return kSuccess;
-}
+Status cudnnDestroyConvolutionDescriptor(ConvDesc d) { return drop(d); }
 
 Status cudnnSetConvolution2dDescriptor(ConvDesc d, int pad_h, int pad_w, int u, int v, int dil_h, int dil_w, int mode,
                                        int compute_type) {
