@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on a GPU machine, run once per lease (no Node needed):
 #   1. build c3gan_op_test and c3gan_cuda_bench with plain CMake for sm_90a;
-#   2. every native op case on CUDA in exact-FP32 mode (the cases' tolerances are float32's),
+#   2. every native op case on CUDA in exact-FP32 mode (the cases' tolerances are float32's; the
+#      tensor-core layout probe among them, its verdict in the summary),
 #      then the cuda_vs_cpu cases (both math modes, against the CPU backend) and the host
 #      index checks, then a compute-sanitizer memcheck pass over the CUDA comparisons;
 #      (the constant-channel kernel's cases are checked to have run; a racecheck of them comes
@@ -64,6 +65,12 @@ if [ "$TEST_OK" -eq 0 ]; then
   for c in cuda_vs_cpu_conv2d_code_channels speed_conv2d_code_channels_match_tiled_conv speed_ops_conv2d_const_channels; do
     grep -qE "^(ok|FAIL) +$c" "$STEP_OUT" || note "    case $c did not run"
   done
+  # the tensor-core layouts the kernels assume, asked of the GPU (native/cuda/layout_probe.cu): on a
+  # FAIL its message says what the hardware did instead (which register holds which row and
+  # column; whether wgmma's descriptor strides are the other way round)
+  probe=$(grep -m1 -E "^(ok|FAIL) +cuda_tensor_core_layouts" "$STEP_OUT" || echo "did not run")
+  note "tensor-core layout probe: $probe"
+  grep -B1 -E "^ok +cuda_tensor_core_layouts" "$STEP_OUT" | grep -q "wgmma not probed" && note "    wgmma not probed (no sm_90a code)"
 
   step "cuda_vs_cpu cases with the default math mode (tf32)" 90 "$TEST" --device cuda --filter cuda_
   test_line "cuda_vs_cpu + host checks (tf32 default)"

@@ -52,4 +52,15 @@ void cuda_set_conv(CudaConv c);
 // "9.6.0 (/path/libcudnn.so.9)", or "unavailable (<why>)"
 std::string cudnn_status();
 
+// The tensor-core layouts the tile kernels assume (read from the PTX ISA; the emulator implements
+// the same reading), asked of the device: mma.sync m16n8k8 and, where the device runs sm_90a
+// code, wgmma m64n128k8 from shared-memory descriptors, each on exact integer products
+// (layout_probe.cu). Empty strings where the device agrees; otherwise what it did instead.
+struct CudaLayoutProbe {
+  std::string mma;
+  bool wgmma_ran = false;  // false: no sm_90a code on this device (wgmma is never used there)
+  std::string wgmma;
+};
+CudaLayoutProbe cuda_probe_tensor_core_layouts();
+
 }  // namespace c3

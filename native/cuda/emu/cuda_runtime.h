@@ -177,6 +177,15 @@ uint32_t shared_address(const void* p);
 // d (+)= A B^T, summed in k order like mma_m16n8k8_tf32.
 void wgmma_tf32(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumulate);
 
+// For the layout probe's own test (layout_probe.cu): the emulated tensor cores as if the hardware
+// read a layout otherwise than the PTX ISA says, which the probe must then name. Default: as the
+// ISA says (both false).
+struct TensorCoreReading {
+  bool wgmma_strides_swapped = false;  // LBO taken as the row-group stride, SBO as the k-quad one
+  bool mma_row_halves_swapped = false;  // mma.sync's rows g and g + 8 exchanged in the accumulators
+};
+void set_tensor_core_reading(const TensorCoreReading& r);
+
 // Runs body() as every thread of the grid; a configuration the hardware refuses sets the last
 // error (cudaGetLastError) and runs nothing.
 // func identifies the kernel (its dynamic shared memory opt-in; null: none).

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fiber.h"
@@ -363,6 +364,10 @@ uint64_t warp_exchange(unsigned mask, uint64_t mine, int src) {
   return v;
 }
 
+TensorCoreReading g_reading;  // set only by the layout probe's test, between launches
+
+void set_tensor_core_reading(const TensorCoreReading& r) { g_reading = r; }
+
 void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   Run& r = current("mma.sync");
   const int lane = r.cur->linear % 32;
@@ -373,7 +378,10 @@ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   w.fb[p][lane * 2] = b[0];
   w.fb[p][lane * 2 + 1] = b[1];
   meet(r, w, 0xffffffffu, lane, "mma.sync");
-  mma_m16n8k8_lane(d, lane, w.fa[p], w.fb[p]);
+  if (!g_reading.mma_row_halves_swapped) return mma_m16n8k8_lane(d, lane, w.fa[p], w.fb[p]);
+  float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  mma_m16n8k8_lane(z, lane, w.fa[p], w.fb[p]);
+  for (int q = 0; q < 4; ++q) d[q] += z[q ^ 2];
 }
 
 // The block's dynamic shared memory sits at this address of the shared window, not at 0 (on the
@@ -392,7 +400,8 @@ uint32_t shared_address(const void* p) {
 void wgmma_tf32(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumulate) {
   Run& r = current("wgmma.mma_async");
   if (r.threads % 128) fault(r, "wgmma in a block whose threads are not whole warpgroups");
-  const SmemDesc a = decode_desc(desc_a), b = decode_desc(desc_b);
+  SmemDesc a = decode_desc(desc_a), b = decode_desc(desc_b);
+  if (g_reading.wgmma_strides_swapped) std::swap(a.lbo, a.sbo), std::swap(b.lbo, b.sbo);
   if (a.swizzle || b.swizzle || a.base_offset || b.base_offset)
     fault(r, "wgmma descriptor with a swizzle or base offset (the emulator knows the non-swizzled K-major layout only)");
   // tf32 operands: the tensor core reads the top 19 bits of each float
