@@ -3,24 +3,27 @@
 // that the PTX ISA was read right; on the emulator, which implements that reading, the probe
 // agrees, and with the emulator made to read a layout otherwise the probe must say how.
 #ifdef C3GAN_HAVE_CUDA
-#include <cuda_runtime.h>
-
 #include <cstdio>
 #include <string>
 
 #include "../cuda/cuda.h"
 #include "../core/backend.h"
 #include "harness.h"
+#ifdef C3GAN_CUDA_EMULATION
+#include <cuda_runtime.h>  // the emulator's (native/cuda/emu): c3emu::set_tensor_core_reading
+#endif
 
 namespace {
 
 using namespace c3;
 using namespace c3::test;
 
+#ifdef C3GAN_CUDA_EMULATION
 void expect_mentions(const std::string& report, const char* part, const char* what) {
   if (report.find(part) == std::string::npos)
     throw Failure(std::string(what) + ": the probe's report does not say '" + part + "': '" + report + "'");
 }
+#endif
 
 C3_TEST(cuda_tensor_core_layouts_match_the_kernels) {
   if (!cuda_available()) {
