@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // The c3gan command line: train, eval, prepare, info (and, as they land, cluster, generate, bench).
 import "../lib/cli/env";
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import * as path from "node:path";
 import { formatDuration, Progress } from "../lib/cli/progress";
 import { addonFilePath, native } from "../lib/native";
 import { C3Config, describeConfig, loadConfig, parseConfig } from "../lib/train/config";
 import { DEFAULT_CONFIG } from "../lib/train/defaults";
-import { train, scoreModel, specFromConfig, resolveDevice } from "../lib/train/trainer";
+import { train, scoreModel, specFromConfig } from "../lib/train/trainer";
+import { resolveDevice } from "../lib/device";
 import { describeUsage } from "../lib/eval";
 import { checkpointConfig } from "../lib/api/model";
 import { VERSION, loadModel } from "../lib/train/checkpoint";
@@ -51,7 +52,7 @@ program
   .command("train")
   .description("train C3-GAN from a JSON config (without --config: the built-in demo on generated images)")
   .option("-c, --config <file>", "config JSON (see examples/)")
-  .addOption(new Option("-d, --device <device>", "override the config's device").choices(["cpu", "cuda", "auto"]))
+  .option("-d, --device <device>", "override the config's device: cpu, cuda, cuda:N or auto")
   .option("--resume", "continue from <saveDir>/last.safetensors")
   .option("--save-dir <dir>", "override the config's saveDir")
   .option("--epochs <n>", "override maxEpoch")
@@ -94,7 +95,7 @@ program
   .description("cluster the config's test set with a checkpoint and print ACC / NMI (with labels) and how the images spread over the clusters")
   .option("-c, --config <file>", "config JSON (default: the one stored in the checkpoint)")
   .requiredOption("--checkpoint <file>", "model .safetensors")
-  .addOption(new Option("-d, --device <device>", "override the config's device").choices(["cpu", "cuda", "auto"]))
+  .option("-d, --device <device>", "override the config's device: cpu, cuda, cuda:N or auto")
   .option("--json", "print JSON")
   .action(async (opts) => {
     const cfg = opts.config ? configFrom(opts) : withDevice(checkpointConfig(opts.checkpoint), opts.device);
@@ -127,7 +128,10 @@ program
       `cpu: ${N.cpuFeatures()}; gemm kernel ${N.gemmKernel()}\ncuda: ${N.cudaStatus()}\n` +
       `cuda code: ${N.cudaBuild()}` +
       (N.cudaAvailable() ? `; math ${N.cudaMath()}, tile pipeline ${N.cudaTile()}, convs ${N.cudaConv()}` : "") +
-      `\ncudnn: ${N.cudnnStatus()}`);
+      `\ncudnn: ${N.cudnnStatus()}` +
+      // several GPUs: which one the backend uses, and how to choose another
+      (N.cudaDevices().length > 1 ? `\ncuda devices (in use: ${N.cudaDevice()}; choose with "device": "cuda:N" or C3GAN_CUDA_DEVICE):` +
+        N.cudaDevices().map((d) => `\n  ${d}`).join("") : ""));
   });
 
 registerBenchCommand(program);

@@ -1,8 +1,9 @@
 // The public API of c3gan.
 import { C3Config, loadConfig, parseConfig } from "./train/config";
 import {
-  train as trainLoop, TrainOptions, TrainResult, evaluateModel, scoreModel, ModelScore, specFromConfig, resolveDevice,
+  train as trainLoop, TrainOptions, TrainResult, evaluateModel, scoreModel, ModelScore, specFromConfig,
 } from "./train/trainer";
+import { resolveDevice } from "./device";
 import { openTrainingData, TrainingData } from "./train/data-source";
 import type { C3GAN } from "./model/c3gan";
 import { EvalResult } from "./eval";
@@ -20,6 +21,8 @@ export type { C3GANOptions } from "./model/c3gan";
 export type { ModelSpec } from "./model/spec";
 export { parseConfig, loadConfig, describeConfig, clusterCount } from "./train/config";
 export type { C3Config } from "./train/config";
+export { parseDeviceChoice } from "./device";
+export type { DeviceChoice } from "./device";
 export { evaluateClustering, linearSumAssignment, nmiOfficial, nmiSklearn, clusterUsage, describeUsage } from "./eval";
 export type { EvalResult, ClusterUsage } from "./eval";
 export { loadModel, C3Model, checkpointConfig } from "./api/model";

@@ -59,6 +59,13 @@ export interface NativeAddon {
   version: string;
   cudaStatus(): string;
   cudaAvailable(): boolean;
+  /** The GPU the CUDA backend starts on (C3GAN_CUDA_DEVICE, else 0), chosen before its first use (cudaStatus and
+   * cudaAvailable count as use); one GPU per process, so another once it runs throws, naming both */
+  selectCudaDevice(index: number): void;
+  /** The device index chosen or in use */
+  cudaDevice(): number;
+  /** Every CUDA device the driver sees: "0: NVIDIA H200, sm_90, 132 SMs, 139.8 GiB", or ["none (<why>)"] */
+  cudaDevices(): string[];
   /** The CUDA matrix-math mode (gemm, conv): TF32 tensor cores (the default) or exact fp32. Throws without CUDA. */
   cudaMath(): "tf32" | "fp32";
   setCudaMath(mode: "tf32" | "fp32"): void;

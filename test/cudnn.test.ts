@@ -6,17 +6,16 @@
 // the real cuDNN (benchmarks/device-check.sh).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
 import { addonFilePath, native } from "../lib/native";
+import { runCli, runNode } from "./helpers/child";
 import { testDevice } from "./helpers/device";
 import { throwsError } from "./helpers/errors";
 import { tempDir } from "./helpers/tmp";
 
-const CLI = path.join(__dirname, "..", "bin", "c3gan.js");
 
 // the stand-in library of an emulated-CUDA build, next to its addon; null elsewhere
 function mockLibrary(): string | null {
@@ -25,12 +24,6 @@ function mockLibrary(): string | null {
   return fs.existsSync(file) ? file : null;
 }
 
-function runNode(script: string, env: Record<string, string>): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, ["-e", script], {
-    env: { ...process.env, ...env }, encoding: "utf8", cwd: path.join(__dirname, "..", ".."), timeout: 300_000,
-  });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
 
 test("the cuDNN knob: names checked, and clear errors where CUDA or cuDNN is missing", () => {
   const N = native();
@@ -146,10 +139,8 @@ test("through the stand-in cuDNN: every conv pass agrees with the tile kernels, 
   }
 
   // c3gan info names the library and the engine in use
-  const info = spawnSync(process.execPath, [CLI, "info"], {
-    env: { ...process.env, C3GAN_CUDNN: lib, C3GAN_CUDA_CONV: "cudnn" }, encoding: "utf8",
-  });
-  assert.equal(info.status, 0, info.stderr);
+  const info = runCli(["info"], { C3GAN_CUDNN: lib, C3GAN_CUDA_CONV: "cudnn" });
+  assert.equal(info.status, 0, info.out);
   assert.match(info.stdout, /convs cudnn/);
   assert.match(info.stdout, new RegExp(`cudnn: 9\\.0\\.0 \\(${lib.replace(/[.\\/]/g, "\\$&")}\\)`));
 });
@@ -165,10 +156,8 @@ test("a training run with \"cudaConv\": \"cudnn\" applies it and trains", {
     imageSize: 32, channels: 3, ngf: 32, ndf: 8, device: "cuda", cudaConv: "cudnn", seed: 5, workers: 0,
     saveDir: path.join(dir, "run"),
   }));
-  const r = spawnSync(process.execPath, [CLI, "train", "--config", cfgFile], {
-    env: { ...process.env, C3GAN_CUDNN: mockLibrary()! }, encoding: "utf8", timeout: 600_000,
-  });
-  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  const r = runCli(["train", "--config", cfgFile], { C3GAN_CUDNN: mockLibrary()! });
+  assert.equal(r.status, 0, r.out);
   assert.match(r.stdout, /runtime {3}device cuda \(cuda convs cudnn\)/);
   const records = fs.readFileSync(path.join(dir, "run", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
   assert.equal(records.length, 1);

@@ -6,14 +6,16 @@ import type { DeviceName } from "../native";
 import { Generator } from "../tensor";
 import { C3Config, parseConfig, loadConfig } from "../train/config";
 import { loadModel as loadWeights } from "../train/checkpoint";
-import { resolveDevice, specFromConfig } from "../train/trainer";
+import { specFromConfig } from "../train/trainer";
+import { DeviceChoice, resolveDevice } from "../device";
 import { clusterImages, ClusterInput, ClusterOptions, ClusterReport } from "./cluster";
 import { generateImages, GenerateOptions, GeneratedCluster } from "./generate";
 
 export interface LoadModelOptions {
   /** the config the checkpoint was trained with; default: the one stored in the checkpoint */
   config?: C3Config | string;
-  device?: "cpu" | "cuda" | "auto";
+  /** "cpu", "cuda", "cuda:N" or "auto"; default: the config's */
+  device?: DeviceChoice;
 }
 
 export class C3Model {
@@ -52,6 +54,7 @@ export function checkpointConfig(file: string): C3Config {
 export async function loadModel(file: string, opts: LoadModelOptions = {}): Promise<C3Model> {
   if (!fs.existsSync(file)) throw new Error(`checkpoint ${file} does not exist`);
   let config = typeof opts.config === "string" ? loadConfig(opts.config) : opts.config ?? checkpointConfig(file);
+  // (validated by resolveDevice below: an unknown name is an error, not the CPU)
   if (opts.device) config = { ...config, device: opts.device };
   // every weight and buffer comes from the file (loadWeights refuses a missing one): no official init
   const gan = new C3GAN(specFromConfig(config), resolveDevice(config.device), new Generator(BigInt(config.seed)),

@@ -4,6 +4,7 @@
 // number of threads), alternating with c3gan in the same run, and prints the ratios.
 import { Command } from "commander";
 import { native, DeviceName, NativeAddon } from "../native";
+import { cudaIndexOf, parseDeviceChoice, resolveDevice } from "../device";
 import { OpProfile, READBACK_OPS } from "../profile";
 import { BENCH_CONFIGS, BenchConfig, DEFAULT_CONFIG_NAMES, resolveConfigs } from "./configs";
 import { IterationBench, summarize } from "./iteration";
@@ -36,6 +37,8 @@ export interface BenchOptions {
   compare: "torch" | null;
   python: string;
   device: DeviceName;
+  /** --device cuda:N: N (the device this process and its children start on); null for cuda or cpu */
+  cudaIndex: number | null;
   threads: number | null;
   json: boolean;
   /**
@@ -78,13 +81,14 @@ export function benchOptions(raw: Record<string, unknown>): BenchOptions {
     seconds = Number(str("seconds"));
     if (str("seconds")!.trim() === "" || !(seconds >= 0 && seconds <= 600)) throw new Error(`--seconds must be a number in [0, 600], got '${str("seconds")}'`);
   }
-  const device = str("device") ?? "cpu";
-  if (device !== "cpu" && device !== "cuda") throw new Error(`--device must be cpu or cuda, got '${device}'`);
+  const choice = parseDeviceChoice(str("device") ?? "cpu");
+  if (choice === null || choice === "auto") throw new Error(`--device must be cpu, cuda or cuda:N, got '${str("device")}'`);
+  const device: DeviceName = choice === "cpu" ? "cpu" : "cuda";
   const compare = str("compare");
   if (compare !== undefined && compare !== "torch") throw new Error(`--compare takes 'torch', got '${compare}'`);
   const configs = resolveConfigs(str("configs") ?? (ops ? DEFAULT_CONFIG_NAMES : ITERATION_DEFAULT_CONFIGS).join(","));
   return {
-    ops, configs, quick, device, json: raw.json === true, profile,
+    ops, configs, quick, device, cudaIndex: cudaIndexOf(choice), json: raw.json === true, profile,
     batch: int("batch", 2),
     runs: int("runs", 1) ?? (ops ? (quick ? 1 : 2) : quick ? 1 : 3),
     seconds,
@@ -98,7 +102,11 @@ export function benchOptions(raw: Record<string, unknown>): BenchOptions {
 
 function prepareAddon(o: BenchOptions): NativeAddon {
   const N = native();
-  if (o.device === "cuda" && !N.cudaAvailable()) throw new Error(`--device cuda: cuda is ${N.cudaStatus()}`);
+  if (o.device === "cuda") {
+    resolveDevice(o.cudaIndex === null ? "cuda" : `cuda:${o.cudaIndex}`);
+    // the bench's child processes (its per-op server) start on the same device
+    if (o.cudaIndex !== null) process.env.C3GAN_CUDA_DEVICE = String(o.cudaIndex);
+  }
   if (o.threads !== null) N.setNumThreads(o.threads);
   return N;
 }
@@ -335,7 +343,7 @@ export function benchCommand(): Command {
     .option("--compare <what>", "also time PyTorch ('torch'), alternating with c3gan, and print the ratios")
     .option("--python <path>", "python with torch for --compare", "/usr/bin/python3")
     .option("--threads <n>", "native threads (PyTorch gets the same)")
-    .option("--device <device>", "cpu or cuda", "cpu")
+    .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
     .option("--profile [mode]", "time every native op call of the timed iterations and print where the time goes (per op and per op and shapes); " +
       "'host': on CUDA, wait for no kernels, so each op's time is its host cost and the GPU's backlog shows in reading results back")
     .option("--json", "print one JSON object (progress goes to stderr)")

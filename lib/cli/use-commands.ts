@@ -51,7 +51,7 @@ export function registerUseCommands(program: Command): void {
     .option("--skip-bad-images", "leave out missing or undecodable images (listed on stderr) instead of stopping")
     .option("--features <file.npy>", "also write each image's L2-normalised D feature, (images, dim) float32, in the rows' order")
     .option("--centroids <file.npy>", "also write the L2-normalised cluster centroids, (clusters, dim) float32")
-    .option("-d, --device <device>", "cpu, cuda or auto")
+    .option("-d, --device <device>", "cpu, cuda, cuda:N or auto")
     .action(async (input: string, opts) => {
       for (const flag of ["features", "centroids"] as const) {
         if (opts[flag] !== undefined && !String(opts[flag]).toLowerCase().endsWith(".npy")) {
@@ -118,7 +118,7 @@ export function registerUseCommands(program: Command): void {
     .option("--shared-noise", "the same z for every cluster (fixed z, varying c)")
     .option("--official-vis", "also write the official visualisation grid (fixed z varying c, fixed c varying z)")
     .option("--no-singles", "only grids, no single-image files")
-    .option("-d, --device <device>", "cpu, cuda or auto")
+    .option("-d, --device <device>", "cpu, cuda, cuda:N or auto")
     .action(async (opts) => {
       const model = await loadModel(opts.checkpoint, { config: opts.config, device: opts.device });
       try {

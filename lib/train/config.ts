@@ -4,9 +4,10 @@
 // (naver-ai/c3-gan); defaults follow it where it has one (CUB), and say why where they differ.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { DEVICE_CHOICES, DeviceChoice, parseDeviceChoice } from "../device";
 
 export type Perturbation = "s" | "w" | "none";
-export type DeviceChoice = "cpu" | "cuda" | "auto";
+export type { DeviceChoice };
 export type ImageSize = 32 | 64 | 128 | 256;
 
 /** The official layout: list files of `relative/path label` lines, images under imageDir. */
@@ -244,6 +245,15 @@ class ObjectReader {
     return v as T;
   }
 
+  /** "cpu", "cuda", "cuda:N" or "auto" (lib/device.ts) */
+  device(key: string, def: DeviceChoice): DeviceChoice {
+    const v = this.raw(key);
+    if (v === undefined) return def;
+    const c = parseDeviceChoice(v);
+    if (c === null) this.fail(key, `expected ${DEVICE_CHOICES}, got ${show(v)}`);
+    return c;
+  }
+
   /** Unknown fields are errors: a typo would otherwise silently train with the default. */
   finish(allowed: readonly string[]): void {
     for (const key of Object.keys(this.obj)) {
@@ -372,7 +382,7 @@ export function parseConfig(json: unknown, source = "<config>"): C3Config {
     ndf: r.int("ndf", 64, 1),
     channels: r.oneOf("channels", 3, [1, 3] as const),
     dataset,
-    device: r.oneOf("device", "auto", ["cpu", "cuda", "auto"] as const),
+    device: r.device("device", "auto"),
     cudaMath: r.optOneOf("cudaMath", ["tf32", "fp32"] as const),
     cudaTile: r.optOneOf("cudaTile", ["registers", "async", "wgmma"] as const),
     cudaConv: r.optOneOf("cudaConv", ["native", "cudnn"] as const),

@@ -9,6 +9,7 @@ import { ClusterUsage, clusterUsage, describeUsage, evaluateClustering, EvalResu
 import { SummaryWriter } from "../io/tensorboard";
 import { C3GAN, sampleCodes } from "../model/c3gan";
 import { ModelSpec } from "../model/spec";
+import { resolveDevice } from "../device";
 import { native, DeviceName } from "../native";
 import { Adam } from "../optim/adam";
 import { Generator, noGrad, Tensor, tidy } from "../tensor";
@@ -91,14 +92,7 @@ export function specFromConfig(cfg: C3Config): ModelSpec {
   };
 }
 
-/** cpu, cuda (an error naming why when it is not there) or auto (cuda when present) */
-export function resolveDevice(choice: "cpu" | "cuda" | "auto"): DeviceName {
-  const N = native();
-  if (choice === "cpu") return "cpu";
-  if (N.cudaAvailable()) return "cuda";
-  if (choice === "cuda") throw new Error(`device "cuda" was asked for, but cuda is ${N.cudaStatus()}`);
-  return "cpu";
-}
+export { resolveDevice };
 
 function zeroD(): DLosses {
   return { real: 0, fake: 0, info: 0, infoAug: 0, contrastive: 0, entropy1: 0, entropy2: 0, total: 0 };

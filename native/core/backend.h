@@ -4,6 +4,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace c3 {
 
@@ -241,5 +243,13 @@ const char* cuda_status();
 bool cuda_available();
 // The GPU code the addon carries, e.g. "sm_80 sm_86 sm_89 sm_90a + compute_90 PTX", or why none.
 const char* cuda_build();
+// The GPU the CUDA backend runs on: device 0, or C3GAN_CUDA_DEVICE, or the one chosen here
+// before the backend's first use (cuda_status and cuda_available count as use). One GPU per
+// process: choosing another once it runs is an error naming both, as is an index the driver
+// does not have (listing the devices it has).
+void cuda_select_device(int index);
+int cuda_device_index();
+// Every device the driver sees, "0: NVIDIA H200, sm_90, 132 SMs, 139.8 GiB", or "none (<why>)".
+std::vector<std::string> cuda_devices();
 
 }  // namespace c3

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "../core/backend.h"
 #include "cudnn_api.h"
@@ -28,14 +29,45 @@ __global__ void probe_kernel(int* out) { *out = 0x1234abcd; }
 
 std::string error_text(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
 
+// "NVIDIA H200, sm_90, 132 SMs, 139.8 GiB"
+std::string describe(const cudaDeviceProp& prop) {
+  char desc[320];
+  std::snprintf(desc, sizeof desc, "%s, sm_%d%d, %d SMs, %.1f GiB", prop.name, prop.major, prop.minor,
+                prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+  return desc;
+}
+
+// The device the backend starts on (cuda_select_device): C3GAN_CUDA_DEVICE, else 0; -1 for a
+// value that is not an index (reported when the backend starts).
+std::atomic<int>& device_slot() {
+  static std::atomic<int>* d = [] {
+    const char* env = std::getenv("C3GAN_CUDA_DEVICE");
+    if (!env || !*env) return new std::atomic<int>(0);
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    return new std::atomic<int>(*end == '\0' && v >= 0 && v < 1024 ? static_cast<int>(v) : -1);
+  }();
+  return *d;
+}
+std::atomic<bool> g_started{false};  // the backend's state exists: the device is fixed
+
 struct DeviceState {
   bool usable = false;
   std::string status;
+  int index = 0;  // the device (cudaSetDevice), bound on every host thread that calls CUDA
   int sms = 0;
   cudaStream_t stream = nullptr;
   unsigned* arrivals = nullptr;  // the probe's int, kept at 0 between kernels (block_arrivals)
 
   DeviceState() {
+    g_started = true;
+    index = device_slot().load();
+    if (index < 0) {
+      status = std::string("unavailable (C3GAN_CUDA_DEVICE must be a device index (0, 1, ...), got '") +
+               std::getenv("C3GAN_CUDA_DEVICE") + "')";
+      index = 0;
+      return;
+    }
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
@@ -48,21 +80,26 @@ struct DeviceState {
       status = "unavailable (no CUDA device)";
       return;
     }
+    if (index >= count) {
+      status = "unavailable (device " + std::to_string(index) + " was chosen, but the driver sees " +
+               std::to_string(count) + " CUDA device" + (count == 1 ? "" : "s") + ")";
+      return;
+    }
     cudaDeviceProp prop;
-    if ((err = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess) {
-      status = "unavailable (could not read device 0 properties: " + error_text(err) + ")";
+    if ((err = cudaGetDeviceProperties(&prop, index)) != cudaSuccess) {
+      status = "unavailable (could not read device " + std::to_string(index) + " properties: " + error_text(err) + ")";
       cudaGetLastError();
       return;
     }
-    char desc[320];
-    std::snprintf(desc, sizeof desc, "%s, sm_%d%d, %d SMs, %.1f GiB", prop.name, prop.major, prop.minor,
-                  prop.multiProcessorCount, static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+    // which of several: the index, as CUDA numbers them (after CUDA_VISIBLE_DEVICES)
+    const std::string desc =
+        describe(prop) + (count > 1 ? ", device " + std::to_string(index) + " of " + std::to_string(count) : "");
     if (prop.major < 8) {
       // the matrix kernels use mma.sync TF32 (sm_80+); the build carries sm_80..sm_90 code
       status = std::string("unavailable (found ") + desc + ", but c3gan's CUDA kernels need compute capability 8.0 or newer)";
       return;
     }
-    if ((err = cudaSetDevice(0)) != cudaSuccess ||
+    if ((err = cudaSetDevice(index)) != cudaSuccess ||
         (err = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
       status = std::string("unavailable (found ") + desc + ", but could not start it: " + error_text(err) + ")";
       cudaGetLastError();
@@ -103,6 +140,12 @@ const DeviceState& state() {
 const DeviceState& usable_state() {
   const DeviceState& s = state();
   if (!s.usable) throw Error("cuda", std::string("CUDA is ") + s.status);
+  // the current device is per host thread: a thread's first CUDA call here makes it the chosen one
+  thread_local bool bound = false;
+  if (!bound) {
+    check_cuda(cudaSetDevice(s.index), "set device");
+    bound = true;
+  }
   return s;
 }
 
@@ -367,6 +410,51 @@ const char* cuda_build() {
 #endif
 }
 bool cuda_available() { return cuda::state().usable; }
+
+void cuda_select_device(int index) {
+  c3::check(index >= 0, "cuda_select_device", "a device index is 0 or more, got ", index);
+  if (cuda::g_started) {
+    const cuda::DeviceState& s = cuda::state();
+    if (s.index == index) return;
+    throw Error("cuda_select_device",
+                "the CUDA backend already runs on device " + std::to_string(s.index) + " (" + s.status +
+                    "); c3gan uses one GPU per process, so device " + std::to_string(index) +
+                    " needs a process of its own (choose it before the first CUDA use: \"device\": \"cuda:" +
+                    std::to_string(index) + "\", C3GAN_CUDA_DEVICE or CUDA_VISIBLE_DEVICES)");
+  }
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    count = 0;
+  }
+  if (index >= count) {
+    std::string seen;
+    for (const std::string& d : cuda_devices()) seen += "\n  " + d;
+    throw Error("cuda_select_device", "device " + std::to_string(index) + " was asked for, but the driver sees " +
+                                          std::to_string(count) + " CUDA device" + (count == 1 ? "" : "s") +
+                                          (seen.empty() ? "" : ":" + seen));
+  }
+  cuda::device_slot() = index;
+}
+
+int cuda_device_index() { return cuda::g_started ? cuda::state().index : std::max(cuda::device_slot().load(), 0); }
+
+std::vector<std::string> cuda_devices() {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return {"none (" + cuda::error_text(err) + ")"};
+  }
+  std::vector<std::string> out;
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, i) == cudaSuccess) out.push_back(std::to_string(i) + ": " + cuda::describe(prop));
+    else cudaGetLastError(), out.push_back(std::to_string(i) + ": (properties unreadable)");
+  }
+  if (out.empty()) out.push_back("none (no CUDA device)");
+  return out;
+}
 
 int64_t cuda_kernel_launches() { return cuda::g_kernel_launches.load(std::memory_order_relaxed); }
 

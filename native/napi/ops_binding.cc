@@ -423,6 +423,25 @@ C3_OP(CudaAvailable, "cudaAvailable")
   return Napi::Boolean::New(env, c3::cuda_available());
 C3_END
 
+// selectCudaDevice(index): the GPU the CUDA backend starts on (before its first use: cudaStatus
+// and cudaAvailable count); cudaDevice(): the one chosen or in use; cudaDevices(): every device
+// the driver sees, one line each
+C3_OP(SelectCudaDevice, "selectCudaDevice")
+  c3::cuda_select_device(static_cast<int>(a.integer(0, "index", 0, 1023)));
+  return env.Undefined();
+C3_END
+
+C3_OP(CudaDeviceIndex, "cudaDevice")
+  return Napi::Number::New(env, c3::cuda_device_index());
+C3_END
+
+C3_OP(CudaDeviceList, "cudaDevices")
+  const std::vector<std::string> list = c3::cuda_devices();
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (uint32_t i = 0; i < list.size(); ++i) out.Set(i, Napi::String::New(env, list[i]));
+  return out;
+C3_END
+
 // cudaMath(): "tf32" (the default) or "fp32", the mode of the CUDA matrix products (gemm and conv);
 // C3GAN_CUDA_MATH sets it at start, setCudaMath(mode) later
 C3_OP(CudaMathMode, "cudaMath")
@@ -553,7 +572,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"ntXentBackward", NtXentBackward}, {"affineGrid", AffineGrid}, {"affineGridBackward", AffineGridBackward},
       {"gridSample", GridSample}, {"gridSampleBackward", GridSampleBackward}, {"adamSteps", AdamSteps},
       {"conv2dConstChannels", Conv2dConstChannels},
-      {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable}, {"cudaMath", CudaMathMode},
+      {"cudaStatus", CudaStatus}, {"cudaAvailable", CudaAvailable},
+      {"selectCudaDevice", SelectCudaDevice}, {"cudaDevice", CudaDeviceIndex}, {"cudaDevices", CudaDeviceList}, {"cudaMath", CudaMathMode},
       {"setCudaMath", SetCudaMathMode}, {"cudaTile", CudaTileMode}, {"setCudaTile", SetCudaTileMode},
       {"cudaConv", CudaConvEngine}, {"setCudaConv", SetCudaConvEngine}, {"cudnnStatus", CudnnStatus},
       {"cudaBuild", CudaBuild}, {"cudaLaunches", CudaLaunches}, {"numThreads", NumThreads},

@@ -268,6 +268,9 @@ struct DeviceState {
   int sms = 2;
   cudaError_t sticky = cudaSuccess;
   std::string sticky_text;
+  // devices the driver reports (C3GAN_CUDA_EMU_DEVICES, default 1), all this one emulated device:
+  // for the device choice's checks
+  int devices = 1;
 
   DeviceState() {
     capacity = size_t(8) << 30;
@@ -283,6 +286,10 @@ struct DeviceState {
     if (const char* s = std::getenv("C3GAN_CUDA_EMU_SMS")) {
       const int v = std::atoi(s);
       if (v > 0) sms = v;
+    }
+    if (const char* s = std::getenv("C3GAN_CUDA_EMU_DEVICES")) {
+      const int v = std::atoi(s);
+      if (v > 0 && v <= 16) devices = v;
     }
   }
 };
@@ -561,12 +568,12 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
 }
 
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  *count = dev().devices;
   return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (device < 0 || device >= dev().devices) return fail(cudaErrorInvalidDevice);
   std::memset(prop, 0, sizeof *prop);
   std::snprintf(prop->name, sizeof prop->name, "c3gan CUDA emulator on the host CPU%s",
                 c3emu::skip_kernels() ? " (kernels skipped: C3GAN_CUDA_EMU_KERNELS=skip)" : "");
@@ -580,7 +587,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int device) {
+  return device >= 0 && device < dev().devices ? cudaSuccess : fail(cudaErrorInvalidDevice);
+}
 cudaError_t cudaDeviceSynchronize() { return sticky(); }
 
 cudaError_t cudaGetLastError() {
