@@ -54,7 +54,10 @@ test("bench options: defaults per mode and every bad value named", () => {
   assert.throws(() => benchOptions({ batch: "1" }), /--batch must be an integer >= 2/);
   assert.throws(() => benchOptions({ threads: "" }), /--threads must be an integer >= 1/);
   assert.throws(() => benchOptions({ ops: true, seconds: "-1" }), /--seconds must be a number in \[0, 600\]/);
-  assert.throws(() => benchOptions({ device: "tpu" }), /--device must be cpu or cuda, got 'tpu'/);
+  assert.throws(() => benchOptions({ device: "tpu" }), /--device must be cpu, cuda or cuda:N, got 'tpu'/);
+  assert.throws(() => benchOptions({ device: "auto" }), /--device must be cpu, cuda or cuda:N, got 'auto'/);
+  assert.equal(benchOptions({ device: "cuda:2" }).cudaIndex, 2);
+  assert.equal(benchOptions({ device: "cuda" }).cudaIndex, null);
   assert.throws(() => benchOptions({ compare: "jax" }), /--compare takes 'torch', got 'jax'/);
   assert.equal(benchOptions({ compare: "torch", device: "cuda" }).device, "cuda", "the iteration compares on CUDA too");
   assert.throws(() => benchOptions({ configs: "64px-b7" }), /unknown config '64px-b7'/);

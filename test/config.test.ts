@@ -97,7 +97,8 @@ test("impossible values are rejected with field, value and what is allowed", () 
   rejects({ ...base, temperature: NaN }, /temperature: expected a finite number in \(0, inf\), got NaN/);
   rejects({ ...base, beta2: 1 }, /beta2: expected a number in \[0, 1\), got 1/);
   rejects({ ...base, perturbation: "strong" }, /perturbation: expected one of "s", "w", "none", got "strong"/);
-  rejects({ ...base, device: "gpu" }, /device: expected one of "cpu", "cuda", "auto", got "gpu"/);
+  rejects({ ...base, device: "gpu" }, /device: expected "cpu", "cuda", "cuda:N" \(N: a CUDA device index, as `c3gan info` lists them\) or "auto", got "gpu"/);
+  rejects({ ...base, device: "cuda:01" }, /device: expected "cpu", "cuda", "cuda:N" .* got "cuda:01"/);
   rejects({ ...base, cudaMath: "fp16" }, /cudaMath: expected one of "tf32", "fp32", got "fp16"/);
   rejects({ ...base, cudaTile: "tma" }, /cudaTile: expected one of "registers", "async", "wgmma", got "tma"/);
   rejects({ ...base, cudaConv: "cublas" }, /cudaConv: expected one of "native", "cudnn", got "cublas"/);

@@ -423,9 +423,11 @@ void cuda_select_device(int index) {
                     std::to_string(index) + "\", C3GAN_CUDA_DEVICE or CUDA_VISIBLE_DEVICES)");
   }
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
     cudaGetLastError();
-    count = 0;
+    throw Error("cuda_select_device", "device " + std::to_string(index) + " was asked for, but CUDA is unavailable (" +
+                                          cuda::error_text(err) + ")");
   }
   if (index >= count) {
     std::string seen;
