@@ -6,7 +6,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DataLoader } from "../lib/data/loader";
+import { oneLine } from "../lib/data/pipeline";
 import { openDataset } from "../lib/data/formats";
+import { openDatasetsForTraining } from "../lib/data/training";
+import { parseConfig } from "../lib/train/config";
 import { writeJpeg } from "./helpers/images";
 import { tempDir } from "./helpers/tmp";
 
@@ -65,7 +68,7 @@ test("a missing image or a directory in its place: error at open, or skipped and
       assert.equal(await drain(L.epoch(0)), 2);
       assert.equal(L.lastReport!.skipped.length, 2);
       assert.equal(warnings.length, 1);
-      assert.match(warnings[0], /epoch 0: 2 bad images skipped/);
+      assert.match(warnings[0], /c3gan data: evaluation: 2 bad images skipped/);
       assert.match(warnings[0], /missing\.jpg \(.*trainset\.txt line 2\): image not found/);
       assert.match(warnings[0], /adir\.jpg \(.*trainset\.txt line 4\): not a regular file/);
     } finally {
@@ -116,10 +119,19 @@ test("a corrupt or truncated image: error naming file and line, or skipped with 
       assert.equal(sizes.reduce((a, x) => a + x, 0), 6, "the two bad images are left out of their batches");
       assert.ok(!seen.includes(2) && !seen.includes(4));
       assert.deepEqual(L.lastReport!.skipped.map((s) => s.where.replace(/.*line /, "line ")).sort(), ["line 3", "line 5"]);
-      assert.match(warnings[0], /2 bad images skipped/);
+      assert.match(warnings[0], /c3gan data: epoch 1: 2 bad images skipped/);
       assert.match(warnings[0], /cut\.jpg .*line 5\): .*(premature end|truncated|JPEG)/i);
     } finally {
       await L.close();
+    }
+    // a training run's data: the error says which config field leaves such images out
+    const cfg = parseConfig({ dataDir: root, dataset: { format: "lists" }, numGtClasses: 2, batchSize: 4, imageSize: 32, workers: 0 }, "bad.json");
+    const data = await openDatasetsForTraining(cfg);
+    try {
+      await assert.rejects(drain(data.trainEpoch(0)),
+        /cannot read image .*garbage\.jpg .*\("skipBadImages": true in the config leaves such images out\)/);
+    } finally {
+      await data.close();
     }
   });
 });
@@ -162,4 +174,11 @@ test("a failed decode among concurrent ones names its own fault: libvips' one er
   }
   assert.equal(failures, 200);
   assert.deepEqual(wrong, []);
+});
+
+test("a decoder's message on one line: libvips's repeated warning lines kept once", () => {
+  assert.equal(oneLine("Input file has corrupt header: VipsJpeg: Unsupported marker type 0x20\nVipsJpeg: Unsupported marker type 0x20\nVipsJpeg: Unsupported marker type 0x20\n"),
+    "Input file has corrupt header: VipsJpeg: Unsupported marker type 0x20");
+  assert.equal(oneLine("pngload: end of stream\nlibpng: read error\n"), "pngload: end of stream; libpng: read error");
+  assert.equal(oneLine("unsupported image format"), "unsupported image format");
 });

@@ -139,19 +139,14 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     // the skipped images come back in the report; the loader's per-epoch warning would repeat them
     const loader = new DataLoader(ds, {
       mode: "test", batchSize: opts.batchSize ?? 64, imageSize: S, channels: C, workers: opts.workers ?? 0, onWarning: () => {},
+      skipHint: "skipBadImages / --skip-bad-images leaves such images out",
     });
     try {
       let done = 0;
-      try {
-        for await (const b of loader.epoch(0)) {
-          handle(b.images, b.shape, b.paths, b.labels);
-          done += b.shape[0];
-          opts.onProgress?.(done, ds.size);
-        }
-      } catch (e) {
-        const err = e as Error;
-        if (/cannot read image/.test(err.message)) err.message += " (skipBadImages / --skip-bad-images leaves such images out)";
-        throw err;
+      for await (const b of loader.epoch(0)) {
+        handle(b.images, b.shape, b.paths, b.labels);
+        done += b.shape[0];
+        opts.onProgress?.(done, ds.size);
       }
       skipped = loader.lastReport?.skipped ?? [];
       if (done < ds.size) opts.onProgress?.(ds.size, ds.size);  // the last batches lost images

@@ -57,6 +57,8 @@ export interface LoaderOptions<M extends LoaderMode = LoaderMode> {
   concurrency?: number;
   /** where skip warnings go (default console.warn) */
   onWarning?: (message: string) => void;
+  /** appended to the error for an unreadable image: how the caller leaves such images out */
+  skipHint?: string;
 }
 
 export interface ImageBatch {
@@ -114,6 +116,7 @@ export class DataLoader<M extends LoaderMode = LoaderMode> {
   lastReport: EpochReport | null = null;
   private readonly executor: Executor;
   private readonly onWarning: (m: string) => void;
+  private readonly skipHint: string | undefined;
   private closed = false;
 
   constructor(
@@ -138,6 +141,7 @@ export class DataLoader<M extends LoaderMode = LoaderMode> {
     if (!Number.isInteger(this.workers) || this.workers < 0) throw new Error(`c3gan data: workers must be an integer >= 0, got ${this.workers}`);
     this.skipBadImages = o.skipBadImages ?? dataset.skipBadImages;
     this.onWarning = o.onWarning ?? ((m) => console.warn(m));
+    this.skipHint = o.skipHint;
     const augment: AugmentOptions = { ...OFFICIAL_AUGMENT, ...(o.augment ?? {}) };
     let cache: PipelineConfig["cache"] = null;
     if (o.decodeCache) {
@@ -206,7 +210,9 @@ export class DataLoader<M extends LoaderMode = LoaderMode> {
     if (skipped.length > 0) {
       const list = skipped.slice(0, 50).map((s) => `  ${s.path} (${s.where}): ${s.reason}`);
       if (skipped.length > 50) list.push(`  ... and ${skipped.length - 50} more`);
-      this.onWarning(`c3gan data: epoch ${epoch}: ${skipped.length} bad image${skipped.length > 1 ? "s" : ""} skipped:\n${list.join("\n")}`);
+      // a training epoch counted from 1, as the progress line counts it; a test pass is an evaluation
+      const pass = this.config.mode === "train" ? `epoch ${epoch + 1}` : "evaluation";
+      this.onWarning(`c3gan data: ${pass}: ${skipped.length} bad image${skipped.length > 1 ? "s" : ""} skipped:\n${list.join("\n")}`);
     }
   }
 
@@ -230,7 +236,8 @@ export class DataLoader<M extends LoaderMode = LoaderMode> {
       const f = failures[0];
       const more = failures.length > 1 ? ` (and ${failures.length - 1} more in this batch)` : "";
       const file = ds.source.kind === "files" ? ds.source.files[f.index] : itemName(ds, f.index);
-      throw new Error(`c3gan data: cannot read image ${file} (${itemWhere(ds, f.index)}): ${f.message}${more}`);
+      const hint = this.skipHint ? ` (${this.skipHint})` : "";
+      throw new Error(`c3gan data: cannot read image ${file} (${itemWhere(ds, f.index)}): ${f.message}${more}${hint}`);
     }
     let { idx, outA, outB } = task;
     const S = this.config.size;

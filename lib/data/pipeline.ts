@@ -120,6 +120,22 @@ export class ItemProcessor {
   }
 }
 
+/**
+ * A decoder's message on one line: libvips repeats its decoder's warnings on lines of their own
+ * ("...corrupt header: VipsJpeg: Unsupported marker type 0x20\nVipsJpeg: Unsupported marker
+ * type 0x20\n..."), each line kept once, joined with "; ".
+ */
+export function oneLine(message: string): string {
+  const seen = new Set<string>();
+  const kept: string[] = [];
+  for (const line of message.split("\n").map((l) => l.trim()).filter((l) => l.length > 0)) {
+    if (seen.has(line) || kept.some((k) => k.endsWith(line))) continue;
+    seen.add(line);
+    kept.push(line);
+  }
+  return kept.join("; ");
+}
+
 export interface ItemFailure {
   pos: number;
   index: number;
@@ -142,7 +158,7 @@ export async function processItems(
       try {
         await proc.process(idx[k], epoch, pos[k], outA, outB);
       } catch (e) {
-        failures.push({ pos: pos[k], index: idx[k], message: e instanceof Error ? e.message : String(e) });
+        failures.push({ pos: pos[k], index: idx[k], message: oneLine(e instanceof Error ? e.message : String(e)) });
       }
     }
   };

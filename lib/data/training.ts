@@ -50,6 +50,7 @@ export async function openDatasetsForTraining(cfg: C3Config): Promise<TrainingDa
   const common = {
     batchSize: cfg.batchSize, imageSize: cfg.imageSize, channels: cfg.channels, seed: cfg.seed,
     workers: cfg.workers, skipBadImages: cfg.skipBadImages, decodeCache: cfg.decodeCache,
+    skipHint: "\"skipBadImages\": true in the config leaves such images out",
   };
   const trainLoader = new DataLoader(train, { ...common, mode: "train" });
   let testLoader: DataLoader<"test"> | null = null;
