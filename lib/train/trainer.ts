@@ -92,8 +92,6 @@ export function specFromConfig(cfg: C3Config): ModelSpec {
   };
 }
 
-export { resolveDevice };
-
 function zeroD(): DLosses {
   return { real: 0, fake: 0, info: 0, infoAug: 0, contrastive: 0, entropy1: 0, entropy2: 0, total: 0 };
 }
