@@ -124,6 +124,13 @@ test("images without labels (format folder) train; evaluations report how they s
   assert.deepEqual(metrics(path.join(run, aside[0])).map((x) => x.epoch), [0, 1], "the earlier run's log, whole");
   assert.equal(fs.readFileSync(path.join(run, aside[0], "best_acc.safetensors"), "utf8"), "from an even earlier labelled run");
   assert.match(logs.join("\n"), /moved the earlier run's files in \S+ \(6: checkpoints, metrics, TensorBoard events\) to \S+earlier-run-\S+; --resume continues a run instead/);
+  // a fresh run that fails in its first batch (an unreadable image; one batch holds them all)
+  // leaves the folder as it found it: the run before it in place, no event file of its own
+  const before = fs.readdirSync(run).sort();
+  fs.writeFileSync(path.join(images, "broken.png"), "not a png");
+  await assert.rejects(train(parseConfig({ ...raw, batchSize: 25, maxEpoch: 1 }, "unlabelled")),
+    /cannot read image \S*broken\.png .*\("skipBadImages": true in the config leaves such images out\)/);
+  assert.deepEqual(fs.readdirSync(run).sort(), before);
 });
 
 test("the train command: a run from a config file, then --resume with more --epochs, and Ctrl-C", async () => {

@@ -70,7 +70,8 @@ export interface TrainResult {
 // What a run writes into its folder. A fresh run in a folder that holds an earlier run moves
 // these aside, into earlier-run-<time>/ (nothing is lost to a run started by mistake, and an
 // interrupted fresh run leaves no old checkpoint for --resume to pick up nor old lines in its
-// metrics log), once the new run has its data and its model.
+// metrics log), once the new run has trained its first step: a run that fails before that (a bad
+// image in its first batch, a diverging first step) leaves the folder as it found it.
 const RUN_FILES = ["last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"];
 
 function moveEarlierRun(saveDir: string, log: (line: string) => void): void {
@@ -227,8 +228,15 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
     if (ownsData) await data.close();
     throw e;
   }
-  if (!opts.resume) moveEarlierRun(saveDir, log);
-  const tb = new SummaryWriter(saveDir);
+  // the earlier run moved aside and this run's event file opened at its first trained step
+  let tb = null as SummaryWriter | null;
+  const started = (): SummaryWriter => {
+    if (!tb) {
+      if (!opts.resume) moveEarlierRun(saveDir, log);
+      tb = new SummaryWriter(saveDir);
+    }
+    return tb;
+  };
   const stepOpts = { temperature: cfg.temperature, perturbation: cfg.perturbation };
   let best: EvalRecord | null = null;
   let last: EvalRecord | null = null;
@@ -252,13 +260,15 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
         });
         if (!Number.isFinite(d.total) || !Number.isFinite(g.total))
           throw new Error(`training diverged at epoch ${epoch}, step ${state.step}: D loss ${d.total}, G loss ${g.total}`);
+        started();  // this run is under way: the earlier one's files go aside now
         accumulate(dSum, d);
         accumulate(gSum, g);
         n++;
         state.step++;
         if (state.step % cfg.logInterval === 0) {
-          for (const [k, v] of Object.entries(d)) tb.addScalar(`D/${k}`, v, state.step);
-          for (const [k, v] of Object.entries(g)) tb.addScalar(`G/${k}`, v, state.step);
+          const events = started();
+          for (const [k, v] of Object.entries(d)) events.addScalar(`D/${k}`, v, state.step);
+          for (const [k, v] of Object.entries(g)) events.addScalar(`G/${k}`, v, state.step);
         }
         const secs = (Date.now() - t0) / 1000;
         const itPerSec = n / Math.max(secs, 1e-9);
@@ -274,6 +284,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
       state.epoch = epoch + 1;
       state.rng = gen.getState();
       const isEval = (epoch + 1) % cfg.evalInterval === 0 || epoch + 1 === cfg.maxEpoch;
+      const events = started();  // (an epoch whose images were all skipped still evaluates and saves)
       if (isEval) {
         const { metrics: r, usage } = await scoreModel(model, data, cfg);
         const rec: EvalRecord = {
@@ -284,17 +295,17 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
         last = rec;
         fs.appendFileSync(metricsFile, JSON.stringify(rec) + "\n");
         if (r) {
-          tb.addScalar("test/ACC", r.acc, state.step);
-          tb.addScalar("test/NMI", r.nmiOfficial, state.step);
+          events.addScalar("test/ACC", r.acc, state.step);
+          events.addScalar("test/NMI", r.nmiOfficial, state.step);
         }
-        tb.addScalar("test/clusters_used", usage.used, state.step);
-        tb.addScalar("test/cluster_balance", usage.balance, state.step);
-        tb.addScalar("test/largest_cluster", usage.largest, state.step);
-        tb.addScalar("test/mean_cosine", usage.meanSimilarity, state.step);
+        events.addScalar("test/clusters_used", usage.used, state.step);
+        events.addScalar("test/cluster_balance", usage.balance, state.step);
+        events.addScalar("test/largest_cluster", usage.largest, state.step);
+        events.addScalar("test/mean_cosine", usage.meanSimilarity, state.step);
         const png = await sampleGrid(model, cfg.seed);
         fs.writeFileSync(path.join(saveDir, "samples.png"), png);
         const meta = await import("sharp").then((s) => s.default(png).metadata());
-        tb.addImage("Image_sample", png, meta.height!, meta.width!, 3, state.step);
+        events.addImage("Image_sample", png, meta.height!, meta.width!, 3, state.step);
         if (r && r.acc > state.bestAcc) {
           state.bestAcc = r.acc;
           best = rec;
@@ -310,7 +321,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
       saveTrainState(statePath(lastFile), model, optG, optD, state);
     }
   } finally {
-    tb.close();
+    tb?.close();
     if (ownsData) await data.close();
     optG.dispose();
     optD.dispose();
