@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on a GPU machine, run once per lease (no Node needed):
 #   1. build c3gan_op_test and c3gan_cuda_bench with plain CMake for sm_90a;
-#   2. every native op case on CUDA in exact-FP32 mode (the cases' tolerances are float32's; the
-#      tensor-core layout probe among them, its verdict in the summary),
+#   2. the tensor-core layout probe (its verdict in the summary), then every native op case on CUDA
+#      in exact-FP32 mode (the cases' tolerances are float32's),
 #      then the cuda_vs_cpu cases (both math modes, against the CPU backend) and the host
 #      index checks, then a compute-sanitizer memcheck pass over the CUDA comparisons;
 #      (the constant-channel kernel's cases are checked to have run; a racecheck of them comes
@@ -58,25 +58,34 @@ fi
 
 # ---- 2. correctness ----
 if [ "$TEST_OK" -eq 0 ]; then
-  step "cuda status and every op case, exact fp32" 120 env C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda
+  # the tensor-core layouts the kernels assume, asked of the GPU (native/cuda/layout_probe.cu), in a
+  # process of its own: a fault there (a sticky error, which fails every later case of its
+  # process) cannot spoil the other cases. On a FAIL its
+  # message says what the hardware did instead (which register holds which row and column;
+  # whether wgmma's descriptor strides are the other way round)
+  PROBE=cuda_tensor_core_layouts_match_the_kernels
+  step "tensor-core layout probe" 30 "$TEST" --device cuda --filter "$PROBE"
+  note "tensor-core layout probe: $(grep -m1 -E "^(ok|FAIL) +$PROBE" "$STEP_OUT" || echo "no result (exit $STEP_RC): $(tail -n 1 "$STEP_OUT")")"
+  grep -q "wgmma not probed" "$STEP_OUT" && note "    wgmma not probed (no sm_90a code on this device)"
+  # the case that runs every tile pipeline, wgmma too, likewise alone (and in the wgmma step below)
+  PIPES=cuda_vs_cpu_tile_pipelines_agree_bitwise
+  step "the tile pipelines agree (registers, cp.async, wgmma)" 45 "$TEST" --device cuda --filter "$PIPES"
+  note "tile pipelines: $(grep -m1 -E "^(ok|FAIL) +$PIPES" "$STEP_OUT" || echo "no result (exit $STEP_RC): $(tail -n 1 "$STEP_OUT")")"
+  ALONE="$PROBE,$PIPES"
+
+  step "cuda status and every op case, exact fp32" 120 env C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda --exclude "$ALONE"
   test_line "op cases on cuda (fp32 mode, incl. cuda_vs_cpu and host checks)"
   if grep -q "^cuda: unavailable" "$STEP_OUT"; then note "$(grep -m1 "^cuda:" "$STEP_OUT")"; exit 1; fi
   # the constant-channel kernel (conv_const.cu): its CPU comparison and the op cases on CUDA
   for c in cuda_vs_cpu_conv2d_code_channels speed_conv2d_code_channels_match_tiled_conv speed_ops_conv2d_const_channels; do
     grep -qE "^(ok|FAIL) +$c" "$STEP_OUT" || note "    case $c did not run"
   done
-  # the tensor-core layouts the kernels assume, asked of the GPU (native/cuda/layout_probe.cu): on a
-  # FAIL its message says what the hardware did instead (which register holds which row and
-  # column; whether wgmma's descriptor strides are the other way round)
-  probe=$(grep -m1 -E "^(ok|FAIL) +cuda_tensor_core_layouts" "$STEP_OUT" || echo "did not run")
-  note "tensor-core layout probe: $probe"
-  grep -B1 -E "^ok +cuda_tensor_core_layouts" "$STEP_OUT" | grep -q "wgmma not probed" && note "    wgmma not probed (no sm_90a code)"
 
-  step "cuda_vs_cpu cases with the default math mode (tf32)" 90 "$TEST" --device cuda --filter cuda_
+  step "cuda_vs_cpu cases with the default math mode (tf32)" 90 "$TEST" --device cuda --filter cuda_ --exclude "$ALONE"
   test_line "cuda_vs_cpu + host checks (tf32 default)"
 
   step "cuda_vs_cpu cases on the cp.async tile pipeline (C3GAN_CUDA_TILE=async, tf32)" 60 \
-    env C3GAN_CUDA_TILE=async "$TEST" --device cuda --filter cuda_vs_cpu
+    env C3GAN_CUDA_TILE=async "$TEST" --device cuda --filter cuda_vs_cpu --exclude "$ALONE"
   test_line "cuda_vs_cpu on the cp.async pipeline (tf32)"
 
   step "cuda_vs_cpu cases on the wgmma tile pipeline (C3GAN_CUDA_TILE=wgmma, tf32)" 60 \
