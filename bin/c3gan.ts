@@ -4,7 +4,7 @@ import "../lib/cli/env";
 import { Command } from "commander";
 import * as path from "node:path";
 import { formatDuration, Progress } from "../lib/cli/progress";
-import { addonFilePath, native } from "../lib/native";
+import { addonFilePath, native, NativeAddon } from "../lib/native";
 import { C3Config, describeConfig, loadConfig, parseConfig } from "../lib/train/config";
 import { DEFAULT_CONFIG } from "../lib/train/defaults";
 import { train, scoreModel, specFromConfig } from "../lib/train/trainer";
@@ -26,6 +26,19 @@ function fail(e: unknown): never {
   process.stderr.write(`c3gan: ${msg.replace(/^c3gan(:\s*|\s+)/, "")}\n`);
   if (process.env.C3GAN_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   process.exit(1);
+}
+
+// `c3gan info`'s line on the tensor-core layouts the kernels assume, as the device answered
+function tensorCoreVerdict(N: NativeAddon): string {
+  let p: ReturnType<NativeAddon["cudaLayoutProbe"]>;
+  try {
+    p = N.cudaLayoutProbe();
+  } catch (e) {
+    return `the layout probe failed (please report): ${(e as Error).message}`;
+  }
+  const wrong = [p.mma, p.wgmma].filter((s) => s !== "");
+  if (wrong.length > 0) return `NOT as the kernels assume (results would be wrong; please report): ${wrong.join("; ")}`;
+  return `layouts as the kernels assume (mma.sync${p.wgmmaRan ? ", wgmma" : "; wgmma: no sm_90a code here"})`;
 }
 
 function configFrom(opts: { config?: string; device?: string; saveDir?: string; epochs?: string }): C3Config {
@@ -128,6 +141,7 @@ program
       `cpu: ${N.cpuFeatures()}; gemm kernel ${N.gemmKernel()}\ncuda: ${N.cudaStatus()}\n` +
       `cuda code: ${N.cudaBuild()}` +
       (N.cudaAvailable() ? `; math ${N.cudaMath()}, tile pipeline ${N.cudaTile()}, convs ${N.cudaConv()}` : "") +
+      (N.cudaAvailable() ? `\ntensor cores: ${tensorCoreVerdict(N)}` : "") +
       `\ncudnn: ${N.cudnnStatus()}` +
       // several GPUs: which one the backend uses, and how to choose another
       (N.cudaDevices().length > 1 ? `\ncuda devices (in use: ${N.cudaDevice()}; choose with "device": "cuda:N" or C3GAN_CUDA_DEVICE):` +

@@ -78,6 +78,9 @@ export interface NativeAddon {
   setCudaConv(engine: CudaConv): void;
   /** "9.6.0 (/path/libcudnn.so.9)" or "unavailable (<why>)": cuDNN, looked for at run time (C3GAN_CUDNN, else the loader's path) */
   cudnnStatus(): string;
+  /** The tensor-core layouts the CUDA kernels assume (mma.sync; wgmma where the device runs sm_90a code), asked of
+   * the device: "" where it agrees, else what it did instead. Throws without CUDA. */
+  cudaLayoutProbe(): { mma: string; wgmmaRan: boolean; wgmma: string };
   /** The GPU code this addon carries ("sm_80 sm_86 sm_89 sm_90a + compute_90 PTX"), or why none */
   cudaBuild(): string;
   /** Kernels launched since the process started (0 without a CUDA backend) */

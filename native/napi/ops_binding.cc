@@ -503,6 +503,22 @@ C3_OP(CudnnStatus, "cudnnStatus")
 #endif
 C3_END
 
+// cudaLayoutProbe(): { mma, wgmmaRan, wgmma }: the tensor-core layouts the kernels assume, asked of
+// the device (native/cuda/layout_probe.cu); "" where the device agrees, else what it did instead
+C3_OP(CudaLayoutProbe, "cudaLayoutProbe")
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) {
+    const c3::CudaLayoutProbe p = c3::cuda_probe_tensor_core_layouts();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("mma", p.mma);
+    out.Set("wgmmaRan", p.wgmma_ran);
+    out.Set("wgmma", p.wgmma);
+    return out;
+  }
+#endif
+  throw c3::Error("cudaLayoutProbe", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
 // cudaLaunches(): kernels launched since the process started (0 without a CUDA backend)
 C3_OP(CudaLaunches, "cudaLaunches")
 #ifdef C3GAN_HAVE_CUDA
@@ -576,6 +592,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"selectCudaDevice", SelectCudaDevice}, {"cudaDevice", CudaDeviceIndex}, {"cudaDevices", CudaDeviceList}, {"cudaMath", CudaMathMode},
       {"setCudaMath", SetCudaMathMode}, {"cudaTile", CudaTileMode}, {"setCudaTile", SetCudaTileMode},
       {"cudaConv", CudaConvEngine}, {"setCudaConv", SetCudaConvEngine}, {"cudnnStatus", CudnnStatus},
+      {"cudaLayoutProbe", CudaLayoutProbe},
       {"cudaBuild", CudaBuild}, {"cudaLaunches", CudaLaunches}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };
