@@ -53,7 +53,17 @@ export interface MemoryStats {
 }
 
 export type CudaTile = "registers" | "async" | "wgmma";
-export type CudaConv = "native" | "cudnn";
+export type CudaConv = "native" | "cudnn" | "auto";
+
+/** One of the "auto" conv engine's choices: a pass and shape timed on both engines (cudnnMs null: cuDNN could not run it, note says why) */
+export interface CudaConvChoice {
+  pass: string;
+  conv: string;
+  engine: "native" | "cudnn";
+  nativeMs: number;
+  cudnnMs: number | null;
+  note: string;
+}
 
 export interface NativeAddon {
   version: string;
@@ -74,8 +84,10 @@ export interface NativeAddon {
   setCudaTile(pipeline: CudaTile): void;
   /** Who runs the plain convolutions on CUDA (C3GAN_CUDA_CONV): c3gan's tile kernels ("native") or cuDNN. Throws without CUDA. */
   cudaConv(): CudaConv;
-  /** "cudnn" throws, saying why, where cuDNN cannot be loaded */
+  /** "cudnn" throws, saying why, where cuDNN cannot be loaded; "auto" times both engines per pass and shape, once */
   setCudaConv(engine: CudaConv): void;
+  /** The "auto" engine's choices so far, in the order made ([] without CUDA or before any) */
+  cudaConvChoices(): CudaConvChoice[];
   /** "9.6.0 (/path/libcudnn.so.9)" or "unavailable (<why>)": cuDNN, looked for at run time (C3GAN_CUDNN, else the loader's path) */
   cudnnStatus(): string;
   /** The tensor-core layouts the CUDA kernels assume (mma.sync; wgmma where the device runs sm_90a code), asked of

@@ -3,7 +3,7 @@
 // (benchmarks/torch_iteration.py, benchmarks/torch_ops.py through /usr/bin/python3 on the same
 // number of threads), alternating with c3gan in the same run, and prints the ratios.
 import { Command } from "commander";
-import { native, DeviceName, NativeAddon } from "../native";
+import { native, CudaConvChoice, DeviceName, NativeAddon } from "../native";
 import { cudaIndexOf, parseDeviceChoice, resolveDevice } from "../device";
 import { OpProfile, READBACK_OPS } from "../profile";
 import { BENCH_CONFIGS, BenchConfig, DEFAULT_CONFIG_NAMES, resolveConfigs } from "./configs";
@@ -123,6 +123,8 @@ export interface IterationReport {
   results: IterationResult[];
   /** with --profile: per config, where its timed iterations spent their time */
   profiles: IterationProfile[];
+  /** on CUDA with the "auto" conv engine: what it chose per conv pass and shape, and both engines' times */
+  convChoices: CudaConvChoice[];
   elapsedSeconds: number;
   loadAverageEnd: number[];
 }
@@ -184,7 +186,9 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
         kernelLaunches: profile.launches / o.runs, ops: profile.ops(), shapes: profile.shapes() });
     }
   }
-  return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, profiles, elapsedSeconds: nowSeconds() - t0, loadAverageEnd: loadAverage() };
+  const convChoices = o.device === "cuda" ? N.cudaConvChoices() : [];
+  return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, profiles, convChoices,
+    elapsedSeconds: nowSeconds() - t0, loadAverageEnd: loadAverage() };
 }
 
 export function formatIterations(r: IterationReport, render: Render = renderText): string {
@@ -194,7 +198,26 @@ export function formatIterations(r: IterationReport, render: Render = renderText
     `s/iteration = one D step + one G step (the official losses, Adam), random inputs; median (min-max) of the runs after one warm-up;` +
     (r.torch ? ` c3gan and PyTorch alternate run by run; speed / torch = torch's median / c3gan's (> 1: c3gan is faster).` : ""),
     ...r.profiles.flatMap((p) => profileLines(p, r.device, render)),
+    ...convChoiceLines(r.convChoices ?? [], render),
   ].join("\n");
+}
+
+// the "auto" conv engine's choices: each pass and shape with both engines' times (best of two runs)
+function convChoiceLines(choices: CudaConvChoice[], render: Render): string[] {
+  if (choices.length === 0) return [];
+  const ms = (x: number | null) => (x === null ? "-" : x.toFixed(3));
+  const onCudnn = choices.filter((c) => c.engine === "cudnn").length;
+  const unusable = choices.filter((c) => c.cudnnMs === null);
+  const native = choices.reduce((s, c) => s + c.nativeMs, 0);
+  const chosen = choices.reduce((s, c) => s + (c.engine === "cudnn" ? c.cudnnMs! : c.nativeMs), 0);
+  return ["", `conv engines (auto): cuDNN for ${onCudnn} of ${choices.length} conv passes and shapes; the chosen engines take ` +
+    `${chosen.toFixed(3)} ms where the tile kernels alone take ${native.toFixed(3)} ms (one call of each)` +
+    (unusable.length ? `; cuDNN could not run ${unusable.length} (${unusable[0].note})` : ""),
+  render({
+    headers: ["pass", "conv (input -> weight)", "engine", "tile kernels ms", "cuDNN ms"],
+    rows: choices.map((c) => [c.pass, c.conv, c.engine, ms(c.nativeMs), ms(c.cudnnMs)]),
+    align: "llrrr",
+  })];
 }
 
 const PROFILE_ROWS = 20;

@@ -64,7 +64,9 @@ export function machineInfo(addon: NativeAddon): Machine {
 function cudaText(addon: NativeAddon): string {
   const status = addon.cudaStatus();
   if (!addon.cudaAvailable() || typeof addon.cudaConv !== "function") return status;
-  const conv = addon.cudaConv() === "cudnn" ? `cudnn ${addon.cudnnStatus()}` : "native";
+  const engine = addon.cudaConv();
+  const conv = engine === "native" ? "native" : engine === "cudnn" ? `cudnn ${addon.cudnnStatus()}`
+    : `auto (the faster per pass and shape; cudnn ${addon.cudnnStatus()})`;
   return `${status}; math ${addon.cudaMath()}, tiles ${addon.cudaTile()}, convs ${conv}`;
 }
 

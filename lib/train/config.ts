@@ -81,8 +81,8 @@ export interface C3Config {
   cudaMath: "tf32" | "fp32" | null;
   /** CUDA tile GEMM pipeline: registers, async (cp.async) or wgmma (H100/H200); null keeps C3GAN_CUDA_TILE's, else registers. */
   cudaTile: "registers" | "async" | "wgmma" | null;
-  /** CUDA plain convolutions: c3gan's tile kernels or cuDNN (loaded at run time); null keeps C3GAN_CUDA_CONV's, else native. */
-  cudaConv: "native" | "cudnn" | null;
+  /** CUDA plain convolutions: c3gan's tile kernels, cuDNN (loaded at run time) or auto (per pass and shape the faster, timed once); null keeps C3GAN_CUDA_CONV's, else native. */
+  cudaConv: "native" | "cudnn" | "auto" | null;
   seed: number;
   workers: number;
   threads: number;
@@ -385,7 +385,7 @@ export function parseConfig(json: unknown, source = "<config>"): C3Config {
     device: r.device("device", "auto"),
     cudaMath: r.optOneOf("cudaMath", ["tf32", "fp32"] as const),
     cudaTile: r.optOneOf("cudaTile", ["registers", "async", "wgmma"] as const),
-    cudaConv: r.optOneOf("cudaConv", ["native", "cudnn"] as const),
+    cudaConv: r.optOneOf("cudaConv", ["native", "cudnn", "auto"] as const),
     seed,
     // The official uses 8 loader workers; these machines have 2 cores.
     workers: r.int("workers", 2, 0),

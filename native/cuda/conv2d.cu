@@ -9,6 +9,7 @@
 #include "conv2d.cuh"
 #include "conv_cudnn.cuh"
 #include "conv_moments.cuh"
+#include "conv_tune.cuh"
 #include "gemm.cuh"
 #include "memory.cuh"
 #include "pointwise.cuh"
@@ -28,17 +29,13 @@ ConvShape checked_shape(const Conv2dParams& p, const char* op) {
   return conv_shape(p);
 }
 
-// Whether cuDNN runs this conv (cuda.h CudaConv): when chosen, for every non-empty shape (an
-// empty one is the tile path's no-op or zero fill)
-bool on_cudnn(const Conv2dParams& p) {
-  return conv_engine() == CudaConv::Cudnn && p.N > 0 && p.C > 0 && p.K > 0 && p.OH > 0 && p.OW > 0;
-}
+size_t input_floats(const Conv2dParams& p) { return static_cast<size_t>(p.N * p.C * p.H * p.W); }
+size_t output_floats(const Conv2dParams& p) { return static_cast<size_t>(p.N * p.K * p.OH * p.OW); }
+size_t weight_floats(const Conv2dParams& p) { return static_cast<size_t>(p.K * p.C * p.R * p.S); }
 
-}  // namespace
-
-void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
-                    float* moments) {
-  if (on_cudnn(p)) {
+void forward_on(bool cudnn, const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                float* moments) {
+  if (cudnn) {
     cudnn_conv2d_forward(p, x, w, bias, y);
     if (moments) channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
     return;
@@ -55,19 +52,17 @@ void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const
   else channel_moments(p.N, p.K, p.OH * p.OW, y, moments);
 }
 
-void conv2d_forward_leaky(const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
-                          float* y) {
-  if (on_cudnn(p)) {  // the conv, then LeakyReLU in place: the two ops' bits
+void forward_leaky_on(bool cudnn, const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
+                      float* y) {
+  if (cudnn) {  // the conv, then LeakyReLU in place: the two ops' bits
     cudnn_conv2d_forward(p, x, w, bias, y);
-    unary_forward(UnaryOp::LeakyRelu, static_cast<size_t>(p.N * p.K * p.OH * p.OW), y, slope, y);
+    unary_forward(UnaryOp::LeakyRelu, output_floats(p), y, slope, y);
     return;
   }
   const ConvShape s = checked_shape(p, "cuda conv2d_forward");
   tile::tile_gemm("conv2d_forward", conv_weight(s, w), conv_fwd_x(s, x), conv_fwd_out(s, y, bias, &slope),
                   s.C * s.R * s.S);
 }
-
-namespace {
 
 // dx = the product (beta 0) or dx += it (beta 1: the epilogue adds the value held, as axpy would)
 void backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx, float beta) {
@@ -97,32 +92,61 @@ void backward_data(const Conv2dParams& p, const float* dy, const float* w, float
   });
 }
 
-}  // namespace
-
-void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-  if (on_cudnn(p)) return cudnn_conv2d_backward_data(p, dy, w, dx);
-  backward_data(p, dy, w, dx, 0.0f);
+void backward_data_on(bool cudnn, const Conv2dParams& p, const float* dy, const float* w, float* dx, bool accumulate) {
+  if (!cudnn) return backward_data(p, dy, w, dx, accumulate ? 1.0f : 0.0f);
+  if (!accumulate) return cudnn_conv2d_backward_data(p, dy, w, dx);
+  // into scratch, then added: the bits of backward data then axpy, which cuDNN's beta = 1 does
+  // not promise (an algorithm may add partial sums into dx in its own order)
+  const Scratch g(input_floats(p) * sizeof(float));
+  cudnn_conv2d_backward_data(p, dy, w, g.as<float>());
+  axpy(input_floats(p), 1.0f, g.as<float>(), dx);
 }
 
-void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
-  if (on_cudnn(p)) {
-    // into scratch, then added: the bits of backward data then axpy, which cuDNN's beta = 1 does
-    // not promise (an algorithm may add partial sums into dx in its own order)
-    const size_t n = static_cast<size_t>(p.N * p.C * p.H * p.W);
-    const Scratch g(n * sizeof(float));
-    cudnn_conv2d_backward_data(p, dy, w, g.as<float>());
-    axpy(n, 1.0f, g.as<float>(), dx);
-    return;
-  }
-  backward_data(p, dy, w, dx, 1.0f);
-}
-
-void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
-  if (on_cudnn(p)) return cudnn_conv2d_backward_weight(p, dy, x, dw);
+void backward_weight_on(bool cudnn, const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  if (cudnn) return cudnn_conv2d_backward_weight(p, dy, x, dw);
   const ConvShape s = checked_shape(p, "cuda conv2d_backward_weight");
   const int64_t crs = static_cast<int64_t>(s.C) * s.R * s.S;
   tile::tile_gemm("conv2d_backward_weight", conv_bwdw_dy(s, dy), conv_bwdw_x(s, x),
                   DenseOut{dw, crs, 1, 1.0f, 0.0f, nullptr}, s.N * s.OH * s.OW);
+}
+
+}  // namespace
+
+// Each entry asks conv_tune which engine runs it (cuda.h CudaConv), handing it the same call with
+// its outputs moved, for Auto's trials.
+
+void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
+                    float* moments) {
+  const ConvPass pass = moments ? ConvPass::ForwardMoments : ConvPass::Forward;
+  const bool cudnn = conv_on_cudnn(pass, p, output_floats(p), moments ? 2 * static_cast<size_t>(p.K) : 0,
+                                   [&](bool c, float* out, float* m) { forward_on(c, p, x, w, bias, out, moments ? m : nullptr); });
+  forward_on(cudnn, p, x, w, bias, y, moments);
+}
+
+void conv2d_forward_leaky(const Conv2dParams& p, const float* x, const float* w, const float* bias, float slope,
+                          float* y) {
+  const bool cudnn = conv_on_cudnn(ConvPass::ForwardLeaky, p, output_floats(p), 0,
+                                   [&](bool c, float* out, float*) { forward_leaky_on(c, p, x, w, bias, slope, out); });
+  forward_leaky_on(cudnn, p, x, w, bias, slope, y);
+}
+
+void conv2d_backward_data(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  const bool cudnn = conv_on_cudnn(ConvPass::BackwardData, p, input_floats(p), 0,
+                                   [&](bool c, float* out, float*) { backward_data_on(c, p, dy, w, out, false); });
+  backward_data_on(cudnn, p, dy, w, dx, false);
+}
+
+void conv2d_backward_data_accumulate(const Conv2dParams& p, const float* dy, const float* w, float* dx) {
+  // (the trials add into scratch that holds no gradient: the same work, their sums unused)
+  const bool cudnn = conv_on_cudnn(ConvPass::BackwardDataAccumulate, p, input_floats(p), 0,
+                                   [&](bool c, float* out, float*) { backward_data_on(c, p, dy, w, out, true); });
+  backward_data_on(cudnn, p, dy, w, dx, true);
+}
+
+void conv2d_backward_weight(const Conv2dParams& p, const float* dy, const float* x, float* dw) {
+  const bool cudnn = conv_on_cudnn(ConvPass::BackwardWeight, p, weight_floats(p), 0,
+                                   [&](bool c, float* out, float*) { backward_weight_on(c, p, dy, x, out); });
+  backward_weight_on(cudnn, p, dy, x, dw);
 }
 
 }  // namespace c3::cuda

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace c3 {
 
@@ -43,12 +44,27 @@ void cuda_set_tile(CudaTile t);
 
 // Who runs the plain convolutions (conv2d forward, backward data, backward weight): c3gan's tile
 // kernels (the default) or cuDNN, loaded at run time where a library is found (cudnn_api.h), in
-// the math mode above; the up-convs and the constant code channels stay on c3gan's kernels. The
-// initial choice comes from the environment: C3GAN_CUDA_CONV=native|cudnn. Choosing cuDNN where
-// it cannot be loaded is an error that says why.
-enum class CudaConv : int { Native = 0, Cudnn = 1 };
+// the math mode above; the up-convs and the constant code channels stay on c3gan's kernels. Auto
+// times both engines once per pass, shape and math mode (on scratch outputs, at the first call)
+// and keeps the faster for the process, as PyTorch's cudnn.benchmark does for its algorithms; it
+// is the tile kernels alone where cuDNN does not load, and for a shape cuDNN cannot run. Its
+// choices follow timings, so two processes may choose, and round, differently. The initial
+// choice comes from the environment: C3GAN_CUDA_CONV=native|cudnn|auto. Choosing cuDNN where it
+// cannot be loaded is an error that says why.
+enum class CudaConv : int { Native = 0, Cudnn = 1, Auto = 2 };
 CudaConv cuda_conv();
 void cuda_set_conv(CudaConv c);
+// Auto's choices so far, in the order made: the pass ("forward", "forward+moments", "forward+leaky",
+// "backward data", "backward data (accumulate)", "backward weight"), the conv ("64x16x128x128 ->
+// 32x3x3 s1 p1, tf32"), the engine chosen and both engines' best time of two runs (cudnn_ms < 0:
+// cuDNN could not run it, note says why).
+struct CudaConvChoice {
+  std::string pass, conv;
+  bool cudnn = false;
+  double native_ms = 0, cudnn_ms = 0;
+  std::string note;
+};
+std::vector<CudaConvChoice> cuda_conv_choices();
 // "9.6.0 (/path/libcudnn.so.9)", or "unavailable (<why>)"
 std::string cudnn_status();
 

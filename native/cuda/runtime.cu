@@ -217,7 +217,7 @@ std::atomic<int>& tile_slot() {  // CudaTile
 }
 
 std::atomic<int>& conv_slot() {  // CudaConv
-  static std::atomic<int>* c = env_choice("C3GAN_CUDA_CONV", {"native", "cudnn"});
+  static std::atomic<int>* c = env_choice("C3GAN_CUDA_CONV", {"native", "cudnn", "auto"});
   return *c;
 }
 
@@ -282,7 +282,7 @@ CudaTile tile_pipeline() {
 }
 
 CudaConv conv_engine() {
-  const auto c = static_cast<CudaConv>(chosen(conv_slot(), "C3GAN_CUDA_CONV", "'native' or 'cudnn'"));
+  const auto c = static_cast<CudaConv>(chosen(conv_slot(), "C3GAN_CUDA_CONV", "'native', 'cudnn' or 'auto'"));
   if (c == CudaConv::Cudnn && !cudnn::api())
     throw Error("cuda", "C3GAN_CUDA_CONV=cudnn, but cuDNN is " + cudnn::describe());
   return c;
@@ -470,7 +470,8 @@ void cuda_set_tile(CudaTile t) {
 
 CudaConv cuda_conv() { return cuda::conv_engine(); }
 void cuda_set_conv(CudaConv c) {
-  c3::check(c == CudaConv::Native || c == CudaConv::Cudnn, "cuda_set_conv", "unknown convolution engine ",
+  c3::check(c == CudaConv::Native || c == CudaConv::Cudnn || c == CudaConv::Auto, "cuda_set_conv",
+            "unknown convolution engine ",
             static_cast<int>(c));
   if (c == CudaConv::Cudnn && !cuda::cudnn::api())
     throw Error("cuda_set_conv", "the cuDNN convolutions need cuDNN, which is " + cuda::cudnn::describe());

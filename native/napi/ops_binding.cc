@@ -474,23 +474,46 @@ C3_OP(SetCudaTileMode, "setCudaTile")
 C3_END
 
 // cudaConv(): who runs the plain convolutions on CUDA ("native", c3gan's tile kernels, the
-// default; "cudnn": cuDNN, loaded at run time); C3GAN_CUDA_CONV sets it at start, setCudaConv later
+// default; "cudnn": cuDNN, loaded at run time; "auto": per pass and shape the faster, timed once);
+// C3GAN_CUDA_CONV sets it at start, setCudaConv later; cudaConvChoices(): auto's choices so far
+#ifdef C3GAN_HAVE_CUDA
+static constexpr const char* kConvNames[] = {"native", "cudnn", "auto"};
+#endif
+
 C3_OP(CudaConvEngine, "cudaConv")
 #ifdef C3GAN_HAVE_CUDA
-  if (c3::cuda_available()) return Napi::String::New(env, c3::cuda_conv() == c3::CudaConv::Cudnn ? "cudnn" : "native");
+  if (c3::cuda_available()) return Napi::String::New(env, kConvNames[static_cast<int>(c3::cuda_conv())]);
 #endif
   throw c3::Error("cudaConv", std::string("CUDA is ") + c3::cuda_status());
 C3_END
 
 C3_OP(SetCudaConvEngine, "setCudaConv")
-  const std::string c = a.choice(0, "engine", {"native", "cudnn"});
+  const std::string c = a.choice(0, "engine", {"native", "cudnn", "auto"});
 #ifdef C3GAN_HAVE_CUDA
   if (c3::cuda_available()) {
-    c3::cuda_set_conv(c == "cudnn" ? c3::CudaConv::Cudnn : c3::CudaConv::Native);
+    c3::cuda_set_conv(c == "cudnn" ? c3::CudaConv::Cudnn : c == "auto" ? c3::CudaConv::Auto : c3::CudaConv::Native);
     return env.Undefined();
   }
 #endif
   throw c3::Error("setCudaConv", std::string("CUDA is ") + c3::cuda_status());
+C3_END
+
+C3_OP(CudaConvChoices, "cudaConvChoices")
+  Napi::Array out = Napi::Array::New(env);
+#ifdef C3GAN_HAVE_CUDA
+  const std::vector<c3::CudaConvChoice> list = c3::cuda_conv_choices();
+  for (uint32_t i = 0; i < list.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pass", list[i].pass);
+    o.Set("conv", list[i].conv);
+    o.Set("engine", list[i].cudnn ? "cudnn" : "native");
+    o.Set("nativeMs", list[i].native_ms);
+    o.Set("cudnnMs", list[i].cudnn_ms < 0 ? env.Null() : Napi::Number::New(env, list[i].cudnn_ms));
+    o.Set("note", list[i].note);
+    out.Set(i, o);
+  }
+#endif
+  return out;
 C3_END
 
 // cudnnStatus(): "9.6.0 (/path/libcudnn.so.9)" or "unavailable (<why>)"; looks for the library
@@ -592,7 +615,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"selectCudaDevice", SelectCudaDevice}, {"cudaDevice", CudaDeviceIndex}, {"cudaDevices", CudaDeviceList}, {"cudaMath", CudaMathMode},
       {"setCudaMath", SetCudaMathMode}, {"cudaTile", CudaTileMode}, {"setCudaTile", SetCudaTileMode},
       {"cudaConv", CudaConvEngine}, {"setCudaConv", SetCudaConvEngine}, {"cudnnStatus", CudnnStatus},
-      {"cudaLayoutProbe", CudaLayoutProbe},
+      {"cudaLayoutProbe", CudaLayoutProbe}, {"cudaConvChoices", CudaConvChoices},
       {"cudaBuild", CudaBuild}, {"cudaLaunches", CudaLaunches}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };

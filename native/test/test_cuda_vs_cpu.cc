@@ -1259,6 +1259,12 @@ C3_TEST(cuda_vs_cpu_conv2d_cudnn_engine) {
       if (msg.find("need cuDNN, which is unavailable (") == std::string::npos)
         throw Failure("choosing cuDNN where it is " + status + " failed without saying why: " + msg);
       if (cuda_conv() != CudaConv::Native) throw Failure("a refused cuDNN choice changed the engine");
+      // auto without cuDNN: the tile kernels, nothing timed
+      cuda_set_conv(CudaConv::Auto);
+      const Conv2dParams p = conv_params({2, 3, 5, 5, 4, 3, 3, 1, 1});
+      Buf bx(*g, random_vec(2 * 3 * 25, 74600)), bw(*g, random_vec(4 * 3 * 9, 74601)), by(*g, 2 * 4 * 25);
+      g->conv2d_forward(p, bx.p(), bw.p(), nullptr, by.p(), nullptr);
+      if (!cuda_conv_choices().empty()) throw Failure("auto timed cuDNN, which is " + status);
       std::printf("     note: cudnn %s\n", status.c_str());
       return;
     }
@@ -1285,6 +1291,23 @@ C3_TEST(cuda_vs_cpu_conv2d_cudnn_engine) {
       if (msg.find(part) == std::string::npos)
         throw Failure("no usable cuDNN algorithm: expected an error with '" + std::string(part) + "', got '" + msg + "'");
     g->conv2d_forward(p, bx.p(), bw.p(), nullptr, by.p(), nullptr);
+    // auto, where cuDNN offers nothing usable for a shape: the tile kernels, and the choice says why
+    cuda_set_conv(CudaConv::Auto);
+    setenv("C3GAN_CUDNN_MOCK_OFFER", "unusable", 1);
+    const Conv2dParams q = conv_params({2, 3, 6, 5, 4, 3, 3, 1, 1});
+    Buf qx(*g, random_vec(2 * 3 * 30, 74502)), qy(*g, 2 * 4 * 30);
+    try {
+      g->conv2d_forward(q, qx.p(), bw.p(), nullptr, qy.p(), nullptr);
+    } catch (...) {
+      unsetenv("C3GAN_CUDNN_MOCK_OFFER");
+      throw;
+    }
+    unsetenv("C3GAN_CUDNN_MOCK_OFFER");
+    const std::vector<CudaConvChoice> cs = cuda_conv_choices();
+    if (cs.empty() || cs.back().cudnn || cs.back().cudnn_ms >= 0 || cs.back().conv.rfind("2x3x6x5 -> 4x3x3", 0) != 0 ||
+        cs.back().note.find("offered no deterministic") == std::string::npos)
+      throw Failure("auto with no usable cuDNN algorithm: expected the tile kernels and the reason, got " +
+                    (cs.empty() ? std::string("no choice") : cs.back().conv + " " + cs.back().note));
   }
   const ConvCase cases[] = {{4, 16, 16, 16, 32, 3, 3, 1, 1}, {4, 8, 16, 16, 16, 4, 4, 2, 1},
                             {8, 64, 4, 4, 48, 4, 4, 4, 0},   {2, 3, 9, 7, 5, 3, 2, 2, 1}};
@@ -1304,8 +1327,8 @@ C3_TEST(cuda_vs_cpu_conv2d_cudnn_engine) {
     cpu.conv2d_backward_weight(p, ady.data(), ax.data(), sdw.data());
     for (CudaMath m : kModes) {
       MathScope ms(m);
-      Outputs out[2];
-      for (CudaConv engine : {CudaConv::Native, CudaConv::Cudnn}) {
+      Outputs out[3];
+      for (CudaConv engine : {CudaConv::Native, CudaConv::Cudnn, CudaConv::Auto}) {
         cuda_set_conv(engine);
         Buf bx(*g, x), bw(*g, w), bb(*g, b), bdy(*g, dy), by(*g, nan_vec(ny)), bm(*g, nan_vec(2 * p.K)),
             bdx(*g, nan_vec(nx)), bdw(*g, nan_vec(nw)), acc(*g, held);
@@ -1326,6 +1349,26 @@ C3_TEST(cuda_vs_cpu_conv2d_cudnn_engine) {
       const Outputs& nat = out[0];
       const Outputs& dnn = out[1];
       const char* names[] = {"forward", "moments", "backward data", "backward weight", "backward data accumulate"};
+      // auto: each pass the bits of the engine it chose, the faster of the two it timed, once
+      const char* passes[] = {"forward+moments", "forward+moments", "backward data", "backward weight",
+                              "backward data (accumulate)"};
+      const std::vector<CudaConvChoice> choices = cuda_conv_choices();
+      char conv[160];
+      std::snprintf(conv, sizeof conv, "%lldx%lldx%lldx%lld -> %lldx%lldx%lld s%lld p%lld, %s", (long long)p.N,
+                    (long long)p.C, (long long)p.H, (long long)p.W, (long long)p.K, (long long)p.R, (long long)p.S,
+                    (long long)p.stride, (long long)p.pad, mode_name(m));
+      for (size_t i = 0; i < nat.size(); ++i) {
+        int found = 0;
+        for (const CudaConvChoice& c : choices) {
+          if (c.pass != passes[i] || c.conv != conv) continue;
+          ++found;
+          if (c.cudnn != (c.cudnn_ms >= 0 && c.cudnn_ms < c.native_ms))
+            throw Failure(what + " " + passes[i] + ": auto kept the slower engine");
+          expect_same(out[2][i], out[c.cudnn ? 1 : 0][i], what + " " + mode_name(m) + " " + names[i] + " (auto, " +
+                                                              (c.cudnn ? "cuDNN" : "tile kernels") + ")");
+        }
+        if (found != 1) throw Failure(what + " " + passes[i] + " " + conv + ": " + std::to_string(found) + " auto choices");
+      }
       // each engine within a product's rounding of the exact value, so within twice it of each
       // other; a channel's moments within what y's errors (e) move them: the mean by e, the
       // variance by 2 (max |y - mean|) e + e^2, plus float rounding
