@@ -8,7 +8,8 @@
 #   1c. the same unwaited (`bench --profile host`): the host's cost against the GPU's backlog;
 #   2. 1,000 iterations at the 32 px config: device memory must stay flat;
 #   3. the CUB iteration again with C3GAN_CUDA_TILE=wgmma (Hopper's warpgroup MMA);
-#   3b. and with C3GAN_CUDA_CONV=cudnn (the plain convolutions on the machine's cuDNN);
+#   3b. and with C3GAN_CUDA_CONV=auto (each plain conv pass on the faster of the tile kernels and the
+#       machine's cuDNN, both timed per shape: the table in the log);
 #   4. with what the budget leaves, the TypeScript op tests on CUDA (C3GAN_DEVICE=cuda): every op
 #      against float64 references, the gradient checks, PyTorch parity fixtures (ops and the whole
 #      model), error paths, memory accounting, a short training run whose checkpoint must score the
@@ -70,13 +71,16 @@ step "CUB iteration, wgmma tiles" 75 env C3GAN_CUDA_TILE=wgmma "$NODE" dist/bin/
   --configs cub-128px-b64 --runs 3
 note "CUB iteration, C3GAN_CUDA_TILE=wgmma (exit $STEP_RC): $(grep -E 'cub-128px-b64|sm_90a' "$STEP_OUT" | tail -n 1)"
 
-# ---- 3b. the CUB iteration with cuDNN running the plain convolutions (c3gan only; against step 1's:
-# how much of the gap to PyTorch is the conv kernels) ----
+# ---- 3b. the CUB iteration with the conv engine chosen per pass and shape (C3GAN_CUDA_CONV=auto: the
+# tile kernels and cuDNN timed once each, in the warm-up iteration; c3gan only, against step 1's):
+# how much of the gap to PyTorch is the conv kernels, and the table of both engines' times for
+# every conv pass of the iteration (in the log) ----
 CUDNN_DIR=$(cudnn_dir)
 if [ -n "$CUDNN_DIR" ]; then
-  step "CUB iteration, cuDNN convs" 60 env C3GAN_CUDNN="$CUDNN_DIR" LD_LIBRARY_PATH="$CUDNN_DIR:${LD_LIBRARY_PATH:-}" \
-    C3GAN_CUDA_CONV=cudnn "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 3
-  note "CUB iteration, C3GAN_CUDA_CONV=cudnn (exit $STEP_RC): $(grep -E 'cub-128px-b64|cuDNN|cudnn' "$STEP_OUT" | tail -n 1)"
+  step "CUB iteration, conv engines auto" 75 env C3GAN_CUDNN="$CUDNN_DIR" LD_LIBRARY_PATH="$CUDNN_DIR:${LD_LIBRARY_PATH:-}" \
+    C3GAN_CUDA_CONV=auto "$NODE" dist/bin/c3gan.js bench --device cuda --configs cub-128px-b64 --runs 3
+  note "CUB iteration, C3GAN_CUDA_CONV=auto (exit $STEP_RC): $(grep -E '^cub-128px-b64 ' "$STEP_OUT" | tail -n 1)"
+  note "    $(grep -E '^conv engines \(auto\)' "$STEP_OUT" | cut -c1-400)"
 else
   note "cudnn: no libcudnn found, the CUB iteration with cuDNN convs skipped"
 fi

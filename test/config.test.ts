@@ -62,6 +62,7 @@ test("defaults follow the official config.py", () => {
   assert.equal(parseConfig({ dataDir: "x", cudaMath: "fp32" }).cudaMath, "fp32");
   assert.equal(parseConfig({ dataDir: "x", cudaTile: "wgmma" }).cudaTile, "wgmma");
   assert.equal(parseConfig({ dataDir: "x", cudaConv: "cudnn" }).cudaConv, "cudnn");
+  assert.equal(parseConfig({ dataDir: "x", cudaConv: "auto" }).cudaConv, "auto");
 });
 
 test("a resolved config parses back to itself (it is saved in checkpoints)", () => {
@@ -101,7 +102,7 @@ test("impossible values are rejected with field, value and what is allowed", () 
   rejects({ ...base, device: "cuda:01" }, /device: expected "cpu", "cuda", "cuda:N" .* got "cuda:01"/);
   rejects({ ...base, cudaMath: "fp16" }, /cudaMath: expected one of "tf32", "fp32", got "fp16"/);
   rejects({ ...base, cudaTile: "tma" }, /cudaTile: expected one of "registers", "async", "wgmma", got "tma"/);
-  rejects({ ...base, cudaConv: "cublas" }, /cudaConv: expected one of "native", "cudnn", got "cublas"/);
+  rejects({ ...base, cudaConv: "cublas" }, /cudaConv: expected one of "native", "cudnn", "auto", got "cublas"/);
   rejects({ ...base, ngf: 100 }, /ngf: must be a multiple of 32/);
   rejects({ ...base, ngf: 16 }, /ngf: expected an integer >= 32, got 16/);
   rejects({ ...base, skipBadImages: "yes" }, /skipBadImages: expected true or false, got "yes"/);

@@ -27,7 +27,8 @@ function mockLibrary(): string | null {
 
 test("the cuDNN knob: names checked, and clear errors where CUDA or cuDNN is missing", () => {
   const N = native();
-  throwsError(() => N.setCudaConv("cublas" as never), /setCudaConv: argument 'engine' must be one of "native", "cudnn"/);
+  throwsError(() => N.setCudaConv("cublas" as never), /setCudaConv: argument 'engine' must be one of "native", "cudnn", "auto"/);
+  if (!N.cudaAvailable()) assert.deepEqual(N.cudaConvChoices(), []);
   const status = N.cudnnStatus();
   assert.match(status, /^(unavailable \(.+\)|\d+\.\d+\.\d+ \(.+\))$/, `cudnnStatus() says ${status}`);
   if (!N.cudaAvailable()) {
@@ -35,7 +36,7 @@ test("the cuDNN knob: names checked, and clear errors where CUDA or cuDNN is mis
     throwsError(() => N.setCudaConv("native"), /setCudaConv: CUDA is unavailable/);
     return;
   }
-  assert.equal(N.cudaConv(), process.env.C3GAN_CUDA_CONV === "cudnn" ? "cudnn" : "native");
+  assert.equal(N.cudaConv(), process.env.C3GAN_CUDA_CONV || "native");
   if (status.startsWith("unavailable")) {
     // asking for cuDNN where none loads says why, and leaves the tile kernels in charge
     throwsError(() => N.setCudaConv("cudnn"), /cuda_set_conv: the cuDNN convolutions need cuDNN, which is unavailable \(/);
@@ -90,7 +91,10 @@ test("through the stand-in cuDNN: every conv pass agrees with the tile kernels, 
     function run(engine) {
       N.setCudaConv(engine);
       return tidy(() => {
-        const x = t([3, 4, 9, 7], 1), w1 = t([6, 4, 3, 3], 2), b1 = t([6], 3), w2 = t([4, 6, 4, 4], 4);
+        // x made inside the graph: a leaf's gradients are summed once the pass ends, an inner
+        // tensor's second one added by the conv's own backward data as it goes
+        const x0 = t([3, 4, 9, 7], 1), x = F.leakyRelu(x0, 0.5);
+        const w1 = t([6, 4, 3, 3], 2), b1 = t([6], 3), w2 = t([4, 6, 4, 4], 4);
         const w3 = t([5, 4, 3, 3], 5), g = t([6], 6), be = t([6], 7);
         // conv with bias -> batch norm from the conv's moments -> LeakyReLU -> strided conv; a
         // second conv of x fused with LeakyReLU (its backward data adds into x's gradient)
@@ -102,25 +106,40 @@ test("through the stand-in cuDNN: every conv pass agrees with the tile kernels, 
         const loss = F.add(F.sum(F.mul(y, t(y.shape, 8, false))), F.sum(F.mul(z, t(z.shape, 9, false))));
         loss.backward();
         // (b1's gradient is left out: batch norm cancels a bias before it, so it is rounding noise)
-        return [loss, y, z, x.grad, w1.grad, w2.grad, w3.grad, g.grad].map((v) => Array.from(v.toArray()));
+        return [loss, y, z, x0.grad, w1.grad, w2.grad, w3.grad, g.grad].map((v) => Array.from(v.toArray()));
       });
     }
     const a = run("native"), b = run("cudnn");
     // per tensor: the largest difference over the largest value (batch norm's backward cancels,
     // so an element's own relative difference says little)
-    let worst = 0;
-    for (let i = 0; i < a.length; i++) {
-      const top = Math.max(...a[i].map(Math.abs));
-      for (let j = 0; j < a[i].length; j++) worst = Math.max(worst, Math.abs(a[i][j] - b[i][j]) / top);
-    }
+    const worstOf = (u, v) => {
+      let worst = 0;
+      for (let i = 0; i < u.length; i++) {
+        const top = Math.max(...u[i].map(Math.abs));
+        for (let j = 0; j < u[i].length; j++) worst = Math.max(worst, Math.abs(u[i][j] - v[i][j]) / top);
+      }
+      return worst;
+    };
     console.log("engine:", N.cudaConv());
-    console.log("worst:", worst);`;
+    console.log("worst:", worstOf(a, b));
+    // auto: each pass on the engine it timed faster, so within the same bounds of both
+    console.log("auto worst:", worstOf(a, run("auto")));
+    const choices = N.cudaConvChoices();
+    console.log("auto passes:", [...new Set(choices.map((c) => c.pass))].sort().join(", "));
+    console.log("auto consistent:", choices.every((c) => c.engine === (c.cudnnMs !== null && c.cudnnMs < c.nativeMs ? "cudnn" : "native")));
+    run("auto");
+    console.log("auto timed once:", N.cudaConvChoices().length === choices.length);`;
   const r = runNode(script, { C3GAN_CUDNN: lib, C3GAN_DEVICE: "cuda", C3GAN_CUDA_MATH: "fp32" });
   assert.equal(r.status, 0, r.out);
   assert.match(r.out, new RegExp(`status: 9\\.0\\.0 \\(${lib.replace(/[.\\/]/g, "\\$&")}\\)`));
   assert.match(r.out, /engine: cudnn/);
-  const worst = Number(/worst: (\S+)/.exec(r.out)![1]);
+  const worst = Number(/\nworst: (\S+)/.exec(r.out)![1]);
   assert.ok(worst < 1e-4, `the engines differ by ${worst} of the largest value in the loss or a gradient`);
+  const autoWorst = Number(/auto worst: (\S+)/.exec(r.out)![1]);
+  assert.ok(autoWorst < 1e-4, `auto differs from the tile kernels by ${autoWorst} of the largest value`);
+  assert.match(r.out, /auto passes: backward data, backward data \(accumulate\), backward weight, forward, forward\+leaky, forward\+moments\n/);
+  assert.match(r.out, /auto consistent: true/);
+  assert.match(r.out, /auto timed once: true/);
 
   // C3GAN_CUDNN as a folder: the soname inside it, and the sub-libraries beside it loaded first
   // (cuDNN 9 loads them by name, and the folder is not on the loader's path)
