@@ -118,8 +118,9 @@ void backward_weight_on(bool cudnn, const Conv2dParams& p, const float* dy, cons
 void conv2d_forward(const Conv2dParams& p, const float* x, const float* w, const float* bias, float* y,
                     float* moments) {
   const ConvPass pass = moments ? ConvPass::ForwardMoments : ConvPass::Forward;
-  const bool cudnn = conv_on_cudnn(pass, p, output_floats(p), moments ? 2 * static_cast<size_t>(p.K) : 0,
-                                   [&](bool c, float* out, float* m) { forward_on(c, p, x, w, bias, out, moments ? m : nullptr); });
+  const bool cudnn =
+      conv_on_cudnn(pass, p, output_floats(p), moments ? 2 * static_cast<size_t>(p.K) : 0,
+                    [&](bool c, float* out, float* m) { forward_on(c, p, x, w, bias, out, moments ? m : nullptr); });
   forward_on(cudnn, p, x, w, bias, y, moments);
 }
 
