@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -116,7 +117,9 @@ void decodable(int rows, int cols, Vf& a, Vf& b, bool b_by_k) {
   }
 }
 
-Vf run_on_device(void (*launcher)(const float*, const float*, float*), const Vf& a, const Vf& b, size_t outputs) {
+// a and b uploaded, launcher(a, b, d) run, d (outputs floats) read back
+using Launcher = std::function<void(const float*, const float*, float*)>;
+Vf run_on_device(const Launcher& launcher, const Vf& a, const Vf& b, size_t outputs) {
   Scratch da(a.size() * sizeof(float)), db(b.size() * sizeof(float)), dd(outputs * sizeof(float));
   upload(da.as<float>(), a.data(), a.size());
   upload(db.as<float>(), b.data(), b.size());
@@ -126,7 +129,7 @@ Vf run_on_device(void (*launcher)(const float*, const float*, float*), const Vf&
   return d;
 }
 
-// Where an output register's value should come from, and the whole comparison
+// An output register: its thread and index, and the row and column the assumed layout puts there
 struct Slot {
   int thread, reg, row, col;
 };
@@ -194,16 +197,11 @@ std::string probe_wgmma() {
   const auto run = [&](const Vf& a, const Vf& b, bool swapped) {
     const uint32_t la = SmemCore<kWgM>::LBO, sa = SmemCore<kWgM>::SBO, lb = SmemCore<kWgN>::LBO,
                    sb = SmemCore<kWgN>::SBO;
-    Scratch da(a.size() * sizeof(float)), db(b.size() * sizeof(float)), dd(slots.size() * sizeof(float));
-    upload(da.as<float>(), a.data(), a.size());
-    upload(db.as<float>(), b.data(), b.size());
-    const char* op = "layout probe (wgmma)";
-    launch(op, wgmma_layout_kernel, 1, kWgThreads, kWgSmemBytes, static_cast<const float*>(da.as<float>()),
-           static_cast<const float*>(db.as<float>()), swapped ? sa : la, swapped ? la : sa, swapped ? sb : lb,
-           swapped ? lb : sb, dd.as<float>());
-    Vf d(slots.size());
-    download(d.data(), dd.as<float>(), d.size());
-    return d;
+    const auto launcher = [&](const float* da, const float* db, float* dd) {
+      launch("layout probe (wgmma)", wgmma_layout_kernel, 1, kWgThreads, kWgSmemBytes, da, db, swapped ? sa : la,
+             swapped ? la : sa, swapped ? sb : lb, swapped ? lb : sb, dd);
+    };
+    return run_on_device(launcher, a, b, slots.size());
   };
   const Vf a = small_integers(kWgM * kK, 3), b = small_integers(kWgN * kK, 4);
   const auto product = [&](int r, int c) {
