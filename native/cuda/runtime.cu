@@ -415,6 +415,8 @@ void cuda_select_device(int index) {
   c3::check(index >= 0, "cuda_select_device", "a device index is 0 or more, got ", index);
   if (cuda::g_started) {
     const cuda::DeviceState& s = cuda::state();
+    if (!s.usable)
+      throw Error("cuda_select_device", "device " + std::to_string(index) + " was asked for, but CUDA is " + s.status);
     if (s.index == index) return;
     throw Error("cuda_select_device",
                 "the CUDA backend already runs on device " + std::to_string(s.index) + " (" + s.status +
