@@ -156,7 +156,7 @@ export function registerUseCommands(program: Command): void {
           fs.writeFileSync(path.join(opts.out, "official_vis.png"), await sampleGrid(model.gan, seed));
           files++;
         }
-        console.log(`wrote ${files} PNG files for ${out.length} clusters to ${opts.out}`);
+        console.log(`wrote ${files} PNG file${files === 1 ? "" : "s"} for ${out.length} cluster${out.length === 1 ? "" : "s"} to ${opts.out}`);
       } finally {
         model.dispose();
       }
