@@ -5,7 +5,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { packageRoot } from "../lib/native";
 import {
-  parseConfig, parseConfigText, loadConfig, clusterCount, describeConfig, suggestField, ConfigError, C3Config,
+  parseConfig, parseConfigText, loadConfig, clusterCount, describeConfig, suggestField, ConfigError, C3Config, defaultWorkers,
 } from "../lib/train/config";
 
 const examples = path.join(packageRoot(), "examples");
@@ -53,10 +53,14 @@ test("defaults follow the official config.py", () => {
     numGtClasses: 200, over: 1, batchSize: 64, temperature: 0.1, perturbation: "s", maxEpoch: 1000,
     evalInterval: 20, logInterval: 500, zDim: 64, czDim: 8, imageSize: 128, ngf: 512, ndf: 64, channels: 3,
     dataset: { format: "lists", trainList: "trainset.txt", testList: "testset.txt", imageDir: "images" },
-    device: "auto", cudaMath: null, cudaTile: null, cudaConv: null, seed: 0, workers: 2, threads: 0, lr: 2e-4, beta1: 0.5, beta2: 0.999,
+    device: "auto", cudaMath: null, cudaTile: null, cudaConv: null, seed: 0, workers: defaultWorkers(), threads: 0, lr: 2e-4, beta1: 0.5, beta2: 0.999,
     skipBadImages: false, decodeCache: false,
   };
   assert.deepEqual(cfg, expected);
+  // loader workers: a core left to the training loop, at most the official's 8
+  const cores = os.availableParallelism();
+  assert.equal(defaultWorkers(), Math.min(8, Math.max(1, cores - 1)));
+  assert.equal(parseConfig({ dataDir: "x", workers: 0 }).workers, 0);
   assert.equal(parseConfig({ dataDir: "x" }).name, "c3gan");
   assert.equal(parseConfig({ dataDir: "x", modelPath: "" }).modelPath, null);
   assert.equal(parseConfig({ dataDir: "x", cudaMath: "fp32" }).cudaMath, "fp32");
