@@ -85,11 +85,8 @@ double time_trial(Tuner& t, const ConvTrial& trial, bool cudnn, float* out, floa
 
 }  // namespace
 
-bool conv_on_cudnn(ConvPass pass, const Conv2dParams& p, size_t out_floats, size_t moments_floats,
-                   const ConvTrial& trial) {
-  if (p.N <= 0 || p.C <= 0 || p.K <= 0 || p.OH <= 0 || p.OW <= 0) return false;
-  const CudaConv engine = conv_engine();
-  if (engine != CudaConv::Auto) return engine == CudaConv::Cudnn;
+bool auto_conv_on_cudnn(ConvPass pass, const Conv2dParams& p, size_t out_floats, size_t moments_floats,
+                        const ConvTrial& trial) {
   if (!cudnn::api()) return false;
   Tuner& t = tuner();
   std::lock_guard<std::mutex> g(t.mu);
