@@ -58,32 +58,45 @@ SAN=$([ "$ASAN" = 1 ] && echo " under AddressSanitizer" || true)
 
 if [ "$ASAN" = 1 ]; then
   # one pass of the native cases (CI's time): fp32 math, shuffled order; TF32 runs in step 3. The
-  # emulator runs on one thread, so the two slowest cases run beside the rest (2 cores: 129 s -> ~75 s)
-  echo "== emulated CUDA under AddressSanitizer: every native op case in fp32 math, shuffled order"
+  # emulator runs a launch on one thread, so the passes go in two lanes side by side, the two
+  # slowest cases apart from the rest (2 cores: 161 s one after another -> ~110 s); each lane's
+  # output is printed when both have ended, less the passing cases' lines.
   SLOW=cuda_vs_cpu_gemm_shapes_transposes_and_modes,cuda_vs_cpu_conv2d_code_channels
+  lane_a() {
+    local rc=0
+    echo "== emulated CUDA under AddressSanitizer: every native op case in fp32 math, shuffled order (less $SLOW)"
+    C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda --exclude "$SLOW" || rc=1
+    echo "== emulated CUDA under AddressSanitizer: the convolutions through the stand-in cuDNN (C3GAN_CUDA_CONV=cudnn)"
+    C3GAN_CUDNN="$BUILD/Release/libc3gan_cudnn_mock.so" C3GAN_CUDA_CONV=cudnn C3GAN_CUDA_EMU_ORDER=shuffle \
+      C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda --filter conv2d,cudnn || rc=1
+    return $rc
+  }
+  lane_b() {
+    local rc=0
+    echo "== emulated CUDA under AddressSanitizer: $SLOW in fp32 math, shuffled order"
+    C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda --filter "$SLOW" || rc=1
+    # (CI's time: the pipelines' bitwise agreement, the moments and the conv cases; the agreement
+    # case runs the wgmma pipeline too, on gemm, every conv pass and the up-conv)
+    echo "== emulated CUDA under AddressSanitizer: the cp.async tile pipeline, TF32 math, shuffled order (conv and gemm cases)"
+    C3GAN_CUDA_TILE=async C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda \
+      --filter pipelines,moments,conv2d_forward_against,conv2d_backward_against,cuda_vs_cpu_conv2d_all || rc=1
+    echo "== CPU backend under AddressSanitizer: every native op case but the CUDA ones (run above)"
+    "$TEST" --device cpu --exclude cuda_ || rc=1
+    return $rc
+  }
   LOGS=$(mktemp -d)
-  C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda --filter "$SLOW" > "$LOGS/slow" 2>&1 &
-  SLOW_PID=$!
-  rest=0
-  C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=fp32 "$TEST" --device cuda --exclude "$SLOW" > "$LOGS/rest" 2>&1 || rest=$?
-  slow=0
-  wait "$SLOW_PID" || slow=$?
-  grep -hv '^ok ' "$LOGS/rest" "$LOGS/slow" || true
+  lane_a > "$LOGS/a" 2>&1 &
+  A_PID=$!
+  b=0
+  lane_b > "$LOGS/b" 2>&1 || b=$?
+  a=0
+  wait "$A_PID" || a=$?
+  grep -hv '^ok ' "$LOGS/a" "$LOGS/b" || true
   rm -rf "$LOGS"
-  if [ "$rest" -ne 0 ] || [ "$slow" -ne 0 ]; then
-    echo "check-cuda-emulated: native op cases FAILED (exit $rest, and $slow for $SLOW)" >&2
+  if [ "$a" -ne 0 ] || [ "$b" -ne 0 ]; then
+    echo "check-cuda-emulated: native op cases FAILED (see the FAIL lines and summaries above)" >&2
     exit 1
   fi
-  # (CI's time: the pipelines' bitwise agreement, the moments and the conv cases; the agreement
-  # case runs the wgmma pipeline too, on gemm, every conv pass and the up-conv)
-  echo "== emulated CUDA under AddressSanitizer: the cp.async tile pipeline, TF32 math, shuffled order (conv and gemm cases)"
-  C3GAN_CUDA_TILE=async C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 "$TEST" --device cuda \
-    --filter pipelines,moments,conv2d_forward_against,conv2d_backward_against,cuda_vs_cpu_conv2d_all | grep -v '^ok '
-  echo "== emulated CUDA under AddressSanitizer: the convolutions through the stand-in cuDNN (C3GAN_CUDA_CONV=cudnn)"
-  C3GAN_CUDNN="$BUILD/Release/libc3gan_cudnn_mock.so" C3GAN_CUDA_CONV=cudnn C3GAN_CUDA_EMU_ORDER=shuffle C3GAN_CUDA_MATH=tf32 \
-    "$TEST" --device cuda --filter conv2d,cudnn | grep -v '^ok '
-  echo "== CPU backend under AddressSanitizer: every native op case but the CUDA ones (run above)"
-  "$TEST" --device cpu --exclude cuda_ | grep -v '^ok '
   echo "== AddressSanitizer sees a kernel writing one int past a tensor"
   if out=$(C3GAN_EMU_EXPECT_ASAN=1 "$TEST" --device cuda --filter asan_sees 2>&1); then
     echo "$out"; echo "check-cuda-emulated: the planted overrun was not reported" >&2; exit 1
