@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../core/sum_dims.h"
 #include "../core/threadpool.h"
 #include "kernels.h"
 #include "pointwise_kernels.h"
@@ -385,24 +386,10 @@ void sum_to(const BroadcastIndex& idx, const float* x, float* y, size_t y_numel)
     return;
   }
 
-  struct Dim {
-    int64_t n, xs, ys;
-  };
-  Dim dims[kMaxDims];
-  int nd = 0;
-  int64_t xstride[kMaxDims];
-  for (int64_t d = idx.ndim - 1, s = 1; d >= 0; --d) xstride[d] = s, s *= idx.shape[d];
-  for (int d = 0; d < idx.ndim; ++d) {
-    const int64_t n = idx.shape[d], ys = idx.stride_a[d];
-    if (n == 1) continue;
-    if (nd > 0 && dims[nd - 1].ys == ys * n && dims[nd - 1].xs == xstride[d] * n) {
-      dims[nd - 1].n *= n, dims[nd - 1].xs = xstride[d], dims[nd - 1].ys = ys;
-      continue;
-    }
-    dims[nd++] = {n, xstride[d], ys};
-  }
+  SumDim dims[kMaxDims];
+  const int nd = sum_dims(idx, dims);
 
-  Dim kept[kMaxDims], red[kMaxDims];
+  SumDim kept[kMaxDims], red[kMaxDims];
   int nk = 0, nr = 0;
   for (int d = 0; d < nd; ++d) (dims[d].ys != 0 ? kept[nk++] : red[nr++]) = dims[d];
   const bool inner_kept = nd > 0 && dims[nd - 1].ys != 0;

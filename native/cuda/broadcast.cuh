@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../core/backend.h"
+#include "../core/sum_dims.h"
 #include "hd.cuh"
 
 namespace c3::cuda::bcast {
@@ -77,22 +78,8 @@ struct SumPlan {
 // idx: x's shape with y's strides in x's space (0 where reduced); x has 1..2^31-1 elements.
 // sms and threads size the slices.
 inline SumPlan sum_plan(const BroadcastIndex& idx, int64_t sms, int threads) {
-  struct Dim {
-    int64_t n, xs, ys;
-  };
-  Dim dims[kMaxDims];
-  int nd = 0;
-  int64_t xstride[kMaxDims];
-  for (int64_t d = idx.ndim - 1, s = 1; d >= 0; --d) xstride[d] = s, s *= idx.shape[d];
-  for (int d = 0; d < idx.ndim; ++d) {
-    const int64_t n = idx.shape[d], ys = idx.stride_a[d];
-    if (n == 1) continue;
-    if (nd > 0 && dims[nd - 1].ys == ys * n && dims[nd - 1].xs == xstride[d] * n) {
-      dims[nd - 1].n *= n, dims[nd - 1].xs = xstride[d], dims[nd - 1].ys = ys;
-      continue;
-    }
-    dims[nd++] = {n, xstride[d], ys};
-  }
+  SumDim dims[kMaxDims];
+  const int nd = sum_dims(idx, dims);
   SumPlan p{};
   p.Y = 1, p.R = 1;
   for (int d = 0; d < nd; ++d) {
