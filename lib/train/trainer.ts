@@ -1,7 +1,8 @@
-// The training loop: epochs of (D step, G step) per batch; at every evalInterval (and the last
-// epoch) cluster the test set, log ACC/NMI (with labels) and how the images spread over the
-// clusters, save the best-ACC and last checkpoints and a sample grid. The loop yields to the
-// event loop between steps, so an embedding app stays responsive.
+// The training loop: epochs of (D step, G step) per batch; after the first epoch, every
+// evalInterval-th after it (as the official) and the last, cluster the test set, log ACC/NMI
+// (with labels) and how the images spread over the clusters, save the best-ACC checkpoint and a
+// sample grid; the last checkpoint after every epoch. The loop yields to the event loop between
+// steps, so an embedding app stays responsive.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
@@ -283,7 +284,10 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
       const seconds = (Date.now() - t0) / 1000;
       state.epoch = epoch + 1;
       state.rng = gen.getState();
-      const isEval = (epoch + 1) % cfg.evalInterval === 0 || epoch + 1 === cfg.maxEpoch;
+      // the official's schedule (train.py: `epoch % EVAL_INTERVAL == 0`): after the first epoch and
+      // every evalInterval-th after it, so its best-ACC pick has the same candidates; and after the
+      // last epoch, which the official leaves unscored
+      const isEval = epoch % cfg.evalInterval === 0 || epoch + 1 === cfg.maxEpoch;
       const events = started();  // (an epoch whose images were all skipped still evaluates and saves)
       if (isEval) {
         const { metrics: r, usage } = await scoreModel(model, data, cfg);
