@@ -52,8 +52,12 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   for (const rec of m) assert.ok(rec.usage.images === 64 && rec.usage.used >= 1 && rec.usage.used <= 4, JSON.stringify(rec.usage));
   // TensorBoard scalars for every loss term and the test metrics
   const ev = fs.readdirSync(dir).find((f) => f.startsWith("events.out.tfevents."))!;
-  const tags = new Set(readEventFile(path.join(dir, ev)).flatMap((e) => (e.values ?? []).map((v) => v.tag)));
+  const events = readEventFile(path.join(dir, ev));
+  const tags = new Set(events.flatMap((e) => (e.values ?? []).map((v) => v.tag)));
   for (const t of ["D/contrastive", "D/entropy1", "G/mask", "test/ACC", "test/NMI", "Image_sample"]) assert.ok(tags.has(t), t);
+  // the losses at the official's points: steps 0, logInterval, ... (the step's number before it counts)
+  const lossSteps = events.filter((e) => (e.values ?? []).some((v) => v.tag === "D/total")).map((e) => Number(e.step));
+  assert.deepEqual(lossSteps, Array.from({ length: 12 }, (_, i) => 4 * i));
   // the model and optimisers are released at the end: what is left is what was live before
   assert.equal(live[0], live[1], "native memory is the same at both evaluations");
   // `c3gan eval` on the best checkpoint scores what the run scored when it saved it

@@ -265,12 +265,13 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
         accumulate(dSum, d);
         accumulate(gSum, g);
         n++;
-        state.step++;
+        // the official's points (train.py logs before counting the step): steps 0, logInterval, ...
         if (state.step % cfg.logInterval === 0) {
           const events = started();
           for (const [k, v] of Object.entries(d)) events.addScalar(`D/${k}`, v, state.step);
           for (const [k, v] of Object.entries(g)) events.addScalar(`G/${k}`, v, state.step);
         }
+        state.step++;
         const secs = (Date.now() - t0) / 1000;
         const itPerSec = n / Math.max(secs, 1e-9);
         const remaining = (cfg.maxEpoch - epoch) * data.batchesPerEpoch - n;
