@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import sharp from "sharp";
 import { decodeImageFile, toChannels } from "../lib/data/decode";
+import { ignoredFilesNote, sniffBytes, sniffFile } from "../lib/data/sniff";
 import { decodeBmp } from "../lib/data/bmp";
 import { decodePnm } from "../lib/data/pnm";
 import { openDataset } from "../lib/data/formats";
@@ -119,4 +120,51 @@ test("the loaders read BMP and Netpbm files; a .bmp holding a PNG goes to sharp"
   } finally {
     await loader.close();
   }
+});
+
+/** the start of an ISO-BMFF file: its ftyp box with the major brand and the compatible brands */
+function ftyp(major: string, compatible: string[]): Buffer {
+  const body = Buffer.concat([Buffer.from("ftyp" + major), Buffer.alloc(4), Buffer.from(compatible.join(""))]);
+  const size = Buffer.alloc(4);
+  size.writeUInt32BE(body.length + 4);
+  return Buffer.concat([size, body, Buffer.alloc(64, 7)]);
+}
+
+test("sniffing tells image formats, HEIC, text and other bytes apart by their first bytes", async () => {
+  const dir = tempDir("sniff");
+  const c = spec.cases["pil_rgb24.bmp"];
+  const raw = sharp(Buffer.from(c.rgb, "base64"), { raw: { width: c.width, height: c.height, channels: 3 } });
+  const kinds: [Buffer, string][] = [
+    [await raw.clone().jpeg().toBuffer(), "jpeg"], [await raw.clone().png().toBuffer(), "png"],
+    [await raw.clone().webp().toBuffer(), "webp"], [await raw.clone().tiff().toBuffer(), "tiff"],
+    [await raw.clone().gif().toBuffer(), "gif"], [await raw.clone().avif().toBuffer(), "avif"],
+    [fs.readFileSync(path.join(fixtures, "images", "pil_rgb24.bmp")), "bmp"],
+    [fs.readFileSync(path.join(fixtures, "images", "plain.ppm")), "netpbm"],
+    [ftyp("heic", ["mif1", "heic"]), "heif"], [ftyp("mif1", ["mif1", "heix"]), "heif"],
+    [ftyp("mif1", ["mif1", "avif"]), "avif"], [ftyp("isom", ["isom", "mp41"]), "other"],
+    [Buffer.from("images/a.jpg 0\nimages/b é.jpg 1\n"), "text"],
+    [Buffer.from([0x61, 0x00, 0x62]), "other"], [Buffer.from([0xc3, 0x28, 0x41]), "other"],
+  ];
+  for (const [bytes, want] of kinds) assert.equal(sniffBytes(bytes), want, `${want}: ${bytes.subarray(0, 12).toString("hex")}`);
+  // a character cut by the 4 KiB sample is still text
+  const long = Buffer.concat([Buffer.alloc(4095, "a"), Buffer.from("é\n")]);
+  fs.writeFileSync(path.join(dir, "list.txt"), long);
+  assert.equal(sniffFile(path.join(dir, "list.txt")), "text");
+});
+
+test("a bitmap under another name decodes; a HEIC photo is refused with what to do", async () => {
+  const dir = tempDir("sniff-decode");
+  const c = spec.cases["pil_rgb24.bmp"];
+  fs.copyFileSync(path.join(fixtures, "images", "pil_rgb24.bmp"), path.join(dir, "bitmap.jpg"));
+  const img = await decodeImageFile(path.join(dir, "bitmap.jpg"), 3);
+  assert.deepEqual(Buffer.from(img.data), Buffer.from(c.rgb, "base64"));
+  fs.writeFileSync(path.join(dir, "IMG_0001.jpg"), ftyp("heic", ["mif1", "heic"]));
+  await assert.rejects(decodeImageFile(path.join(dir, "IMG_0001.jpg"), 3), /HEIC\/HEIF photos \(HEVC\) cannot be decoded here.*convert them to JPEG or PNG/);
+});
+
+test("the note for files a folder leaves out counts them by extension, with advice for HEIC and .jfif", () => {
+  assert.equal(ignoredFilesNote(["a/notes.txt", "b.TXT", "README"], "photos"),
+    "3 files under photos not used (not image files c3gan reads): 2 .txt, 1 without an extension");
+  const note = ignoredFilesNote(["IMG_1.HEIC", "IMG_2.heic", "x.jfif"], "photos", "not listed");
+  assert.match(note, /^3 files under photos not listed \(not image files c3gan reads\): 2 \.heic, 1 \.jfif; HEIC\/HEIF photos .*; JPEG files named \.jfif/);
 });

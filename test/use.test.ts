@@ -176,6 +176,39 @@ test("cluster: a bad image stops it by name unless --skip-bad-images, which list
   }
 });
 
+test("cluster: files that are not images c3gan reads are noted by kind; an image under another name clusters; other bytes are refused", async () => {
+  const dir = path.join(work, "phone");
+  fs.mkdirSync(dir, { recursive: true });
+  const imgs = syntheticImages({ numClasses: 1, perClass: 2, size: 32, channels: 3, seed: 11 });
+  const per = 32 * 32 * 3;
+  for (let i = 0; i < imgs.count; i++) {
+    await sharp(Buffer.from(imgs.pixels.slice(i * per, (i + 1) * per)), { raw: { width: 32, height: 32, channels: 3 } })
+      .jpeg().toFile(path.join(dir, i ? "download.jfif" : "photo.jpg"));
+  }
+  // an iPhone photo: an ftyp box of brand heic (what sniffing reads), then data this build cannot decode
+  const heic = Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from("ftypheic"), Buffer.alloc(4), Buffer.from("mif1heic"), Buffer.alloc(256, 1)]);
+  fs.writeFileSync(path.join(dir, "IMG_0001.HEIC"), heic);
+  fs.writeFileSync(path.join(dir, "notes.txt"), "holiday\n");
+  const out = path.join(work, "phone.json");
+  const r = run(["cluster", dir, "--checkpoint", ckpt, "--out", out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /note: 3 files under \S*phone not used \(not image files c3gan reads\): 1 \.heic, 1 \.jfif, 1 \.txt; HEIC\/HEIF photos .*convert them to JPEG or PNG.*rename them \.jpg/);
+  assert.match(r.stderr, /^1 image in 1 of 6 clusters/m);
+  assert.equal(JSON.parse(fs.readFileSync(out, "utf8")).notes.length, 1);
+  // one file: a JPEG named .jfif is an image (by its bytes), the HEIC photo is refused with advice,
+  // other bytes are neither an image nor a list file
+  const one = run(["cluster", path.join(dir, "download.jfif"), "--checkpoint", ckpt]);
+  assert.equal(one.status, 0, one.stderr);
+  assert.equal(one.stdout.trim().split("\n").length, 2);
+  const h = run(["cluster", path.join(dir, "IMG_0001.HEIC"), "--checkpoint", ckpt]);
+  assert.equal(h.status, 1);
+  assert.match(h.stderr, /IMG_0001\.HEIC.*HEIC\/HEIF photos \(HEVC\) cannot be decoded here/);
+  fs.writeFileSync(path.join(dir, "blob.dat"), Buffer.from([0, 1, 2, 3, 255, 0]));
+  const b = run(["cluster", path.join(dir, "blob.dat"), "--checkpoint", ckpt]);
+  assert.equal(b.status, 1);
+  assert.match(b.stderr, /blob\.dat is neither an image c3gan reads .* nor a list file/);
+});
+
 test("generate writes a grid per cluster, single files, parts and the official visualisation", () => {
   const out = path.join(work, "gen");
   const r = run(["generate", "--checkpoint", ckpt, "--out", out, "--clusters", "0,5", "--per-cluster", "3", "--parts", "--official-vis"]);

@@ -3,7 +3,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataLoader } from "../data/loader";
-import { Dataset, IMAGE_EXTENSIONS, openDataset, scanImages, SkippedImage } from "../data/formats";
+import { Dataset, IMAGE_EXTENSIONS, openDataset, SkippedImage } from "../data/formats";
+import { DECODABLE_KINDS, sniffFile } from "../data/sniff";
 import { ClusterUsage, clusterUsage, evaluateClustering, EvalResult } from "../eval";
 import { noGrad, Tensor, tidy } from "../tensor";
 import { assignClusters } from "../train/step";
@@ -56,6 +57,8 @@ export interface ClusterReport {
   features: { dim: number; values: Float32Array; centroids: Float32Array } | null;
   /** how the images spread over the model's clusters */
   usage: ClusterUsage;
+  /** what the input's reading noticed, e.g. files in a folder that are not images c3gan reads */
+  notes: string[];
 }
 
 function isImageFile(p: string): boolean {
@@ -73,7 +76,7 @@ function filesDataset(files: string[], skipBadImages: boolean): Dataset {
   }
   if (!kept.length) throw new Error(`cluster: none of the ${files.length} given images exists`);
   return {
-    format: "folder", split: "test", description: `${kept.length} image files`, size: kept.length,
+    format: "folder", split: "test", description: `${kept.length} image file${kept.length === 1 ? "" : "s"}`, size: kept.length,
     labels: new Int32Array(kept.length).fill(-1), numClasses: 0, classNames: null, names: kept,
     listFile: null, lines: null, source: { kind: "files", files: kept.map((f) => path.resolve(f)) }, channels: 3,
     skipped, skipBadImages, notes: [],
@@ -91,6 +94,14 @@ export async function openClusterInput(input: string | string[], numClasses?: nu
     return openDataset({ format: hasClassFolders ? "imagefolder" : "folder", root: input, skipBadImages }, "test");
   }
   if (isImageFile(input)) return filesDataset([input], false);
+  // not named as an image: an image all the same (by its first bytes; a HEIC photo too, which
+  // decodes where libvips has HEVC and is otherwise refused with advice), or a list file (text)
+  const kind = sniffFile(input);
+  if (DECODABLE_KINDS.has(kind) || kind === "heif") return filesDataset([input], false);
+  if (kind !== "text") {
+    throw new Error(`cluster: ${input} is neither an image c3gan reads (${IMAGE_EXTENSIONS.join(" ")}, or such an ` +
+      "image under another name) nor a list file (text lines `relative/path label`)");
+  }
   // a list file: images under images/ beside it when that folder exists
   const root = path.dirname(path.resolve(input));
   const imagesDir = fs.existsSync(path.join(root, "images")) ? "images" : ".";
@@ -104,6 +115,7 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
   const closest = new Map<number, { similarity: number; pixels: Float32Array; path: string }[]>();
   const assignments: ClusterAssignment[] = [];
   let skipped: SkippedImage[] = [];
+  let notes: string[] = [];
   const featureRows: Float32Array[] = [];
 
   const handle = (images: Float32Array, shape: [number, number, number, number], paths: string[], labels: Int32Array) => {
@@ -136,6 +148,7 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     }
   } else {
     const ds = await openClusterInput(input, model.config.numGtClasses, opts.skipBadImages === true);
+    notes = ds.notes;
     // the skipped images come back in the report; the loader's per-epoch warning would repeat them
     const loader = new DataLoader(ds, {
       mode: "test", batchSize: opts.batchSize ?? 64, imageSize: S, channels: C, workers: opts.workers ?? 0, onWarning: () => {},
@@ -164,7 +177,7 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     : null;
   const usage = clusterUsage(assignments.map((a) => a.cluster), model.numClusters, assignments.map((a) => a.similarity));
   return {
-    assignments, metrics, closest, imageShape: [C, S, S], skipped, usage,
+    assignments, metrics, closest, imageShape: [C, S, S], skipped, usage, notes,
     features: opts.features ? gatherFeatures(model, featureRows) : null,
   };
 }

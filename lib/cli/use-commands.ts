@@ -69,7 +69,7 @@ export function registerUseCommands(program: Command): void {
         });
         bar.done();
         const text = opts.out?.endsWith(".json")
-          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, usage: r.usage, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
+          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, notes: r.notes, usage: r.usage, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
           : clusterCsv(r);
         if (opts.out) fs.writeFileSync(opts.out, text);
         else process.stdout.write(text);
@@ -86,13 +86,15 @@ export function registerUseCommands(program: Command): void {
             fs.writeFileSync(path.join(opts.gallery, `cluster_${String(k).padStart(4, "0")}.png`), png);
           }
         }
+        for (const note of r.notes) process.stderr.write(`note: ${note}\n`);
         if (r.skipped.length > 0) {
           const list = r.skipped.slice(0, 20).map((s) => `  ${s.path}: ${s.reason}`);
           if (r.skipped.length > 20) list.push(`  ... and ${r.skipped.length - 20} more${opts.out?.endsWith(".json") ? ` (all in ${opts.out})` : ""}`);
           process.stderr.write(`${r.skipped.length} image${r.skipped.length > 1 ? "s" : ""} skipped (--skip-bad-images):\n${list.join("\n")}\n`);
         }
         const used = new Set(r.assignments.map((a) => a.cluster)).size;
-        process.stderr.write(`${r.assignments.length} images in ${used} of ${model.numClusters} clusters` +
+        const n = r.assignments.length;
+        process.stderr.write(`${n} image${n === 1 ? "" : "s"} in ${used} of ${model.numClusters} cluster${model.numClusters === 1 ? "" : "s"}` +
           (opts.out ? `; written to ${opts.out}` : "") + (opts.gallery ? `; galleries in ${opts.gallery}` : "") +
           (opts.features ? `; features (${r.assignments.length} x ${r.features!.dim}) in ${opts.features}` : "") +
           (opts.centroids ? `; centroids in ${opts.centroids}` : "") + "\n");

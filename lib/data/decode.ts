@@ -19,6 +19,7 @@ import * as path from "node:path";
 import sharp, { type OutputInfo } from "sharp";
 import { decodeBmp, isBmp } from "./bmp";
 import { decodePnm, isPnm } from "./pnm";
+import { FileKind, HEIF_ADVICE, sniffFile } from "./sniff";
 
 export interface RawImage {
   /** HWC, `channels` interleaved bytes a pixel */
@@ -100,11 +101,31 @@ async function decodeOwnFormat(file: string): Promise<RawImage | null> {
 }
 
 export async function decodeImageFile(file: string, channels: 1 | 3): Promise<RawImage> {
-  if (OWN_FORMATS.has(path.extname(file).toLowerCase())) {
+  const ownName = OWN_FORMATS.has(path.extname(file).toLowerCase());
+  if (ownName) {
     const own = await decodeOwnFormat(file);
     if (own) return toChannels(own, channels);
   }
-  const { data, info } = await decodeRgbReported(file);
+  let decoded: { data: Buffer; info: OutputInfo };
+  try {
+    decoded = await decodeRgbReported(file);
+  } catch (e) {
+    // what libvips could not read may be a bitmap or Netpbm file under another name, or a HEIC
+    // photo, whose libvips error ("heif: Unsupported feature: ...") does not say what to do
+    let kind: FileKind | null = null;
+    try {
+      kind = sniffFile(file);
+    } catch {
+      throw e;  // unreadable: libvips's error says why
+    }
+    if (!ownName && (kind === "bmp" || kind === "netpbm")) {
+      const own = await decodeOwnFormat(file);
+      if (own) return toChannels(own, channels);
+    }
+    if (kind === "heif") throw new Error(HEIF_ADVICE);
+    throw e;
+  }
+  const { data, info } = decoded;
   if (info.channels !== 3) throw new Error(`decoder returned ${info.channels} channels, expected 3`);
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const img: RawImage = { data: rgb, width: info.width, height: info.height, channels: 3 };

@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ListFormatError, parseList } from "./lists";
 import { loadIdxImages } from "./idx";
+import { ignoredFilesNote } from "./sniff";
 import { SyntheticOptions, syntheticDataset } from "./synthetic";
 
 export type DataFormat = "lists" | "imagefolder" | "folder" | "idx" | "synthetic";
@@ -252,7 +253,7 @@ function openImageFolder(spec: DataSpec, split: Split, labelled: boolean): Datas
   const labelList: number[] = [];
   const notes: string[] = [];
   let classNames: string[] | null = null;
-  let ignored = 0;
+  const ignored: string[] = [];
   if (labelled) {
     classNames = classFolders(root);
     if (classNames.length === 0) throw new Error(`c3gan data: image folder ${root} has no class subfolders`);
@@ -268,7 +269,7 @@ function openImageFolder(spec: DataSpec, split: Split, labelled: boolean): Datas
         names.push(`${cls}/${f}`);
         labelList.push(label);
       }
-      ignored += scan.ignored.length;
+      ignored.push(...scan.ignored.map((f) => `${cls}/${f}`));
     });
     if (empty.length > 0) {
       throw new Error(`c3gan data: class folder${empty.length > 1 ? "s" : ""} ${empty.map((e) => JSON.stringify(e)).join(", ")} in ${root} hold no images (${IMAGE_EXTENSIONS.join(" ")})`);
@@ -277,10 +278,10 @@ function openImageFolder(spec: DataSpec, split: Split, labelled: boolean): Datas
     const scan = scanImages(root);
     names.push(...scan.files);
     for (let i = 0; i < scan.files.length; i++) labelList.push(-1);
-    ignored = scan.ignored.length;
+    ignored.push(...scan.ignored);
   }
   if (names.length === 0) throw new Error(`c3gan data: no images (${IMAGE_EXTENSIONS.join(" ")}) under ${root}`);
-  if (ignored > 0) notes.push(`${ignored} file${ignored > 1 ? "s" : ""} without an image extension under ${root} not used`);
+  if (ignored.length > 0) notes.push(ignoredFilesNote(ignored, root));
   const skip = spec.skipBadImages === true;
   const keptNames: string[] = [];
   const keptLabels: number[] = [];

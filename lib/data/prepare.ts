@@ -13,6 +13,7 @@ import { IdxFiles, classFolders, scanImages } from "./formats";
 import { loadIdxImages } from "./idx";
 import { formatList } from "./lists";
 import { Rng, Stream } from "./rng";
+import { ignoredFilesNote } from "./sniff";
 
 export interface SplitSummary {
   name: "train" | "test";
@@ -163,10 +164,10 @@ export function prepareImageFolder(root: string, outDir: string, opts: ImageFold
   const train: Item[] = [];
   const test: Item[] = [];
   const notes: string[] = [];
-  let ignored = 0;
+  const ignored: string[] = [];
   classNames.forEach((cls, label) => {
     const scan = scanImages(path.join(dir, cls));
-    ignored += scan.ignored.length;
+    ignored.push(...scan.ignored.map((f) => `${cls}/${f}`));
     if (scan.files.length === 0) throw new Error(`c3gan prepare imagefolder: class folder ${path.join(dir, cls)} holds no images`);
     const n = scan.files.length;
     const nTest = Math.round(heldOut * n);
@@ -179,7 +180,7 @@ export function prepareImageFolder(root: string, outDir: string, opts: ImageFold
       if (!isTest[i] || opts.trainAll) train.push(item);
     });
   });
-  if (ignored > 0) notes.push(`${ignored} file(s) without an image extension were not listed`);
+  if (ignored.length > 0) notes.push(ignoredFilesNote(ignored, dir, "not listed"));
   if (test.length === 0 && heldOut > 0) notes.push("the held-out fraction rounds to no test images: the test list is empty");
   fs.mkdirSync(outDir, { recursive: true });
   linkImages(outDir, dir, opts.link !== false, notes);
