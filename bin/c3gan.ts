@@ -37,7 +37,12 @@ function tensorCoreVerdict(N: NativeAddon): string {
     return `the layout probe failed (please report): ${(e as Error).message}`;
   }
   const wrong = [p.mma, p.wgmma].filter((s) => s !== "");
-  if (wrong.length > 0) return `NOT as the kernels assume (results would be wrong; please report): ${wrong.join("; ")}`;
+  if (wrong.length > 0) {
+    // the products ask the same before they run and then avoid the instruction
+    const instead = [p.mma ? "TF32 products run in exact fp32" : "", p.wgmma ? "the wgmma pipeline gives way to the register one" : ""]
+      .filter(Boolean).join(", ");
+    return `NOT as the kernels assume (please report; results stay right: ${instead}): ${wrong.join("; ")}`;
+  }
   return `layouts as the kernels assume (mma.sync${p.wgmmaRan ? ", wgmma" : "; wgmma: no sm_90a code here"})`;
 }
 

@@ -93,6 +93,8 @@ export interface NativeAddon {
   /** The tensor-core layouts the CUDA kernels assume (mma.sync; wgmma where the device runs sm_90a code), asked of
    * the device: "" where it agrees, else what it did instead. Throws without CUDA. */
   cudaLayoutProbe(): { mma: string; wgmmaRan: boolean; wgmma: string };
+  /** "" while the products run as chosen; else which gave way, and why (asked before each instruction's first product) */
+  cudaTensorCoreFallback(): string;
   /** The GPU code this addon carries ("sm_80 sm_86 sm_89 sm_90a + compute_90 PTX"), or why none */
   cudaBuild(): string;
   /** Kernels launched since the process started (0 without a CUDA backend) */

@@ -125,6 +125,8 @@ export interface IterationReport {
   profiles: IterationProfile[];
   /** on CUDA with the "auto" conv engine: what it chose per conv pass and shape, and both engines' times */
   convChoices: CudaConvChoice[];
+  /** on CUDA: what gave way because the tensor cores disagreed with the kernels ("" for nothing) */
+  tensorCoreFallback?: string;
   elapsedSeconds: number;
   loadAverageEnd: number[];
 }
@@ -187,7 +189,8 @@ export async function runIterations(o: BenchOptions, log: (s: string) => void = 
     }
   }
   const convChoices = o.device === "cuda" ? N.cudaConvChoices() : [];
-  return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, profiles, convChoices,
+  const tensorCoreFallback = o.device === "cuda" ? N.cudaTensorCoreFallback() : "";
+  return { kind: "iterations", machine, device: o.device, torch: torchInfo, results, profiles, convChoices, tensorCoreFallback,
     elapsedSeconds: nowSeconds() - t0, loadAverageEnd: loadAverage() };
 }
 
@@ -199,6 +202,7 @@ export function formatIterations(r: IterationReport, render: Render = renderText
     (r.torch ? ` c3gan and PyTorch alternate run by run; speed / torch = torch's median / c3gan's (> 1: c3gan is faster).` : ""),
     ...r.profiles.flatMap((p) => profileLines(p, r.device, render)),
     ...convChoiceLines(r.convChoices ?? [], render),
+    ...(r.tensorCoreFallback ? ["", `WARNING: ${r.tensorCoreFallback}`] : []),
   ].join("\n");
 }
 

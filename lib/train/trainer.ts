@@ -242,6 +242,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   let best: EvalRecord | null = null;
   let last: EvalRecord | null = null;
   let aborted = false;
+  let tensorCoresNoted = false;
   const B = cfg.batchSize;
   try {
     for (let epoch = state.epoch; epoch < cfg.maxEpoch && !aborted; epoch++) {
@@ -262,6 +263,12 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
         if (!Number.isFinite(d.total) || !Number.isFinite(g.total))
           throw new Error(`training diverged at epoch ${epoch}, step ${state.step}: D loss ${d.total}, G loss ${g.total}`);
         started();  // this run is under way: the earlier one's files go aside now
+        if (device === "cuda" && !tensorCoresNoted) {
+          // the first products asked the device whether its tensor cores read as the kernels assume
+          tensorCoresNoted = true;
+          const fallback = N.cudaTensorCoreFallback();
+          if (fallback) log(`warning: ${fallback}`);
+        }
         accumulate(dSum, d);
         accumulate(gSum, g);
         n++;

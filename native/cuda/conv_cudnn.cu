@@ -176,7 +176,7 @@ Plan make_plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass, CudaMat
 // The plan for (shape, pass, math mode), made on first use and kept for the process (a model
 // has a few dozen conv shapes; descriptors are small host objects).
 const Plan& plan(const Api& a, Handle h, const Conv2dParams& p, Pass pass) {
-  const CudaMath math = cuda::math();
+  const CudaMath math = cuda::chosen_math();  // cuDNN's tensor cores read as cuDNN reads them
   using Key = std::array<int64_t, 12>;
   const Key key{p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.OH, p.OW, p.stride, p.pad, pass * 2 + static_cast<int>(math)};
   static std::mutex mu;

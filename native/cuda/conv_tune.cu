@@ -54,7 +54,7 @@ std::string describe(const Conv2dParams& p) {
                 static_cast<long long>(p.C), static_cast<long long>(p.H), static_cast<long long>(p.W),
                 static_cast<long long>(p.K), static_cast<long long>(p.R), static_cast<long long>(p.S),
                 static_cast<long long>(p.stride), static_cast<long long>(p.pad),
-                math() == CudaMath::TF32 ? "tf32" : "fp32");
+                chosen_math() == CudaMath::TF32 ? "tf32" : "fp32");
   return b;
 }
 
@@ -91,7 +91,7 @@ bool auto_conv_on_cudnn(ConvPass pass, const Conv2dParams& p, size_t out_floats,
   Tuner& t = tuner();
   std::lock_guard<std::mutex> g(t.mu);
   const Key key{static_cast<int>(pass), p.N, p.C, p.H, p.W, p.K, p.R, p.S, p.OH, p.OW, p.stride, p.pad,
-                static_cast<int>(math())};
+                static_cast<int>(chosen_math())};
   if (const auto it = t.chosen.find(key); it != t.chosen.end()) return it->second;
 
   const Scratch out(out_floats * sizeof(float)), moments(moments_floats * sizeof(float));

@@ -28,7 +28,9 @@ int64_t cuda_kernel_launches();
 void cuda_empty_cache();
 
 // Matrix products (gemm, conv2d) run on TF32 tensor cores by default; FP32 is the exact-float
-// path (FFMA). The initial mode comes from the environment: C3GAN_CUDA_MATH=tf32|fp32.
+// path (FFMA). The initial mode comes from the environment: C3GAN_CUDA_MATH=tf32|fp32. cuda_math()
+// is the mode chosen; where the device's tensor cores disagree with the kernels' layouts the
+// products run otherwise (cuda_tensor_core_fallback).
 enum class CudaMath : int { TF32 = 0, FP32 = 1 };
 CudaMath cuda_math();
 void cuda_set_math(CudaMath m);
@@ -78,5 +80,12 @@ struct CudaLayoutProbe {
   std::string wgmma;
 };
 CudaLayoutProbe cuda_probe_tensor_core_layouts();
+// The products ask the device the same before the first use of each instruction (once a process)
+// and go another way where it disagrees: exact fp32 for mma.sync, the register pipeline for wgmma.
+// "" while nothing gave way; else what did and why.
+std::string cuda_tensor_core_fallback();
+// Forgets those answers, so the next product asks again (tests that change what the emulated
+// tensor cores do).
+void cuda_recheck_tensor_cores();
 
 }  // namespace c3

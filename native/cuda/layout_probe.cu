@@ -165,6 +165,8 @@ std::string decoded_mismatches(const std::vector<Slot>& slots, const Vf& got, in
   return os.str();
 }
 
+}  // namespace
+
 std::string probe_mma() {
   std::vector<Slot> slots;
   for (int lane = 0; lane < 32; ++lane)
@@ -222,8 +224,6 @@ std::string probe_wgmma() {
   decodable(kWgM, kWgN, da, db, false);
   return msg + "; swapping LBO and SBO does not mend it" + decoded_mismatches(slots, run(da, db, false), kWgM, "thread");
 }
-
-}  // namespace
 
 }  // namespace c3::cuda
 

@@ -277,8 +277,66 @@ cudaStream_t stream() { return usable_state().stream; }
 int sm_count() { return usable_state().sms; }
 unsigned* block_arrivals() { return usable_state().arrivals; }
 
-CudaTile tile_pipeline() {
+namespace tile {
+bool wgmma_built();  // tile_gemm.cuh
+}
+
+namespace {
+
+// ---- the tensor cores, asked once before the first product that would use them ----
+// Every TF32 product rests on the fragment layouts read from the PTX ISA (layout_probe.cu), which
+// the emulator implements as read, so only a device can say they are right; where it disagrees,
+// every result would be wrong. So the instruction is probed (a few microseconds, once a process)
+// before its first use, and where the device disagrees the products go another way: exact fp32
+// for mma.sync, the register pipeline for wgmma; cuda_tensor_core_fallback() says why.
+struct TensorCoreVerdict {
+  std::mutex mu;
+  std::atomic<int> answer{0};  // 0: not asked yet, 1: the device agrees, 2: it does not
+  std::string why;             // what it did instead (answer 2)
+};
+TensorCoreVerdict& mma_verdict() {
+  static TensorCoreVerdict* v = new TensorCoreVerdict();
+  return *v;
+}
+TensorCoreVerdict& wgmma_verdict() {
+  static TensorCoreVerdict* v = new TensorCoreVerdict();
+  return *v;
+}
+
+bool device_agrees(TensorCoreVerdict& v, std::string (*probe)()) {
+  if (const int a = v.answer.load(std::memory_order_acquire)) return a == 1;
+#ifdef C3GAN_CUDA_EMULATION
+  if (c3emu::skip_kernels()) return true;  // no kernel runs, so there is nothing to ask
+#endif
+  std::lock_guard<std::mutex> g(v.mu);
+  if (v.answer.load(std::memory_order_relaxed) == 0) {
+    v.why = probe();  // a CUDA error propagates and leaves the question open
+    v.answer.store(v.why.empty() ? 1 : 2, std::memory_order_release);
+  }
+  return v.answer.load(std::memory_order_relaxed) == 1;
+}
+
+}  // namespace
+
+CudaMath chosen_math() {
+  return static_cast<CudaMath>(chosen(math_slot(), "C3GAN_CUDA_MATH", "'tf32' or 'fp32'"));
+}
+
+CudaMath math() {
+  const CudaMath m = chosen_math();
+  if (m == CudaMath::TF32 && state().usable && !device_agrees(mma_verdict(), probe_mma)) return CudaMath::FP32;
+  return m;
+}
+
+CudaTile chosen_tile() {
   return static_cast<CudaTile>(chosen(tile_slot(), "C3GAN_CUDA_TILE", "'registers', 'async' or 'wgmma'"));
+}
+
+CudaTile tile_pipeline() {
+  const CudaTile t = chosen_tile();
+  if (t == CudaTile::Wgmma && state().usable && tile::wgmma_built() && !device_agrees(wgmma_verdict(), probe_wgmma))
+    return CudaTile::Registers;
+  return t;
 }
 
 CudaConv conv_engine() {
@@ -288,7 +346,6 @@ CudaConv conv_engine() {
   return c;
 }
 
-CudaMath math() { return static_cast<CudaMath>(chosen(math_slot(), "C3GAN_CUDA_MATH", "'tf32' or 'fp32'")); }
 
 void check_cuda(cudaError_t e, const char* op) {
   if (e == cudaSuccess) return;
@@ -462,8 +519,28 @@ std::vector<std::string> cuda_devices() {
 
 int64_t cuda_kernel_launches() { return cuda::g_kernel_launches.load(std::memory_order_relaxed); }
 
-CudaMath cuda_math() { return cuda::math(); }
-CudaTile cuda_tile() { return cuda::tile_pipeline(); }
+CudaMath cuda_math() { return cuda::chosen_math(); }
+
+std::string cuda_tensor_core_fallback() {
+  std::string out;
+  for (auto* v : {&cuda::mma_verdict(), &cuda::wgmma_verdict()}) {
+    std::lock_guard<std::mutex> g(v->mu);
+    if (v->answer.load() != 2) continue;
+    out += out.empty() ? "" : "; ";
+    out += (v == &cuda::mma_verdict() ? "TF32 products run in exact fp32 instead" : "the wgmma pipeline gives way to the register one");
+    out += ", as the device's tensor cores do not read as the kernels assume (please report): " + v->why;
+  }
+  return out;
+}
+
+void cuda_recheck_tensor_cores() {
+  for (auto* v : {&cuda::mma_verdict(), &cuda::wgmma_verdict()}) {
+    std::lock_guard<std::mutex> g(v->mu);
+    v->answer.store(0);
+    v->why.clear();
+  }
+}
+CudaTile cuda_tile() { return cuda::chosen_tile(); }
 void cuda_set_tile(CudaTile t) {
   c3::check(t == CudaTile::Registers || t == CudaTile::Async || t == CudaTile::Wgmma, "cuda_set_tile", "unknown tile pipeline ",
             static_cast<int>(t));

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "../core/error.h"
@@ -21,9 +22,20 @@ int sm_count();
 // (arrives_last, reduce.cuh) counts its blocks in it and resets it. One stream runs one kernel
 // at a time, so one counter serves every such kernel.
 unsigned* block_arrivals();
+// The math mode of the backend's own products: the chosen one (cuda.h cuda_math), but exact fp32
+// where the device's mma.sync disagrees with the fragment layout the kernels assume (asked once,
+// before the first TF32 product; cuda_tensor_core_fallback says so).
 CudaMath math();
-// the tile GEMM's operand staging (cuda.h cuda_tile)
+// the mode as chosen, for cuDNN's convolutions (their tensor-core layouts are cuDNN's own)
+CudaMath chosen_math();
+// the tile GEMM's operand staging (cuda.h cuda_tile); the register pipeline where wgmma was
+// chosen and the device's wgmma disagrees with the layouts the pipeline assumes (asked likewise)
 CudaTile tile_pipeline();
+CudaTile chosen_tile();
+// layout_probe.cu: "" where the device's instruction agrees with the kernels' layout, else what
+// it did instead
+std::string probe_mma();
+std::string probe_wgmma();
 // who runs the plain convolutions (cuda.h cuda_conv); cuDNN only when it is loaded
 CudaConv conv_engine();
 

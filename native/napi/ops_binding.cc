@@ -542,6 +542,16 @@ C3_OP(CudaLayoutProbe, "cudaLayoutProbe")
   throw c3::Error("cudaLayoutProbe", std::string("CUDA is ") + c3::cuda_status());
 C3_END
 
+// cudaTensorCoreFallback(): "" while the products run as chosen; else which gave way (exact fp32
+// for mma.sync, the register pipeline for wgmma) because the device's tensor cores disagreed with
+// the kernels' layouts, asked before the first product on each instruction
+C3_OP(CudaTensorCoreFallback, "cudaTensorCoreFallback")
+#ifdef C3GAN_HAVE_CUDA
+  if (c3::cuda_available()) return Napi::String::New(env, c3::cuda_tensor_core_fallback());
+#endif
+  return Napi::String::New(env, "");
+C3_END
+
 // cudaLaunches(): kernels launched since the process started (0 without a CUDA backend)
 C3_OP(CudaLaunches, "cudaLaunches")
 #ifdef C3GAN_HAVE_CUDA
@@ -615,7 +625,8 @@ void register_ops(Napi::Env env, Napi::Object exports) {
       {"selectCudaDevice", SelectCudaDevice}, {"cudaDevice", CudaDeviceIndex}, {"cudaDevices", CudaDeviceList}, {"cudaMath", CudaMathMode},
       {"setCudaMath", SetCudaMathMode}, {"cudaTile", CudaTileMode}, {"setCudaTile", SetCudaTileMode},
       {"cudaConv", CudaConvEngine}, {"setCudaConv", SetCudaConvEngine}, {"cudnnStatus", CudnnStatus},
-      {"cudaLayoutProbe", CudaLayoutProbe}, {"cudaConvChoices", CudaConvChoices},
+      {"cudaLayoutProbe", CudaLayoutProbe}, {"cudaTensorCoreFallback", CudaTensorCoreFallback},
+      {"cudaConvChoices", CudaConvChoices},
       {"cudaBuild", CudaBuild}, {"cudaLaunches", CudaLaunches}, {"numThreads", NumThreads},
       {"setNumThreads", SetNumThreads}, {"liveBytes", LiveBytes}, {"liveTensors", LiveTensors},
   };

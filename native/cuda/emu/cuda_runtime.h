@@ -185,6 +185,8 @@ struct TensorCoreReading {
   bool mma_row_halves_swapped = false;  // mma.sync's rows g and g + 8 exchanged in the accumulators
 };
 void set_tensor_core_reading(const TensorCoreReading& r);
+// C3GAN_CUDA_EMU_KERNELS=skip: launches are checked but no kernel runs (emu.cc)
+bool skip_kernels();
 
 // Runs body() as every thread of the grid; a configuration the hardware refuses sets the last
 // error (cudaGetLastError) and runs nothing.

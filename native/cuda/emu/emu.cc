@@ -90,21 +90,6 @@ void fill_order(std::vector<uint32_t>& v, uint32_t n, uint64_t seed) {
   }
 }
 
-// C3GAN_CUDA_EMU_KERNELS=skip: launches are checked (configuration, shared memory) but no block
-// runs (the first launch, the runtime's probe, excepted), and device-side copies and fills move
-// no bytes (reads back to the host still do). Results are garbage; what is left is the host's
-// own path (JS, binding, allocator, staging, launch set-up), so an iteration's host time at a
-// GPU-sized config can be measured on a CPU machine.
-bool skip_kernels() {
-  static const bool skip = [] {
-    const char* v = std::getenv("C3GAN_CUDA_EMU_KERNELS");
-    if (!v || !*v || !std::strcmp(v, "run")) return false;
-    if (!std::strcmp(v, "skip")) return true;
-    std::fprintf(stderr, "c3gan CUDA emulator: C3GAN_CUDA_EMU_KERNELS must be run or skip; running them\n");
-    return false;
-  }();
-  return skip;
-}
 
 // The launch running on this host thread.
 struct Run {
@@ -333,6 +318,22 @@ bool overlaps_device(const void* p, size_t n) {
 }
 
 }  // namespace
+
+// C3GAN_CUDA_EMU_KERNELS=skip: launches are checked (configuration, shared memory) but no block
+// runs (the first launch, the runtime's probe, excepted), and device-side copies and fills move
+// no bytes (reads back to the host still do). Results are garbage; what is left is the host's
+// own path (JS, binding, allocator, staging, launch set-up), so an iteration's host time at a
+// GPU-sized config can be measured on a CPU machine.
+bool skip_kernels() {
+  static const bool skip = [] {
+    const char* v = std::getenv("C3GAN_CUDA_EMU_KERNELS");
+    if (!v || !*v || !std::strcmp(v, "run")) return false;
+    if (!std::strcmp(v, "skip")) return true;
+    std::fprintf(stderr, "c3gan CUDA emulator: C3GAN_CUDA_EMU_KERNELS must be run or skip; running them\n");
+    return false;
+  }();
+  return skip;
+}
 
 // ---- device side ----
 
