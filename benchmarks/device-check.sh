@@ -115,18 +115,25 @@ if [ "$TEST_OK" -eq 0 ]; then
 fi
 
 # ---- 3. timings ----
+# a bench run's verdict, and its warning where the tensor cores disagreed with the kernels (its
+# TF32 rows then timed exact fp32, or the register pipeline for wgmma)
+bench_verdict() {
+  local label=$1 w
+  if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "$label: ok, spot checks passed"
+  else note "$label: exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable|sm_90a' "$STEP_OUT")"; fi
+  w=$(grep -m1 '^WARNING:' "$STEP_OUT" || true)
+  if [ -n "$w" ]; then note "    $label: $w"; fi
+}
 TSV=$(mktemp)
 [ -n "${OUT:-}" ] && TSV="$OUT/cuda-bench.tsv"
 if [ "$BENCH_OK" -eq 0 ]; then
   step "c3gan CUDA timings" 120 "$BENCH" --bench --out "$TSV" --reps 20
-  if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench: ok, spot checks passed"
-  else note "bench: exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable' "$STEP_OUT")"; fi
+  bench_verdict "bench"
   while read -r l; do note "    $l"; done < <(grep -E 'TFLOP/s|TB/s|fwd\+BN stats' "$STEP_OUT")
   # the same products on the cp.async pipeline, to choose the default (tile_gemm.cuh async_tiles)
   step "c3gan CUDA timings on the cp.async tile pipeline" 90 env C3GAN_CUDA_TILE=async "$BENCH" --bench --reps 20 \
     --out "${OUT:-/tmp}/cuda-bench-async.tsv"
-  if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench (async tiles): ok, spot checks passed"
-  else note "bench (async tiles): exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable' "$STEP_OUT")"; fi
+  bench_verdict "bench (async tiles)"
   while read -r l; do note "    async: $l"; done < <(grep -E 'TFLOP/s|fwd\+BN stats' "$STEP_OUT" | grep -v '^copy\|^axpy')
 else
   note "bench: not built, no timings"
@@ -211,8 +218,7 @@ fi
 if [ "$BENCH_OK" -eq 0 ]; then
   step "c3gan CUDA timings on the wgmma tile pipeline" 90 env C3GAN_CUDA_TILE=wgmma "$BENCH" --bench --reps 20 \
     --out "${OUT:-/tmp}/cuda-bench-wgmma.tsv"
-  if grep -q "^bench: all spot checks ok" "$STEP_OUT"; then note "bench (wgmma tiles): ok, spot checks passed"
-  else note "bench (wgmma tiles): exit $STEP_RC: $(grep -m1 -E 'FAILED|failed|unavailable|sm_90a' "$STEP_OUT")"; fi
+  bench_verdict "bench (wgmma tiles)"
   while read -r l; do note "    wgmma: $l"; done < <(grep -E 'TFLOP/s|fwd\+BN stats' "$STEP_OUT" | grep -v '^copy\|^axpy' | grep -v fp32)
 fi
 
