@@ -346,7 +346,6 @@ CudaConv conv_engine() {
   return c;
 }
 
-
 void check_cuda(cudaError_t e, const char* op) {
   if (e == cudaSuccess) return;
   const std::string where = std::string("cuda ") + op;
@@ -520,6 +519,7 @@ std::vector<std::string> cuda_devices() {
 int64_t cuda_kernel_launches() { return cuda::g_kernel_launches.load(std::memory_order_relaxed); }
 
 CudaMath cuda_math() { return cuda::chosen_math(); }
+CudaTile cuda_tile() { return cuda::chosen_tile(); }
 
 std::string cuda_tensor_core_fallback() {
   std::string out;
@@ -540,7 +540,7 @@ void cuda_recheck_tensor_cores() {
     v->why.clear();
   }
 }
-CudaTile cuda_tile() { return cuda::chosen_tile(); }
+
 void cuda_set_tile(CudaTile t) {
   c3::check(t == CudaTile::Registers || t == CudaTile::Async || t == CudaTile::Wgmma, "cuda_set_tile", "unknown tile pipeline ",
             static_cast<int>(t));
