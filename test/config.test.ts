@@ -179,4 +179,12 @@ test("describeConfig summarises the run", () => {
   assert.match(text, /perturbation strong \(s\)/);
   assert.match(text, /lists in data\/cub/);
   assert.match(text, /output +runs\/cub/);
+  // the official's evaluation epochs (after the first, then every 20th) and the last
+  assert.match(text, /eval after epochs 1, 21, 41, \.\.\., 981 and 1000,/);
+  const short = (maxEpoch: number, evalInterval: number) =>
+    describeConfig(parseConfig({ dataset: { format: "synthetic" }, numGtClasses: 2, maxEpoch, evalInterval }, "t"))
+      .match(/eval after .*?(?=, log every)/)![0];
+  assert.equal(short(12, 3), "eval after epochs 1, 4, 7, 10 and 12");
+  assert.equal(short(1, 20), "eval after epoch 1");
+  assert.equal(short(5, 2), "eval after epochs 1, 3 and 5");
 });

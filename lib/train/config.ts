@@ -470,6 +470,19 @@ function describeDataset(cfg: C3Config): string {
 }
 
 /** A few human-readable lines, for the CLI's start-of-run banner. */
+/** the evaluated epochs (1-based): after the first and every evalInterval-th after it, as the official, and the last */
+function evalSchedule(cfg: C3Config): string {
+  const k = cfg.evalInterval, n = cfg.maxEpoch;
+  const regular = Math.floor((n - 1) / k) + 1;  // 1, 1 + k, ... up to n
+  const lastRegular = 1 + (regular - 1) * k;
+  const total = regular + (lastRegular === n ? 0 : 1);
+  const at = (i: number) => (i < regular ? 1 + i * k : n);  // the i-th evaluated epoch
+  const shown = total <= 5 ? Array.from({ length: total }, (_, i) => String(at(i)))
+    : [at(0), at(1), at(2), "...", at(total - 2), at(total - 1)].map(String);
+  const list = shown.length > 1 ? `${shown.slice(0, -1).join(", ")} and ${shown[shown.length - 1]}` : shown[0];
+  return `after epoch${total > 1 ? "s" : ""} ${list}`;
+}
+
 export function describeConfig(cfg: C3Config): string {
   const pert = { s: "strong (s)", w: "weak (w)", none: "none" }[cfg.perturbation];
   const lines = [
@@ -477,7 +490,7 @@ export function describeConfig(cfg: C3Config): string {
     `  data      ${describeDataset(cfg)}`,
     `  model     ${cfg.imageSize}x${cfg.imageSize} x ${cfg.channels} ch, z ${cfg.zDim}, cz ${cfg.czDim}, ` +
       `ngf ${cfg.ngf}, ndf ${cfg.ndf}; ${cfg.numGtClasses} classes x over ${cfg.over} = ${clusterCount(cfg)} clusters`,
-    `  training  batch ${cfg.batchSize}, ${cfg.maxEpoch} epoch${cfg.maxEpoch === 1 ? "" : "s"}, eval every ${cfg.evalInterval}, log every ` +
+    `  training  batch ${cfg.batchSize}, ${cfg.maxEpoch} epoch${cfg.maxEpoch === 1 ? "" : "s"}, eval ${evalSchedule(cfg)}, log every ` +
       `${cfg.logInterval} steps; Adam lr ${cfg.lr}, betas (${cfg.beta1}, ${cfg.beta2}); temperature ` +
       `${cfg.temperature}; perturbation ${pert}`,
     `  runtime   device ${cfg.device}${cfg.cudaMath ? ` (cuda math ${cfg.cudaMath})` : ""}${cfg.cudaTile ? ` (cuda tiles ${cfg.cudaTile})` : ""}${cfg.cudaConv ? ` (cuda convs ${cfg.cudaConv})` : ""}, threads ${cfg.threads === 0 ? "all cores" : cfg.threads}, ` +
