@@ -67,7 +67,8 @@ test("lists format: images under images/, missing files are errors with file and
     assert.equal(skipped.skipped.length, 1);
     assert.match(skipped.skipped[0].where, /testset\.txt line 2/);
     await assert.rejects(openDataset({ format: "lists", root, numClasses: 1 }, "train"), /line 2: label 1 is out of range for 1 classes/);
-    await assert.rejects(openDataset({ format: "lists", root: path.join(root, "nope") }, "train"), /does not exist/);
+    await assert.rejects(openDataset({ format: "lists", root: path.join(root, "nope") }, "train"),
+      /nope does not exist \(`c3gan prepare cub <CUB_200_2011 folder> --out \S*nope`, or `prepare imagefolder`/);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

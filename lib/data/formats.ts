@@ -117,7 +117,11 @@ function requireRoot(spec: DataSpec): string {
   try {
     st = fs.statSync(root);
   } catch {
-    throw new Error(`c3gan data: data folder ${root} does not exist`);
+    // the official lists are made by `c3gan prepare` from a dataset's own layout
+    const hint = spec.format === "lists"
+      ? ` (\`c3gan prepare cub <CUB_200_2011 folder> --out ${spec.root}\`, or \`prepare imagefolder\` / \`prepare idx\`, writes the official lists there)`
+      : "";
+    throw new Error(`c3gan data: data folder ${root} does not exist${hint}`);
   }
   if (!st.isDirectory()) throw new Error(`c3gan data: data folder ${root} is not a directory`);
   return root;
