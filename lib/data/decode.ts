@@ -122,7 +122,7 @@ export async function decodeImageFile(file: string, channels: 1 | 3): Promise<Ra
       const own = await decodeOwnFormat(file);
       if (own) return toChannels(own, channels);
     }
-    if (kind === "heif") throw new Error(HEIF_ADVICE);
+    if (kind === "heif") throw new Error(`${HEIF_ADVICE} (libvips: ${String((e as Error).message ?? e).split("\n")[0]})`);
     throw e;
   }
   const { data, info } = decoded;
