@@ -179,7 +179,8 @@ void wgmma_tf32(float* d, int n, uint64_t desc_a, uint64_t desc_b, bool accumula
 
 // For the layout probe's own test (layout_probe.cu): the emulated tensor cores as if the hardware
 // read a layout otherwise than the PTX ISA says, which the probe must then name. Default: as the
-// ISA says (both false).
+// ISA says (both false), or as C3GAN_CUDA_EMU_TENSOR_CORES lists (mma-rows-swapped,
+// wgmma-strides-swapped: a whole program on such a device).
 struct TensorCoreReading {
   bool wgmma_strides_swapped = false;  // LBO taken as the row-group stride, SBO as the k-quad one
   bool mma_row_halves_swapped = false;  // mma.sync's rows g and g + 8 exchanged in the accumulators

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -372,7 +373,29 @@ uint64_t warp_exchange(unsigned mask, uint64_t mine, int src) {
   return v;
 }
 
-TensorCoreReading g_reading;  // set only by the layout probe's test, between launches
+// C3GAN_CUDA_EMU_TENSOR_CORES=mma-rows-swapped,wgmma-strides-swapped: the emulated tensor cores
+// read as the listed misreadings, from the start (a whole program sees a device whose tensor
+// cores disagree with the kernels); unset: as the PTX ISA says
+TensorCoreReading reading_from_environment() {
+  TensorCoreReading r;
+  const char* v = std::getenv("C3GAN_CUDA_EMU_TENSOR_CORES");
+  if (!v || !*v) return r;
+  std::string list(v);
+  for (size_t at = 0; at <= list.size();) {
+    const size_t end = std::min(list.find(',', at), list.size());
+    const std::string part = list.substr(at, end - at);
+    if (part == "mma-rows-swapped") r.mma_row_halves_swapped = true;
+    else if (part == "wgmma-strides-swapped") r.wgmma_strides_swapped = true;
+    else if (!part.empty())
+      std::fprintf(stderr, "c3gan CUDA emulator: C3GAN_CUDA_EMU_TENSOR_CORES: unknown '%s' (mma-rows-swapped, "
+                           "wgmma-strides-swapped); ignored\n", part.c_str());
+    at = end + 1;
+  }
+  return r;
+}
+
+// the layout probe's test sets it between launches; the environment gives its first value
+TensorCoreReading g_reading = reading_from_environment();
 
 void set_tensor_core_reading(const TensorCoreReading& r) { g_reading = r; }
 
