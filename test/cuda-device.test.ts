@@ -6,8 +6,6 @@
 // there are when asked for one that is not, and a training run on cuda:1 trains.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import path from "node:path";
 
 import { parseDeviceChoice, resolveDevice } from "../lib/device";
 import { native } from "../lib/native";
@@ -15,7 +13,7 @@ import { parseConfig } from "../lib/train/config";
 import { runCli, runNode } from "./helpers/child";
 import { emulatedCuda, testDevice } from "./helpers/device";
 import { throwsError } from "./helpers/errors";
-import { tempDir } from "./helpers/tmp";
+import { runMetrics, tinyRunConfig } from "./helpers/tiny-run";
 
 const EMULATED = testDevice() === "cuda" && emulatedCuda();
 const NEEDS_EMULATOR = EMULATED ? false : "needs the emulated CUDA build (scripts/check-cuda-emulated.sh)";
@@ -83,17 +81,11 @@ test("two emulated devices: the chosen one runs, another is refused after, one t
 });
 
 test("a training run on --device cuda:1 trains there", { skip: NEEDS_EMULATOR }, () => {
-  const dir = tempDir("cuda-device-run");
-  const cfgFile = path.join(dir, "run.json");
-  fs.writeFileSync(cfgFile, JSON.stringify({
-    name: "second-gpu", dataset: { format: "synthetic", numClasses: 2, perClass: 4, testPerClass: 2, seed: 3 },
-    numGtClasses: 2, over: 1, batchSize: 4, maxEpoch: 1, evalInterval: 1, logInterval: 1, zDim: 8, czDim: 4,
-    imageSize: 32, channels: 3, ngf: 32, ndf: 8, device: "cpu", seed: 5, workers: 0, saveDir: path.join(dir, "run"),
-  }));
+  const { cfgFile, runDir } = tinyRunConfig("cuda-device-run", { device: "cpu" });
   const r = runCli(["train", "--config", cfgFile, "--device", "cuda:1"], { C3GAN_CUDA_EMU_DEVICES: "2" });
   assert.equal(r.status, 0, r.out);
   assert.match(r.stdout, /runtime {3}device cuda:1/);
-  const records = fs.readFileSync(path.join(dir, "run", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const records = runMetrics(runDir);
   assert.equal(records.length, 1);
   assert.ok(records[0].acc >= 0 && records[0].acc <= 1, `ACC ${records[0].acc}`);
 });

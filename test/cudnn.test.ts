@@ -14,6 +14,7 @@ import { addonFilePath, native } from "../lib/native";
 import { runCli, runNode } from "./helpers/child";
 import { testDevice } from "./helpers/device";
 import { throwsError } from "./helpers/errors";
+import { runMetrics, tinyRunConfig } from "./helpers/tiny-run";
 import { tempDir } from "./helpers/tmp";
 
 
@@ -167,18 +168,11 @@ test("through the stand-in cuDNN: every conv pass agrees with the tile kernels, 
 test("a training run with \"cudaConv\": \"cudnn\" applies it and trains", {
   skip: mockLibrary() ? false : "needs the emulated CUDA build (scripts/check-cuda-emulated.sh)",
 }, () => {
-  const dir = tempDir("cudnn-run");
-  const cfgFile = path.join(dir, "run.json");
-  fs.writeFileSync(cfgFile, JSON.stringify({
-    name: "cudnn", dataset: { format: "synthetic", numClasses: 2, perClass: 4, testPerClass: 2, seed: 3 },
-    numGtClasses: 2, over: 1, batchSize: 4, maxEpoch: 1, evalInterval: 1, logInterval: 1, zDim: 8, czDim: 4,
-    imageSize: 32, channels: 3, ngf: 32, ndf: 8, device: "cuda", cudaConv: "cudnn", seed: 5, workers: 0,
-    saveDir: path.join(dir, "run"),
-  }));
+  const { cfgFile, runDir } = tinyRunConfig("cudnn-run", { device: "cuda", cudaConv: "cudnn" });
   const r = runCli(["train", "--config", cfgFile], { C3GAN_CUDNN: mockLibrary()! });
   assert.equal(r.status, 0, r.out);
   assert.match(r.stdout, /runtime {3}device cuda \(cuda convs cudnn\)/);
-  const records = fs.readFileSync(path.join(dir, "run", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const records = runMetrics(runDir);
   assert.equal(records.length, 1);
   assert.ok(records[0].acc >= 0 && records[0].acc <= 1, `ACC ${records[0].acc}`);
   for (const [k, v] of Object.entries(records[0].d as Record<string, number>)) assert.ok(Number.isFinite(v), `D loss ${k} = ${v}`);

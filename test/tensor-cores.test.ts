@@ -6,12 +6,9 @@
 // trains, and `c3gan info` says the results stay right.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import path from "node:path";
-
 import { runCli, runNode } from "./helpers/child";
 import { emulatedCuda, testDevice } from "./helpers/device";
-import { tempDir } from "./helpers/tmp";
+import { runMetrics, tinyRunConfig } from "./helpers/tiny-run";
 
 const NEEDS_EMULATOR = testDevice() === "cuda" && emulatedCuda() ? false
   : "needs the emulated CUDA build (scripts/check-cuda-emulated.sh)";
@@ -53,21 +50,14 @@ test("products stay right where the tensor cores misread, and say what gave way"
 });
 
 test("a training run on such a device warns after its first step and trains; info says results stay right", { skip: NEEDS_EMULATOR }, () => {
-  const dir = tempDir("tensor-cores-run");
-  const cfgFile = path.join(dir, "run.json");
-  fs.writeFileSync(cfgFile, JSON.stringify({
-    name: "misread", dataset: { format: "synthetic", numClasses: 2, perClass: 4, testPerClass: 2, seed: 3 },
-    numGtClasses: 2, over: 1, batchSize: 4, maxEpoch: 1, evalInterval: 1, logInterval: 1, zDim: 8, czDim: 4,
-    imageSize: 32, channels: 3, ngf: 32, ndf: 8, device: "cuda", cudaMath: "tf32", seed: 5, workers: 0,
-    saveDir: path.join(dir, "run"),
-  }));
+  const { cfgFile, runDir } = tinyRunConfig("tensor-cores-run", { device: "cuda", cudaMath: "tf32" });
   const env = { C3GAN_CUDA_EMU_TENSOR_CORES: "mma-rows-swapped" };
   const r = runCli(["train", "--config", cfgFile], env);
   assert.equal(r.status, 0, r.out);
   const warnings = r.stdout.split("\n").filter((l) => l.startsWith("warning: "));
   assert.equal(warnings.length, 1, r.stdout);
   assert.match(warnings[0], /^warning: TF32 products run in exact fp32 instead, .*mma\.sync/);
-  const records = fs.readFileSync(path.join(dir, "run", "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  const records = runMetrics(runDir);
   assert.ok(records.length === 1 && records[0].acc >= 0 && records[0].acc <= 1, JSON.stringify(records));
   const info = runCli(["info"], env);
   assert.equal(info.status, 0, info.out);

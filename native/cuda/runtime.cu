@@ -324,7 +324,7 @@ CudaMath chosen_math() {
 
 CudaMath math() {
   const CudaMath m = chosen_math();
-  if (m == CudaMath::TF32 && state().usable && !device_agrees(mma_verdict(), probe_mma)) return CudaMath::FP32;
+  if (m == CudaMath::TF32 && !device_agrees(mma_verdict(), probe_mma)) return CudaMath::FP32;
   return m;
 }
 
@@ -334,7 +334,7 @@ CudaTile chosen_tile() {
 
 CudaTile tile_pipeline() {
   const CudaTile t = chosen_tile();
-  if (t == CudaTile::Wgmma && state().usable && tile::wgmma_built() && !device_agrees(wgmma_verdict(), probe_wgmma))
+  if (t == CudaTile::Wgmma && tile::wgmma_built() && !device_agrees(wgmma_verdict(), probe_wgmma))
     return CudaTile::Registers;
   return t;
 }
