@@ -311,6 +311,7 @@ test("import: the official small checkpoint becomes a safetensors file with exac
     assert.deepEqual([...f.tensors.keys()].sort(), [...want.keys()].sort());
     for (const [k, t] of want) {
       const got = f.tensors.get(k)!;
+      assert.equal(got.dtype, k.endsWith("num_batches_tracked") ? "I64" : "F32", k); // the official file's dtypes
       assert.deepEqual(got.shape, t.shape, k);
       assert.ok(Buffer.from(got.data.buffer, got.data.byteOffset, got.data.byteLength)
         .equals(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)), `${k}: values differ`);

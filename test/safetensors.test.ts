@@ -100,18 +100,20 @@ test("reads a file built independently (Python, struct): F32, F16, BF16, F64 -> 
   }
 });
 
-test("reads a file written by the safetensors library itself", () => {
+test("reads a file written by the safetensors library itself, its int64 count included", () => {
   const expected = JSON.parse(fs.readFileSync(path.join(fixtures, "io", "official.json"), "utf8"));
   const file = path.join(fixtures, "io", "official.safetensors");
-  const got = readSafetensorsSync(file, { skipUnsupported: true });
+  const got = readSafetensorsSync(file);
   assert.deepEqual(got.metadata, expected.metadata);
-  assert.deepEqual(got.skipped.map((s) => s.name), expected.skipped);
+  assert.deepEqual(got.skipped, []);
   assert.deepEqual([...got.tensors.keys()].sort(), Object.keys(expected.tensors).sort());
+  assert.deepEqual(expected.integers, ["bn.num_batches_tracked"]);
   for (const [name, e] of Object.entries(expected.tensors) as [string, { shape: number[]; values: (number | string)[] }][]) {
-    assert.deepEqual(got.tensors.get(name)!.shape, e.shape, name);
-    assert.deepEqual(Array.from(got.tensors.get(name)!.data), e.values.map(num), name);
+    const t = got.tensors.get(name)!;
+    assert.equal(t.dtype, expected.integers.includes(name) ? "I64" : "F32", name);
+    assert.deepEqual(t.shape, e.shape, name);
+    assert.deepEqual(Array.from(t.data), e.values.map(num), name);
   }
-  assert.throws(() => readSafetensorsSync(file), /"bn\.num_batches_tracked" has dtype I64/);
 });
 
 test("half-precision conversion covers subnormals, infinities and NaN", () => {
@@ -126,14 +128,53 @@ test("half-precision conversion covers subnormals, infinities and NaN", () => {
   assert.ok(Object.is(halfToFloat(0x8000), -0));
 });
 
-test("other dtypes are rejected clearly, or skipped on request", () => {
+test("integer tensors read as whole float32 values marked I64; 8-bit floats are rejected, or skipped on request", () => {
   const file = path.join(fixtures, "io", "with-int64.safetensors");
-  assert.throws(() => readSafetensorsSync(file),
-    /with-int64\.safetensors: tensor "bn\.num_batches_tracked" has dtype I64; c3gan reads only F32, F16, BF16, F64/);
-  const got = readSafetensorsSync(file, { skipUnsupported: true });
-  assert.deepEqual([...got.tensors.keys()], ["bn.running_mean"]);
+  const got = readSafetensorsSync(file);
+  assert.deepEqual([...got.tensors.keys()], ["bn.running_mean", "bn.num_batches_tracked"]);
   assert.deepEqual(Array.from(got.tensors.get("bn.running_mean")!.data), [0.5, -0.5]);
-  assert.deepEqual(got.skipped, [{ name: "bn.num_batches_tracked", dtype: "I64", shape: [] }]);
+  assert.equal(got.tensors.get("bn.running_mean")!.dtype, "F32");
+  assert.deepEqual(got.tensors.get("bn.num_batches_tracked"), { dtype: "I64", shape: [], data: Float32Array.of(7) });
+
+  // every integer dtype, from hand-made bytes: extremes, signs, and an int64 past 2^24 rounded as a float32
+  const ints: [string, number[], (b: Buffer, v: number, i: number) => void, number][] = [
+    ["BOOL", [0, 1], (b, v, i) => b.writeUInt8(v, i), 1],
+    ["U8", [0, 255], (b, v, i) => b.writeUInt8(v, i), 1],
+    ["I8", [-128, 127], (b, v, i) => b.writeInt8(v, i), 1],
+    ["I16", [-32768, 32767], (b, v, i) => b.writeInt16LE(v, 2 * i), 2],
+    ["U16", [0, 65535], (b, v, i) => b.writeUInt16LE(v, 2 * i), 2],
+    ["I32", [-(2 ** 31), 2 ** 31 - 1], (b, v, i) => b.writeInt32LE(v, 4 * i), 4],
+    ["U32", [0, 2 ** 32 - 1], (b, v, i) => b.writeUInt32LE(v, 4 * i), 4],
+    ["I64", [-(2 ** 40), 2 ** 24 + 1], (b, v, i) => b.writeBigInt64LE(BigInt(v), 8 * i), 8],
+    ["U64", [0, 2 ** 53], (b, v, i) => b.writeBigUInt64LE(BigInt(v), 8 * i), 8],
+  ];
+  for (const [dtype, values, put, size] of ints) {
+    const data = Buffer.alloc(size * values.length);
+    values.forEach((v, i) => put(data, v, i));
+    const t = decodeSafetensors(craft({ t: { dtype, shape: [values.length], data_offsets: [0, data.length] } }, data)).tensors.get("t")!;
+    assert.equal(t.dtype, "I64", dtype);
+    assert.deepEqual(Array.from(t.data), Array.from(Float32Array.from(values)), dtype);
+  }
+
+  const f8 = craft({ a: { dtype: "F32", shape: [1], data_offsets: [0, 4] }, q: { dtype: "F8_E4M3", shape: [2], data_offsets: [4, 6] } }, Buffer.alloc(6));
+  assert.throws(() => decodeSafetensors(f8, "f8.safetensors"),
+    /f8\.safetensors: tensor "q" has dtype F8_E4M3; c3gan reads only F32, F16, BF16, F64, BOOL, U8, I8, I16, U16, I32, U32, I64, U64/);
+  const some = decodeSafetensors(f8, "f8.safetensors", { skipUnsupported: true });
+  assert.deepEqual([...some.tensors.keys()], ["a"]);
+  assert.deepEqual(some.skipped, [{ name: "q", dtype: "F8_E4M3", shape: [2] }]);
+});
+
+test("I64 tensors are written as int64 and read back; fractional values are refused", () => {
+  const counts: TensorRecord = { dtype: "I64", shape: [3], data: Float32Array.of(0, -5, 2 ** 24) };
+  const buf = encodeSafetensors({ w: f32([1], [0.5]), "bn.num_batches_tracked": counts });
+  const h = decodeSafetensors(buf);
+  assert.deepEqual(h.tensors.get("bn.num_batches_tracked"), counts);
+  const n = Number(buf.readBigUInt64LE(0));
+  assert.equal(buf.length, 8 + n + 4 + 8 * 3);
+  assert.equal(buf.readBigInt64LE(8 + n + 4 + 8), -5n);
+  assert.throws(() => encodeSafetensors({ c: { dtype: "I64", shape: [2], data: Float32Array.of(1, 1.5) } }),
+    /tensor "c": I64 data must be whole numbers, got 1.5 at element 1/);
+  assert.throws(() => encodeSafetensors({ c: { dtype: "I64", shape: [1], data: Float32Array.of(NaN) } }), /whole numbers, got NaN/);
 });
 
 test("corrupt files fail with errors that say what is wrong", () => {
@@ -177,7 +218,7 @@ test("corrupt files fail with errors that say what is wrong", () => {
 test("writing validates tensors and metadata", () => {
   assert.throws(() => encodeSafetensors({ a: f32([2, 2], [1, 2, 3]) }), /tensor "a": shape \[2,2\] has 4 elements but data has 3/);
   assert.throws(() => encodeSafetensors({ a: { dtype: "F16", shape: [1], data: new Float32Array(1) } as unknown as TensorRecord }),
-    /only F32 tensors are written, got F16/);
+    /only F32 and I64 tensors are written, got F16/);
   assert.throws(() => encodeSafetensors({ __metadata__: f32([1], [1]) }), /invalid tensor name "__metadata__"/);
   assert.throws(() => encodeSafetensors({ a: f32([1.5], [1]) }), /shape must be non-negative integers/);
   assert.throws(() => encodeSafetensors({}, { epoch: 3 as unknown as string }), /metadata "epoch" must be a string/);
@@ -235,15 +276,16 @@ test("an independent Python reader agrees with what we write", { skip: havePy ? 
   const dir = tmpdir();
   try {
     const file = path.join(dir, "x.safetensors");
-    writeSafetensorsSync(file, sample(), { config: '{"a":1}', epoch: "2" });
+    const tensors = new Map([...sample(), ["bn.num_batches_tracked", { dtype: "I64", shape: [], data: Float32Array.of(1234567) }]]);
+    writeSafetensorsSync(file, tensors, { config: '{"a":1}', epoch: "2" });
     const r = spawnSync(PY, [script, "check-safetensors", file], { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     const py = JSON.parse(r.stdout);
     assert.deepEqual(py.metadata, { config: '{"a":1}', epoch: "2" });
-    assert.deepEqual(py.order, [...sample().keys()]);
+    assert.deepEqual(py.order, [...tensors.keys()]);
     assert.equal(py.header_bytes % 8, 0);
-    for (const [k, t] of sample()) {
-      assert.equal(py.tensors[k].dtype, "F32");
+    for (const [k, t] of tensors) {
+      assert.equal(py.tensors[k].dtype, t.dtype);
       assert.deepEqual(py.tensors[k].shape, t.shape);
       assert.deepEqual(py.tensors[k].values.map(num), Array.from(t.data), k);
     }

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import sharp from "sharp";
 import { loadModel } from "../lib/api/model";
 import { readNpy } from "../lib/io/npy";
+import { readSafetensorsSync, writeSafetensorsSync } from "../lib/io/safetensors";
 import { syntheticImages } from "../lib/data/synthetic";
 import { evaluateClustering } from "../lib/eval";
 import { C3GAN, sampleCodes } from "../lib/model/c3gan";
@@ -64,6 +65,35 @@ test("a saved checkpoint loads back to identical outputs, with its config", asyn
     for (let i = 0; i < a.length; i++) assert.deepEqual(b[i], a[i], `output ${i}`);
   } finally {
     m.dispose();
+  }
+});
+
+function stateOf(m: C3GAN): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const mod of [m.G, m.D]) for (const [k, t] of mod.stateDict()) out.set(k, Array.from(t.toArray()));
+  return out;
+}
+
+test("checkpoints keep PyTorch's dtypes (num_batches_tracked int64, the rest float32); float counts of older files load too", async () => {
+  const file = readSafetensorsSync(ckpt);
+  const saved = stateOf(model);
+  const counts = [...file.tensors.keys()].filter((k) => k.endsWith(".num_batches_tracked"));
+  assert.ok(counts.length >= 10, counts.join(", "));
+  assert.ok(counts.some((k) => file.tensors.get(k)!.data[0] > 0), "some batch norm counted a batch");
+  for (const [k, t] of file.tensors) {
+    assert.equal(t.dtype, counts.includes(k) ? "I64" : "F32", k);
+    assert.deepEqual(Array.from(t.data), saved.get(k), k);
+  }
+  const older = path.join(work, "float-counts.safetensors");
+  writeSafetensorsSync(older, new Map([...file.tensors].map(([k, t]) => [k, { ...t, dtype: "F32" as const }])), file.metadata);
+  assert.equal(readSafetensorsSync(older).tensors.get(counts[0])!.dtype, "F32");
+  for (const f of [ckpt, older]) {
+    const m = await loadModel(f);
+    try {
+      assert.deepEqual(stateOf(m.gan), saved, f);
+    } finally {
+      m.dispose();
+    }
   }
 });
 

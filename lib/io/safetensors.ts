@@ -1,18 +1,27 @@
 // The safetensors format (huggingface/safetensors): an 8-byte little-endian header length N, N
 // bytes of JSON header ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__":
 // {string: string}}, padded with spaces), then the tensors' bytes, offsets relative to the end of
-// the header. We write F32 only; we read F32, and F16 / BF16 / F64 converted to F32. The reader
+// the header. We write F32, and I64 for the integer tensors of PyTorch state dicts (BatchNorm's
+// num_batches_tracked); we read every float and integer dtype but the 8-bit floats, each converted
+// to float32 values (c3gan's tensors are float32; an int64 count stays exact to 2^24). The reader
 // checks everything the reference implementation checks: bounded header, offsets contiguous from
 // 0 with no gaps or overlaps, sizes equal to shape x dtype size, nothing after the last tensor.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { writeFileAtomic, writeFileAtomicSync, AtomicWriteHooks } from "./atomic";
 
+/**
+ * A tensor as c3gan writes or has read it: `data` holds float32 values either way. "I64" marks an
+ * integer tensor (whole values, written as little-endian int64, as PyTorch keeps
+ * num_batches_tracked); a file's other integer dtypes read as "I64" too, its float dtypes as "F32".
+ */
 export interface TensorRecord {
-  dtype: "F32";
+  dtype: RecordDtype;
   shape: number[];
   data: Float32Array;
 }
+
+export type RecordDtype = "F32" | "I64";
 
 export type TensorMap = Map<string, TensorRecord> | Record<string, TensorRecord>;
 
@@ -38,7 +47,7 @@ export interface SafetensorsHeader {
 }
 
 export interface ReadOptions {
-  /** leave out tensors of other dtypes (e.g. PyTorch's I64 num_batches_tracked) instead of failing */
+  /** leave out tensors of dtypes c3gan does not read (the 8-bit floats) instead of failing */
   skipUnsupported?: boolean;
 }
 
@@ -51,7 +60,10 @@ const DTYPE_BYTES: Record<string, number> = {
   I32: 4, U32: 4, F32: 4,
   I64: 8, U64: 8, F64: 8,
 };
-const READABLE = ["F32", "F16", "BF16", "F64"];
+const FLOATS = ["F32", "F16", "BF16", "F64"];
+const INTEGERS = ["BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"];
+const READABLE = [...FLOATS, ...INTEGERS];
+const WRITTEN_BYTES: Record<RecordDtype, number> = { F32: 4, I64: 8 };
 const LITTLE_ENDIAN = os.endianness() === "LE";
 
 function bad(source: string, what: string): Error {
@@ -102,16 +114,22 @@ export function encodeSafetensors(tensors: TensorMap, metadata: Record<string, s
   for (const [name, t] of list) {
     if (name === "__metadata__" || name.length === 0) throw new Error(`c3gan: invalid tensor name ${JSON.stringify(name)}`);
     if (Object.prototype.hasOwnProperty.call(header, name)) throw new Error(`c3gan: duplicate tensor name "${name}"`);
-    if (t.dtype !== "F32") throw new Error(`c3gan: tensor "${name}": only F32 tensors are written, got ${String(t.dtype)}`);
+    if (t.dtype !== "F32" && t.dtype !== "I64") {
+      throw new Error(`c3gan: tensor "${name}": only F32 and I64 tensors are written, got ${String(t.dtype)}`);
+    }
     if (!(t.data instanceof Float32Array)) throw new Error(`c3gan: tensor "${name}": data must be a Float32Array`);
+    if (t.dtype === "I64") {
+      const i = t.data.findIndex((v) => !Number.isInteger(v));
+      if (i >= 0) throw new Error(`c3gan: tensor "${name}": I64 data must be whole numbers, got ${t.data[i]} at element ${i}`);
+    }
     if (!Array.isArray(t.shape) || !t.shape.every(isDim)) {
       throw new Error(`c3gan: tensor "${name}": shape must be non-negative integers, got ${JSON.stringify(t.shape)}`);
     }
     if (numel(t.shape) !== t.data.length) {
       throw new Error(`c3gan: tensor "${name}": shape [${t.shape}] has ${numel(t.shape)} elements but data has ${t.data.length}`);
     }
-    const end = offset + t.data.length * 4;
-    header[name] = { dtype: "F32", shape: t.shape, data_offsets: [offset, end] };
+    const end = offset + t.data.length * WRITTEN_BYTES[t.dtype];
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, end] };
     offset = end;
   }
   let json = Buffer.from(JSON.stringify(header), "utf8");
@@ -123,12 +141,14 @@ export function encodeSafetensors(tensors: TensorMap, metadata: Record<string, s
   json.copy(out, 8);
   let pos = 8 + json.length;
   for (const [, t] of list) {
-    if (LITTLE_ENDIAN) {
+    if (t.dtype === "I64") {
+      for (let i = 0; i < t.data.length; i++) out.writeBigInt64LE(BigInt(t.data[i]), pos + 8 * i);
+    } else if (LITTLE_ENDIAN) {
       Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).copy(out, pos);
     } else {
       for (let i = 0; i < t.data.length; i++) out.writeFloatLE(t.data[i], pos + 4 * i);
     }
-    pos += t.data.byteLength;
+    pos += t.data.length * WRITTEN_BYTES[t.dtype];
   }
   return out;
 }
@@ -214,6 +234,31 @@ function toF32(buf: Buffer, dtype: string, count: number): Float32Array {
     case "F16":
       for (let i = 0; i < count; i++) out[i] = halfToFloat(buf.readUInt16LE(2 * i));
       break;
+    case "BOOL":
+    case "U8":
+      for (let i = 0; i < count; i++) out[i] = buf[i];
+      break;
+    case "I8":
+      for (let i = 0; i < count; i++) out[i] = buf.readInt8(i);
+      break;
+    case "I16":
+      for (let i = 0; i < count; i++) out[i] = buf.readInt16LE(2 * i);
+      break;
+    case "U16":
+      for (let i = 0; i < count; i++) out[i] = buf.readUInt16LE(2 * i);
+      break;
+    case "I32":
+      for (let i = 0; i < count; i++) out[i] = buf.readInt32LE(4 * i);
+      break;
+    case "U32":
+      for (let i = 0; i < count; i++) out[i] = buf.readUInt32LE(4 * i);
+      break;
+    case "I64":
+      for (let i = 0; i < count; i++) out[i] = Number(buf.readBigInt64LE(8 * i));
+      break;
+    case "U64":
+      for (let i = 0; i < count; i++) out[i] = Number(buf.readBigUInt64LE(8 * i));
+      break;
     default:
       throw new Error(`internal: no conversion for ${dtype}`);
   }
@@ -242,7 +287,8 @@ export function decodeSafetensors(buf: Buffer, source = "<buffer>", opts: ReadOp
         `${READABLE.join(", ")} (pass skipUnsupported to leave such tensors out)`);
     }
     const bytes = buf.subarray(header.dataStart + e.dataOffsets[0], header.dataStart + e.dataOffsets[1]);
-    tensors.set(name, { dtype: "F32", shape: e.shape, data: toF32(bytes, e.dtype, numel(e.shape)) });
+    const dtype: RecordDtype = INTEGERS.includes(e.dtype) ? "I64" : "F32";
+    tensors.set(name, { dtype, shape: e.shape, data: toF32(bytes, e.dtype, numel(e.shape)) });
   }
   return { tensors, metadata: header.metadata, skipped };
 }

@@ -150,8 +150,8 @@ abstract class BatchNormBase extends Module implements Layer {
     this.bias = this.registerParameter("bias", Tensor.zeros([numFeatures], { device }));
     this.runningMean = this.registerBuffer("running_mean", Tensor.zeros([numFeatures], { device }));
     this.runningVar = this.registerBuffer("running_var", Tensor.ones([numFeatures], { device }));
-    // PyTorch keeps this as a 0-dim integer tensor; here a one-element float
-    this.batchCount = this.registerBuffer("num_batches_tracked", Tensor.zeros([], { device }));
+    // PyTorch keeps this as a 0-dim int64 tensor; here a 0-dim float, written to checkpoints as int64
+    this.batchCount = this.registerBuffer("num_batches_tracked", Tensor.zeros([], { device }), { integer: true });
   }
 
   /** The batches seen in training (PyTorch's num_batches_tracked), up to date. */

@@ -17,6 +17,7 @@ export class Module {
   training = true;
   private readonly _parameters = new Map<string, Tensor | null>();
   private readonly _buffers = new Map<string, Tensor | null>();
+  private readonly _integerBuffers = new Set<string>();
   private readonly _modules = new Map<string, Module>();
 
   private checkName(name: string, kind: string): void {
@@ -41,14 +42,18 @@ export class Module {
     return t;
   }
 
-  /** Registers a buffer (state saved in the state dict but not trained). */
-  registerBuffer<T extends Tensor | null>(name: string, t: T): T {
+  /**
+   * Registers a buffer (state saved in the state dict but not trained). `integer`: PyTorch keeps
+   * it as int64 (a count); it is a float32 tensor here, written to checkpoints as int64.
+   */
+  registerBuffer<T extends Tensor | null>(name: string, t: T, opts: { integer?: boolean } = {}): T {
     this.checkName(name, "Buffer");
     if (t !== null) {
       if (!(t instanceof Tensor)) throw new Error(`registerBuffer: '${name}' must be a Tensor or null`);
       t.keep();
     }
     this._buffers.set(name, t);
+    if (opts.integer) this._integerBuffers.add(name);
     return t;
   }
 
@@ -125,6 +130,17 @@ export class Module {
       m.syncBuffers();
       for (const [n, t] of m._parameters) if (t) out.set(p + n, t);
       for (const [n, t] of m._buffers) if (t) out.set(p + n, t);
+      for (const [n, c] of m._modules) walk(c, `${p}${n}.`);
+    };
+    walk(this, "");
+    return out;
+  }
+
+  /** The state-dict keys of buffers registered as integers (PyTorch's int64 ones). */
+  integerStateKeys(): Set<string> {
+    const out = new Set<string>();
+    const walk = (m: Module, p: string): void => {
+      for (const n of m._integerBuffers) if (m._buffers.get(n)) out.add(p + n);
       for (const [n, c] of m._modules) walk(c, `${p}${n}.`);
     };
     walk(this, "");

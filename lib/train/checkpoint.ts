@@ -21,7 +21,10 @@ export interface TrainState {
 }
 
 function records(m: Module, into: Map<string, TensorRecord>, prefix = ""): void {
-  for (const [name, t] of m.stateDict()) into.set(prefix + name, { dtype: "F32", shape: t.shape, data: t.toArray() });
+  const integers = m.integerStateKeys(); // num_batches_tracked: int64 in the file, as in PyTorch's state dict
+  for (const [name, t] of m.stateDict()) {
+    into.set(prefix + name, { dtype: integers.has(name) ? "I64" : "F32", shape: t.shape, data: t.toArray() });
+  }
 }
 
 /** The model's tensors by official name (G's then D's). */

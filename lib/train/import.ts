@@ -98,7 +98,7 @@ function copyInto(m: Module, sd: Map<string, TorchTensor>): number {
     const own = m.stateDict();
     const made = new Map<string, Tensor>();
     try {
-      // num_batches_tracked (int64 in torch) becomes a float like every buffer of ours
+      // num_batches_tracked (int64 in torch) becomes a float like every buffer of ours (int64 again in the file)
       for (const [name, t] of own) made.set(name, Tensor.fromArray(tensorToFloat32(sd.get(name)!), t.shape, { device: t.device }));
       m.loadStateDict(made);
       n = made.size;
