@@ -13,18 +13,21 @@
 #      and the conv cases through the stand-in cuDNN (native/cuda/emu/cudnn_mock.cc:
 #      C3GAN_CUDNN=<it> C3GAN_CUDA_CONV=cudnn);
 #   3. the TypeScript suites with C3GAN_DEVICE=cuda and C3GAN_ADDON=build-emu's addon (op tests,
-#      gradient checks, PyTorch parity of the ops and of the whole model, training, the CLI).
+#      gradient checks, PyTorch parity of the ops and of the whole model, training, the CLI);
+#   4. the CUB batch-64 training iteration with the kernels skipped (C3GAN_CUDA_EMU_KERNELS=skip:
+#      every launch checked, none run), repeated until the device memory shows it stays flat
+#      (benchmarks/memory-flat.ts: 1,000 iterations, 50 under ASan, where each takes ~0.16 s).
 # It proves the kernels' logic (indexing, barriers, shuffles, the mma fragment layout, split K,
 # the runtime and its error paths), not their speed nor races that no fiber order exposes: those
 # need a GPU.
 #
-#   scripts/check-cuda-emulated.sh            # all three (~3 min on 2 cores, plus the build)
+#   scripts/check-cuda-emulated.sh            # all four (~3 min on 2 cores, plus the build)
 #   scripts/check-cuda-emulated.sh --native   # 1 and 2 only (no Node build of dist/ needed)
 #   scripts/check-cuda-emulated.sh --asan     # under AddressSanitizer (build-emu-asan/): 1 and 2 as
 #                                             # one pass (fp32, shuffled), the CPU device's cases,
-#                                             # then 3 (TF32 there); CI runs this (~9 min on 2 cores)
+#                                             # then 3 (TF32 there) and 4; CI runs this (~9 min on 2 cores)
 #
-# Step 3 needs dist/ (npm run build:ts). Exits non-zero on a build error, any failed case or any
+# Steps 3 and 4 need dist/ (npm run build:ts). Exits non-zero on a build error, any failed case or any
 # sanitizer report. JOBS (default 2) sets the build's parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -136,3 +139,12 @@ for f in dist/test/*.test.js; do [ "$f" = dist/test/pack.test.js ] || FILES+=("$
 # ASan on 2 cores: 157 s -> 109 s)
 LD_PRELOAD=$PRELOAD ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} C3GAN_ADDON="$ADDON" C3GAN_DEVICE=cuda \
   node --test --test-concurrency=2 "${FILES[@]}"
+
+# the host side of a GPU run (autograd, the caching allocator, pinned staging) at the CUB config:
+# the allocator's in-use bytes and its driver allocations must stop changing after the first
+# iterations (device-node.sh checks the same on a GPU with the kernels run)
+ITERATIONS=$([ "$ASAN" = 1 ] && echo 50 || echo 1000)
+echo "== emulated CUDA$SAN: $ITERATIONS CUB batch-64 iterations with the kernels skipped: device memory flat"
+LD_PRELOAD=$PRELOAD ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} C3GAN_ADDON="$ADDON" C3GAN_CUDA_EMU_KERNELS=skip \
+  C3GAN_CUDA_EMU_MEMORY=200G node dist/benchmarks/memory-flat.js --device cuda --config cub-128px-b64 \
+  --iterations "$ITERATIONS" | grep -v '^iteration '
