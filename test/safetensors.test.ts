@@ -173,8 +173,11 @@ test("I64 tensors are written as int64 and read back; fractional values are refu
   assert.equal(buf.length, 8 + n + 4 + 8 * 3);
   assert.equal(buf.readBigInt64LE(8 + n + 4 + 8), -5n);
   assert.throws(() => encodeSafetensors({ c: { dtype: "I64", shape: [2], data: Float32Array.of(1, 1.5) } }),
-    /tensor "c": I64 data must be whole numbers, got 1.5 at element 1/);
-  assert.throws(() => encodeSafetensors({ c: { dtype: "I64", shape: [1], data: Float32Array.of(NaN) } }), /whole numbers, got NaN/);
+    /tensor "c": I64 data must be whole numbers within int64, got 1.5 at element 1/);
+  assert.throws(() => encodeSafetensors({ c: { dtype: "I64", shape: [1], data: Float32Array.of(NaN) } }), /within int64, got NaN/);
+  assert.throws(() => encodeSafetensors({ c: { dtype: "I64", shape: [1], data: Float32Array.of(2 ** 63) } }), /within int64, got 9223372036854776000/);
+  assert.equal(decodeSafetensors(encodeSafetensors({ c: { dtype: "I64", shape: [1], data: Float32Array.of(-(2 ** 63)) } }))
+    .tensors.get("c")!.data[0], -(2 ** 63));
 });
 
 test("corrupt files fail with errors that say what is wrong", () => {

@@ -119,8 +119,8 @@ export function encodeSafetensors(tensors: TensorMap, metadata: Record<string, s
     }
     if (!(t.data instanceof Float32Array)) throw new Error(`c3gan: tensor "${name}": data must be a Float32Array`);
     if (t.dtype === "I64") {
-      const i = t.data.findIndex((v) => !Number.isInteger(v));
-      if (i >= 0) throw new Error(`c3gan: tensor "${name}": I64 data must be whole numbers, got ${t.data[i]} at element ${i}`);
+      const i = t.data.findIndex((v) => !Number.isInteger(v) || v >= 2 ** 63 || v < -(2 ** 63));
+      if (i >= 0) throw new Error(`c3gan: tensor "${name}": I64 data must be whole numbers within int64, got ${t.data[i]} at element ${i}`);
     }
     if (!Array.isArray(t.shape) || !t.shape.every(isDim)) {
       throw new Error(`c3gan: tensor "${name}": shape must be non-negative integers, got ${JSON.stringify(t.shape)}`);
