@@ -239,6 +239,53 @@ test("cluster: files that are not images c3gan reads are noted by kind; an image
   assert.match(b.stderr, /blob\.dat is neither an image c3gan reads .* nor a list file/);
 });
 
+test("cluster from memory: encoded images (Buffers) give what their files give; bad bytes are named by their index", async () => {
+  const dir = path.join(work, "memory");
+  fs.mkdirSync(dir, { recursive: true });
+  const imgs = syntheticImages({ numClasses: 2, perClass: 2, size: 40, channels: 3, seed: 13 });
+  const per = 40 * 40 * 3;
+  const files: string[] = [];
+  const buffers: Buffer[] = [];
+  for (let i = 0; i < imgs.count; i++) {
+    const raw = Buffer.from(imgs.pixels.slice(i * per, (i + 1) * per));
+    const img = sharp(raw, { raw: { width: 40, height: 40, channels: 3 } });
+    // PNG, JPEG, WebP, and a binary PPM (decoded by pnm.ts, as its file is)
+    const bytes = i === 3 ? Buffer.concat([Buffer.from("P6\n40 40\n255\n"), raw])
+      : await (i === 0 ? img.png() : i === 1 ? img.jpeg() : img.webp({ lossless: true })).toBuffer();
+    const file = path.join(dir, `img${i}.${["png", "jpg", "webp", "ppm"][i]}`);
+    fs.writeFileSync(file, bytes);
+    files.push(file);
+    buffers.push(bytes);
+  }
+  const m = await loadModel(ckpt);
+  try {
+    const fromFiles = await m.cluster(files);
+    const pick = (r: { assignments: { path: string; cluster: number; similarity: number }[] }) =>
+      r.assignments.map((a) => [a.cluster, a.similarity]);
+    const fromMemory = await m.cluster(buffers);
+    assert.deepEqual(fromMemory.assignments.map((a) => a.path), ["#0", "#1", "#2", "#3"]);
+    assert.deepEqual(pick(fromMemory), pick(fromFiles));
+    // Uint8Arrays, one Buffer alone, and loader worker threads (the bytes cross to them)
+    assert.deepEqual(pick(await m.cluster(buffers.map((b) => new Uint8Array(b)), { workers: 2 })), pick(fromFiles));
+    assert.deepEqual(pick(await m.cluster(buffers[2])), pick(fromFiles).slice(2, 3));
+
+    const bad = [buffers[0], Buffer.from("not an image"), Buffer.alloc(0)];
+    await assert.rejects(m.cluster(bad), /cannot read image #1 \(3 encoded images item 1\): not an image: 12 bytes of text \(and 1 more in this batch\)/);
+    const kept = await m.cluster(bad, { skipBadImages: true });
+    assert.deepEqual(kept.assignments.map((a) => a.path), ["#0"]);
+    assert.deepEqual(kept.skipped.map((x) => [x.path, x.reason]), [["#1", "not an image: 12 bytes of text"], ["#2", "no bytes (an empty image)"]]);
+    const heic = Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from("ftypheic"), Buffer.alloc(4), Buffer.from("mif1heic"), Buffer.alloc(64, 1)]);
+    await assert.rejects(m.cluster([heic]), /cannot read image #0 .*HEIC\/HEIF photos \(HEVC\) cannot be decoded here/);
+    await assert.rejects(m.cluster([files[0], buffers[1]] as unknown as string[]), /the array mixes paths and encoded images: give one kind/);
+    await assert.rejects(m.cluster([42] as unknown as string[]), /item 0 of the array is a number: give image paths/);
+    await assert.rejects(m.cluster([]), /no images given/);
+    await assert.rejects(m.cluster(undefined as unknown as string), /expected a path, paths, encoded images, or \{ images: Float32Array, shape: \[N, C, S, S\] \}, got undefined/);
+    await assert.rejects(m.cluster({ images: [1, 2] } as unknown as string), /got an Object/);
+  } finally {
+    m.dispose();
+  }
+});
+
 test("generate writes a grid per cluster, single files, parts and the official visualisation", () => {
   const out = path.join(work, "gen");
   const r = run(["generate", "--checkpoint", ckpt, "--out", out, "--clusters", "0,5", "--per-cluster", "3", "--parts", "--official-vis"]);

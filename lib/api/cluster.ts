@@ -13,9 +13,12 @@ import type { C3Model } from "./model";
 /**
  * A folder (class subfolders give labels; otherwise every image below it), an official list file
  * ("relative/path label" lines, images under images/ beside it, or beside the list), one image
- * file, an array of image files, or already normalised pixels (N, C, S, S) in [-1, 1].
+ * file, an array of image files, encoded images held in memory (a Buffer or Uint8Array, or an array
+ * of them, each holding what an image file holds: JPEG, PNG, WebP, ...; named "#0", "#1", ... in
+ * the report), or already normalised pixels (N, C, S, S) in [-1, 1].
  */
-export type ClusterInput = string | string[] | { images: Float32Array; shape: [number, number, number, number] };
+export type ClusterInput =
+  | string | string[] | Uint8Array | Uint8Array[] | { images: Float32Array; shape: [number, number, number, number] };
 
 export interface ClusterOptions {
   batchSize?: number;
@@ -61,6 +64,12 @@ export interface ClusterReport {
   notes: string[];
 }
 
+function describe(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  const what = typeof v === "object" ? (v as object).constructor?.name ?? "object" : typeof v;
+  return `${/^[aeiou]/i.test(what) ? "an" : "a"} ${what}`;
+}
+
 function isImageFile(p: string): boolean {
   return IMAGE_EXTENSIONS.includes(path.extname(p).toLowerCase());
 }
@@ -83,9 +92,26 @@ function filesDataset(files: string[], skipBadImages: boolean): Dataset {
   };
 }
 
+function encodedDataset(images: Uint8Array[], skipBadImages: boolean): Dataset {
+  const n = images.length;
+  return {
+    format: "folder", split: "test", description: `${n} encoded image${n === 1 ? "" : "s"}`, size: n,
+    labels: new Int32Array(n).fill(-1), numClasses: 0, classNames: null, names: images.map((_, i) => `#${i}`),
+    listFile: null, lines: null, source: { kind: "encoded", images }, channels: 3, skipped: [], skipBadImages, notes: [],
+  };
+}
+
 /** Opens what the user pointed at as a dataset of the test split. */
-export async function openClusterInput(input: string | string[], numClasses?: number, skipBadImages = false): Promise<Dataset> {
-  if (Array.isArray(input)) return filesDataset(input, skipBadImages);
+export async function openClusterInput(input: string | string[] | Uint8Array[], numClasses?: number, skipBadImages = false): Promise<Dataset> {
+  if (Array.isArray(input)) {
+    if (!input.length) throw new Error("cluster: no images given");
+    const encoded = input.filter((x): x is Uint8Array => x instanceof Uint8Array);
+    if (encoded.length === input.length) return encodedDataset(encoded, skipBadImages);
+    const bad = input.findIndex((x) => typeof x !== "string" && !(x instanceof Uint8Array));
+    if (bad >= 0) throw new Error(`cluster: item ${bad} of the array is ${describe(input[bad])}: give image paths (strings) or encoded images (Buffer / Uint8Array)`);
+    if (encoded.length) throw new Error("cluster: the array mixes paths and encoded images: give one kind");
+    return filesDataset(input as string[], skipBadImages);
+  }
   if (!fs.existsSync(input)) throw new Error(`cluster: ${input} does not exist`);
   const st = fs.statSync(input);
   if (st.isDirectory()) {
@@ -135,6 +161,12 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     return r;
   };
 
+  if (input instanceof Uint8Array) input = [input];
+  if (typeof input !== "string" && !Array.isArray(input) && (typeof input !== "object" || input === null ||
+      !(input.images instanceof Float32Array) || !Array.isArray(input.shape) || input.shape.length !== 4)) {
+    throw new Error("cluster: expected a path, paths, encoded images, or { images: Float32Array, shape: [N, C, S, S] }, " +
+      `got ${describe(input)}`);
+  }
   if (!Array.isArray(input) && typeof input === "object") {
     const [N, c, h, w] = input.shape;
     if (c !== C || h !== S || w !== S) throw new Error(`cluster: images must be (N, ${C}, ${S}, ${S}) for this model, got (${input.shape.join(", ")})`);

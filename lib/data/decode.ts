@@ -19,7 +19,7 @@ import * as path from "node:path";
 import sharp, { type OutputInfo } from "sharp";
 import { decodeBmp, isBmp } from "./bmp";
 import { decodePnm, isPnm } from "./pnm";
-import { FileKind, HEIF_ADVICE, sniffFile } from "./sniff";
+import { FileKind, HEIF_ADVICE, sniffBytes, sniffFile } from "./sniff";
 
 export interface RawImage {
   /** HWC, `channels` interleaved bytes a pixel */
@@ -42,8 +42,11 @@ export function configureSharp(): void {
   sharp.concurrency(1);
 }
 
-function decodeRgb(file: string): Promise<{ data: Buffer; info: OutputInfo }> {
-  return sharp(file, { failOn: "error" })
+/** A file's path, or an encoded image's bytes. */
+type Encoded = string | Buffer;
+
+function decodeRgb(input: Encoded): Promise<{ data: Buffer; info: OutputInfo }> {
+  return sharp(input, { failOn: "error" })
     .flatten({ background: { r: 0, g: 0, b: 0 } })
     .toColourspace("srgb")
     .raw({ depth: "uchar" })
@@ -61,9 +64,9 @@ let retries: Promise<unknown> = Promise.resolve();
 const noDetail = (e: unknown): boolean => !(e instanceof Error) || /:\s*$/.test(e.message) || e.message === "Unknown error";
 const MAX_TRIES = 8;
 
-async function decodeRgbReported(file: string): Promise<{ data: Buffer; info: OutputInfo }> {
+async function decodeRgbReported(input: Encoded): Promise<{ data: Buffer; info: OutputInfo }> {
   try {
-    return await decodeRgb(file);
+    return await decodeRgb(input);
   } catch (first) {
     const again = retries.then(async () => {
       const seen = new Set<string>();
@@ -78,7 +81,7 @@ async function decodeRgbReported(file: string): Promise<{ data: Buffer; info: Ou
         }
         if (i === MAX_TRIES) throw detailed ?? last;
         try {
-          return await decodeRgb(file);
+          return await decodeRgb(input);
         } catch (e) {
           last = e;
         }
@@ -125,7 +128,30 @@ export async function decodeImageFile(file: string, channels: 1 | 3): Promise<Ra
     if (kind === "heif") throw new Error(`${HEIF_ADVICE} (libvips: ${String((e as Error).message ?? e).split("\n")[0]})`);
     throw e;
   }
-  const { data, info } = decoded;
+  return fromSharp(decoded, channels);
+}
+
+/**
+ * An encoded image held in memory (the bytes of a JPEG, PNG, WebP, GIF, TIFF, AVIF, BMP or Netpbm
+ * file), decoded as decodeImageFile decodes that file.
+ */
+export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Promise<RawImage> {
+  if (bytes.length === 0) throw new Error("no bytes (an empty image)");
+  const kind = sniffBytes(bytes.subarray(0, 4096));
+  if (kind === "bmp") return toChannels(decodeBmp(bytes), channels);
+  if (kind === "netpbm") return toChannels(decodePnm(bytes), channels);
+  if (kind === "text") throw new Error(`not an image: ${bytes.length} bytes of text`);
+  let decoded: { data: Buffer; info: OutputInfo };
+  try {
+    decoded = await decodeRgbReported(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  } catch (e) {
+    if (kind === "heif") throw new Error(`${HEIF_ADVICE} (libvips: ${String((e as Error).message ?? e).split("\n")[0]})`);
+    throw e;
+  }
+  return fromSharp(decoded, channels);
+}
+
+function fromSharp({ data, info }: { data: Buffer; info: OutputInfo }, channels: 1 | 3): RawImage {
   if (info.channels !== 3) throw new Error(`decoder returned ${info.channels} channels, expected 3`);
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const img: RawImage = { data: rgb, width: info.width, height: info.height, channels: 3 };

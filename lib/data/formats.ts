@@ -44,7 +44,9 @@ export interface DataSpec {
 
 export type ImageSource =
   | { kind: "files"; files: string[] }
-  | { kind: "pixels"; pixels: Uint8Array; width: number; height: number; channels: 1 | 3 };
+  | { kind: "pixels"; pixels: Uint8Array; width: number; height: number; channels: 1 | 3 }
+  /** encoded image files held in memory (a library caller's buffers) */
+  | { kind: "encoded"; images: Uint8Array[] };
 
 export interface SkippedImage {
   /** index in the dataset, or -1 when it was dropped when the dataset was opened */
