@@ -286,6 +286,27 @@ test("cluster from memory: encoded images (Buffers) give what their files give; 
   }
 });
 
+test("cluster: several image files as arguments (a shell glob), or their paths on standard input with -", () => {
+  const dir = path.join(work, "memory");  // the previous test's four images, one each of PNG, JPEG, WebP, PPM
+  const files = fs.readdirSync(dir).sort().map((f) => path.join(dir, f));
+  assert.equal(files.length, 4);
+  const rows = (csv: string) => csv.trim().split("\n").slice(1).map((l) => l.split(",").slice(0, 3).join(","));
+  const args = run(["cluster", ...files, "--checkpoint", ckpt]);
+  assert.equal(args.status, 0, args.stderr);
+  assert.deepEqual(rows(args.stdout).map((r) => r.split(",")[0]), files);
+  const piped = spawnSync(process.execPath, [cli, "cluster", "-", "--checkpoint", ckpt], {
+    encoding: "utf8", cwd: work, input: files.map((f) => path.relative(work, f)).join("\r\n") + "\n\n",
+  });
+  assert.equal(piped.status, 0, piped.stderr);
+  assert.deepEqual(rows(piped.stdout), rows(args.stdout).map((r) => path.relative(work, r.split(",")[0]) + r.slice(r.indexOf(","))));
+  const empty = spawnSync(process.execPath, [cli, "cluster", "-", "--checkpoint", ckpt], { encoding: "utf8", cwd: work, input: "\n" });
+  assert.equal(empty.status, 1);
+  assert.match(empty.stderr, /cluster -: no image paths on standard input/);
+  const folder = run(["cluster", files[0], dir, "--checkpoint", ckpt]);
+  assert.equal(folder.status, 1);
+  assert.match(folder.stderr, /cluster: \S*memory is a folder: give a folder on its own, or image files/);
+});
+
 test("generate writes a grid per cluster, single files, parts and the official visualisation", () => {
   const out = path.join(work, "gen");
   const r = run(["generate", "--checkpoint", ckpt, "--out", out, "--clusters", "0,5", "--per-cluster", "3", "--parts", "--official-vis"]);

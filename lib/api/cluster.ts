@@ -79,6 +79,9 @@ function filesDataset(files: string[], skipBadImages: boolean): Dataset {
   const skipped: SkippedImage[] = [];
   const kept: string[] = [];
   for (const f of files) {
+    if (files.length > 1 && fs.existsSync(f) && fs.statSync(f).isDirectory()) {
+      throw new Error(`cluster: ${f} is a folder: give a folder on its own, or image files`);
+    }
     if (fs.existsSync(f)) kept.push(f);
     else if (skipBadImages) skipped.push({ index: -1, path: f, where: "the given files", reason: "does not exist" });
     else throw new Error(`cluster: image ${f} does not exist`);

@@ -37,11 +37,22 @@ function positiveInt(v: string, what: string): number {
   return n;
 }
 
+/** Image paths on standard input, one a line (as `find ... |` gives them); blank lines skipped. */
+async function pathsFromStdin(): Promise<string[]> {
+  if (process.stdin.isTTY) throw new Error("cluster -: reads image paths from standard input, which is a terminal: pipe them in");
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  const paths = Buffer.concat(chunks).toString("utf8").split(/\r?\n/).filter((l) => l.trim() !== "");
+  if (!paths.length) throw new Error("cluster -: no image paths on standard input");
+  return paths;
+}
+
 export function registerUseCommands(program: Command): void {
   program
     .command("cluster")
     .description("assign images to clusters with a trained model (CSV or JSON; ACC/NMI when labels are known)")
-    .argument("<input>", "an image, a folder (class subfolders = labels), or an official list file")
+    .argument("<inputs...>", "a folder (class subfolders = labels), an official list file, image files, " +
+      "or - (image paths on standard input, one a line)")
     .requiredOption("--checkpoint <file>", "model .safetensors")
     .option("-c, --config <file>", "config (default: the one stored in the checkpoint)")
     .option("--out <file>", "write assignments here (.csv or .json); default: CSV on stdout")
@@ -52,7 +63,8 @@ export function registerUseCommands(program: Command): void {
     .option("--features <file.npy>", "also write each image's L2-normalised D feature, (images, dim) float32, in the rows' order")
     .option("--centroids <file.npy>", "also write the L2-normalised cluster centroids, (clusters, dim) float32")
     .option("-d, --device <device>", "cpu, cuda, cuda:N or auto")
-    .action(async (input: string, opts) => {
+    .action(async (inputs: string[], opts) => {
+      const input = inputs.length === 1 && inputs[0] === "-" ? await pathsFromStdin() : inputs.length === 1 ? inputs[0] : inputs;
       for (const flag of ["features", "centroids"] as const) {
         if (opts[flag] !== undefined && !String(opts[flag]).toLowerCase().endsWith(".npy")) {
           throw new Error(`--${flag} writes a NumPy .npy file; name it *.npy (got '${opts[flag]}')`);
