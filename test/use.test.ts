@@ -239,24 +239,35 @@ test("cluster: files that are not images c3gan reads are noted by kind; an image
   assert.match(b.stderr, /blob\.dat is neither an image c3gan reads .* nor a list file/);
 });
 
+// four 40 px images, one each of PNG, JPEG, WebP and binary PPM (decoded by pnm.ts), as files
+// under memory/ and as their bytes; made once, for whichever of the tests below runs first
+let four: Promise<{ files: string[]; buffers: Buffer[] }> | null = null;
+function fourImages(): Promise<{ files: string[]; buffers: Buffer[] }> {
+  four ??= (async () => {
+    const dir = path.join(work, "memory");
+    fs.mkdirSync(dir, { recursive: true });
+    const imgs = syntheticImages({ numClasses: 2, perClass: 2, size: 40, channels: 3, seed: 13 });
+    const per = 40 * 40 * 3;
+    const files: string[] = [];
+    const buffers: Buffer[] = [];
+    for (let i = 0; i < imgs.count; i++) {
+      const raw = Buffer.from(imgs.pixels.slice(i * per, (i + 1) * per));
+      const img = sharp(raw, { raw: { width: 40, height: 40, channels: 3 } });
+      // PNG, JPEG, WebP, and a binary PPM (decoded by pnm.ts, as its file is)
+      const bytes = i === 3 ? Buffer.concat([Buffer.from("P6\n40 40\n255\n"), raw])
+        : await (i === 0 ? img.png() : i === 1 ? img.jpeg() : img.webp({ lossless: true })).toBuffer();
+      const file = path.join(dir, `img${i}.${["png", "jpg", "webp", "ppm"][i]}`);
+      fs.writeFileSync(file, bytes);
+      files.push(file);
+      buffers.push(bytes);
+    }
+    return { files, buffers };
+  })();
+  return four;
+}
+
 test("cluster from memory: encoded images (Buffers) give what their files give; bad bytes are named by their index", async () => {
-  const dir = path.join(work, "memory");
-  fs.mkdirSync(dir, { recursive: true });
-  const imgs = syntheticImages({ numClasses: 2, perClass: 2, size: 40, channels: 3, seed: 13 });
-  const per = 40 * 40 * 3;
-  const files: string[] = [];
-  const buffers: Buffer[] = [];
-  for (let i = 0; i < imgs.count; i++) {
-    const raw = Buffer.from(imgs.pixels.slice(i * per, (i + 1) * per));
-    const img = sharp(raw, { raw: { width: 40, height: 40, channels: 3 } });
-    // PNG, JPEG, WebP, and a binary PPM (decoded by pnm.ts, as its file is)
-    const bytes = i === 3 ? Buffer.concat([Buffer.from("P6\n40 40\n255\n"), raw])
-      : await (i === 0 ? img.png() : i === 1 ? img.jpeg() : img.webp({ lossless: true })).toBuffer();
-    const file = path.join(dir, `img${i}.${["png", "jpg", "webp", "ppm"][i]}`);
-    fs.writeFileSync(file, bytes);
-    files.push(file);
-    buffers.push(bytes);
-  }
+  const { files, buffers } = await fourImages();
   const m = await loadModel(ckpt);
   try {
     const fromFiles = await m.cluster(files);
@@ -286,10 +297,9 @@ test("cluster from memory: encoded images (Buffers) give what their files give; 
   }
 });
 
-test("cluster: several image files as arguments (a shell glob), or their paths on standard input with -", () => {
-  const dir = path.join(work, "memory");  // the previous test's four images, one each of PNG, JPEG, WebP, PPM
-  const files = fs.readdirSync(dir).sort().map((f) => path.join(dir, f));
-  assert.equal(files.length, 4);
+test("cluster: several image files as arguments (a shell glob), or their paths on standard input with -", async () => {
+  const { files } = await fourImages();
+  const dir = path.dirname(files[0]);
   const rows = (csv: string) => csv.trim().split("\n").slice(1).map((l) => l.split(",").slice(0, 3).join(","));
   const args = run(["cluster", ...files, "--checkpoint", ckpt]);
   assert.equal(args.status, 0, args.stderr);
@@ -305,6 +315,29 @@ test("cluster: several image files as arguments (a shell glob), or their paths o
   const folder = run(["cluster", files[0], dir, "--checkpoint", ckpt]);
   assert.equal(folder.status, 1);
   assert.match(folder.stderr, /cluster: \S*memory is a folder: give a folder on its own, or image files/);
+});
+
+test("cluster stops between batches when its signal aborts, rejecting with an AbortError; the model stays usable", async () => {
+  const m = await loadModel(ckpt);
+  try {
+    const N = 10;
+    const images = Float32Array.from({ length: N * 3 * 32 * 32 }, (_, i) => Math.sin(i) * 0.9);
+    const shape: [number, number, number, number] = [N, 3, 32, 32];
+    const ac = new AbortController();
+    const seen: number[] = [];
+    await assert.rejects(m.cluster({ images, shape }, {
+      batchSize: 2, signal: ac.signal, onProgress: (done) => { seen.push(done); if (done === 4) ac.abort(); },
+    }), { name: "AbortError" });
+    assert.deepEqual(seen, [2, 4]);
+    const { files } = await fourImages();
+    const fromFiles = new AbortController();
+    await assert.rejects(m.cluster(files, { batchSize: 1, signal: fromFiles.signal, onProgress: () => fromFiles.abort(new Error("enough")) }),
+      /^Error: enough$/);
+    await assert.rejects(m.cluster(files, { signal: AbortSignal.abort() }), { name: "AbortError" });
+    assert.equal((await m.cluster({ images, shape }, { batchSize: 4 })).assignments.length, N);
+  } finally {
+    m.dispose();
+  }
 });
 
 test("generate writes a grid per cluster, single files, parts and the official visualisation", () => {

@@ -31,6 +31,8 @@ export interface ClusterOptions {
   skipBadImages?: boolean;
   /** also return each image's L2-normalised D feature (the report's `features`) */
   features?: boolean;
+  /** stops between batches: the promise rejects with the signal's reason (an AbortError) */
+  signal?: AbortSignal;
 }
 
 export interface ClusterAssignment {
@@ -164,6 +166,7 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     return r;
   };
 
+  opts.signal?.throwIfAborted();
   if (input instanceof Uint8Array) input = [input];
   if (typeof input !== "string" && !Array.isArray(input) && (typeof input !== "object" || input === null ||
       !(input.images instanceof Float32Array) || !Array.isArray(input.shape) || input.shape.length !== 4)) {
@@ -176,6 +179,9 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     if (input.images.length !== N * c * h * w) throw new Error(`cluster: ${input.images.length} values for shape (${input.shape.join(", ")})`);
     const B = opts.batchSize ?? 64;
     for (let s = 0; s < N; s += B) {
+      // the event loop runs between batches (an abort, the host program's own work)
+      if (s > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      opts.signal?.throwIfAborted();
       const n = Math.min(B, N - s);
       handle(input.images.subarray(s * C * S * S, (s + n) * C * S * S), [n, C, S, S],
         Array.from({ length: n }, (_, i) => `#${s + i}`), new Int32Array(n).fill(-1));
@@ -192,6 +198,7 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
     try {
       let done = 0;
       for await (const b of loader.epoch(0)) {
+        opts.signal?.throwIfAborted();
         handle(b.images, b.shape, b.paths, b.labels);
         done += b.shape[0];
         opts.onProgress?.(done, ds.size);
