@@ -80,6 +80,16 @@ test("two emulated devices: the chosen one runs, another is refused after, one t
   assert.match(bad.stdout, /cuda: unavailable \(C3GAN_CUDA_DEVICE must be a device index \(0, 1, \.\.\.\), got 'one'\)/);
 });
 
+test("no driver, or one too old for this build: cuda says which, and device auto picks the CPU", { skip: NEEDS_EMULATOR }, () => {
+  const none = runCli(["info"], { C3GAN_CUDA_EMU_DRIVER: "0" });
+  assert.equal(none.status, 0, none.out);
+  assert.match(none.stdout, /cuda: unavailable \(no NVIDIA driver: libcuda\.so\.1 is not installed or not on the loader's path; cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime version\)/);
+  const old = runCli(["info"], { C3GAN_CUDA_EMU_DRIVER: "12040" });
+  assert.match(old.stdout, /cuda: unavailable \(the NVIDIA driver supports CUDA 12\.4, this build of c3gan needs CUDA 13\.0: update the driver; cudaErrorInsufficientDriver: /);
+  const auto = runNode(`console.log("auto:", require("./dist/lib/device").resolveDevice("auto"));`, { C3GAN_CUDA_EMU_DRIVER: "12040" });
+  assert.match(auto.out, /auto: cpu/);
+});
+
 test("a training run on --device cuda:1 trains there", { skip: NEEDS_EMULATOR }, () => {
   const { cfgFile, runDir } = tinyRunConfig("cuda-device-run", { device: "cpu" });
   const r = runCli(["train", "--config", cfgFile, "--device", "cuda:1"], { C3GAN_CUDA_EMU_DEVICES: "2" });

@@ -29,6 +29,20 @@ __global__ void probe_kernel(int* out) { *out = 0x1234abcd; }
 
 std::string error_text(cudaError_t e) { return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e); }
 
+// Why cudaGetDeviceCount failed, in words that say what to do. cudart names a missing driver and
+// an old one alike ("CUDA driver version is insufficient"); the driver's version (0 when no
+// libcuda loads) tells them apart.
+std::string no_cuda_reason(cudaError_t err) {
+  if (err != cudaErrorInsufficientDriver) return error_text(err);
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  if (driver == 0) return "no NVIDIA driver: libcuda.so.1 is not installed or not on the loader's path; " + error_text(err);
+  const auto version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+  return "the NVIDIA driver supports CUDA " + version(driver) + ", this build of c3gan needs CUDA " + version(runtime) +
+         ": update the driver; " + error_text(err);
+}
+
 // "NVIDIA H200, sm_90, 132 SMs, 139.8 GiB"
 std::string describe(const cudaDeviceProp& prop) {
   char desc[320];
@@ -71,8 +85,8 @@ struct DeviceState {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
-      // 35 insufficient driver, 100 no device, 34 stub library, 3 init error: all mean "no CUDA here"
-      status = "unavailable (" + error_text(err) + ")";
+      // 35 insufficient (or no) driver, 100 no device, 34 stub library, 3 init error: "no CUDA here"
+      status = "unavailable (" + no_cuda_reason(err) + ")";
       cudaGetLastError();  // clear the error so it is not reported later
       return;
     }

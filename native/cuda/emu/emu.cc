@@ -257,6 +257,9 @@ struct DeviceState {
   // devices the driver reports (C3GAN_CUDA_EMU_DEVICES, default 1), all this one emulated device:
   // for the device choice's checks
   int devices = 1;
+  // the driver's CUDA version (C3GAN_CUDA_EMU_DRIVER: 0 = no driver installed, or e.g. 12040 for a
+  // driver too old for this build): below 13000, no device is reported, as cudart reports it
+  int driver = 13000;
 
   DeviceState() {
     capacity = size_t(8) << 30;
@@ -276,6 +279,10 @@ struct DeviceState {
     if (const char* s = std::getenv("C3GAN_CUDA_EMU_DEVICES")) {
       const int v = std::atoi(s);
       if (v > 0 && v <= 16) devices = v;
+    }
+    if (const char* s = std::getenv("C3GAN_CUDA_EMU_DRIVER")) {
+      const int v = std::atoi(s);
+      if (v >= 0) driver = v;
     }
   }
 };
@@ -592,7 +599,20 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
 }
 
 cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 0;
+  if (dev().driver < 13000) return fail(cudaErrorInsufficientDriver);
   *count = dev().devices;
+  return cudaSuccess;
+}
+
+// the emulated runtime is the CUDA version the real build is made with (13.0); the driver's may differ
+cudaError_t cudaDriverGetVersion(int* version) {
+  *version = dev().driver;
+  return cudaSuccess;
+}
+
+cudaError_t cudaRuntimeGetVersion(int* version) {
+  *version = 13000;
   return cudaSuccess;
 }
 
@@ -632,6 +652,7 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInitializationError: return "cudaErrorInitializationError";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
@@ -651,6 +672,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     default: return "unknown error";
