@@ -9,7 +9,7 @@ import { loadModel as loadWeights } from "../train/checkpoint";
 import { specFromConfig } from "../train/trainer";
 import { DeviceChoice, resolveDevice } from "../device";
 import { clusterImages, ClusterInput, ClusterOptions, ClusterReport } from "./cluster";
-import { generateImages, GenerateOptions, GeneratedCluster } from "./generate";
+import { generateClusters, generateImages, GenerateOptions, GeneratedCluster } from "./generate";
 
 export interface LoadModelOptions {
   /** the config the checkpoint was trained with; default: the one stored in the checkpoint */
@@ -37,6 +37,11 @@ export class C3Model {
   /** Images per cluster: final composites, optionally with background, mask and foreground. */
   generate(opts: GenerateOptions = {}): GeneratedCluster[] {
     return generateImages(this, opts);
+  }
+
+  /** The same images one cluster at a time: memory for one cluster's, however many clusters. */
+  generateEach(opts: GenerateOptions = {}): IterableIterator<GeneratedCluster> {
+    return generateClusters(this, opts);
   }
 
   dispose(): void {

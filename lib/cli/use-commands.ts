@@ -31,6 +31,16 @@ function parseClusters(s: string | undefined): number[] | undefined {
   });
 }
 
+// a generate grid's columns at most: a row of 1,000 images is no picture
+const GRID_COLUMNS = 64;
+
+/** The first n images of a batch (a view, no copy). */
+function firstImages(b: ImageBatch, n: number): ImageBatch {
+  const [N, C, H, W] = b.shape;
+  const k = Math.min(n, N);
+  return { data: b.data.subarray(0, k * C * H * W), shape: [k, C, H, W] };
+}
+
 function positiveInt(v: string, what: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a positive integer, got ${v}`);
@@ -132,45 +142,59 @@ export function registerUseCommands(program: Command): void {
     .option("--shared-noise", "the same z for every cluster (fixed z, varying c)")
     .option("--official-vis", "also write the official visualisation grid (fixed z varying c, fixed c varying z)")
     .option("--no-singles", "only grids, no single-image files")
+    .option("--flat", "only single files, all in the output folder as cNNNN_III_final.png (one folder for an FID tool), no grids")
     .option("-d, --device <device>", "cpu, cuda, cuda:N or auto")
     .action(async (opts) => {
       const model = await loadModel(opts.checkpoint, { config: opts.config, device: opts.device });
       try {
         const seed = Number(opts.seed);
         if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got ${opts.seed}`);
-        const out = model.generate({
-          clusters: parseClusters(opts.clusters), perCluster: positiveInt(opts.perCluster, "--per-cluster"), seed,
-          parts: Boolean(opts.parts), sharedNoise: Boolean(opts.sharedNoise),
-        });
+        const perCluster = positiveInt(opts.perCluster, "--per-cluster");
+        const clusters = parseClusters(opts.clusters);
+        // one cluster's images in memory at a time, written before the next is made
+        const each = model.generateEach({ clusters, perCluster, seed, parts: Boolean(opts.parts), sharedNoise: Boolean(opts.sharedNoise) });
         fs.mkdirSync(opts.out, { recursive: true });
-        let files = 0;
-        for (const g of out) {
+        const inGrid = Math.min(perCluster, GRID_COLUMNS);
+        const digits = Math.max(3, String(perCluster - 1).length);
+        const bar = new Progress();
+        const total = clusters?.length ?? model.numClusters;
+        let files = 0, done = 0;
+        if (opts.flat && !opts.singles) throw new Error("--flat writes only single files, and --no-singles none: give one of them");
+        for (const g of each) {
           const name = `cluster_${String(g.cluster).padStart(4, "0")}`;
           const mask = g.mask && { data: g.mask.data.map((m) => 2 * m - 1), shape: g.mask.shape };
           const rows: ImageBatch[] = opts.parts ? [g.background!, mask!, g.foreground!, g.final] : [g.final];
-          fs.writeFileSync(path.join(opts.out, `${name}.png`), await gridPng(stackBatches(rows), g.final.shape[0], 2));
-          files++;
+          if (!opts.flat) {
+            fs.writeFileSync(path.join(opts.out, `${name}.png`), await gridPng(stackBatches(rows.map((b) => firstImages(b, inGrid))), inGrid, 2));
+            files++;
+          }
           if (opts.singles) {
-            const dir = path.join(opts.out, name);
+            const dir = opts.flat ? opts.out : path.join(opts.out, name);
+            const prefix = opts.flat ? `c${String(g.cluster).padStart(4, "0")}_` : "";
             fs.mkdirSync(dir, { recursive: true });
             const [N, , S] = g.final.shape;
             const parts: [string, ImageBatch][] = [["final", g.final]];
             if (opts.parts) parts.push(["background", g.background!], ["mask", mask!], ["foreground", g.foreground!]);
             for (const [label, b] of parts) {
-              const per = b.shape[1] * S * S;
               for (let i = 0; i < N; i++) {
-                const one = { data: b.data.subarray(i * per, (i + 1) * per), shape: [1, b.shape[1], S, S] as [number, number, number, number] };
-                fs.writeFileSync(path.join(dir, `${String(i).padStart(3, "0")}_${label}.png`), await gridPng(one, 1, 0));
+                const one = firstImages({ data: b.data.subarray(i * b.shape[1] * S * S), shape: b.shape }, 1);
+                fs.writeFileSync(path.join(dir, `${prefix}${String(i).padStart(digits, "0")}_${label}.png`), await gridPng(one, 1, 0));
                 files++;
               }
             }
           }
+          done++;
+          bar.update({ fraction: done / total, text: `${done}/${total} clusters` }, done === total);
+        }
+        bar.done();
+        if (perCluster > GRID_COLUMNS && !opts.flat) {
+          console.log(`the grids show each cluster's first ${GRID_COLUMNS} of ${perCluster} images${opts.singles ? "; the single files hold all" : ""}`);
         }
         if (opts.officialVis) {
           fs.writeFileSync(path.join(opts.out, "official_vis.png"), await sampleGrid(model.gan, seed));
           files++;
         }
-        console.log(`wrote ${files} PNG file${files === 1 ? "" : "s"} for ${out.length} cluster${out.length === 1 ? "" : "s"} to ${opts.out}`);
+        console.log(`wrote ${files} PNG file${files === 1 ? "" : "s"} for ${done} cluster${done === 1 ? "" : "s"} to ${opts.out}`);
       } finally {
         model.dispose();
       }
