@@ -317,6 +317,46 @@ test("cluster: several image files as arguments (a shell glob), or their paths o
   assert.match(folder.stderr, /cluster: \S*memory is a folder: give a folder on its own, or image files/);
 });
 
+test("cluster --sort-into links (or --copy copies) each image into a folder per cluster; names that meet get -2", async () => {
+  const { buffers } = await fourImages();
+  const src = path.join(work, "sort-src");
+  for (const [rel, b] of [["a/x.png", buffers[0]], ["b/x.png", buffers[0]], ["b/y.jpg", buffers[1]]] as const) {
+    fs.mkdirSync(path.dirname(path.join(src, rel)), { recursive: true });
+    fs.writeFileSync(path.join(src, rel), b);
+  }
+  const into = path.join(work, "sorted");
+  const r = run(["cluster", src, "--checkpoint", ckpt, "--sort-into", into]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`; 3 linked into ${into.replace(/[.\\/]/g, "\\$&")}/cluster_NNNN/`));
+  const rows = r.stdout.trim().split("\n").slice(1).map((l) => l.split(","));
+  const placed: string[] = [];
+  for (const folder of fs.readdirSync(into).sort()) {
+    for (const name of fs.readdirSync(path.join(into, folder)).sort()) {
+      const link = path.join(into, folder, name);
+      assert.ok(fs.lstatSync(link).isSymbolicLink(), link);
+      const target = fs.readlinkSync(link);
+      assert.ok(path.isAbsolute(target) && target.startsWith(src), target);
+      const row = rows.find((x) => path.resolve(src, x[0]) === target)!;
+      assert.equal(folder, `cluster_${row[1].padStart(4, "0")}`, `${name} sits in its cluster's folder`);
+      placed.push(name);
+    }
+  }
+  // the two x.png hold the same pixels, so they share a cluster and one becomes x-2.png
+  assert.deepEqual(placed.sort(), ["x-2.png", "x.png", "y.jpg"]);
+  const again = run(["cluster", src, "--checkpoint", ckpt, "--sort-into", into]);
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /--sort-into \S*sorted already holds files: give a new or empty folder/);
+  const copies = path.join(work, "sorted-copies");
+  const c = run(["cluster", src, "--checkpoint", ckpt, "--sort-into", copies, "--copy"]);
+  assert.equal(c.status, 0, c.stderr);
+  const copied = fs.readdirSync(copies).flatMap((d) => fs.readdirSync(path.join(copies, d)).map((n) => path.join(copies, d, n)));
+  assert.equal(copied.length, 3);
+  for (const f of copied) assert.ok(fs.lstatSync(f).isFile() && !fs.lstatSync(f).isSymbolicLink(), f);
+  const lone = run(["cluster", src, "--checkpoint", ckpt, "--copy"]);
+  assert.equal(lone.status, 1);
+  assert.match(lone.stderr, /--copy goes with --sort-into/);
+});
+
 test("cluster stops between batches when its signal aborts, rejecting with an AbortError; the model stays usable", async () => {
   const m = await loadModel(ckpt);
   try {

@@ -36,7 +36,10 @@ export interface ClusterOptions {
 }
 
 export interface ClusterAssignment {
+  /** the image's name: as the input gave it (a list file's path, a folder's relative one, "#3") */
   path: string;
+  /** the file it was read from, resolved; null for images given in memory */
+  file: string | null;
   cluster: number;
   /** cosine similarity to the assigned centroid */
   similarity: number;
@@ -149,12 +152,15 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
   let notes: string[] = [];
   const featureRows: Float32Array[] = [];
 
-  const handle = (images: Float32Array, shape: [number, number, number, number], paths: string[], labels: Int32Array) => {
+  const handle = (images: Float32Array, shape: [number, number, number, number], paths: string[], labels: Int32Array,
+    files: (string | null)[]) => {
     const r = tidy(() => assignClusters(model.gan, Tensor.fromArray(images, shape, { device: model.device }), { features: opts.features }));
     if (r.features) featureRows.push(r.features);
     const per = shape[1] * shape[2] * shape[3];
     for (let i = 0; i < shape[0]; i++) {
-      assignments.push({ path: paths[i], cluster: r.clusters[i], similarity: r.similarity[i], top: r.top[i], label: labels[i] });
+      assignments.push({
+        path: paths[i], file: files[i], cluster: r.clusters[i], similarity: r.similarity[i], top: r.top[i], label: labels[i],
+      });
       if (keep > 0) {
         const list = closest.get(r.clusters[i]) ?? [];
         list.push({ similarity: r.similarity[i], pixels: images.slice(i * per, (i + 1) * per), path: paths[i] });
@@ -184,7 +190,7 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
       opts.signal?.throwIfAborted();
       const n = Math.min(B, N - s);
       handle(input.images.subarray(s * C * S * S, (s + n) * C * S * S), [n, C, S, S],
-        Array.from({ length: n }, (_, i) => `#${s + i}`), new Int32Array(n).fill(-1));
+        Array.from({ length: n }, (_, i) => `#${s + i}`), new Int32Array(n).fill(-1), new Array<null>(n).fill(null));
       opts.onProgress?.(s + n, N);
     }
   } else {
@@ -199,7 +205,8 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
       let done = 0;
       for await (const b of loader.epoch(0)) {
         opts.signal?.throwIfAborted();
-        handle(b.images, b.shape, b.paths, b.labels);
+        const src = ds.source;
+        handle(b.images, b.shape, b.paths, b.labels, Array.from(b.indices, (i) => (src.kind === "files" ? path.resolve(src.files[i]) : null)));
         done += b.shape[0];
         opts.onProgress?.(done, ds.size);
       }

@@ -31,6 +31,40 @@ function parseClusters(s: string | undefined): number[] | undefined {
   });
 }
 
+/** A folder that does not exist yet or holds nothing (so a run's links never mix with an earlier run's). */
+function checkEmptyFolder(dir: string, flag: string): void {
+  if (!fs.existsSync(dir)) return;
+  if (!fs.statSync(dir).isDirectory()) throw new Error(`${flag} ${dir} is a file: give a new or empty folder`);
+  if (fs.readdirSync(dir).length > 0) throw new Error(`${flag} ${dir} already holds files: give a new or empty folder`);
+}
+
+/**
+ * Links (or copies) each clustered image file into dir/cluster_NNNN/ under its own name; a name
+ * taken in that folder gets -2, -3, ... before its extension. Returns how many were placed.
+ */
+function sortIntoFolders(r: ClusterReport, dir: string, copy: boolean): number {
+  const taken = new Map<number, Set<string>>();
+  let placed = 0;
+  for (const a of r.assignments) {
+    if (a.file === null) continue;
+    const folder = path.join(dir, `cluster_${String(a.cluster).padStart(4, "0")}`);
+    let names = taken.get(a.cluster);
+    if (!names) {
+      fs.mkdirSync(folder, { recursive: true });
+      taken.set(a.cluster, (names = new Set()));
+    }
+    const ext = path.extname(a.file);
+    const stem = path.basename(a.file, ext);
+    let name = stem + ext;
+    for (let i = 2; names.has(name); i++) name = `${stem}-${i}${ext}`;
+    names.add(name);
+    if (copy) fs.copyFileSync(a.file, path.join(folder, name));
+    else fs.symlinkSync(a.file, path.join(folder, name));
+    placed++;
+  }
+  return placed;
+}
+
 // a generate grid's columns at most: a row of 1,000 images is no picture
 const GRID_COLUMNS = 64;
 
@@ -68,6 +102,8 @@ export function registerUseCommands(program: Command): void {
     .option("--out <file>", "write assignments here (.csv or .json); default: CSV on stdout")
     .option("--gallery <dir>", "write one PNG grid per cluster with its closest images")
     .option("--per-cluster <n>", "images per gallery grid", "16")
+    .option("--sort-into <dir>", "also link each image into <dir>/cluster_NNNN/ (a new or empty folder)")
+    .option("--copy", "with --sort-into: copy the images instead of linking them")
     .option("--batch-size <n>", "images per batch", "64")
     .option("--skip-bad-images", "leave out missing or undecodable images (listed on stderr) instead of stopping")
     .option("--features <file.npy>", "also write each image's L2-normalised D feature, (images, dim) float32, in the rows' order")
@@ -80,6 +116,8 @@ export function registerUseCommands(program: Command): void {
           throw new Error(`--${flag} writes a NumPy .npy file; name it *.npy (got '${opts[flag]}')`);
         }
       }
+      if (opts.copy && !opts.sortInto) throw new Error("--copy goes with --sort-into");
+      if (opts.sortInto) checkEmptyFolder(opts.sortInto, "--sort-into");
       const model = await loadModel(opts.checkpoint, { config: opts.config, device: opts.device });
       const bar = new Progress();
       try {
@@ -108,6 +146,7 @@ export function registerUseCommands(program: Command): void {
             fs.writeFileSync(path.join(opts.gallery, `cluster_${String(k).padStart(4, "0")}.png`), png);
           }
         }
+        const sorted = opts.sortInto ? sortIntoFolders(r, opts.sortInto, opts.copy === true) : 0;
         for (const note of r.notes) process.stderr.write(`note: ${note}\n`);
         if (r.skipped.length > 0) {
           const list = r.skipped.slice(0, 20).map((s) => `  ${s.path}: ${s.reason}`);
@@ -118,6 +157,7 @@ export function registerUseCommands(program: Command): void {
         const n = r.assignments.length;
         process.stderr.write(`${n} image${n === 1 ? "" : "s"} in ${used} of ${model.numClusters} cluster${model.numClusters === 1 ? "" : "s"}` +
           (opts.out ? `; written to ${opts.out}` : "") + (opts.gallery ? `; galleries in ${opts.gallery}` : "") +
+          (opts.sortInto ? `; ${sorted} ${opts.copy ? "copied" : "linked"} into ${opts.sortInto}/cluster_NNNN/` : "") +
           (opts.features ? `; features (${r.assignments.length} x ${r.features!.dim}) in ${opts.features}` : "") +
           (opts.centroids ? `; centroids in ${opts.centroids}` : "") + "\n");
         if (r.metrics) {
