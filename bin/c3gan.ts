@@ -102,7 +102,7 @@ program
     process.removeListener("SIGINT", stop);
     console.log(`device ${r.device}; ${r.epochs} epoch${r.epochs === 1 ? "" : "s"}, ${r.steps} steps; run folder ${path.resolve(r.saveDir)}`);
     const l = r.last;
-    if (l && l.acc !== null) console.log(`final: ACC ${l.acc.toFixed(4)}  NMI ${l.nmiOfficial!.toFixed(4)} (official formula), ${l.nmiSklearn!.toFixed(4)} (sklearn)`);
+    if (l && l.acc !== null) console.log(`final: ACC ${l.acc.toFixed(4)}  NMI ${l.nmiOfficial!.toFixed(4)} (official formula), ${l.nmiSklearn!.toFixed(4)} (sklearn)  ARI ${l.ari!.toFixed(4)}`);
     else if (l?.usage) console.log(`final: ${describeUsage(l.usage)} (images without labels: no ACC / NMI)`);
     if (r.best) console.log(`best:  ACC ${r.best.acc!.toFixed(4)}  NMI ${r.best.nmiOfficial!.toFixed(4)} at epoch ${r.best.epoch + 1}`);
     if (r.aborted) process.exitCode = 130;
@@ -125,9 +125,9 @@ program
     const data = await openTrainingData(cfg);
     try {
       const { metrics: r, usage } = await scoreModel(model, data, cfg);
-      const out = { acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, images: usage.images, usage };
+      const out = { acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, ari: r?.ari ?? null, images: usage.images, usage };
       if (opts.json) console.log(JSON.stringify(out));
-      else if (r) console.log(`ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official formula)  ${r.nmiSklearn.toFixed(4)} (sklearn, arithmetic mean)  on ${out.images} images`);
+      else if (r) console.log(`ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official formula)  ${r.nmiSklearn.toFixed(4)} (sklearn, arithmetic mean)  ARI ${r.ari.toFixed(4)}  on ${out.images} images`);
       else console.log(`${describeUsage(usage)} (images without labels: no ACC / NMI)`);
     } finally {
       await data.close();

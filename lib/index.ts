@@ -23,7 +23,7 @@ export { parseConfig, loadConfig, describeConfig, clusterCount } from "./train/c
 export type { C3Config } from "./train/config";
 export { parseDeviceChoice } from "./device";
 export type { DeviceChoice } from "./device";
-export { evaluateClustering, linearSumAssignment, nmiOfficial, nmiSklearn, clusterUsage, describeUsage } from "./eval";
+export { evaluateClustering, linearSumAssignment, nmiOfficial, nmiSklearn, ariSklearn, clusterUsage, describeUsage } from "./eval";
 export type { EvalResult, ClusterUsage } from "./eval";
 export { loadModel, C3Model, checkpointConfig } from "./api/model";
 export type { ClusterInput, ClusterOptions, ClusterReport, ClusterAssignment } from "./api/cluster";

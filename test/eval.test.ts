@@ -12,6 +12,7 @@ import {
   describeUsage,
   evaluateClustering,
   linearSumAssignment,
+  ariSklearn,
   nmiOfficial,
   nmiSklearn,
 } from "../lib/eval";
@@ -36,11 +37,13 @@ interface MetricCase {
   acc: number;
   nmiOfficial: number;
   nmiSklearn: number;
+  ari: number;
 }
 interface SklearnCase {
   labels: number[];
   clusters: number[];
   nmi: number;
+  ari: number;
 }
 
 function close(actual: number, expected: number, rel: number, abs: number, what: string): void {
@@ -161,7 +164,7 @@ test("hungarian: rejects empty, ragged and non-finite input with clear errors", 
   assert.throws(() => linearSumAssignment({ rows: 1.5, cols: 2, data: [1, 2] }), /non-negative integers/);
 });
 
-test("metrics: official ACC / NMI and sklearn NMI equal the python reference", () => {
+test("metrics: official ACC / NMI and sklearn NMI and ARI equal the python reference", () => {
   const { cases } = fixture<{ cases: MetricCase[] }>("eval_metrics.json");
   const overs = new Set(cases.map((c) => c.over));
   for (const o of [1, 2, 3]) assert.ok(overs.has(o), `fixtures cover over = ${o}`);
@@ -171,6 +174,7 @@ test("metrics: official ACC / NMI and sklearn NMI equal the python reference", (
     close(r.acc, c.acc, 1e-12, 1e-12, `${what}: acc`);
     close(r.nmiOfficial, c.nmiOfficial, 1e-9, 1e-12, `${what}: nmiOfficial`);
     close(r.nmiSklearn, c.nmiSklearn, 1e-9, 1e-12, `${what}: nmiSklearn`);
+    close(r.ari, c.ari, 1e-12, 1e-12, `${what}: ari`);
     assert.equal(r.table.rows, c.numGtClasses);
     assert.equal(r.table.cols, c.numGtClasses * c.over);
     assert.equal(r.table.data.reduce((s, x) => s + x, 0), c.labels.length, `${what}: table total`);
@@ -188,6 +192,18 @@ test("metrics: sklearn NMI conventions (degenerate labelings, arbitrary label va
   }
   assert.equal(nmiSklearn([1, 1, 1], [2, 2, 2]), 1);
   assert.equal(nmiSklearn([0, 0, 0, 0], [0, 1, 2, 3]), 0);
+});
+
+test("metrics: sklearn ARI (degenerate labelings, arbitrary label values, chance, errors)", () => {
+  const { sklearn } = fixture<{ sklearn: SklearnCase[] }>("eval_metrics.json");
+  for (const c of sklearn) {
+    close(ariSklearn(c.labels, c.clusters), c.ari, 1e-12, 1e-12, `ariSklearn(${c.labels.slice(0, 6)}..., ${c.clusters.slice(0, 6)}...)`);
+  }
+  assert.ok(sklearn.some((c) => c.ari < 0), "a case below chance");
+  assert.equal(ariSklearn([], []), 1);
+  assert.equal(ariSklearn([4, 4], [0, 0]), 1);
+  assert.throws(() => ariSklearn([0, 1], [0]), /ariSklearn: 2 labels but 1 cluster ids/);
+  assert.throws(() => ariSklearn([0, 0.5], [0, 1]), /labels\[1\] = 0.5 is not an integer/);
 });
 
 test("metrics: scores do not depend on how clusters are numbered", () => {

@@ -129,7 +129,7 @@ export function registerUseCommands(program: Command): void {
         });
         bar.done();
         const text = opts.out?.endsWith(".json")
-          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, notes: r.notes, usage: r.usage, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn } }, null, 1)
+          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, notes: r.notes, usage: r.usage, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn, ari: r.metrics.ari } }, null, 1)
           : clusterCsv(r);
         if (opts.out) fs.writeFileSync(opts.out, text);
         else process.stdout.write(text);
@@ -162,7 +162,7 @@ export function registerUseCommands(program: Command): void {
           (opts.centroids ? `; centroids in ${opts.centroids}` : "") + "\n");
         if (r.metrics) {
           process.stderr.write(`ACC ${r.metrics.acc.toFixed(4)}  NMI ${r.metrics.nmiOfficial.toFixed(4)} (official formula)  ` +
-            `${r.metrics.nmiSklearn.toFixed(4)} (sklearn)\n`);
+            `${r.metrics.nmiSklearn.toFixed(4)} (sklearn)  ARI ${r.metrics.ari.toFixed(4)}\n`);
         }
       } finally {
         model.dispose();

@@ -191,6 +191,46 @@ export function nmiSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number
   return mi / ((entropy(ai) + entropy(bj)) / 2);
 }
 
+/**
+ * sklearn.metrics.adjusted_rand_score(labels, clusters) (sklearn 1.2): the Rand index over pairs
+ * of samples, adjusted for chance, from the pair confusion matrix; 1 when no pair is split one way
+ * and joined the other (identical partitions, one value or none on both sides), ~0 for chance,
+ * down to -0.5. Counts stay exact in float64 up to ~9e7 samples.
+ */
+export function ariSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number>): number {
+  const what = "ariSklearn";
+  if (labels.length !== clusters.length) {
+    throw new Error(`${what}: ${labels.length} labels but ${clusters.length} cluster ids`);
+  }
+  const rows = new Map<number, number>();
+  const cols = new Map<number, number>();
+  const cells = new Map<string, number>();
+  for (let i = 0; i < labels.length; i++) {
+    if (!Number.isInteger(labels[i])) throw new Error(`${what}: labels[${i}] = ${labels[i]} is not an integer`);
+    if (!Number.isInteger(clusters[i])) throw new Error(`${what}: clusters[${i}] = ${clusters[i]} is not an integer`);
+    rows.set(labels[i], (rows.get(labels[i]) ?? 0) + 1);
+    cols.set(clusters[i], (cols.get(clusters[i]) ?? 0) + 1);
+    const key = `${labels[i]},${clusters[i]}`;
+    cells.set(key, (cells.get(key) ?? 0) + 1);
+  }
+  const n = labels.length;
+  let squares = 0;  // sum of n_ij^2
+  for (const v of cells.values()) squares += v * v;
+  // contingency . n_k summed: sum over cells of n_ij * (size of its cluster); likewise for classes
+  let byCluster = 0, byClass = 0;
+  for (const [key, v] of cells) {
+    const [a, b] = key.split(",").map(Number);
+    byCluster += v * cols.get(b)!;
+    byClass += v * rows.get(a)!;
+  }
+  const tp = squares - n;
+  const fp = byCluster - squares;
+  const fn = byClass - squares;
+  const tn = n * n - fp - fn - squares;
+  if (fn === 0 && fp === 0) return 1.0;
+  return (2.0 * (tp * tn - fn * fp)) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn));
+}
+
 export interface EvalOptions {
   numGtClasses: number;
   /** clusters per class: the model has numGtClasses * over clusters */
@@ -201,6 +241,8 @@ export interface EvalResult {
   acc: number;
   nmiOfficial: number;
   nmiSklearn: number;
+  /** adjusted Rand index (sklearn's adjusted_rand_score): not in the official evaluation */
+  ari: number;
   /** numGtClasses x (numGtClasses * over) counts, rows = ground-truth classes */
   table: Table;
   /** the class each cluster was matched to by the ACC matching */
@@ -224,6 +266,7 @@ export function evaluateClustering(
     acc,
     nmiOfficial: nmiOfficial(table),
     nmiSklearn: nmiSklearn(labels, clusters),
+    ari: ariSklearn(labels, clusters),
     table,
     clusterToClass,
   };

@@ -41,6 +41,8 @@ export interface EvalRecord {
   acc: number | null;
   nmiOfficial: number | null;
   nmiSklearn: number | null;
+  /** adjusted Rand index (sklearn's), beside the official scores */
+  ari: number | null;
   /** how the test images spread over the clusters */
   usage: ClusterUsage;
   imagesPerSec: number;
@@ -301,14 +303,15 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
         const { metrics: r, usage } = await scoreModel(model, data, cfg);
         const rec: EvalRecord = {
           epoch, step: state.step, d: scaled(dSum, 1 / Math.max(n, 1)), g: scaled(gSum, 1 / Math.max(n, 1)),
-          acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, usage,
-          imagesPerSec: (n * B) / seconds, seconds,
+          acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, ari: r?.ari ?? null,
+          usage, imagesPerSec: (n * B) / seconds, seconds,
         };
         last = rec;
         fs.appendFileSync(metricsFile, JSON.stringify(rec) + "\n");
         if (r) {
           events.addScalar("test/ACC", r.acc, state.step);
           events.addScalar("test/NMI", r.nmiOfficial, state.step);
+          events.addScalar("test/ARI", r.ari, state.step);
         }
         events.addScalar("test/clusters_used", usage.used, state.step);
         events.addScalar("test/cluster_balance", usage.balance, state.step);
@@ -325,7 +328,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
         }
         opts.onEval?.(rec);
         log(`epoch ${epoch + 1}/${cfg.maxEpoch}: ` + (r
-          ? `ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official) ${r.nmiSklearn.toFixed(4)} (sklearn)`
+          ? `ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official) ${r.nmiSklearn.toFixed(4)} (sklearn)  ARI ${r.ari.toFixed(4)}`
           : `${describeUsage(usage)} (no labels: no ACC / NMI)`) + `  ${rec.imagesPerSec.toFixed(1)} img/s`);
       }
       // the last checkpoint after every epoch: --resume then replays exactly what would have run
