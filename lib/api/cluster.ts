@@ -206,7 +206,8 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
       for await (const b of loader.epoch(0)) {
         opts.signal?.throwIfAborted();
         const src = ds.source;
-        handle(b.images, b.shape, b.paths, b.labels, Array.from(b.indices, (i) => (src.kind === "files" ? path.resolve(src.files[i]) : null)));
+        const files = Array.from(b.indices, (i) => (src.kind === "files" ? path.resolve(src.files[i]) : null));
+        handle(b.images, b.shape, b.paths, b.labels, files);
         done += b.shape[0];
         opts.onProgress?.(done, ds.size);
       }
