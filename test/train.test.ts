@@ -43,8 +43,12 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   // 4 balanced classes: a random assignment scores about 0.3 after Hungarian matching
   assert.ok(r.best!.acc! >= 0.5, `ACC ${r.best!.acc} should be well above chance`);
   assert.ok(r.best!.nmiOfficial! > 0.2, `NMI ${r.best!.nmiOfficial}`);
-  for (const f of ["last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"])
+  for (const f of ["config.json", "last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"])
     assert.ok(fs.existsSync(path.join(dir, f)), f);
+  // the config as it ran, every default filled in, which parses back to itself
+  const ran = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+  assert.deepEqual(parseConfig(ran, "config.json"), tinyConfig(dir));
+  assert.equal(ran.evalInterval, tinyConfig(dir).evalInterval);
   const m = metrics(dir);
   // the official's schedule (after the first epoch, then every second) and the last epoch
   assert.deepEqual(m.map((x) => x.epoch), [0, 2, 3]);
@@ -128,7 +132,7 @@ test("images without labels (format folder) train; evaluations report how they s
   assert.equal(aside.length, 1);
   assert.deepEqual(metrics(path.join(run, aside[0])).map((x) => x.epoch), [0, 1], "the earlier run's log, whole");
   assert.equal(fs.readFileSync(path.join(run, aside[0], "best_acc.safetensors"), "utf8"), "from an even earlier labelled run");
-  assert.match(logs.join("\n"), /moved the earlier run's files in \S+ \(6: checkpoints, metrics, TensorBoard events\) to \S+earlier-run-\S+; --resume continues a run instead/);
+  assert.match(logs.join("\n"), /moved the earlier run's files in \S+ \(7: config, checkpoints, metrics, TensorBoard events\) to \S+earlier-run-\S+; --resume continues a run instead/);
   // a fresh run that fails in its first batch (an unreadable image; one batch holds them all)
   // leaves the folder as it found it: the run before it in place, no event file of its own
   const before = fs.readdirSync(run).sort();

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import { ClusterUsage, clusterUsage, describeUsage, evaluateClustering, EvalResult } from "../eval";
 import { SummaryWriter } from "../io/tensorboard";
+import { writeFileAtomicSync } from "../io/atomic";
 import { C3GAN, sampleCodes } from "../model/c3gan";
 import { ModelSpec } from "../model/spec";
 import { resolveDevice } from "../device";
@@ -70,12 +71,13 @@ export interface TrainResult {
   device: DeviceName;
 }
 
-// What a run writes into its folder. A fresh run in a folder that holds an earlier run moves
+// What a run writes into its folder (config.json: the config as it ran, every default filled in, which
+// `c3gan train --config` takes as it is; a resumed run rewrites it with its own). A fresh run in a folder that holds an earlier run moves
 // these aside, into earlier-run-<time>/ (nothing is lost to a run started by mistake, and an
 // interrupted fresh run leaves no old checkpoint for --resume to pick up nor old lines in its
 // metrics log), once the new run has trained its first step: a run that fails before that (a bad
 // image in its first batch, a diverging first step) leaves the folder as it found it.
-const RUN_FILES = ["last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"];
+const RUN_FILES = ["config.json", "last.safetensors", "last.state.safetensors", "best_acc.safetensors", "metrics.jsonl", "samples.png"];
 
 function moveEarlierRun(saveDir: string, log: (line: string) => void): void {
   const old = fs.readdirSync(saveDir).filter((f) => RUN_FILES.includes(f) || f.startsWith("events.out.tfevents."));
@@ -85,7 +87,7 @@ function moveEarlierRun(saveDir: string, log: (line: string) => void): void {
   for (let k = 2; fs.existsSync(dest); k++) dest = path.join(saveDir, `earlier-run-${stamp}-${k}`);
   fs.mkdirSync(dest);
   for (const f of old) fs.renameSync(path.join(saveDir, f), path.join(dest, f));
-  log(`moved the earlier run's files in ${saveDir} (${old.length}: checkpoints, metrics, TensorBoard events) to ${dest}; ` +
+  log(`moved the earlier run's files in ${saveDir} (${old.length}: config, checkpoints, metrics, TensorBoard events) to ${dest}; ` +
     "--resume continues a run instead");
 }
 
@@ -236,6 +238,7 @@ export async function train(cfg: C3Config, opts: TrainOptions = {}): Promise<Tra
   const started = (): SummaryWriter => {
     if (!tb) {
       if (!opts.resume) moveEarlierRun(saveDir, log);
+      writeFileAtomicSync(path.join(saveDir, "config.json"), Buffer.from(JSON.stringify(cfg, null, 2) + "\n"));
       tb = new SummaryWriter(saveDir);
     }
     return tb;
