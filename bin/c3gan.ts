@@ -125,7 +125,11 @@ program
     const data = await openTrainingData(cfg);
     try {
       const { metrics: r, usage } = await scoreModel(model, data, cfg);
-      const out = { acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, ari: r?.ari ?? null, images: usage.images, usage };
+      const out = {
+        acc: r?.acc ?? null, nmiOfficial: r?.nmiOfficial ?? null, nmiSklearn: r?.nmiSklearn ?? null, ari: r?.ari ?? null,
+        // the class the ACC matching gave each cluster (the official OVER folding: `over` clusters a class)
+        clusterToClass: r ? Array.from(r.clusterToClass) : null, images: usage.images, usage,
+      };
       if (opts.json) console.log(JSON.stringify(out));
       else if (r) console.log(`ACC ${r.acc.toFixed(4)}  NMI ${r.nmiOfficial.toFixed(4)} (official formula)  ${r.nmiSklearn.toFixed(4)} (sklearn, arithmetic mean)  ARI ${r.ari.toFixed(4)}  on ${out.images} images`);
       else console.log(`${describeUsage(usage)} (images without labels: no ACC / NMI)`);

@@ -73,7 +73,10 @@ test("a tiny config trains: losses finite, ACC well above chance, files written,
   const ev2 = JSON.parse(cli.stdout);
   assert.equal(ev2.acc, r.best!.acc);
   assert.equal(ev2.nmiOfficial, r.best!.nmiOfficial);
+  assert.equal(ev2.ari, r.best!.ari);
   assert.equal(ev2.images, 4 * 16);
+  // the ACC matching: over (1) cluster a class, every class once
+  assert.deepEqual([...ev2.clusterToClass].sort(), [0, 1, 2, 3]);
 });
 
 test("images without labels (format folder) train; evaluations report how they spread; a fresh run moves the folder's run aside", async () => {

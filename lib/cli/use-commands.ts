@@ -129,7 +129,7 @@ export function registerUseCommands(program: Command): void {
         });
         bar.done();
         const text = opts.out?.endsWith(".json")
-          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, notes: r.notes, usage: r.usage, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn, ari: r.metrics.ari } }, null, 1)
+          ? JSON.stringify({ assignments: r.assignments, skipped: r.skipped, notes: r.notes, usage: r.usage, metrics: r.metrics && { acc: r.metrics.acc, nmiOfficial: r.metrics.nmiOfficial, nmiSklearn: r.metrics.nmiSklearn, ari: r.metrics.ari, clusterToClass: Array.from(r.metrics.clusterToClass) } }, null, 1)
           : clusterCsv(r);
         if (opts.out) fs.writeFileSync(opts.out, text);
         else process.stdout.write(text);
