@@ -33,6 +33,7 @@ export { readSafetensors, writeSafetensors } from "./io/safetensors";
 export { SummaryWriter } from "./io/tensorboard";
 export { gridPng } from "./train/samples";
 export { configureSharp } from "./data/decode";
+export type { RawPixels } from "./data/decode";
 
 function asConfig(config: C3Config | string | object): C3Config {
   if (typeof config === "string") return loadConfig(config);

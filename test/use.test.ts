@@ -290,8 +290,46 @@ test("cluster from memory: encoded images (Buffers) give what their files give; 
     await assert.rejects(m.cluster([files[0], buffers[1]] as unknown as string[]), /the array mixes paths and encoded images: give one kind/);
     await assert.rejects(m.cluster([42] as unknown as string[]), /item 0 of the array is a number: give image paths/);
     await assert.rejects(m.cluster([]), /no images given/);
-    await assert.rejects(m.cluster(undefined as unknown as string), /expected a path, paths, encoded images, or \{ images: Float32Array, shape: \[N, C, S, S\] \}, got undefined/);
+    await assert.rejects(m.cluster(undefined as unknown as string), /expected a path, paths, encoded images, decoded pixels, or \{ images: Float32Array, shape: \[N, C, S, S\] \}, got undefined/);
     await assert.rejects(m.cluster({ images: [1, 2] } as unknown as string), /got an Object/);
+  } finally {
+    m.dispose();
+  }
+});
+
+test("cluster from decoded pixels of any size (gray, RGB, RGBA as a canvas holds them): what the same pixels in a PNG give", async () => {
+  const dir = path.join(work, "raw");
+  fs.mkdirSync(dir, { recursive: true });
+  // 45 x 37 (resized and cropped by the test transform), RGBA with varied alpha, RGB and gray
+  const W = 45, H = 37;
+  const rgba = Uint8ClampedArray.from({ length: W * H * 4 }, (_, i) => (i % 4 === 3 ? (i * 7) % 256 : (i * 13 + (i >> 7)) % 256));
+  const rgb = Uint8Array.from({ length: W * H * 3 }, (_, i) => (i * 29 + (i >> 5)) % 256);
+  const gray = Uint8Array.from({ length: W * H }, (_, i) => (i * 3) % 256);
+  const raws = [
+    { data: rgba, width: W, height: H, channels: 4 as const },
+    { data: rgb, width: W, height: H, channels: 3 as const },
+    { data: gray, width: W, height: H, channels: 1 as const },
+  ];
+  const files: string[] = [];
+  for (const [i, r] of raws.entries()) {
+    const file = path.join(dir, `p${i}.png`);
+    await sharp(Buffer.from(r.data.buffer), { raw: { width: W, height: H, channels: r.channels } }).png().toFile(file);
+    files.push(file);
+  }
+  const m = await loadModel(ckpt);
+  try {
+    const pick = (r: { assignments: { cluster: number; similarity: number }[] }) => r.assignments.map((a) => [a.cluster, a.similarity]);
+    const fromRaw = await m.cluster(raws, { features: true });
+    const fromFiles = await m.cluster(files, { features: true });
+    assert.deepEqual(fromRaw.assignments.map((a) => [a.path, a.file]), [["#0", null], ["#1", null], ["#2", null]]);
+    assert.deepEqual(pick(fromRaw), pick(fromFiles));
+    assert.deepEqual(Array.from(fromRaw.features!.values), Array.from(fromFiles.features!.values));
+    assert.deepEqual(pick(await m.cluster(raws[1])), pick(fromFiles).slice(1, 2));
+    await assert.rejects(m.cluster([{ data: rgb, width: W, height: H + 1, channels: 3 }]),
+      /cluster: pixels #0: 4995 bytes for 45 x 38 x 3 \(5130 expected, rows without padding\)/);
+    await assert.rejects(m.cluster([raws[0], { data: rgb, width: W, height: H, channels: 2 }] as never),
+      /pixels #1: width and height must be positive integers and channels 1, 3 or 4, got 45 x 37 x 2/);
+    await assert.rejects(m.cluster([raws[0], files[0]] as never), /the array mixes decoded pixels and paths: give one kind/);
   } finally {
     m.dispose();
   }

@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataLoader } from "../data/loader";
 import { Dataset, IMAGE_EXTENSIONS, openDataset, SkippedImage } from "../data/formats";
+import type { RawPixels } from "../data/decode";
 import { DECODABLE_KINDS, sniffFile } from "../data/sniff";
 import { ClusterUsage, clusterUsage, evaluateClustering, EvalResult } from "../eval";
 import { noGrad, Tensor, tidy } from "../tensor";
@@ -15,10 +16,14 @@ import type { C3Model } from "./model";
  * ("relative/path label" lines, images under images/ beside it, or beside the list), one image
  * file, an array of image files, encoded images held in memory (a Buffer or Uint8Array, or an array
  * of them, each holding what an image file holds: JPEG, PNG, WebP, ...; named "#0", "#1", ... in
- * the report), or already normalised pixels (N, C, S, S) in [-1, 1].
+ * the report), decoded pixels of any size ({ data, width, height, channels: 1 | 3 | 4 }, or an
+ * array of them: gray, RGB, or RGBA as a canvas's ImageData, alpha flattened onto black as for a
+ * PNG; the test transform resizes and crops them as it does files), or already normalised pixels
+ * (N, C, S, S) in [-1, 1].
  */
 export type ClusterInput =
-  | string | string[] | Uint8Array | Uint8Array[] | { images: Float32Array; shape: [number, number, number, number] };
+  | string | string[] | Uint8Array | Uint8Array[] | RawPixels | RawPixels[]
+  | { images: Float32Array; shape: [number, number, number, number] };
 
 export interface ClusterOptions {
   batchSize?: number;
@@ -109,15 +114,49 @@ function encodedDataset(images: Uint8Array[], skipBadImages: boolean): Dataset {
   };
 }
 
+function isRawPixels(v: unknown): v is RawPixels {
+  return typeof v === "object" && v !== null && "data" in v && "width" in v && "height" in v && "channels" in v;
+}
+
+function rawDataset(images: RawPixels[]): Dataset {
+  images.forEach((im, i) => {
+    const ok = (d: unknown) => Number.isInteger(d) && (d as number) >= 1;
+    if (!(im.data instanceof Uint8Array || im.data instanceof Uint8ClampedArray)) {
+      throw new Error(`cluster: pixels #${i}: data must be a Uint8Array or Uint8ClampedArray, got ${describe(im.data)}`);
+    }
+    if (!ok(im.width) || !ok(im.height) || ![1, 3, 4].includes(im.channels)) {
+      throw new Error(`cluster: pixels #${i}: width and height must be positive integers and channels 1, 3 or 4, ` +
+        `got ${im.width} x ${im.height} x ${im.channels}`);
+    }
+    if (im.data.length !== im.width * im.height * im.channels) {
+      throw new Error(`cluster: pixels #${i}: ${im.data.length} bytes for ${im.width} x ${im.height} x ${im.channels} ` +
+        `(${im.width * im.height * im.channels} expected, rows without padding)`);
+    }
+  });
+  const n = images.length;
+  return {
+    format: "folder", split: "test", description: `${n} decoded image${n === 1 ? "" : "s"}`, size: n,
+    labels: new Int32Array(n).fill(-1), numClasses: 0, classNames: null, names: images.map((_, i) => `#${i}`),
+    listFile: null, lines: null, source: { kind: "raw", images }, channels: 3, skipped: [], skipBadImages: false, notes: [],
+  };
+}
+
 /** Opens what the user pointed at as a dataset of the test split. */
-export async function openClusterInput(input: string | string[] | Uint8Array[], numClasses?: number, skipBadImages = false): Promise<Dataset> {
+export async function openClusterInput(input: string | string[] | Uint8Array[] | RawPixels[], numClasses?: number,
+  skipBadImages = false): Promise<Dataset> {
   if (Array.isArray(input)) {
     if (!input.length) throw new Error("cluster: no images given");
-    const encoded = input.filter((x): x is Uint8Array => x instanceof Uint8Array);
-    if (encoded.length === input.length) return encodedDataset(encoded, skipBadImages);
-    const bad = input.findIndex((x) => typeof x !== "string" && !(x instanceof Uint8Array));
-    if (bad >= 0) throw new Error(`cluster: item ${bad} of the array is ${describe(input[bad])}: give image paths (strings) or encoded images (Buffer / Uint8Array)`);
-    if (encoded.length) throw new Error("cluster: the array mixes paths and encoded images: give one kind");
+    const kinds = input.map((x) =>
+      typeof x === "string" ? "paths" : x instanceof Uint8Array ? "encoded images" : isRawPixels(x) ? "decoded pixels" : null);
+    const bad = kinds.indexOf(null);
+    if (bad >= 0) {
+      throw new Error(`cluster: item ${bad} of the array is ${describe(input[bad])}: give image paths (strings), encoded ` +
+        "images (Buffer / Uint8Array) or decoded pixels ({ data, width, height, channels })");
+    }
+    const mixed = [...new Set(kinds)];
+    if (mixed.length > 1) throw new Error(`cluster: the array mixes ${mixed.join(" and ")}: give one kind`);
+    if (kinds[0] === "encoded images") return encodedDataset(input as Uint8Array[], skipBadImages);
+    if (kinds[0] === "decoded pixels") return rawDataset(input as RawPixels[]);
     return filesDataset(input as string[], skipBadImages);
   }
   if (!fs.existsSync(input)) throw new Error(`cluster: ${input} does not exist`);
@@ -174,9 +213,10 @@ export async function clusterImages(model: C3Model, input: ClusterInput, opts: C
 
   opts.signal?.throwIfAborted();
   if (input instanceof Uint8Array) input = [input];
+  else if (isRawPixels(input)) input = [input];
   if (typeof input !== "string" && !Array.isArray(input) && (typeof input !== "object" || input === null ||
       !(input.images instanceof Float32Array) || !Array.isArray(input.shape) || input.shape.length !== 4)) {
-    throw new Error("cluster: expected a path, paths, encoded images, or { images: Float32Array, shape: [N, C, S, S] }, " +
+    throw new Error("cluster: expected a path, paths, encoded images, decoded pixels, or { images: Float32Array, shape: [N, C, S, S] }, " +
       `got ${describe(input)}`);
   }
   if (!Array.isArray(input) && typeof input === "object") {

@@ -151,6 +151,30 @@ export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Prom
   return fromSharp(decoded, channels);
 }
 
+/** Pixels already decoded: HWC bytes, 1 (gray), 3 (RGB) or 4 (RGBA, as a canvas's ImageData holds). */
+export interface RawPixels {
+  data: Uint8Array | Uint8ClampedArray;
+  width: number;
+  height: number;
+  channels: 1 | 3 | 4;
+}
+
+/**
+ * Decoded pixels brought to what decodeImageFile gives for a file holding them: alpha flattened
+ * onto black by libvips, as a PNG with alpha is, then the configured channels.
+ */
+export async function fromRawPixels(raw: RawPixels, channels: 1 | 3): Promise<RawImage> {
+  const data = new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength);
+  if (raw.channels !== 4) return toChannels({ data, width: raw.width, height: raw.height, channels: raw.channels }, channels);
+  const rgba = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const flat = await sharp(rgba, { raw: { width: raw.width, height: raw.height, channels: 4 } })
+    .flatten({ background: { r: 0, g: 0, b: 0 } })
+    .toColourspace("srgb")
+    .raw({ depth: "uchar" })
+    .toBuffer({ resolveWithObject: true });
+  return fromSharp(flat, channels);
+}
+
 function fromSharp({ data, info }: { data: Buffer; info: OutputInfo }, channels: 1 | 3): RawImage {
   if (info.channels !== 3) throw new Error(`decoder returned ${info.channels} channels, expected 3`);
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

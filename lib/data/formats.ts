@@ -13,6 +13,7 @@ import { ListFormatError, parseList } from "./lists";
 import { loadIdxImages } from "./idx";
 import { ignoredFilesNote } from "./sniff";
 import { SyntheticOptions, syntheticDataset } from "./synthetic";
+import type { RawPixels } from "./decode";
 
 export type DataFormat = "lists" | "imagefolder" | "folder" | "idx" | "synthetic";
 export type Split = "train" | "test";
@@ -46,7 +47,9 @@ export type ImageSource =
   | { kind: "files"; files: string[] }
   | { kind: "pixels"; pixels: Uint8Array; width: number; height: number; channels: 1 | 3 }
   /** encoded image files held in memory (a library caller's buffers) */
-  | { kind: "encoded"; images: Uint8Array[] };
+  | { kind: "encoded"; images: Uint8Array[] }
+  /** decoded pixels of any size held in memory (a library caller's), each its own size */
+  | { kind: "raw"; images: RawPixels[] };
 
 export interface SkippedImage {
   /** index in the dataset, or -1 when it was dropped when the dataset was opened */

@@ -3,7 +3,7 @@
 // views and write them normalised into the batch. Runs the same in the main thread and in loader
 // workers, so the pixels do not depend on where an image was processed.
 import type { Dataset } from "./formats";
-import { RawImage, decodeImageBytes, decodeImageFile, toChannels } from "./decode";
+import { RawImage, decodeImageBytes, decodeImageFile, fromRawPixels, toChannels } from "./decode";
 import { Rng, Stream } from "./rng";
 import {
   AugmentOptions, Resampler, ViewConfig, fullBox, renderAugView, renderTestView, renderTrainView,
@@ -77,6 +77,7 @@ export class ItemProcessor {
       return toChannels(img, this.config.channels);
     }
     if (src.kind === "encoded") return decodeImageBytes(src.images[index], this.config.channels);
+    if (src.kind === "raw") return fromRawPixels(src.images[index], this.config.channels);
     if (this.cache) {
       const hit = this.cache.get(index);
       if (hit) return hit;
