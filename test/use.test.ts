@@ -325,6 +325,7 @@ test("cluster from decoded pixels of any size (gray, RGB, RGBA as a canvas holds
     assert.deepEqual(pick(fromRaw), pick(fromFiles));
     assert.deepEqual(Array.from(fromRaw.features!.values), Array.from(fromFiles.features!.values));
     assert.deepEqual(pick(await m.cluster(raws[1])), pick(fromFiles).slice(1, 2));
+    assert.deepEqual(pick(await m.cluster(raws, { workers: 2 })), pick(fromFiles), "the pixels cross to loader threads");
     await assert.rejects(m.cluster([{ data: rgb, width: W, height: H + 1, channels: 3 }]),
       /cluster: pixels #0: 4995 bytes for 45 x 38 x 3 \(5130 expected, rows without padding\)/);
     await assert.rejects(m.cluster([raws[0], { data: rgb, width: W, height: H, channels: 2 }] as never),
