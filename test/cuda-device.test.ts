@@ -73,7 +73,7 @@ test("two emulated devices: the chosen one runs, another is refused after, one t
   // C3GAN_CUDA_DEVICE, and `c3gan info` listing both
   const info = runCli(["info"], { ...env, C3GAN_CUDA_DEVICE: "1" });
   assert.equal(info.status, 0, info.out);
-  assert.match(info.stdout, /cuda: available \(.*, device 1 of 2\)/);
+  assert.match(info.stdout, /cuda: available \(.*, driver CUDA 13\.0, device 1 of 2\)/);
   assert.match(info.stdout, /\ntensor cores: layouts as the kernels assume \(mma\.sync, wgmma\)\n/);
   assert.match(info.stdout, /cuda devices \(in use: 1; choose with "device": "cuda:N" or C3GAN_CUDA_DEVICE\):\n {2}0: .*\n {2}1: /);
   const bad = runCli(["info"], { ...env, C3GAN_CUDA_DEVICE: "one" });

@@ -32,15 +32,23 @@ std::string error_text(cudaError_t e) { return std::string(cudaGetErrorName(e)) 
 // Why cudaGetDeviceCount failed, in words that say what to do. cudart names a missing driver and
 // an old one alike ("CUDA driver version is insufficient"); the driver's version (0 when no
 // libcuda loads) tells them apart.
+// CUDA's version numbers (13000) as people write them (13.0)
+std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+
 std::string no_cuda_reason(cudaError_t err) {
   if (err != cudaErrorInsufficientDriver) return error_text(err);
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
   if (driver == 0) return "no NVIDIA driver: libcuda.so.1 is not installed or not on the loader's path; " + error_text(err);
-  const auto version = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
-  return "the NVIDIA driver supports CUDA " + version(driver) + ", this build of c3gan needs CUDA " + version(runtime) +
-         ": update the driver; " + error_text(err);
+  return "the NVIDIA driver supports CUDA " + cuda_version(driver) + ", this build of c3gan needs CUDA " +
+         cuda_version(runtime) + ": update the driver; " + error_text(err);
+}
+
+// ", driver CUDA 13.0": what a bug report about a GPU run wants beside the device
+std::string driver_text() {
+  int driver = 0;
+  return cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0 ? ", driver CUDA " + cuda_version(driver) : "";
 }
 
 // "NVIDIA H200, sm_90, 132 SMs, 139.8 GiB"
@@ -106,8 +114,8 @@ struct DeviceState {
       return;
     }
     // which of several: the index, as CUDA numbers them (after CUDA_VISIBLE_DEVICES)
-    const std::string desc =
-        describe(prop) + (count > 1 ? ", device " + std::to_string(index) + " of " + std::to_string(count) : "");
+    const std::string desc = describe(prop) + driver_text() +
+                             (count > 1 ? ", device " + std::to_string(index) + " of " + std::to_string(count) : "");
     if (prop.major < 8) {
       // the matrix kernels use mma.sync TF32 (sm_80+); the build carries sm_80..sm_90 code
       status = std::string("unavailable (found ") + desc + ", but c3gan's CUDA kernels need compute capability 8.0 or newer)";
