@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataLoader } from "../data/loader";
-import { Dataset, IMAGE_EXTENSIONS, openDataset, SkippedImage } from "../data/formats";
+import { Dataset, IMAGE_EXTENSIONS, ImageSource, openDataset, SkippedImage } from "../data/formats";
 import type { RawPixels } from "../data/decode";
 import { DECODABLE_KINDS, sniffFile } from "../data/sniff";
 import { ClusterUsage, clusterUsage, evaluateClustering, EvalResult } from "../eval";
@@ -89,10 +89,9 @@ function filesDataset(files: string[], skipBadImages: boolean): Dataset {
   const skipped: SkippedImage[] = [];
   const kept: string[] = [];
   for (const f of files) {
-    if (files.length > 1 && fs.existsSync(f) && fs.statSync(f).isDirectory()) {
-      throw new Error(`cluster: ${f} is a folder: give a folder on its own, or image files`);
-    }
-    if (fs.existsSync(f)) kept.push(f);
+    const st = fs.statSync(f, { throwIfNoEntry: false });
+    if (st?.isDirectory() && files.length > 1) throw new Error(`cluster: ${f} is a folder: give a folder on its own, or image files`);
+    if (st) kept.push(f);
     else if (skipBadImages) skipped.push({ index: -1, path: f, where: "the given files", reason: "does not exist" });
     else throw new Error(`cluster: image ${f} does not exist`);
   }
@@ -105,12 +104,13 @@ function filesDataset(files: string[], skipBadImages: boolean): Dataset {
   };
 }
 
-function encodedDataset(images: Uint8Array[], skipBadImages: boolean): Dataset {
-  const n = images.length;
+// images a caller holds in memory, unlabelled, named #0, #1, ...
+function memoryDataset(source: ImageSource & { images: unknown[] }, what: string, skipBadImages: boolean): Dataset {
+  const n = source.images.length;
   return {
-    format: "folder", split: "test", description: `${n} encoded image${n === 1 ? "" : "s"}`, size: n,
-    labels: new Int32Array(n).fill(-1), numClasses: 0, classNames: null, names: images.map((_, i) => `#${i}`),
-    listFile: null, lines: null, source: { kind: "encoded", images }, channels: 3, skipped: [], skipBadImages, notes: [],
+    format: "folder", split: "test", description: `${n} ${what}${n === 1 ? "" : "s"}`, size: n,
+    labels: new Int32Array(n).fill(-1), numClasses: 0, classNames: null, names: source.images.map((_, i) => `#${i}`),
+    listFile: null, lines: null, source, channels: 3, skipped: [], skipBadImages, notes: [],
   };
 }
 
@@ -133,12 +133,7 @@ function rawDataset(images: RawPixels[]): Dataset {
         `(${im.width * im.height * im.channels} expected, rows without padding)`);
     }
   });
-  const n = images.length;
-  return {
-    format: "folder", split: "test", description: `${n} decoded image${n === 1 ? "" : "s"}`, size: n,
-    labels: new Int32Array(n).fill(-1), numClasses: 0, classNames: null, names: images.map((_, i) => `#${i}`),
-    listFile: null, lines: null, source: { kind: "raw", images }, channels: 3, skipped: [], skipBadImages: false, notes: [],
-  };
+  return memoryDataset({ kind: "raw", images }, "decoded image", false);
 }
 
 /** Opens what the user pointed at as a dataset of the test split. */
@@ -155,7 +150,9 @@ export async function openClusterInput(input: string | string[] | Uint8Array[] |
     }
     const mixed = [...new Set(kinds)];
     if (mixed.length > 1) throw new Error(`cluster: the array mixes ${mixed.join(" and ")}: give one kind`);
-    if (kinds[0] === "encoded images") return encodedDataset(input as Uint8Array[], skipBadImages);
+    if (kinds[0] === "encoded images") {
+      return memoryDataset({ kind: "encoded", images: input as Uint8Array[] }, "encoded image", skipBadImages);
+    }
     if (kinds[0] === "decoded pixels") return rawDataset(input as RawPixels[]);
     return filesDataset(input as string[], skipBadImages);
   }

@@ -45,8 +45,10 @@ export function configureSharp(): void {
 /** A file's path, or an encoded image's bytes. */
 type Encoded = string | Buffer;
 
-function decodeRgb(input: Encoded): Promise<{ data: Buffer; info: OutputInfo }> {
-  return sharp(input, { failOn: "error" })
+// `raw`: the input is pixels of that layout, not a file's bytes
+function decodeRgb(input: Encoded, raw?: { width: number; height: number; channels: 4 }):
+  Promise<{ data: Buffer; info: OutputInfo }> {
+  return sharp(input, { failOn: "error", raw })
     .flatten({ background: { r: 0, g: 0, b: 0 } })
     .toColourspace("srgb")
     .raw({ depth: "uchar" })
@@ -125,8 +127,7 @@ export async function decodeImageFile(file: string, channels: 1 | 3): Promise<Ra
       const own = await decodeOwnFormat(file);
       if (own) return toChannels(own, channels);
     }
-    if (kind === "heif") throw new Error(`${HEIF_ADVICE} (libvips: ${String((e as Error).message ?? e).split("\n")[0]})`);
-    throw e;
+    throw kind === "heif" ? heifError(e) : e;
   }
   return fromSharp(decoded, channels);
 }
@@ -145,10 +146,14 @@ export async function decodeImageBytes(bytes: Uint8Array, channels: 1 | 3): Prom
   try {
     decoded = await decodeRgbReported(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (e) {
-    if (kind === "heif") throw new Error(`${HEIF_ADVICE} (libvips: ${String((e as Error).message ?? e).split("\n")[0]})`);
-    throw e;
+    throw kind === "heif" ? heifError(e) : e;
   }
   return fromSharp(decoded, channels);
+}
+
+// a HEIC photo libvips could not decode: what to do, with libvips's own first line
+function heifError(e: unknown): Error {
+  return new Error(`${HEIF_ADVICE} (libvips: ${String((e as Error).message ?? e).split("\n")[0]})`);
 }
 
 /** Pixels already decoded: HWC bytes, 1 (gray), 3 (RGB) or 4 (RGBA, as a canvas's ImageData holds). */
@@ -167,12 +172,7 @@ export async function fromRawPixels(raw: RawPixels, channels: 1 | 3): Promise<Ra
   const data = new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength);
   if (raw.channels !== 4) return toChannels({ data, width: raw.width, height: raw.height, channels: raw.channels }, channels);
   const rgba = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const flat = await sharp(rgba, { raw: { width: raw.width, height: raw.height, channels: 4 } })
-    .flatten({ background: { r: 0, g: 0, b: 0 } })
-    .toColourspace("srgb")
-    .raw({ depth: "uchar" })
-    .toBuffer({ resolveWithObject: true });
-  return fromSharp(flat, channels);
+  return fromSharp(await decodeRgb(rgba, { width: raw.width, height: raw.height, channels: 4 }), channels);
 }
 
 function fromSharp({ data, info }: { data: Buffer; info: OutputInfo }, channels: 1 | 3): RawImage {

@@ -129,12 +129,12 @@ export function nmiOfficial(table: Table): number {
 }
 
 /**
- * sklearn.metrics.normalized_mutual_info_score(labels, clusters) with average_method="arithmetic"
- * (sklearn 1.2 conventions): natural log; only labels that occur count; both labelings with one
- * value (or none) -> 1; MI = 0 -> 0; per-cell MI terms below float64 eps are zeroed, MI clipped at 0.
+ * Two labelings of the same samples as sklearn's metrics read them: only values that occur count,
+ * whatever they are. Returns the non-zero cells of their contingency table (key i * C + j), the
+ * R class sizes and the C cluster sizes.
  */
-export function nmiSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number>): number {
-  const what = "nmiSklearn";
+function sparseContingency(labels: ArrayLike<number>, clusters: ArrayLike<number>, what: string):
+  { counts: Map<number, number>; ai: Float64Array; bj: Float64Array } {
   if (labels.length !== clusters.length) {
     throw new Error(`${what}: ${labels.length} labels but ${clusters.length} cluster ids`);
   }
@@ -155,12 +155,9 @@ export function nmiSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number
     a.push(x);
     b.push(y);
   }
-  const R = classIds.size;
   const C = clusterIds.size;
-  if ((R === 1 && C === 1) || (R === 0 && C === 0)) return 1.0;
-  if (R === 1 || C === 1) return 0.0; // MI of a one-valued labeling is 0
   const counts = new Map<number, number>();
-  const ai = new Float64Array(R);
+  const ai = new Float64Array(classIds.size);
   const bj = new Float64Array(C);
   for (let k = 0; k < a.length; k++) {
     const key = a[k] * C + b[k];
@@ -168,7 +165,21 @@ export function nmiSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number
     ai[a[k]] += 1;
     bj[b[k]] += 1;
   }
-  const N = a.length;
+  return { counts, ai, bj };
+}
+
+/**
+ * sklearn.metrics.normalized_mutual_info_score(labels, clusters) with average_method="arithmetic"
+ * (sklearn 1.2 conventions): natural log; only labels that occur count; both labelings with one
+ * value (or none) -> 1; MI = 0 -> 0; per-cell MI terms below float64 eps are zeroed, MI clipped at 0.
+ */
+export function nmiSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number>): number {
+  const { counts, ai, bj } = sparseContingency(labels, clusters, "nmiSklearn");
+  const R = ai.length;
+  const C = bj.length;
+  if ((R === 1 && C === 1) || (R === 0 && C === 0)) return 1.0;
+  if (R === 1 || C === 1) return 0.0; // MI of a one-valued labeling is 0
+  const N = labels.length;
   const logN = Math.log(N);
   const eps = 2.220446049250313e-16; // np.finfo(float64).eps
   let mi = 0;
@@ -198,30 +209,17 @@ export function nmiSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number
  * down to -0.5. Counts stay exact in float64 up to ~9e7 samples.
  */
 export function ariSklearn(labels: ArrayLike<number>, clusters: ArrayLike<number>): number {
-  const what = "ariSklearn";
-  if (labels.length !== clusters.length) {
-    throw new Error(`${what}: ${labels.length} labels but ${clusters.length} cluster ids`);
-  }
-  const rows = new Map<number, number>();
-  const cols = new Map<number, number>();
-  const cells = new Map<string, number>();
-  for (let i = 0; i < labels.length; i++) {
-    if (!Number.isInteger(labels[i])) throw new Error(`${what}: labels[${i}] = ${labels[i]} is not an integer`);
-    if (!Number.isInteger(clusters[i])) throw new Error(`${what}: clusters[${i}] = ${clusters[i]} is not an integer`);
-    rows.set(labels[i], (rows.get(labels[i]) ?? 0) + 1);
-    cols.set(clusters[i], (cols.get(clusters[i]) ?? 0) + 1);
-    const key = `${labels[i]},${clusters[i]}`;
-    cells.set(key, (cells.get(key) ?? 0) + 1);
-  }
+  const { counts, ai, bj } = sparseContingency(labels, clusters, "ariSklearn");
   const n = labels.length;
+  const C = bj.length;
   let squares = 0;  // sum of n_ij^2
-  for (const v of cells.values()) squares += v * v;
   // contingency . n_k summed: sum over cells of n_ij * (size of its cluster); likewise for classes
   let byCluster = 0, byClass = 0;
-  for (const [key, v] of cells) {
-    const [a, b] = key.split(",").map(Number);
-    byCluster += v * cols.get(b)!;
-    byClass += v * rows.get(a)!;
+  for (const [key, v] of counts) {
+    const i = Math.floor(key / C);
+    squares += v * v;
+    byCluster += v * bj[key - i * C];
+    byClass += v * ai[i];
   }
   const tp = squares - n;
   const fp = byCluster - squares;

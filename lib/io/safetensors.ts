@@ -60,9 +60,20 @@ const DTYPE_BYTES: Record<string, number> = {
   I32: 4, U32: 4, F32: 4,
   I64: 8, U64: 8, F64: 8,
 };
+// element i of an integer tensor's little-endian bytes, as a number
+const INTEGER_READERS: Record<string, (b: Buffer, i: number) => number> = {
+  BOOL: (b, i) => b[i],
+  U8: (b, i) => b[i],
+  I8: (b, i) => b.readInt8(i),
+  I16: (b, i) => b.readInt16LE(2 * i),
+  U16: (b, i) => b.readUInt16LE(2 * i),
+  I32: (b, i) => b.readInt32LE(4 * i),
+  U32: (b, i) => b.readUInt32LE(4 * i),
+  I64: (b, i) => Number(b.readBigInt64LE(8 * i)),
+  U64: (b, i) => Number(b.readBigUInt64LE(8 * i)),
+};
 const FLOATS = ["F32", "F16", "BF16", "F64"];
-const INTEGERS = ["BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"];
-const READABLE = [...FLOATS, ...INTEGERS];
+const READABLE = [...FLOATS, ...Object.keys(INTEGER_READERS)];
 const WRITTEN_BYTES: Record<RecordDtype, number> = { F32: 4, I64: 8 };
 const LITTLE_ENDIAN = os.endianness() === "LE";
 
@@ -234,33 +245,11 @@ function toF32(buf: Buffer, dtype: string, count: number): Float32Array {
     case "F16":
       for (let i = 0; i < count; i++) out[i] = halfToFloat(buf.readUInt16LE(2 * i));
       break;
-    case "BOOL":
-    case "U8":
-      for (let i = 0; i < count; i++) out[i] = buf[i];
-      break;
-    case "I8":
-      for (let i = 0; i < count; i++) out[i] = buf.readInt8(i);
-      break;
-    case "I16":
-      for (let i = 0; i < count; i++) out[i] = buf.readInt16LE(2 * i);
-      break;
-    case "U16":
-      for (let i = 0; i < count; i++) out[i] = buf.readUInt16LE(2 * i);
-      break;
-    case "I32":
-      for (let i = 0; i < count; i++) out[i] = buf.readInt32LE(4 * i);
-      break;
-    case "U32":
-      for (let i = 0; i < count; i++) out[i] = buf.readUInt32LE(4 * i);
-      break;
-    case "I64":
-      for (let i = 0; i < count; i++) out[i] = Number(buf.readBigInt64LE(8 * i));
-      break;
-    case "U64":
-      for (let i = 0; i < count; i++) out[i] = Number(buf.readBigUInt64LE(8 * i));
-      break;
-    default:
-      throw new Error(`internal: no conversion for ${dtype}`);
+    default: {
+      const read = INTEGER_READERS[dtype];
+      if (!read) throw new Error(`internal: no conversion for ${dtype}`);
+      for (let i = 0; i < count; i++) out[i] = read(buf, i);
+    }
   }
   return out;
 }
@@ -287,7 +276,7 @@ export function decodeSafetensors(buf: Buffer, source = "<buffer>", opts: ReadOp
         `${READABLE.join(", ")} (pass skipUnsupported to leave such tensors out)`);
     }
     const bytes = buf.subarray(header.dataStart + e.dataOffsets[0], header.dataStart + e.dataOffsets[1]);
-    const dtype: RecordDtype = INTEGERS.includes(e.dtype) ? "I64" : "F32";
+    const dtype: RecordDtype = e.dtype in INTEGER_READERS ? "I64" : "F32";
     tensors.set(name, { dtype, shape: e.shape, data: toF32(bytes, e.dtype, numel(e.shape)) });
   }
   return { tensors, metadata: header.metadata, skipped };
